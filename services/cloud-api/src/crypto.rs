@@ -1,0 +1,189 @@
+//! Secrets at rest and opaque tokens.
+//!
+//! Provider and repository secrets are sealed with AES-256-GCM under
+//! `CHATONS_SECRETS_ENCRYPTION_KEY`; each ciphertext carries the id of its key so a rotation can
+//! re-seal old rows. Access, refresh and invite tokens are random 32-byte values handed out once;
+//! only their SHA-256 is stored, so a database leak yields no usable token.
+
+use std::path::Path;
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use anyhow::Context;
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::domain::Sealed;
+
+/// Seals and opens secrets. The key id is the first 8 hex digits of SHA-256(key), which
+/// identifies the key without revealing it.
+#[derive(Clone)]
+pub struct SecretBox {
+    cipher: Aes256Gcm,
+    key_id: String,
+}
+
+impl std::fmt::Debug for SecretBox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretBox(key {})", self.key_id)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    #[error("secret was sealed with key {0}, which is not configured")]
+    UnknownKey(String),
+    #[error("secret cannot be decrypted (corrupt or wrong key)")]
+    Corrupt,
+}
+
+impl SecretBox {
+    pub fn from_key(key: &[u8; 32]) -> Self {
+        let key_id = hex::encode(&Sha256::digest(key)[..4]);
+        Self {
+            cipher: Aes256Gcm::new(key.into()),
+            key_id,
+        }
+    }
+
+    /// From the base64 text of `CHATONS_SECRETS_ENCRYPTION_KEY`.
+    pub fn from_base64(text: &str) -> anyhow::Result<Self> {
+        let bytes = STANDARD
+            .decode(text.trim())
+            .or_else(|_| URL_SAFE_NO_PAD.decode(text.trim()))
+            .context("CHATONS_SECRETS_ENCRYPTION_KEY is not base64")?;
+        let key: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
+            anyhow::anyhow!(
+                "CHATONS_SECRETS_ENCRYPTION_KEY must decode to 32 bytes, got {}",
+                b.len()
+            )
+        })?;
+        Ok(Self::from_key(&key))
+    }
+
+    /// Development: the key kept in `<data dir>/secrets-encryption.key`, created on first use.
+    pub fn load_or_create_dev(dir: &Path) -> anyhow::Result<Self> {
+        let path = dir.join("secrets-encryption.key");
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            return Self::from_base64(&text).with_context(|| path.display().to_string());
+        }
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut key = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut key);
+        write_private(&path, STANDARD.encode(key).as_bytes())?;
+        tracing::warn!(path = %path.display(), "Generated a development secrets-encryption key.");
+        Ok(Self::from_key(&key))
+    }
+
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// The secret's owner id is bound as associated data, so a ciphertext copied onto another
+    /// row does not decrypt there.
+    pub fn seal(&self, plaintext: &str, bound_to: &str) -> Result<Sealed, CryptoError> {
+        let mut nonce = [0u8; 12];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let ciphertext = self
+            .cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext.as_bytes(),
+                    aad: bound_to.as_bytes(),
+                },
+            )
+            .map_err(|_| CryptoError::Corrupt)?;
+        Ok(Sealed {
+            ciphertext,
+            nonce: nonce.to_vec(),
+            key_id: self.key_id.clone(),
+        })
+    }
+
+    pub fn open(&self, sealed: &Sealed, bound_to: &str) -> Result<String, CryptoError> {
+        if sealed.key_id != self.key_id {
+            return Err(CryptoError::UnknownKey(sealed.key_id.clone()));
+        }
+        if sealed.nonce.len() != 12 {
+            return Err(CryptoError::Corrupt);
+        }
+        let plain = self
+            .cipher
+            .decrypt(
+                Nonce::from_slice(&sealed.nonce),
+                Payload {
+                    msg: &sealed.ciphertext,
+                    aad: bound_to.as_bytes(),
+                },
+            )
+            .map_err(|_| CryptoError::Corrupt)?;
+        String::from_utf8(plain).map_err(|_| CryptoError::Corrupt)
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(bytes)?;
+    Ok(())
+}
+
+/// A fresh opaque token: `<prefix>` + base64url of 32 random bytes.
+pub fn new_token(prefix: &str) -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// Hex SHA-256: how tokens are stored and looked up.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_and_open_roundtrip_bound_to_the_row() {
+        let b = SecretBox::from_key(&[7u8; 32]);
+        let s = b.seal("sk-secret", "provider-1").unwrap();
+        assert!(!s.ciphertext.windows(9).any(|w| w == b"sk-secret"));
+        assert_eq!(b.open(&s, "provider-1").unwrap(), "sk-secret");
+        assert!(b.open(&s, "provider-2").is_err());
+        let other = SecretBox::from_key(&[8u8; 32]);
+        assert!(matches!(
+            other.open(&s, "provider-1"),
+            Err(CryptoError::UnknownKey(_))
+        ));
+    }
+
+    #[test]
+    fn tokens_are_random_and_hashed() {
+        let a = new_token("access-");
+        assert!(a.starts_with("access-") && a.len() > 40);
+        assert_ne!(a, new_token("access-"));
+        assert_eq!(token_hash(&a).len(), 64);
+    }
+
+    #[test]
+    fn dev_key_is_created_once() {
+        let dir = std::env::temp_dir().join(format!("chatons-key-{}", uuid::Uuid::new_v4()));
+        let a = SecretBox::load_or_create_dev(&dir).unwrap();
+        let b = SecretBox::load_or_create_dev(&dir).unwrap();
+        assert_eq!(a.key_id(), b.key_id());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -1,0 +1,98 @@
+//! Plain types and rules of the control plane. Nothing here does I/O: handlers validate input
+//! into these types, the store persists them, and the rules (who may do what, how a plan or a
+//! memory is derived) are functions a test can call directly.
+
+pub mod ids;
+pub mod memory;
+pub mod model;
+pub mod rules;
+
+pub use ids::*;
+pub use model::*;
+
+use chrono::{DateTime, Utc};
+
+/// The current time at the precision Postgres keeps (microseconds), so a record read back from
+/// either store compares equal to the one written.
+pub fn now() -> DateTime<Utc> {
+    let t = Utc::now();
+    let micros = t.timestamp_micros();
+    DateTime::from_timestamp_micros(micros).unwrap_or(t)
+}
+
+/// What a store can fail with. Mapped to HTTP once, in `http::error`.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The database refused a value (e.g. a NUL character in text).
+    #[error("invalid value: {0}")]
+    Invalid(String),
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    #[error("storage failure: {0}")]
+    Internal(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                StoreError::Unavailable(e.to_string())
+            }
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => {
+                StoreError::Conflict(db.constraint().unwrap_or("unique").to_owned())
+            }
+            // 22021: invalid byte sequence (a NUL in text); 22P05: untranslatable character
+            // (`\u0000` in JSONB). Client input, not a server fault.
+            sqlx::Error::Database(db)
+                if matches!(db.code().as_deref(), Some("22021" | "22P05")) =>
+            {
+                StoreError::Invalid("Text must not contain NUL characters".into())
+            }
+            other => StoreError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// Every way a request can be refused by the domain. Each variant has exactly one HTTP mapping.
+#[derive(Debug, thiserror::Error)]
+pub enum DomainError {
+    /// 400 `invalid_request`.
+    #[error("{0}")]
+    Invalid(String),
+    /// 404 `not_found`.
+    #[error("{0}")]
+    NotFound(&'static str),
+    /// 403 `forbidden`.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// 409 `conflict`.
+    #[error("{0}")]
+    Conflict(String),
+    /// 401 `invalid_credentials`.
+    #[error("Invalid email or password")]
+    InvalidCredentials,
+    /// 401 `unauthorized`.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// 400 `invalid_token`.
+    #[error("{0}")]
+    InvalidToken(&'static str),
+    /// 403 `subscription_required` with the usage.
+    #[error("An active subscription is required to use Chatons Cloud.")]
+    SubscriptionRequired(Box<Usage>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl DomainError {
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::Invalid(message.into())
+    }
+}
+
+pub type DomainResult<T> = Result<T, DomainError>;

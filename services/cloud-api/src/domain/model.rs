@@ -1,0 +1,364 @@
+//! Records as the stores keep them. Wire shapes are in `http::views`; secrets appear here only
+//! as ciphertext ([`Sealed`]) or hashes.
+
+use chrono::{DateTime, Utc};
+
+use super::ids::*;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub id: String,
+    pub label: String,
+    pub parallel_sessions_limit: i64,
+    pub is_default: bool,
+    pub is_hidden: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComplimentaryGrant {
+    pub plan_id: String,
+    pub granted_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    pub id: UserId,
+    /// Lower-cased.
+    pub email: String,
+    pub display_name: String,
+    pub is_admin: bool,
+    pub subscription_plan: Option<String>,
+    /// argon2id PHC string.
+    pub password_hash: Option<String>,
+    pub email_verified_at: Option<DateTime<Utc>>,
+    pub complimentary: Option<ComplimentaryGrant>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One issued access/refresh pair. Tokens themselves are never stored, only their SHA-256.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Session {
+    pub id: SessionId,
+    pub family_id: FamilyId,
+    pub user_id: UserId,
+    pub client_id: String,
+    pub scope: String,
+    pub access_token_hash: String,
+    pub refresh_token_hash: Option<String>,
+    pub active_organization_id: Option<OrgId>,
+    pub auth_time: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub refresh_expires_at: Option<DateTime<Utc>>,
+    pub rotated_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What presenting a refresh token led to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RotateOutcome {
+    /// The old pair is rotated; the new one (already stored) is returned.
+    Rotated(Box<Session>),
+    /// The token was already rotated or revoked: its whole family is now revoked.
+    Reused,
+    /// Unknown or expired.
+    Invalid,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    Owner,
+    Admin,
+    Member,
+    BillingViewer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+            Role::Member => "member",
+            Role::BillingViewer => "billing_viewer",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "owner" => Role::Owner,
+            "admin" => Role::Admin,
+            "member" => Role::Member,
+            "billing_viewer" => Role::BillingViewer,
+            _ => return None,
+        })
+    }
+
+    /// Owners and admins manage the organization (members, invites, providers, name).
+    pub fn can_manage(self) -> bool {
+        matches!(self, Role::Owner | Role::Admin)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Organization {
+    pub id: OrgId,
+    pub slug: String,
+    pub name: String,
+    pub owner_user_id: Option<UserId>,
+    pub is_personal: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Membership {
+    pub organization_id: OrgId,
+    pub user_id: UserId,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A member with the user fields the members list shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member {
+    pub membership: Membership,
+    pub email: String,
+    pub display_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invite {
+    pub id: InviteId,
+    pub token_hash: String,
+    pub organization_id: OrgId,
+    pub invited_email: String,
+    pub role: Role,
+    pub inviter_user_id: Option<UserId>,
+    pub expires_at: DateTime<Utc>,
+    pub accepted_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// AES-256-GCM ciphertext with its nonce and the id of the key that sealed it (for rotation).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Sealed {
+    pub ciphertext: Vec<u8>,
+    pub nonce: Vec<u8>,
+    pub key_id: String,
+}
+
+impl std::fmt::Debug for Sealed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Sealed(key {}, {} bytes)",
+            self.key_id,
+            self.ciphertext.len()
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderModel {
+    pub id: String,
+    pub label: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Provider {
+    pub id: ProviderId,
+    pub organization_id: OrgId,
+    pub kind: String,
+    pub label: String,
+    pub base_url: String,
+    pub credential_type: String,
+    pub models: Vec<ProviderModel>,
+    pub default_model: Option<String>,
+    pub supports_cloud_runtime: bool,
+    pub secret: Option<Sealed>,
+    pub created_by: Option<UserId>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Repository {
+    pub clone_url: String,
+    pub default_branch: Option<String>,
+    /// `none` or `token`.
+    pub auth_mode: String,
+    pub token: Option<Sealed>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Project {
+    pub id: ProjectId,
+    pub organization_id: OrgId,
+    pub created_by: Option<UserId>,
+    pub name: String,
+    pub repo_name: String,
+    /// `repository` or `conversation_only`.
+    pub kind: String,
+    /// `full_tools` or `chat_only`.
+    pub workspace_capability: String,
+    /// Only ever set for `repository` projects.
+    pub repository: Option<Repository>,
+    pub cloud_status: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conversation {
+    pub id: ConversationId,
+    pub organization_id: OrgId,
+    pub project_id: ProjectId,
+    pub created_by: Option<UserId>,
+    pub title: String,
+    pub status: String,
+    pub model_provider: Option<String>,
+    pub model_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub id: String,
+    pub role: String,
+    pub timestamp: i64,
+    pub content: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Instance {
+    pub id: InstanceId,
+    pub user_id: UserId,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Result of registering a desktop's instance id.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RegisterOutcome {
+    Created(Instance),
+    /// Already registered by the same user.
+    Existing(Instance),
+    /// Held by another user.
+    Taken,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Memory {
+    pub id: MemoryId,
+    pub organization_id: OrgId,
+    /// Set for global scope (the owner).
+    pub user_id: Option<UserId>,
+    /// Set for project scope.
+    pub project_id: Option<ProjectId>,
+    pub scope: String,
+    pub kind: String,
+    pub title: Option<String>,
+    pub content: String,
+    pub tags: Vec<String>,
+    pub topic_key: String,
+    pub confidence: f64,
+    pub schema_version: i32,
+    pub reinforced_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub times_used: i32,
+    pub source_conversation_id: Option<ConversationId>,
+    pub origin_type: String,
+    pub status: String,
+    pub visibility: String,
+    pub fingerprint: String,
+    pub archived: bool,
+    pub source: String,
+    pub created_by: Option<UserId>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Which memories a list, search or stats call looks at. The store applies the visibility rule:
+/// rows of `organization_id` that are global and owned by `user_id`, or project-scoped in one of
+/// `project_ids` (projects the caller can access).
+#[derive(Debug, Clone, Default)]
+pub struct MemoryFilter {
+    pub organization_id: OrgId,
+    pub user_id: UserId,
+    /// `global`, `project` or `all`.
+    pub scope: String,
+    pub project_id: Option<ProjectId>,
+    pub kind: Option<String>,
+    pub include_archived: bool,
+    pub active_only: bool,
+}
+
+/// Parallel runtime sessions in use against the effective plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Usage {
+    pub active: i64,
+    pub limit: i64,
+}
+
+impl Usage {
+    pub fn remaining(&self) -> i64 {
+        (self.limit - self.active).max(0)
+    }
+}
+
+/// Keyset position in a sorted list: the sort key and id of the last item returned.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Cursor {
+    pub key: String,
+    pub id: String,
+}
+
+/// A page request: at most `limit` items after `after`.
+#[derive(Debug, Clone, Default)]
+pub struct PageReq {
+    pub limit: usize,
+    pub after: Option<Cursor>,
+}
+
+impl PageReq {
+    pub fn first(limit: usize) -> Self {
+        Self { limit, after: None }
+    }
+}
+
+/// A page: the items and, when more follow, the cursor of the last one.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<Cursor>,
+}
+
+impl<T> Page<T> {
+    /// Cuts `fetched` (the store fetched `limit + 1`) to `limit` and derives the next cursor.
+    pub fn from_fetched(mut fetched: Vec<T>, limit: usize, cursor: impl Fn(&T) -> Cursor) -> Self {
+        let next = if fetched.len() > limit {
+            fetched.truncate(limit);
+            fetched.last().map(&cursor)
+        } else {
+            None
+        };
+        Self {
+            items: fetched,
+            next,
+        }
+    }
+}
+
+/// Sort key of lists ordered by creation time: microseconds since the epoch, zero-padded so the
+/// string order is the time order.
+pub fn time_key(t: DateTime<Utc>) -> String {
+    format!("{:020}", t.timestamp_micros().max(0))
+}
+
+pub fn parse_time_key(key: &str) -> Option<DateTime<Utc>> {
+    key.parse::<i64>()
+        .ok()
+        .and_then(DateTime::from_timestamp_micros)
+}

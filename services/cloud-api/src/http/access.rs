@@ -1,0 +1,154 @@
+//! Tenant scoping. Every route that takes an id resolves it here, against the caller's
+//! memberships: an id of another tenant is indistinguishable from an id that does not exist
+//! (404), so ids cannot be probed.
+
+use cloud_common::ApiError;
+
+use super::extract::Caller;
+use crate::AppState;
+use crate::domain::rules::{effective_plan, has_subscription};
+use crate::domain::*;
+
+/// The caller's organizations and which one is active.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    pub memberships: Vec<(Organization, Role)>,
+    pub active: Option<OrgId>,
+}
+
+impl Scope {
+    pub async fn load(
+        state: &AppState,
+        user: &UserId,
+        session_active: Option<&OrgId>,
+    ) -> Result<Self, ApiError> {
+        let memberships = state.store.memberships_of(user).await?;
+        let active = session_active
+            .filter(|a| memberships.iter().any(|(o, _)| &o.id == *a))
+            .cloned()
+            .or_else(|| memberships.first().map(|(o, _)| o.id.clone()));
+        Ok(Self {
+            memberships,
+            active,
+        })
+    }
+
+    pub async fn of(state: &AppState, caller: &Caller) -> Result<Self, ApiError> {
+        Self::load(
+            state,
+            &caller.user.id,
+            caller.session.active_organization_id.as_ref(),
+        )
+        .await
+    }
+
+    pub fn org_ids(&self) -> Vec<OrgId> {
+        self.memberships.iter().map(|(o, _)| o.id.clone()).collect()
+    }
+
+    pub fn role(&self, org: &OrgId) -> Option<Role> {
+        self.memberships
+            .iter()
+            .find(|(o, _)| &o.id == org)
+            .map(|(_, r)| *r)
+    }
+
+    pub fn org(&self, org: &OrgId) -> Option<&(Organization, Role)> {
+        self.memberships.iter().find(|(o, _)| &o.id == org)
+    }
+
+    /// The requested organization (trimmed; blank = the active one), or 404.
+    pub fn resolve(&self, requested: Option<&str>) -> Result<&(Organization, Role), ApiError> {
+        let id = match requested.map(str::trim).filter(|s| !s.is_empty()) {
+            Some(id) => OrgId::from(id),
+            None => self
+                .active
+                .clone()
+                .ok_or_else(|| ApiError::not_found("Organization not found"))?,
+        };
+        self.org(&id)
+            .ok_or_else(|| ApiError::not_found("Organization not found"))
+    }
+
+    /// Like [`Scope::resolve`], and the caller must be an owner or admin there (403 otherwise).
+    pub fn manage(&self, requested: Option<&str>) -> Result<&(Organization, Role), ApiError> {
+        let found = self.resolve(requested)?;
+        if found.1.can_manage() {
+            Ok(found)
+        } else {
+            Err(ApiError::forbidden(
+                "Only owners and admins of the organization can do this.",
+            ))
+        }
+    }
+
+    pub fn org_name(&self, org: &OrgId) -> String {
+        self.org(org)
+            .map(|(o, _)| o.name.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// A project in one of the caller's organizations, or 404.
+pub async fn visible_project(
+    state: &AppState,
+    scope: &Scope,
+    id: &str,
+) -> Result<Project, ApiError> {
+    match state.store.project(&ProjectId::from(id)).await? {
+        Some(p) if scope.role(&p.organization_id).is_some() => Ok(p),
+        _ => Err(ApiError::not_found("Project not found")),
+    }
+}
+
+/// A conversation in one of the caller's organizations, or 404.
+pub async fn visible_conversation(
+    state: &AppState,
+    scope: &Scope,
+    id: &str,
+) -> Result<Conversation, ApiError> {
+    match state.store.conversation(&ConversationId::from(id)).await? {
+        Some(c) if scope.role(&c.organization_id).is_some() => Ok(c),
+        _ => Err(ApiError::not_found("Conversation not found")),
+    }
+}
+
+/// The plans, normalised (sorted, one default).
+pub async fn plans(state: &AppState) -> Result<Vec<Plan>, ApiError> {
+    Ok(crate::domain::rules::normalize_plans(
+        state.store.plans().await?,
+    ))
+}
+
+pub async fn usage(state: &AppState, user: &User, plans: &[Plan]) -> Result<Usage, ApiError> {
+    let now = now();
+    let plan = effective_plan(user, plans, now);
+    let active = state.store.active_runtime_sessions(&user.id, now).await?;
+    Ok(Usage {
+        active,
+        limit: plan.parallel_sessions_limit,
+    })
+}
+
+/// Subscription-gated routes: 403 `subscription_required` (with usage) without an effective plan.
+pub async fn require_subscription(state: &AppState, user: &User) -> Result<(), ApiError> {
+    if has_subscription(user, now()) {
+        return Ok(());
+    }
+    let plans = plans(state).await?;
+    let usage = usage(state, user, &plans).await?;
+    Err(DomainError::SubscriptionRequired(Box::new(usage)).into())
+}
+
+/// Organization views with their providers (first 200 each).
+pub async fn org_views(
+    state: &AppState,
+    scope: &Scope,
+) -> Result<Vec<super::views::OrganizationView>, ApiError> {
+    let mut out = Vec::with_capacity(scope.memberships.len());
+    for (org, role) in &scope.memberships {
+        let providers = state.store.providers(&org.id, &PageReq::first(200)).await?;
+        out.push(super::views::org_view(org, *role, &providers.items));
+    }
+    Ok(out)
+}

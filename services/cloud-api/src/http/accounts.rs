@@ -1,0 +1,399 @@
+//! Password accounts (JSON), the account summary and the desktop bootstrap.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use cloud_common::ApiError;
+use cloud_common::extract::ApiJson;
+use cloud_common::time::iso;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::access::{self, Scope};
+use super::extract::{Caller, ClientIp, apply_admin_list};
+use super::views::*;
+use crate::AppState;
+use crate::domain::rules::{self, MAX_NAME};
+use crate::domain::*;
+use crate::sessions::{self, IssuedTokens, SessionPolicy, SessionRequest};
+use crate::store::NewAccount;
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SignupBody {
+    #[schema(required = true, format = Email, max_length = 254)]
+    pub email: Option<String>,
+    #[schema(required = true, min_length = 1, max_length = 200)]
+    pub display_name: Option<String>,
+    #[schema(required = true, min_length = 8, max_length = 1024)]
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct LoginBody {
+    #[schema(required = true, format = Email)]
+    pub email: Option<String>,
+    #[schema(required = true, min_length = 1)]
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SignupResponse {
+    pub user: UserView,
+    pub session: SessionView,
+    pub requires_email_verification: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoginResponse {
+    pub user: UserView,
+    pub session: SessionView,
+}
+
+pub fn policy(state: &AppState) -> SessionPolicy {
+    SessionPolicy {
+        access_ttl: state.config.access_token_ttl,
+        refresh_ttl: state.config.refresh_token_ttl,
+    }
+}
+
+/// Sessions of the JSON account API: issued to the desktop client id with a refresh token.
+fn json_api_session(state: &AppState, user: &UserId, active_org: Option<OrgId>) -> SessionRequest {
+    SessionRequest {
+        user: user.clone(),
+        client_id: state.config.client_id.clone(),
+        scope: "openid profile email offline_access".into(),
+        active_org,
+        with_refresh: true,
+        auth_time: now(),
+    }
+}
+
+pub fn session_view(t: &IssuedTokens) -> SessionView {
+    SessionView {
+        access_token: t.access_token.clone(),
+        refresh_token: t.refresh_token.clone().unwrap_or_default(),
+        expires_at: iso(t.session.expires_at),
+        refresh_expires_at: t.session.refresh_expires_at.map(iso),
+    }
+}
+
+fn throttle(state: &AppState, ip: &ClientIp, email: Option<&str>) -> Result<(), ApiError> {
+    state
+        .limiters
+        .per_ip
+        .check(&ip.0.to_string())
+        .map_err(|wait| ApiError::too_many_requests(wait.as_secs().max(1)))?;
+    if let Some(email) = email {
+        state
+            .limiters
+            .per_account
+            .check(&email.trim().to_lowercase())
+            .map_err(|wait| ApiError::too_many_requests(wait.as_secs().max(1)))?;
+    }
+    Ok(())
+}
+
+/// A new account: the user, its personal organization and the plans (for the views).
+pub struct Registered {
+    pub user: User,
+    pub organization: OrgId,
+    pub plans: Vec<Plan>,
+}
+
+/// Validates and creates an account (user, personal organization, default project) and, when
+/// the email must be verified, queues the verification mail. Shared by `POST /v1/web/signup`
+/// and the portal's signup page. Duplicate email → 409.
+pub async fn register(state: &AppState, body: &SignupBody) -> Result<Registered, ApiError> {
+    let (Some(email), Some(name), Some(password)) = (
+        rules::trimmed(body.email.as_deref()),
+        rules::trimmed(body.display_name.as_deref()),
+        body.password.as_deref().filter(|p| !p.is_empty()),
+    ) else {
+        return Err(ApiError::bad_request(
+            "email, displayName, and password are required",
+        ));
+    };
+    let email = rules::normalize_email(&email)?;
+    let name = rules::bounded(name, MAX_NAME, "displayName")?;
+    rules::validate_password(password)?;
+    if state.store.user_by_email(&email).await?.is_some() {
+        return Err(ApiError::conflict(
+            "An account with this email already exists",
+        ));
+    }
+    let hash = state
+        .hasher
+        .hash(password)
+        .await
+        .map_err(DomainError::from)?;
+    let now = now();
+    let plans = access::plans(state).await?;
+    let default_plan = plans
+        .iter()
+        .find(|p| p.is_default)
+        .map(|p| p.id.clone())
+        .unwrap_or_else(|| "plus".into());
+    // Without SMTP no verification mail can be sent, so the address is taken as verified (as the
+    // first system did); with SMTP it stays unverified until the portal's verification flow.
+    let verified = state.config.smtp.is_none().then_some(now);
+    let user = User {
+        id: UserId::generate(),
+        email,
+        display_name: name.clone(),
+        is_admin: false,
+        subscription_plan: Some(default_plan),
+        password_hash: Some(hash),
+        email_verified_at: verified,
+        complimentary: None,
+        created_at: now,
+    };
+    let org = Organization {
+        id: OrgId::generate(),
+        slug: rules::slugify(&name),
+        name: format!("{name}'s organization"),
+        owner_user_id: Some(user.id.clone()),
+        is_personal: true,
+        created_at: now,
+    };
+    let project = Project {
+        id: ProjectId::generate(),
+        organization_id: org.id.clone(),
+        created_by: Some(user.id.clone()),
+        name: "Cloud Workspace".into(),
+        repo_name: org.name.clone(),
+        kind: "conversation_only".into(),
+        workspace_capability: "chat_only".into(),
+        repository: None,
+        cloud_status: "connected".into(),
+        created_at: now,
+        updated_at: now,
+    };
+    let org_id = org.id.clone();
+    match state
+        .store
+        .create_account(NewAccount {
+            user: user.clone(),
+            organization: org,
+            default_project: project,
+        })
+        .await
+    {
+        Ok(()) => {}
+        Err(StoreError::Conflict(_)) => {
+            return Err(ApiError::conflict(
+                "An account with this email already exists",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    if user.email_verified_at.is_none() {
+        crate::portal::auth::send_verification(state, &user).await;
+    }
+    Ok(Registered {
+        user,
+        organization: org_id,
+        plans,
+    })
+}
+
+/// Creates an account with its personal organization (owner) and a default project, and signs
+/// it in. Duplicate email → 409.
+#[utoipa::path(post, path = "/v1/web/signup", tag = "accounts", request_body = SignupBody,
+    responses((status = 201, body = SignupResponse), (status = 400, body = ErrorBody),
+              (status = 409, body = ErrorBody), (status = 429, body = ErrorBody)))]
+#[tracing::instrument(skip_all)]
+pub async fn signup(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    ApiJson(body): ApiJson<SignupBody>,
+) -> Result<(StatusCode, Json<SignupResponse>), ApiError> {
+    throttle(&state, &ip, body.email.as_deref())?;
+    let Registered {
+        user,
+        organization: org_id,
+        plans,
+    } = register(&state, &body).await?;
+    let now = now();
+    let tokens = sessions::issue_session(
+        state.store.as_ref(),
+        policy(&state),
+        &json_api_session(&state, &user.id, Some(org_id)),
+    )
+    .await?;
+    let mut user = user;
+    apply_admin_list(&state.config.admin_emails, &mut user);
+    Ok((
+        StatusCode::CREATED,
+        Json(SignupResponse {
+            user: user_view(&user, &plans, now),
+            session: session_view(&tokens),
+            requires_email_verification: user.email_verified_at.is_none(),
+        }),
+    ))
+}
+
+/// Signs in with email and password. Unknown email and wrong password answer the same 401 in
+/// the same time.
+#[utoipa::path(post, path = "/v1/web/login", tag = "accounts", request_body = LoginBody,
+    responses((status = 200, body = LoginResponse), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+#[tracing::instrument(skip_all)]
+pub async fn login(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    ApiJson(body): ApiJson<LoginBody>,
+) -> Result<Json<LoginResponse>, ApiError> {
+    throttle(&state, &ip, body.email.as_deref())?;
+    let (Some(email), Some(password)) = (
+        rules::trimmed(body.email.as_deref()),
+        body.password.as_deref().filter(|p| !p.is_empty()),
+    ) else {
+        return Err(ApiError::bad_request("email and password are required"));
+    };
+    if password.chars().count() > rules::MAX_PASSWORD {
+        return Err(DomainError::InvalidCredentials.into());
+    }
+    let user = state.store.user_by_email(&email.to_lowercase()).await?;
+    let ok = state
+        .hasher
+        .verify(
+            password,
+            user.as_ref().and_then(|u| u.password_hash.as_deref()),
+        )
+        .await
+        .map_err(DomainError::from)?;
+    let Some(mut user) = user.filter(|_| ok) else {
+        return Err(DomainError::InvalidCredentials.into());
+    };
+    let scope = Scope::load(&state, &user.id, None).await?;
+    let tokens = sessions::issue_session(
+        state.store.as_ref(),
+        policy(&state),
+        &json_api_session(&state, &user.id, scope.active.clone()),
+    )
+    .await?;
+    apply_admin_list(&state.config.admin_emails, &mut user);
+    let plans = access::plans(&state).await?;
+    Ok(Json(LoginResponse {
+        user: user_view(&user, &plans, now()),
+        session: session_view(&tokens),
+    }))
+}
+
+/// Revokes the presented session and every token rotated from it.
+#[utoipa::path(post, path = "/v1/web/logout", tag = "accounts", security(("bearer" = [])),
+    responses((status = 200, body = OkBody), (status = 401, body = ErrorBody)))]
+#[tracing::instrument(skip_all)]
+pub async fn logout(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<OkBody>, ApiError> {
+    sessions::revoke_family(state.store.as_ref(), &caller.session.family_id).await?;
+    Ok(Json(OkBody { ok: true }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountResponse {
+    pub user: UserView,
+    pub usage: UsageView,
+    /// Plans a user can see (hidden plans removed).
+    pub plans: Vec<PlanView>,
+    pub organizations: Vec<OrganizationView>,
+    pub active_organization_id: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/account", tag = "accounts", security(("bearer" = [])),
+    responses((status = 200, body = AccountResponse), (status = 401, body = ErrorBody)))]
+#[tracing::instrument(skip_all)]
+pub async fn account(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<AccountResponse>, ApiError> {
+    let scope = Scope::of(&state, &caller).await?;
+    let plans = access::plans(&state).await?;
+    let usage = access::usage(&state, &caller.user, &plans).await?;
+    Ok(Json(AccountResponse {
+        user: user_view(&caller.user, &plans, now()),
+        usage: UsageView::from(&usage),
+        plans: plans
+            .iter()
+            .filter(|p| !p.is_hidden)
+            .map(PlanView::from)
+            .collect(),
+        organizations: access::org_views(&state, &scope).await?,
+        active_organization_id: scope.active.map(|o| o.0),
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BootstrapResponse {
+    pub user: UserView,
+    pub organizations: Vec<OrganizationView>,
+    pub active_organization_id: Option<String>,
+    /// The canonical `instance-<userId>` first, then the user's registered instances.
+    pub cloud_instances: Vec<CloudInstanceView>,
+    /// First 200 projects of all the user's organizations, by name.
+    pub projects: Vec<ProjectView>,
+    /// First 200 conversations of those organizations, by title.
+    pub conversations: Vec<ConversationView>,
+    pub usage: UsageView,
+}
+
+#[utoipa::path(get, path = "/v1/bootstrap", tag = "accounts", security(("bearer" = [])),
+    responses((status = 200, body = BootstrapResponse), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody)))]
+#[tracing::instrument(skip_all)]
+pub async fn bootstrap(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<BootstrapResponse>, ApiError> {
+    access::require_subscription(&state, &caller.user).await?;
+    let scope = Scope::of(&state, &caller).await?;
+    let plans = access::plans(&state).await?;
+    let usage = access::usage(&state, &caller.user, &plans).await?;
+    let orgs = scope.org_ids();
+    let projects = state.store.projects(&orgs, &PageReq::first(200)).await?;
+    let conversations = state
+        .store
+        .conversations(&orgs, None, &PageReq::first(200))
+        .await?;
+    let canonical = InstanceId::canonical(&caller.user.id);
+    let mut instances = vec![instance_view(
+        &state.config,
+        canonical.as_str(),
+        "Chatons Cloud",
+        None,
+    )];
+    let registered = state
+        .store
+        .instances_of(&caller.user.id, &PageReq::first(200))
+        .await?;
+    instances.extend(
+        registered
+            .items
+            .iter()
+            .filter(|i| i.id != canonical)
+            .map(|i| instance_view(&state.config, i.id.as_str(), &i.name, Some(i.created_at))),
+    );
+    Ok(Json(BootstrapResponse {
+        user: user_view(&caller.user, &plans, now()),
+        organizations: access::org_views(&state, &scope).await?,
+        active_organization_id: scope.active.as_ref().map(|o| o.0.clone()),
+        cloud_instances: instances,
+        projects: projects
+            .items
+            .iter()
+            .map(|p| project_view(p, &scope.org_name(&p.organization_id)))
+            .collect(),
+        conversations: conversations
+            .items
+            .iter()
+            .map(ConversationView::from)
+            .collect(),
+        usage: UsageView::from(&usage),
+    }))
+}

@@ -1,0 +1,56 @@
+//! The one mapping from domain and store errors to the HTTP error envelope.
+
+use axum::http::StatusCode;
+use cloud_common::ApiError;
+
+use super::views::UsageView;
+use crate::domain::{DomainError, StoreError};
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        match e {
+            DomainError::Invalid(m) => ApiError::bad_request(m),
+            DomainError::NotFound(m) => ApiError::not_found(m),
+            DomainError::Forbidden(m) => ApiError::forbidden(m),
+            DomainError::Conflict(m) => ApiError::conflict(m),
+            DomainError::InvalidCredentials => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "Invalid email or password",
+            ),
+            DomainError::Unauthorized(m) => ApiError::unauthorized(m),
+            DomainError::InvalidToken(m) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_token", m)
+            }
+            DomainError::SubscriptionRequired(usage) => {
+                ApiError::forbidden("An active subscription is required to use Chatons Cloud.")
+                    .with_code("subscription_required")
+                    .with_field("usage", UsageView::from(usage.as_ref()))
+            }
+            DomainError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ApiError::not_found("Not found"),
+            StoreError::Conflict(what) => {
+                ApiError::conflict(format!("Conflicts with an existing record ({what})"))
+            }
+            StoreError::Invalid(m) => ApiError::bad_request(m),
+            StoreError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "Storage unavailable.");
+                ApiError::unavailable("The database is unavailable; retry later.")
+            }
+            StoreError::Internal(cause) => ApiError::internal(cause),
+        }
+    }
+}
+
+impl From<crate::password::HashError> for DomainError {
+    fn from(e: crate::password::HashError) -> Self {
+        DomainError::Store(StoreError::Internal(e.to_string()))
+    }
+}

@@ -1,0 +1,367 @@
+//! Internal endpoints for cloud-realtime and runtime-headless (service token, constant-time).
+//! Denials are 404 `Cloud access grant not found` whatever the reason, as callers treat 401/404
+//! alike and a reason would only help an attacker holding the service token probe tokens.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use cloud_common::ApiError;
+use cloud_common::auth::InternalCaller;
+use cloud_common::extract::ApiJson;
+use cloud_common::internal::*;
+use cloud_common::time::iso;
+use serde::Deserialize;
+
+use super::access::{self, Scope};
+use super::conversations::{MessageInput, append_checked, parse_messages};
+use super::instances::instance_allowed;
+use super::views::instance_view;
+use crate::AppState;
+use crate::domain::rules::{active_grant, effective_plan};
+use crate::domain::*;
+use crate::sessions;
+
+fn denied() -> ApiError {
+    ApiError::not_found("Cloud access grant not found")
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RealtimeBody {
+    pub access_token: Option<String>,
+    pub cloud_instance_id: Option<String>,
+}
+
+/// Resolves the user of an access token and checks the instance binding.
+async fn user_and_scope(
+    state: &AppState,
+    token: Option<&str>,
+    instance: Option<&str>,
+) -> Result<(Session, User, Scope, String), ApiError> {
+    let (Some(token), Some(instance)) = (
+        token.filter(|t| !t.is_empty()),
+        instance.filter(|i| !i.is_empty()),
+    ) else {
+        return Err(ApiError::bad_request(
+            "accessToken and cloudInstanceId are required",
+        ));
+    };
+    let (session, user) = sessions::authenticate(state.store.as_ref(), token)
+        .await?
+        .ok_or_else(denied)?;
+    if !instance_allowed(state, &user.id, instance).await? {
+        return Err(denied());
+    }
+    let scope = Scope::load(state, &user.id, session.active_organization_id.as_ref()).await?;
+    Ok((session, user, scope, instance.to_owned()))
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn realtime_access(
+    _: InternalCaller,
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RealtimeBody>,
+) -> Result<Json<RealtimeAccess>, ApiError> {
+    let (_, user, scope, instance) = user_and_scope(
+        &state,
+        body.access_token.as_deref(),
+        body.cloud_instance_id.as_deref(),
+    )
+    .await?;
+    let organization_id = scope.active.clone().ok_or_else(denied)?;
+    Ok(Json(RealtimeAccess {
+        user_id: user.id.0,
+        cloud_instance_id: instance,
+        organization_id: organization_id.0,
+        organization_ids: scope.org_ids().into_iter().map(|o| o.0).collect(),
+    }))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuntimeBody {
+    pub access_token: Option<String>,
+    pub cloud_instance_id: Option<String>,
+    pub project_id: Option<String>,
+    pub conversation_id: Option<String>,
+}
+
+fn plan_wire(p: &Plan) -> GrantPlan {
+    GrantPlan {
+        id: p.id.clone(),
+        label: p.label.clone(),
+        parallel_sessions_limit: p.parallel_sessions_limit,
+        is_default: p.is_default,
+        is_hidden: p.is_hidden,
+    }
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn runtime_access(
+    _: InternalCaller,
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RuntimeBody>,
+) -> Result<Json<RuntimeGrant>, ApiError> {
+    let (_, user, scope, instance) = user_and_scope(
+        &state,
+        body.access_token.as_deref(),
+        body.cloud_instance_id.as_deref(),
+    )
+    .await?;
+    let project_id = body
+        .project_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
+    let conversation_id = body
+        .conversation_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
+    let conversation = match conversation_id {
+        Some(id) => Some(
+            access::visible_conversation(&state, &scope, id)
+                .await
+                .map_err(|_| denied())?,
+        ),
+        None => None,
+    };
+    let project = match (project_id, &conversation) {
+        (Some(p), Some(c)) if c.project_id.0 != p => return Err(denied()),
+        (_, Some(c)) => Some(
+            access::visible_project(&state, &scope, c.project_id.as_str())
+                .await
+                .map_err(|_| denied())?,
+        ),
+        (Some(p), None) => Some(
+            access::visible_project(&state, &scope, p)
+                .await
+                .map_err(|_| denied())?,
+        ),
+        (None, None) => None,
+    };
+    // The organization whose credentials are used is the project's, never the caller's own
+    // (the first system used the wrong organization's providers for shared projects).
+    let org_id = project
+        .as_ref()
+        .map(|p| p.organization_id.clone())
+        .or_else(|| scope.active.clone())
+        .ok_or_else(denied)?;
+    let (org, role) = scope.org(&org_id).cloned().ok_or_else(denied)?;
+    let now = now();
+    let plans = access::plans(&state).await?;
+    let plan = effective_plan(&user, &plans, now);
+    let usage = access::usage(&state, &user, &plans).await?;
+
+    let mut providers = Vec::new();
+    let mut page = PageReq::first(200);
+    loop {
+        let batch = state.store.providers(&org.id, &page).await?;
+        for p in &batch.items {
+            let Some(sealed) = &p.secret else { continue };
+            match state.secrets.open(sealed, p.id.as_str()) {
+                Ok(secret) => providers.push(GrantProvider {
+                    id: p.id.0.clone(),
+                    kind: p.kind.clone(),
+                    label: p.label.clone(),
+                    base_url: p.base_url.clone(),
+                    credential_type: p.credential_type.clone(),
+                    secret,
+                    models: p
+                        .models
+                        .iter()
+                        .map(|m| GrantModel {
+                            id: m.id.clone(),
+                            label: m.label.clone(),
+                        })
+                        .collect(),
+                    default_model: p.default_model.clone(),
+                    supports_cloud_runtime: p.supports_cloud_runtime,
+                }),
+                Err(e) => {
+                    tracing::error!(provider = %p.id, error = %e, "Provider secret cannot be opened; left out of the grant.");
+                }
+            }
+        }
+        match batch.next {
+            Some(c) => page.after = Some(c),
+            None => break,
+        }
+    }
+
+    let repository = match project.as_ref().and_then(|p| {
+        p.repository
+            .as_ref()
+            .filter(|_| p.kind == "repository")
+            .map(|r| (p, r))
+    }) {
+        Some((p, r)) => {
+            let token = match &r.token {
+                Some(sealed) => match state.secrets.open(sealed, p.id.as_str()) {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        tracing::error!(project = %p.id, error = %e, "Repository token cannot be opened.");
+                        None
+                    }
+                },
+                None => None,
+            };
+            Some(GrantRepository {
+                clone_url: r.clone_url.clone(),
+                default_branch: r.default_branch.clone(),
+                auth_mode: r.auth_mode.clone(),
+                access_token: token,
+            })
+        }
+        None => None,
+    };
+
+    let grant = active_grant(&user, now).map(|g| GrantComplimentary {
+        plan_id: g.plan_id.clone(),
+        plan: plan_wire(
+            &plans
+                .iter()
+                .find(|p| p.id == g.plan_id)
+                .cloned()
+                .unwrap_or_else(crate::domain::rules::fallback_plan),
+        ),
+        granted_at: iso(g.granted_at),
+        expires_at: g.expires_at.map(iso),
+    });
+    let inst = instance_view(&state.config, &instance, "Chatons Cloud", None);
+    Ok(Json(RuntimeGrant {
+        user: GrantUser {
+            id: user.id.0.clone(),
+            email: user.email.clone(),
+            display_name: user.display_name.clone(),
+            is_admin: user.is_admin,
+            created_at: iso(user.created_at),
+            subscription_plan: user.subscription_plan.clone(),
+            email_verified_at: user.email_verified_at.map(iso),
+            subscription: plan_wire(&plan),
+            complimentary_grant: grant,
+        },
+        subscription: plan_wire(&plan),
+        usage: GrantUsage {
+            active_parallel_sessions: usage.active,
+            parallel_sessions_limit: usage.limit,
+            remaining_parallel_sessions: usage.remaining(),
+        },
+        organization: GrantOrganization {
+            id: org.id.0.clone(),
+            slug: org.slug.clone(),
+            name: org.name.clone(),
+            role: role.as_str().into(),
+        },
+        cloud_instance: GrantCloudInstance {
+            id: inst.id,
+            name: inst.name,
+            base_url: inst.base_url,
+            auth_mode: inst.auth_mode,
+            connection_status: inst.connection_status,
+            last_error: None,
+            endpoints: GrantEndpoints {
+                api_base_url: inst.endpoints.api_base_url,
+                realtime_base_url: inst.endpoints.realtime_base_url,
+                runtime_base_url: inst.endpoints.runtime_base_url,
+            },
+        },
+        project: project.as_ref().map(|p| GrantProject {
+            id: p.id.0.clone(),
+            organization_id: p.organization_id.0.clone(),
+            name: p.name.clone(),
+            repo_name: p.repo_name.clone(),
+            kind: p.kind.clone(),
+            workspace_capability: p.workspace_capability.clone(),
+        }),
+        conversation: conversation.as_ref().map(|c| GrantConversation {
+            id: c.id.0.clone(),
+            project_id: c.project_id.0.clone(),
+            title: c.title.clone(),
+            status: c.status.clone(),
+            model_provider: c.model_provider.clone(),
+            model_id: c.model_id.clone(),
+        }),
+        providers,
+        repository,
+    }))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TranscriptBody {
+    pub user_id: Option<String>,
+    #[serde(default)]
+    pub messages: Vec<MessageInput>,
+}
+
+/// Appends to a transcript on behalf of `userId` (who must see the conversation).
+#[tracing::instrument(skip_all)]
+pub async fn append_transcript(
+    _: InternalCaller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<TranscriptBody>,
+) -> Result<Json<TranscriptAppendResponse>, ApiError> {
+    let user = body
+        .user_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::bad_request("userId is required"))?;
+    let messages = parse_messages(body.messages)?;
+    let scope = Scope::load(&state, &UserId::from(user), None).await?;
+    let conversation = access::visible_conversation(&state, &scope, &id).await?;
+    let (appended, total) = append_checked(&state, &conversation, &messages).await?;
+    Ok(Json(TranscriptAppendResponse {
+        conversation_id: conversation.id.0,
+        appended,
+        total,
+    }))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemoryUpsertBody {
+    pub organization_id: Option<String>,
+    pub user_id: Option<String>,
+    pub input: Option<super::memory::MemoryInput>,
+}
+
+/// Upserts a memory as `userId`, who must be a member of `organizationId` (the first system
+/// accepted any organization).
+#[tracing::instrument(skip_all)]
+pub async fn memory_upsert(
+    _: InternalCaller,
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<MemoryUpsertBody>,
+) -> Result<Json<super::memory::MemoryItemResponse>, ApiError> {
+    let (Some(org), Some(user), Some(mut input)) = (
+        body.organization_id
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty()),
+        body.user_id
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty()),
+        body.input,
+    ) else {
+        return Err(ApiError::bad_request(
+            "organizationId, userId, and input are required",
+        ));
+    };
+    let user = state
+        .store
+        .user(&UserId::from(user))
+        .await?
+        .ok_or_else(|| ApiError::not_found("Unable to upsert memory"))?;
+    let scope = Scope::load(&state, &user.id, None).await?;
+    if scope.role(&OrgId::from(org)).is_none() {
+        return Err(ApiError::not_found("Unable to upsert memory"));
+    }
+    input.organization_id = Some(org.to_owned());
+    let m = super::memory::upsert(&state, &scope, &user.id, input).await?;
+    Ok(Json(super::memory::MemoryItemResponse {
+        item: super::views::MemoryView::from(&m),
+    }))
+}

@@ -1,0 +1,292 @@
+//! Projects of the caller's organizations.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use cloud_common::ApiError;
+use cloud_common::extract::{ApiJson, ApiQuery};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::access::{self, Scope};
+use super::extract::{Caller, next_cursor, page_req};
+use super::views::*;
+use crate::AppState;
+use crate::domain::rules::{self, MAX_NAME};
+use crate::domain::*;
+
+#[derive(Debug, Default, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RepositoryInput {
+    pub clone_url: Option<String>,
+    pub default_branch: Option<String>,
+    /// `none` or `token`.
+    pub auth_mode: Option<String>,
+    /// Stored encrypted; never returned.
+    pub access_token: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateProjectBody {
+    #[schema(required = true, min_length = 1, max_length = 200)]
+    pub name: Option<String>,
+    /// Default: the active organization.
+    pub organization_id: Option<String>,
+    /// `repository` or `conversation_only` (default).
+    pub kind: Option<String>,
+    pub repository: Option<RepositoryInput>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateProjectBody {
+    pub name: Option<String>,
+    pub kind: Option<String>,
+    pub repository: Option<RepositoryInput>,
+    /// `connected`, `connecting`, `disconnected` or `error`.
+    pub cloud_status: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProjectResponse {
+    pub project: ProjectView,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectListResponse {
+    pub projects: Vec<ProjectView>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectListQuery {
+    /// Only this organization's projects.
+    pub organization_id: Option<String>,
+    /// 1-200, default 50.
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+}
+
+/// Applies kind + repository input: the repository (and its token) is kept only for
+/// `repository` projects (the first system kept and exposed it for every kind).
+fn apply_repository(
+    state: &AppState,
+    project: &mut Project,
+    kind: Option<&str>,
+    repo: Option<&RepositoryInput>,
+    org_name: &str,
+) -> Result<(), ApiError> {
+    if let Some(kind) = kind {
+        project.kind = if kind.trim() == "repository" {
+            "repository".into()
+        } else {
+            "conversation_only".into()
+        };
+    }
+    if let Some(r) = repo {
+        match rules::trimmed(r.clone_url.as_deref()) {
+            None => project.repository = None,
+            Some(url) => {
+                let clone_url = rules::validate_clone_url(&url)?;
+                let auth_mode = if r.auth_mode.as_deref().map(str::trim) == Some("token") {
+                    "token"
+                } else {
+                    "none"
+                };
+                let token = match rules::trimmed(r.access_token.as_deref()) {
+                    Some(t) => {
+                        let t = rules::bounded(t, rules::MAX_SECRET, "accessToken")?;
+                        Some(
+                            state
+                                .secrets
+                                .seal(&t, project.id.as_str())
+                                .map_err(ApiError::internal)?,
+                        )
+                    }
+                    None => project
+                        .repository
+                        .as_ref()
+                        .and_then(|old| old.token.clone()),
+                };
+                project.repository = Some(Repository {
+                    clone_url,
+                    default_branch: rules::trimmed(r.default_branch.as_deref())
+                        .map(|b| rules::bounded(b, MAX_NAME, "defaultBranch"))
+                        .transpose()?,
+                    auth_mode: auth_mode.into(),
+                    token,
+                });
+            }
+        }
+    }
+    project.workspace_capability = if project.kind == "repository" {
+        "full_tools".into()
+    } else {
+        "chat_only".into()
+    };
+    if project.kind != "repository" {
+        project.repository = None;
+    }
+    project.repo_name = project
+        .repository
+        .as_ref()
+        .and_then(|r| rules::repo_name_of(&r.clone_url))
+        .unwrap_or_else(|| org_name.to_owned());
+    Ok(())
+}
+
+#[utoipa::path(post, path = "/v1/projects", tag = "projects", security(("bearer" = [])),
+    request_body = CreateProjectBody,
+    responses((status = 201, body = ProjectResponse), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
+#[tracing::instrument(skip_all)]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateProjectBody>,
+) -> Result<(StatusCode, Json<ProjectResponse>), ApiError> {
+    access::require_subscription(&state, &caller.user).await?;
+    let name = rules::required(body.name.as_deref(), MAX_NAME, "Project name is required")?;
+    let scope = Scope::of(&state, &caller).await?;
+    let (org, _) = scope.resolve(body.organization_id.as_deref())?.clone();
+    let now = now();
+    let mut project = Project {
+        id: ProjectId::generate(),
+        organization_id: org.id.clone(),
+        created_by: Some(caller.user.id.clone()),
+        name,
+        repo_name: org.name.clone(),
+        kind: "conversation_only".into(),
+        workspace_capability: "chat_only".into(),
+        repository: None,
+        cloud_status: "connected".into(),
+        created_at: now,
+        updated_at: now,
+    };
+    apply_repository(
+        &state,
+        &mut project,
+        Some(body.kind.as_deref().unwrap_or("conversation_only")),
+        body.repository.as_ref(),
+        &org.name,
+    )?;
+    state.store.insert_project(&project).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(ProjectResponse {
+            project: project_view(&project, &org.name),
+        }),
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/projects", tag = "projects", security(("bearer" = [])),
+    params(ProjectListQuery),
+    responses((status = 200, body = ProjectListResponse), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[tracing::instrument(skip_all)]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ProjectListQuery>,
+) -> Result<Json<ProjectListResponse>, ApiError> {
+    let page = page_req(q.limit.as_deref(), q.cursor.as_deref(), 50, 200)?;
+    let scope = Scope::of(&state, &caller).await?;
+    let orgs = match rules::trimmed(q.organization_id.as_deref()) {
+        Some(o) => vec![scope.resolve(Some(&o))?.0.id.clone()],
+        None => scope.org_ids(),
+    };
+    let result = state.store.projects(&orgs, &page).await?;
+    Ok(Json(ProjectListResponse {
+        projects: result
+            .items
+            .iter()
+            .map(|p| project_view(p, &scope.org_name(&p.organization_id)))
+            .collect(),
+        next_cursor: next_cursor(&result),
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/projects/{id}", tag = "projects", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = ProjectResponse), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
+#[tracing::instrument(skip_all)]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ProjectResponse>, ApiError> {
+    let scope = Scope::of(&state, &caller).await?;
+    let p = access::visible_project(&state, &scope, &id).await?;
+    Ok(Json(ProjectResponse {
+        project: project_view(&p, &scope.org_name(&p.organization_id)),
+    }))
+}
+
+#[utoipa::path(patch, path = "/v1/projects/{id}", tag = "projects", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body = UpdateProjectBody,
+    responses((status = 200, body = ProjectResponse), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[tracing::instrument(skip_all)]
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateProjectBody>,
+) -> Result<Json<ProjectResponse>, ApiError> {
+    let scope = Scope::of(&state, &caller).await?;
+    let mut p = access::visible_project(&state, &scope, &id).await?;
+    if body.name.is_some() {
+        p.name = rules::required(body.name.as_deref(), MAX_NAME, "Project name is required")?;
+    }
+    if let Some(s) = body.cloud_status.as_deref() {
+        let s = s.trim();
+        if !["connected", "connecting", "disconnected", "error"].contains(&s) {
+            return Err(ApiError::bad_request(
+                "cloudStatus must be connected, connecting, disconnected or error",
+            ));
+        }
+        p.cloud_status = s.to_owned();
+    }
+    let org_name = scope.org_name(&p.organization_id);
+    apply_repository(
+        &state,
+        &mut p,
+        body.kind.as_deref(),
+        body.repository.as_ref(),
+        &org_name,
+    )?;
+    p.updated_at = now();
+    state.store.update_project(&p).await?;
+    Ok(Json(ProjectResponse {
+        project: project_view(&p, &org_name),
+    }))
+}
+
+/// Deletes a project with its conversations. Its creator or an owner/admin of the organization.
+#[utoipa::path(delete, path = "/v1/projects/{id}", tag = "projects", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = OkBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[tracing::instrument(skip_all)]
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<OkBody>, ApiError> {
+    let scope = Scope::of(&state, &caller).await?;
+    let p = access::visible_project(&state, &scope, &id).await?;
+    let manager = scope.role(&p.organization_id).is_some_and(Role::can_manage);
+    if !manager && p.created_by.as_ref() != Some(&caller.user.id) {
+        return Err(ApiError::forbidden(
+            "Only the project's creator or an organization owner/admin can delete it.",
+        ));
+    }
+    state.store.delete_project(&p.id).await?;
+    Ok(Json(OkBody { ok: true }))
+}

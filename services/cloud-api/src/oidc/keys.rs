@@ -1,0 +1,358 @@
+//! Signing keys of the issuer and the JWKS that publishes them.
+//!
+//! ES256 (P-256) by default; RS256 when `JWT_SIGNING_KEY` holds an RSA key. Keys are PEM:
+//! PKCS#8 (`BEGIN PRIVATE KEY`, EC or RSA) or PKCS#1 (`BEGIN RSA PRIVATE KEY`). Without a
+//! configured key a P-256 key is generated once and kept in the data directory (development).
+//! `kid` is the RFC 7638 JWK thumbprint, so it changes exactly when the key does. Retired public
+//! keys (`JWT_RETIRED_PUBLIC_KEYS`, JWKS JSON) stay published until their tokens expire.
+
+use std::path::Path;
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use ring::rand::SystemRandom;
+use ring::signature::{self, EcdsaKeyPair, KeyPair, RsaKeyPair};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("not a PEM private key")]
+    NotPem,
+    #[error("unsupported or invalid key: {0}")]
+    Invalid(String),
+    #[error("cannot read or write the development key: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    Es256,
+    Rs256,
+}
+
+impl Algorithm {
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Es256 => "ES256",
+            Algorithm::Rs256 => "RS256",
+        }
+    }
+}
+
+enum Pair {
+    Ec(EcdsaKeyPair),
+    Rsa(RsaKeyPair),
+}
+
+/// The active signing key.
+pub struct SigningKey {
+    pair: Pair,
+    pub kid: String,
+    pub alg: Algorithm,
+    /// Public JWK, with `kid`, `alg` and `use`.
+    pub jwk: Value,
+    rng: SystemRandom,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .finish()
+    }
+}
+
+impl SigningKey {
+    /// Parses a PEM private key (EC P-256 or RSA ≥ 2048 bits).
+    pub fn from_pem(pem: &str) -> Result<Self, KeyError> {
+        let (label, der) = decode_pem(pem)?;
+        match label.as_str() {
+            "RSA PRIVATE KEY" => {
+                Self::rsa(RsaKeyPair::from_der(&der).map_err(|e| KeyError::Invalid(e.to_string()))?)
+            }
+            "PRIVATE KEY" => {
+                let rng = SystemRandom::new();
+                if let Ok(ec) = EcdsaKeyPair::from_pkcs8(
+                    &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                    &der,
+                    &rng,
+                ) {
+                    Ok(Self::ec(ec))
+                } else {
+                    let rsa = RsaKeyPair::from_pkcs8(&der).map_err(|e| {
+                        KeyError::Invalid(format!("neither P-256 nor RSA PKCS#8 ({e})"))
+                    })?;
+                    Self::rsa(rsa)
+                }
+            }
+            other => Err(KeyError::Invalid(format!(
+                "PEM label {other:?}; expected PRIVATE KEY (PKCS#8) or RSA PRIVATE KEY"
+            ))),
+        }
+    }
+
+    /// Generates a fresh P-256 key and returns it with its PKCS#8 PEM.
+    pub fn generate() -> Result<(Self, String), KeyError> {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .map_err(|e| KeyError::Invalid(e.to_string()))?;
+        let pem = encode_pem("PRIVATE KEY", pkcs8.as_ref());
+        Ok((Self::from_pem(&pem)?, pem))
+    }
+
+    /// The development key under `dir` (created with mode 0600 on first use).
+    pub fn load_or_create_dev(dir: &Path) -> Result<Self, KeyError> {
+        let path = dir.join("oidc-signing-key.pem");
+        if let Ok(pem) = std::fs::read_to_string(&path) {
+            return Self::from_pem(&pem);
+        }
+        std::fs::create_dir_all(dir)?;
+        let (key, pem) = Self::generate()?;
+        write_private(&path, &pem)?;
+        tracing::info!(path = %path.display(), kid = %key.kid, "Generated a development signing key.");
+        Ok(key)
+    }
+
+    fn ec(pair: EcdsaKeyPair) -> Self {
+        // Uncompressed SEC1 point: 0x04 || x (32) || y (32).
+        let point = pair.public_key().as_ref();
+        let (x, y) = (&point[1..33], &point[33..65]);
+        let (x, y) = (URL_SAFE_NO_PAD.encode(x), URL_SAFE_NO_PAD.encode(y));
+        let thumbprint_input = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
+        let kid = thumbprint(&thumbprint_input);
+        let jwk = json!({"kty":"EC","crv":"P-256","x":x,"y":y,"kid":kid,"alg":"ES256","use":"sig"});
+        Self {
+            pair: Pair::Ec(pair),
+            kid,
+            alg: Algorithm::Es256,
+            jwk,
+            rng: SystemRandom::new(),
+        }
+    }
+
+    fn rsa(pair: RsaKeyPair) -> Result<Self, KeyError> {
+        if pair.public().modulus_len() < 256 {
+            return Err(KeyError::Invalid(
+                "RSA keys must have at least 2048 bits".into(),
+            ));
+        }
+        let (n, e) = rsa_public_components(pair.public().as_ref())
+            .ok_or_else(|| KeyError::Invalid("cannot read the RSA public key".into()))?;
+        let (n, e) = (URL_SAFE_NO_PAD.encode(n), URL_SAFE_NO_PAD.encode(e));
+        let kid = thumbprint(&format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#));
+        let jwk = json!({"kty":"RSA","n":n,"e":e,"kid":kid,"alg":"RS256","use":"sig"});
+        Ok(Self {
+            pair: Pair::Rsa(pair),
+            kid,
+            alg: Algorithm::Rs256,
+            jwk,
+            rng: SystemRandom::new(),
+        })
+    }
+
+    /// JWS signature over `message` (the `header.payload` signing input).
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
+        match &self.pair {
+            Pair::Ec(pair) => pair
+                .sign(&self.rng, message)
+                .map(|s| s.as_ref().to_vec())
+                .map_err(|e| KeyError::Invalid(e.to_string())),
+            Pair::Rsa(pair) => {
+                let mut sig = vec![0; pair.public().modulus_len()];
+                pair.sign(&signature::RSA_PKCS1_SHA256, &self.rng, message, &mut sig)
+                    .map_err(|e| KeyError::Invalid(e.to_string()))?;
+                Ok(sig)
+            }
+        }
+    }
+
+    /// A compact JWS of `claims` with `typ: JWT` and this key's `kid`.
+    pub fn sign_jwt(&self, claims: &Value) -> Result<String, KeyError> {
+        let header = json!({"alg": self.alg.name(), "typ": "JWT", "kid": self.kid});
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let sig = self.sign(input.as_bytes())?;
+        Ok(format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig)))
+    }
+}
+
+/// The published key set: the active key first, then retired keys.
+pub fn jwks(active: &SigningKey, retired: &[Value]) -> Value {
+    let mut keys = vec![active.jwk.clone()];
+    keys.extend(
+        retired
+            .iter()
+            .filter(|k| k["kid"] != active.jwk["kid"])
+            .cloned(),
+    );
+    json!({ "keys": keys })
+}
+
+/// Parses `JWT_RETIRED_PUBLIC_KEYS`: a JWKS document (`{"keys":[…]}`) of public keys only.
+pub fn parse_retired(raw: &str) -> Result<Vec<Value>, String> {
+    let doc: Value = serde_json::from_str(raw).map_err(|e| format!("not JSON: {e}"))?;
+    let keys = doc["keys"].as_array().ok_or("expected {\"keys\": [...]}")?;
+    for k in keys {
+        if k.get("d").is_some() || k.get("p").is_some() {
+            return Err("retired keys must be public keys (no private members)".into());
+        }
+        if k["kid"].as_str().is_none() || k["kty"].as_str().is_none() {
+            return Err("every retired key needs kty and kid".into());
+        }
+    }
+    Ok(keys.clone())
+}
+
+fn thumbprint(canonical_jwk: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(canonical_jwk.as_bytes()))
+}
+
+fn decode_pem(pem: &str) -> Result<(String, Vec<u8>), KeyError> {
+    let pem = pem.trim();
+    let first = pem.lines().next().ok_or(KeyError::NotPem)?.trim();
+    let label = first
+        .strip_prefix("-----BEGIN ")
+        .and_then(|l| l.strip_suffix("-----"))
+        .ok_or(KeyError::NotPem)?
+        .to_owned();
+    let body: String = pem
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END "))
+        .flat_map(|l| l.trim().chars())
+        .collect();
+    let der = STANDARD.decode(body).map_err(|_| KeyError::NotPem)?;
+    Ok((label, der))
+}
+
+fn encode_pem(label: &str, der: &[u8]) -> String {
+    let b64 = STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(chunk));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())
+}
+
+/// `(n, e)` from a DER `RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }`,
+/// leading zero bytes stripped as JWK requires.
+fn rsa_public_components(der: &[u8]) -> Option<(&[u8], &[u8])> {
+    fn read_tlv(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+        let (&t, rest) = input.split_first()?;
+        if t != tag {
+            return None;
+        }
+        let (&first, mut rest) = rest.split_first()?;
+        let len = if first < 0x80 {
+            usize::from(first)
+        } else {
+            let n = usize::from(first & 0x7f);
+            if n == 0 || n > 4 || rest.len() < n {
+                return None;
+            }
+            let (len_bytes, r) = rest.split_at(n);
+            rest = r;
+            len_bytes
+                .iter()
+                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b))
+        };
+        (rest.len() >= len).then(|| rest.split_at(len))
+    }
+    let (seq, _) = read_tlv(der, 0x30)?;
+    let (n, rest) = read_tlv(seq, 0x02)?;
+    let (e, _) = read_tlv(rest, 0x02)?;
+    let trim = |v: &[u8]| -> usize { v.iter().take_while(|b| **b == 0).count() };
+    Some((&n[trim(n)..], &e[trim(e)..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_key_signs_a_verifiable_es256_jwt() {
+        let (key, pem) = SigningKey::generate().unwrap();
+        assert_eq!(key.alg, Algorithm::Es256);
+        let again = SigningKey::from_pem(&pem).unwrap();
+        assert_eq!(again.kid, key.kid, "kid is stable for the same key");
+        let jwt = key.sign_jwt(&json!({"sub":"u"})).unwrap();
+        let parts: Vec<&str> = jwt.split('.').collect();
+        assert_eq!(parts.len(), 3);
+        let x = URL_SAFE_NO_PAD
+            .decode(key.jwk["x"].as_str().unwrap())
+            .unwrap();
+        let y = URL_SAFE_NO_PAD
+            .decode(key.jwk["y"].as_str().unwrap())
+            .unwrap();
+        let mut point = vec![4u8];
+        point.extend(x);
+        point.extend(y);
+        let public = signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point);
+        let sig = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
+        public
+            .verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &sig)
+            .unwrap();
+        let header: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+        assert_eq!(header["kid"], key.kid);
+        assert_eq!(header["alg"], "ES256");
+    }
+
+    #[test]
+    fn rejects_garbage_and_keeps_dev_key_across_loads() {
+        assert!(matches!(
+            SigningKey::from_pem("secret"),
+            Err(KeyError::NotPem)
+        ));
+        assert!(
+            SigningKey::from_pem("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----")
+                .is_err()
+        );
+        let dir = std::env::temp_dir().join(format!("chatons-key-{}", uuid::Uuid::new_v4()));
+        let a = SigningKey::load_or_create_dev(&dir).unwrap();
+        let b = SigningKey::load_or_create_dev(&dir).unwrap();
+        assert_eq!(a.kid, b.kid);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn jwks_lists_active_then_retired_public_keys() {
+        let (key, _) = SigningKey::generate().unwrap();
+        let retired =
+            parse_retired(r#"{"keys":[{"kty":"EC","kid":"old","crv":"P-256","x":"a","y":"b"}]}"#)
+                .unwrap();
+        let set = jwks(&key, &retired);
+        assert_eq!(set["keys"][0]["kid"], key.kid);
+        assert_eq!(set["keys"][1]["kid"], "old");
+        assert!(set["keys"][0].get("d").is_none());
+        assert!(parse_retired(r#"{"keys":[{"kty":"EC","kid":"x","d":"secret"}]}"#).is_err());
+    }
+
+    #[test]
+    fn reads_rsa_public_components() {
+        // SEQUENCE { INTEGER 0x00C5, INTEGER 0x010001 }
+        let der = [
+            0x30, 0x09, 0x02, 0x02, 0x00, 0xC5, 0x02, 0x03, 0x01, 0x00, 0x01,
+        ];
+        let (n, e) = rsa_public_components(&der).unwrap();
+        assert_eq!(n, &[0xC5]);
+        assert_eq!(e, &[0x01, 0x00, 0x01]);
+    }
+}

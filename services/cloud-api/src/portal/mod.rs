@@ -1,0 +1,243 @@
+//! The web portal: server-rendered pages (askama, `templates/portal/`) for signup, login,
+//! logout, email verification, forgot/reset password, organizations (create, rename, invite,
+//! accept), provider settings, the account page and the desktop hand-off.
+//!
+//! Pages work without JavaScript. Every POST carries the CSRF double-submit token
+//! (`web::csrf_ok`); a missing or wrong token answers 400 and changes nothing. The portal
+//! session is the `chatons_cloud_session` cookie (a session of client `chatons-portal`, the same
+//! one the OIDC login page issues). Business rules are not repeated here: pages call the JSON
+//! API's handlers (`crate::http::*`) and the service functions in [`auth`].
+
+pub mod auth;
+mod pages;
+
+use askama::Template;
+use axum::Router;
+use axum::http::StatusCode;
+use axum::http::header::{self, HeaderMap, HeaderValue};
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde::de::DeserializeOwned;
+
+use crate::AppState;
+use crate::http::extract::{Caller, apply_admin_list};
+use crate::oidc::PORTAL_CLIENT;
+use crate::sessions;
+use crate::web;
+
+/// Portal pages and the reference's JSON email routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/web/forgot-password", post(auth::forgot_json))
+        .route("/v1/web/reset-password", post(auth::reset_json))
+        .route("/v1/web/verify-email", post(auth::verify_json))
+        .route("/cloud", get(pages::account))
+        .route("/cloud/account", get(pages::account))
+        .route(
+            "/cloud/signup",
+            get(pages::signup_page).post(pages::signup_submit),
+        )
+        .route(
+            "/cloud/login",
+            get(pages::login_page).post(pages::login_submit),
+        )
+        .route("/cloud/logout", post(pages::logout))
+        .route(
+            "/cloud/verify-email",
+            get(pages::verify_page).post(pages::verify_submit),
+        )
+        .route("/cloud/verify-email/resend", post(pages::verify_resend))
+        .route("/cloud/reset-password/done", get(pages::reset_done))
+        .route(
+            "/cloud/forgot-password",
+            get(pages::forgot_page).post(pages::forgot_submit),
+        )
+        .route(
+            "/cloud/reset-password",
+            get(pages::reset_page).post(pages::reset_submit),
+        )
+        .route(
+            "/cloud/organizations",
+            get(pages::orgs_page).post(pages::org_create),
+        )
+        .route("/cloud/organizations/rename", post(pages::org_rename))
+        .route("/cloud/organizations/invite", post(pages::org_invite))
+        .route(
+            "/cloud/accept-invite",
+            get(pages::accept_page).post(pages::accept_submit),
+        )
+        .route(
+            "/cloud/providers",
+            get(pages::providers_page).post(pages::provider_create),
+        )
+        .route(
+            "/cloud/providers/{id}",
+            get(pages::provider_edit_page).post(pages::provider_update),
+        )
+        .route("/cloud/providers/{id}/delete", post(pages::provider_delete))
+        .route("/cloud/desktop", get(pages::desktop))
+}
+
+/// Per-request page context: the CSRF token (and its cookie when new) and the signed-in user.
+pub(crate) struct Ctx {
+    pub https: bool,
+    pub csrf: String,
+    set_csrf: Option<HeaderValue>,
+    pub caller: Option<Caller>,
+}
+
+impl Ctx {
+    pub async fn load(state: &AppState, headers: &HeaderMap) -> Self {
+        let https = state.config.web_url.scheme() == "https";
+        let (csrf, set_csrf) = web::csrf_token(headers, https);
+        let caller = portal_caller(state, headers).await;
+        Self {
+            https,
+            csrf,
+            set_csrf,
+            caller,
+        }
+    }
+
+    pub fn signed_in(&self) -> bool {
+        self.caller.is_some()
+    }
+
+    /// Renders `t` with the security headers (and the CSRF cookie when new).
+    pub fn page(&self, status: StatusCode, t: &impl Template) -> Response {
+        let body = t.render().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "Template rendering failed.");
+            "<!doctype html><title>Error</title><p>Something went wrong.</p>".to_owned()
+        });
+        let mut r = web::html(status, body, &[], self.https);
+        if let Some(c) = &self.set_csrf {
+            r.headers_mut().append(header::SET_COOKIE, c.clone());
+        }
+        r
+    }
+
+    pub fn notice(
+        &self,
+        status: StatusCode,
+        title: &str,
+        message: &str,
+        link: Option<(&str, &str)>,
+    ) -> Response {
+        self.page(
+            status,
+            &pages::NoticePage {
+                signed_in: self.signed_in(),
+                csrf_token: self.csrf.clone(),
+                title: title.to_owned(),
+                message: message.to_owned(),
+                is_error: status.is_client_error() || status.is_server_error(),
+                link: link.map(|(h, l)| (h.to_owned(), l.to_owned())),
+            },
+        )
+    }
+}
+
+/// The signed-in user of the portal cookie (portal sessions only: a desktop access token in a
+/// cookie is not a browser login).
+pub(crate) async fn portal_caller(state: &AppState, headers: &HeaderMap) -> Option<Caller> {
+    let token = web::cookie(headers, web::SESSION_COOKIE)?;
+    match sessions::authenticate(state.store.as_ref(), token).await {
+        Ok(Some((session, mut user))) if session.client_id == PORTAL_CLIENT => {
+            apply_admin_list(&state.config.admin_emails, &mut user);
+            Some(Caller { user, session })
+        }
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "Portal session lookup failed.");
+            None
+        }
+    }
+}
+
+/// A form body: the fields plus `csrf_token`, checked against the cookie.
+pub(crate) fn parse_form<T: DeserializeOwned + Default>(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<T, FormRejected> {
+    #[derive(serde::Deserialize)]
+    struct Csrf {
+        csrf_token: Option<String>,
+    }
+    let csrf: Csrf = serde_urlencoded::from_bytes(body).map_err(|_| FormRejected::Malformed)?;
+    if !web::csrf_ok(headers, csrf.csrf_token.as_deref()) {
+        return Err(FormRejected::Csrf);
+    }
+    serde_urlencoded::from_bytes(body).map_err(|_| FormRejected::Malformed)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FormRejected {
+    Csrf,
+    Malformed,
+}
+
+impl FormRejected {
+    pub fn respond(self, ctx: &Ctx) -> Response {
+        match self {
+            FormRejected::Csrf => ctx.notice(
+                StatusCode::BAD_REQUEST,
+                "Form expired",
+                "This form was not sent by this site or has expired. Go back, reload the page and try again.",
+                None,
+            ),
+            FormRejected::Malformed => ctx.notice(
+                StatusCode::BAD_REQUEST,
+                "Invalid form",
+                "The form could not be read.",
+                None,
+            ),
+        }
+    }
+}
+
+/// A same-site place to go back to: a local path (`/…`, not `//…`) or an absolute URL on the
+/// web or issuer origin. Anything else → `None`.
+pub(crate) fn safe_return(state: &AppState, raw: Option<&str>) -> Option<String> {
+    let raw = raw?.trim();
+    if raw.is_empty() || raw.len() > 4096 {
+        return None;
+    }
+    if raw.starts_with('/') {
+        if raw.starts_with("//") || raw.contains('\\') {
+            return None;
+        }
+        return Some(raw.to_owned());
+    }
+    let url = url::Url::parse(raw).ok()?;
+    let origin = url.origin();
+    let allowed = [
+        state.config.web_url.origin(),
+        state.config.public_url.origin(),
+        url::Url::parse(&state.oidc.issuer).ok()?.origin(),
+    ];
+    allowed
+        .iter()
+        .any(|o| *o == origin && (url.scheme() == "http" || url.scheme() == "https"))
+        .then(|| url.to_string())
+}
+
+/// `?return_to=…` for links that keep the place to go back to.
+pub(crate) fn return_query(return_to: &str) -> String {
+    if return_to.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "?{}",
+            serde_urlencoded::to_string([("return_to", return_to)]).unwrap_or_default()
+        )
+    }
+}
+
+/// Sends the browser to the login page, then back to `back`.
+pub(crate) fn to_login(back: &str) -> Response {
+    web::redirect(
+        &format!("/cloud/login{}", return_query(back)),
+        false,
+        Vec::new(),
+    )
+}

@@ -1,0 +1,235 @@
+//! Persistence behind one trait, with a Postgres and an in-memory implementation that pass the
+//! same contract suite (`tests/it/store_contract.rs`). Handlers and services only see
+//! `Arc<dyn Store>`; no SQL exists outside `postgres.rs`.
+//!
+//! Methods are small and do not check permissions: callers (the `service` layer) resolve the
+//! caller's memberships first and pass ids they have already authorised. Operations that must be
+//! atomic (signup, refresh rotation, invite acceptance, transcript append, instance registration)
+//! are single methods so each implementation can make them atomic.
+
+pub mod memory;
+pub mod postgres;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::domain::*;
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Everything a new account starts with, written in one transaction.
+#[derive(Debug, Clone)]
+pub struct NewAccount {
+    pub user: User,
+    pub organization: Organization,
+    pub default_project: Project,
+}
+
+/// Admin changes to a plan; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct PlanPatch {
+    pub label: Option<String>,
+    pub parallel_sessions_limit: Option<i64>,
+    pub is_default: Option<bool>,
+    pub is_hidden: Option<bool>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // Users ----------------------------------------------------------------------------------
+    /// Creates the user, the personal organization (user = owner) and its default project.
+    /// `Conflict` when the email (case-insensitive) is taken.
+    async fn create_account(&self, account: NewAccount) -> StoreResult<()>;
+    async fn user(&self, id: &UserId) -> StoreResult<Option<User>>;
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
+    /// Users by creation time.
+    async fn list_users(&self, page: &PageReq) -> StoreResult<Page<User>>;
+    /// Writes the admin-managed fields: `is_admin`, `subscription_plan`, `complimentary`.
+    async fn update_user_entitlements(&self, user: &User) -> StoreResult<()>;
+
+    // Sessions -------------------------------------------------------------------------------
+    async fn insert_session(&self, session: &Session) -> StoreResult<()>;
+    /// The unrevoked, unexpired session whose access token hashes to `hash`.
+    async fn session_by_access_hash(
+        &self,
+        hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Session>>;
+    /// Atomically: if `refresh_hash` belongs to a live, unrotated session, marks it rotated and
+    /// stores `next` (same family); if it was already rotated or revoked, revokes the family.
+    /// The session a refresh token belongs to, whatever its state (revocation looks it up).
+    async fn session_by_refresh_hash(&self, hash: &str) -> StoreResult<Option<Session>>;
+    async fn rotate_refresh(
+        &self,
+        refresh_hash: &str,
+        next: Session,
+        now: DateTime<Utc>,
+    ) -> StoreResult<RotateOutcome>;
+    async fn revoke_session(&self, id: &SessionId, now: DateTime<Utc>) -> StoreResult<()>;
+    async fn revoke_family(&self, family: &FamilyId, now: DateTime<Utc>) -> StoreResult<()>;
+    /// Sets the active organization on every live session of the user.
+    async fn set_active_organization(&self, user: &UserId, org: &OrgId) -> StoreResult<()>;
+
+    // Plans and usage ------------------------------------------------------------------------
+    async fn plans(&self) -> StoreResult<Vec<Plan>>;
+    /// `NotFound` for an unknown plan. Setting `is_default` clears it on the others.
+    async fn update_plan(&self, id: &str, patch: &PlanPatch) -> StoreResult<()>;
+    /// Runtime sessions of the user not stopped/errored whose lease has not expired.
+    async fn active_runtime_sessions(&self, user: &UserId, now: DateTime<Utc>) -> StoreResult<i64>;
+
+    // Organizations --------------------------------------------------------------------------
+    /// Creates an organization with `owner` as its owner.
+    async fn create_organization(&self, org: &Organization, owner: &UserId) -> StoreResult<()>;
+    async fn organization(&self, id: &OrgId) -> StoreResult<Option<Organization>>;
+    /// Every organization the user is a member of, with the role, personal one first.
+    async fn memberships_of(&self, user: &UserId) -> StoreResult<Vec<(Organization, Role)>>;
+    async fn role_in(&self, org: &OrgId, user: &UserId) -> StoreResult<Option<Role>>;
+    /// `Conflict` when the slug is taken.
+    async fn rename_organization(&self, org: &OrgId, name: &str, slug: &str) -> StoreResult<()>;
+    /// Members ordered by join time.
+    async fn members(&self, org: &OrgId, page: &PageReq) -> StoreResult<Page<Member>>;
+    /// `NotFound` when the user is not a member.
+    async fn set_role(&self, org: &OrgId, user: &UserId, role: Role) -> StoreResult<()>;
+    /// `NotFound` when the user is not a member.
+    async fn remove_member(&self, org: &OrgId, user: &UserId) -> StoreResult<()>;
+    /// Owners of the organization (to keep at least one).
+    async fn owner_count(&self, org: &OrgId) -> StoreResult<i64>;
+
+    // Invites --------------------------------------------------------------------------------
+    async fn insert_invite(&self, invite: &Invite) -> StoreResult<()>;
+    async fn invite_by_token_hash(&self, hash: &str) -> StoreResult<Option<Invite>>;
+    /// Pending (not accepted, not revoked) invites, newest last.
+    async fn invites(&self, org: &OrgId, page: &PageReq) -> StoreResult<Page<Invite>>;
+    /// Atomically: marks the invite accepted (only if still pending and unexpired) and adds the
+    /// membership (keeping a higher existing role). `NotFound` when no longer acceptable.
+    async fn accept_invite(
+        &self,
+        invite: &InviteId,
+        user: &UserId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// `NotFound` unless the invite is pending in `org`.
+    async fn revoke_invite(
+        &self,
+        org: &OrgId,
+        invite: &InviteId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+
+    // Instances ------------------------------------------------------------------------------
+    async fn register_instance(&self, instance: &Instance) -> StoreResult<RegisterOutcome>;
+    async fn instance(&self, id: &InstanceId) -> StoreResult<Option<Instance>>;
+    async fn instances_of(&self, user: &UserId, page: &PageReq) -> StoreResult<Page<Instance>>;
+
+    // Providers ------------------------------------------------------------------------------
+    async fn insert_provider(&self, provider: &Provider) -> StoreResult<()>;
+    async fn provider(&self, id: &ProviderId) -> StoreResult<Option<Provider>>;
+    /// Providers of an organization by creation time.
+    async fn providers(&self, org: &OrgId, page: &PageReq) -> StoreResult<Page<Provider>>;
+    async fn update_provider(&self, provider: &Provider) -> StoreResult<()>;
+    async fn delete_provider(&self, id: &ProviderId) -> StoreResult<()>;
+
+    // Projects -------------------------------------------------------------------------------
+    async fn insert_project(&self, project: &Project) -> StoreResult<()>;
+    async fn project(&self, id: &ProjectId) -> StoreResult<Option<Project>>;
+    /// Projects of these organizations ordered by (name, id).
+    async fn projects(&self, orgs: &[OrgId], page: &PageReq) -> StoreResult<Page<Project>>;
+    async fn update_project(&self, project: &Project) -> StoreResult<()>;
+    async fn delete_project(&self, id: &ProjectId) -> StoreResult<()>;
+
+    // Conversations --------------------------------------------------------------------------
+    async fn insert_conversation(&self, conversation: &Conversation) -> StoreResult<()>;
+    async fn conversation(&self, id: &ConversationId) -> StoreResult<Option<Conversation>>;
+    /// Conversations of these organizations (optionally one project) ordered by (title, id).
+    async fn conversations(
+        &self,
+        orgs: &[OrgId],
+        project: Option<&ProjectId>,
+        page: &PageReq,
+    ) -> StoreResult<Page<Conversation>>;
+    async fn update_conversation(&self, conversation: &Conversation) -> StoreResult<()>;
+    async fn delete_conversation(&self, id: &ConversationId) -> StoreResult<()>;
+    /// Appends the messages whose id is not yet in the transcript, in order, atomically with
+    /// respect to concurrent appends. Returns (appended, total).
+    async fn append_messages(
+        &self,
+        conversation: &ConversationId,
+        messages: &[Message],
+    ) -> StoreResult<(u64, u64)>;
+    /// Messages in transcript order; the cursor key is the position.
+    async fn messages(
+        &self,
+        conversation: &ConversationId,
+        page: &PageReq,
+    ) -> StoreResult<Page<Message>>;
+
+    // Memories -------------------------------------------------------------------------------
+    async fn memory(&self, id: &MemoryId) -> StoreResult<Option<Memory>>;
+    /// Inserts or replaces the row with this id.
+    async fn save_memory(&self, memory: &Memory) -> StoreResult<()>;
+    /// Marks other active rows of `fingerprint` in `org` superseded (except `keep`).
+    async fn supersede_memories(
+        &self,
+        org: &OrgId,
+        fingerprint: &str,
+        keep: &MemoryId,
+    ) -> StoreResult<()>;
+    /// The row with this fingerprint in `org`, if any (newest first).
+    async fn memory_by_fingerprint(
+        &self,
+        org: &OrgId,
+        fingerprint: &str,
+    ) -> StoreResult<Option<Memory>>;
+    /// Visible memories (see [`MemoryFilter`]) by `updated_at` desc.
+    async fn memories(&self, filter: &MemoryFilter, page: &PageReq) -> StoreResult<Page<Memory>>;
+    /// Search candidates with a full-text rank in [0, 1], best first, at most `limit`.
+    async fn memory_candidates(
+        &self,
+        filter: &MemoryFilter,
+        query: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<(Memory, f64)>>;
+    async fn touch_memory(&self, id: &MemoryId, now: DateTime<Utc>) -> StoreResult<()>;
+    async fn mark_memories_seen(&self, ids: &[MemoryId], now: DateTime<Utc>) -> StoreResult<()>;
+    async fn delete_memory(&self, id: &MemoryId) -> StoreResult<()>;
+
+    /// Cheap liveness probe (readiness is handled by the pool check).
+    fn kind(&self) -> &'static str;
+
+    // Email tokens (portal) ------------------------------------------------------------------
+    /// Stores the SHA-256 `hash` of a fresh verification or password-reset token.
+    async fn insert_email_token(
+        &self,
+        kind: EmailTokenKind,
+        hash: &str,
+        user: &UserId,
+        expires_at: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// Atomically: deletes the unexpired verification token `hash` (single use) and marks the
+    /// user's email verified. The user, or `None` when the token is unknown or expired.
+    async fn verify_email_token(
+        &self,
+        hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<UserId>>;
+    /// Atomically: deletes the unexpired reset token `hash` and every other reset token of its
+    /// user, replaces the password hash and revokes all the user's sessions. `None` when the
+    /// token is unknown or expired.
+    async fn reset_password_with_token(
+        &self,
+        hash: &str,
+        password_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<UserId>>;
+}
+
+/// The two kinds of one-time tokens mailed to a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailTokenKind {
+    Verification,
+    PasswordReset,
+}
+
+pub type DynStore = Arc<dyn Store>;

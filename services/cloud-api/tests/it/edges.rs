@@ -1,0 +1,61 @@
+//! The shared edge assertions on cloud-api: JSON errors at the edge, graceful drain of the binary.
+
+use std::time::Duration;
+
+use cloud_testkit::edge::{JsonRoute, assert_graceful_drain, assert_json_edges};
+use cloud_testkit::process::ServiceProcess;
+
+use crate::helpers::{TEST_SECRETS_KEY, spawn_app};
+
+#[tokio::test]
+async fn login_route_has_json_edges() {
+    let app = spawn_app().await;
+    assert_json_edges(
+        &app.base,
+        JsonRoute {
+            path: "/v1/web/login",
+            headers: &[],
+        },
+        1_048_576,
+    )
+    .await;
+    let u = app.signup().await;
+    let auth = format!("Bearer {}", u.access);
+    assert_json_edges(
+        &app.base,
+        JsonRoute {
+            path: "/v1/projects",
+            headers: &[("authorization", auth.as_str())],
+        },
+        1_048_576,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_binary_drains_in_flight_requests_on_sigterm() {
+    let mut process = ServiceProcess::spawn(
+        env!("CARGO_BIN_EXE_cloud-api"),
+        &[
+            (
+                "CHATONS_SECRETS_ENCRYPTION_KEY",
+                TEST_SECRETS_KEY.to_owned(),
+            ),
+            (
+                "CHATONS_INTERNAL_SERVICE_TOKEN",
+                cloud_testkit::random_token(),
+            ),
+            ("CHATONS_SHUTDOWN_DRAIN_SECONDS", "5".to_owned()),
+        ],
+    )
+    .await;
+    assert_graceful_drain(
+        &mut process,
+        JsonRoute {
+            path: "/v1/web/login",
+            headers: &[],
+        },
+        Duration::from_secs(5),
+    )
+    .await;
+}

@@ -1,0 +1,13 @@
+//! The one integration-test binary of cloud-api (one binary links once; modules share helpers).
+
+mod accounts;
+mod bugs;
+mod control_plane;
+mod edges;
+mod foundation;
+mod helpers;
+mod isolation;
+mod oidc;
+mod openapi;
+mod portal;
+mod store_contract;

@@ -1,0 +1,692 @@
+//! The OIDC issuer seen from outside: a standard relying party (the `openidconnect` crate), the
+//! desktop's flows, and each way a request can be wrong, with the exact OAuth error.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use openidconnect::core::{
+    CoreAuthenticationFlow, CoreClient, CoreIdToken, CoreJwsSigningAlgorithm, CoreProviderMetadata,
+    CoreUserInfoClaims,
+};
+use openidconnect::{
+    AuthorizationCode, ClientId, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse,
+    PkceCodeChallenge, RedirectUrl, Scope, TokenResponse,
+};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+
+const PASSWORD: &str = "correct horse battery staple";
+const LOOPBACK: &str = "http://127.0.0.1:53682/callback";
+const DESKTOP: &str = "chatons://cloud/auth/callback";
+
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn signup(app: &TestApp, email: &str) -> Value {
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/web/signup", app.base))
+        .json(&json!({"email": email, "displayName": "Ada Lovelace", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "signup");
+    resp.json().await.unwrap()
+}
+
+fn pkce_pair() -> (String, String) {
+    let verifier = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    (verifier, challenge)
+}
+
+fn csrf_from(html: &str) -> String {
+    let marker = "name=\"csrf_token\" value=\"";
+    let start = html.find(marker).expect("csrf field") + marker.len();
+    html[start..].split('"').next().unwrap().to_owned()
+}
+
+fn query_of(location: &str) -> std::collections::HashMap<String, String> {
+    url::Url::parse(location)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect()
+}
+
+/// Opens `authorize_url` in a cookie-keeping client, fills the login form, and returns the
+/// final redirect's `Location`.
+async fn login_through(
+    browser: &reqwest::Client,
+    app: &TestApp,
+    authorize_url: &str,
+    email: &str,
+) -> String {
+    let page = browser.get(authorize_url).send().await.unwrap();
+    assert_eq!(page.status(), 200, "login page");
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Sign in to Chatons Cloud"));
+    let mut form: Vec<(String, String)> = url::Url::parse(authorize_url)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    form.push(("csrf_token".into(), csrf_from(&html)));
+    form.push(("email".into(), email.into()));
+    form.push(("password".into(), PASSWORD.into()));
+    form.push(("action".into(), "login".into()));
+    let resp = browser
+        .post(format!("{}/oidc/authorize", app.base))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        303,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
+    resp.headers()["location"].to_str().unwrap().to_owned()
+}
+
+fn desktop_authorize_url(
+    app: &TestApp,
+    redirect_uri: &str,
+    challenge: &str,
+    state: &str,
+) -> String {
+    let mut url = url::Url::parse(&format!("{}/oidc/authorize", app.base)).unwrap();
+    url.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", "chatons-desktop")
+        .append_pair("redirect_uri", redirect_uri)
+        .append_pair("scope", "openid profile email offline_access")
+        .append_pair("state", state)
+        .append_pair("nonce", "n-0S6_WzA2Mj")
+        .append_pair("code_challenge", challenge)
+        .append_pair("code_challenge_method", "S256");
+    url.to_string()
+}
+
+/// Runs the desktop's login and returns `(code, verifier)`.
+async fn desktop_code(app: &TestApp, email: &str, redirect_uri: &str) -> (String, String) {
+    let (verifier, challenge) = pkce_pair();
+    let location = login_through(
+        &browser(),
+        app,
+        &desktop_authorize_url(app, redirect_uri, &challenge, "st-1"),
+        email,
+    )
+    .await;
+    assert!(location.starts_with(redirect_uri), "{location}");
+    let q = query_of(&location);
+    assert_eq!(q["state"], "st-1");
+    assert_eq!(q["iss"], app.base);
+    (q["code"].clone(), verifier)
+}
+
+async fn token_form(app: &TestApp, form: &[(&str, &str)]) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("{}/oidc/token", app.base))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+async fn exchange(app: &TestApp, code: &str, verifier: &str, redirect_uri: &str) -> (u16, Value) {
+    token_form(
+        app,
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", "chatons-desktop"),
+            ("code", code),
+            ("code_verifier", verifier),
+            ("redirect_uri", redirect_uri),
+        ],
+    )
+    .await
+}
+
+async fn bootstrap_status(app: &TestApp, access_token: &str) -> u16 {
+    reqwest::Client::new()
+        .get(format!("{}/v1/bootstrap", app.base))
+        .bearer_auth(access_token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn a_standard_relying_party_completes_the_whole_flow() {
+    let app = spawn_app().await;
+    let account = signup(&app, "rp@example.com").await;
+    let http = openidconnect::reqwest::ClientBuilder::new()
+        .redirect(openidconnect::reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let metadata =
+        CoreProviderMetadata::discover_async(IssuerUrl::new(app.base.clone()).unwrap(), &http)
+            .await
+            .expect("discovery");
+    let client =
+        CoreClient::from_provider_metadata(metadata, ClientId::new("chatons-desktop".into()), None)
+            .set_redirect_uri(RedirectUrl::new(LOOPBACK.into()).unwrap());
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (auth_url, csrf_state, nonce) = client
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .add_scope(Scope::new("email".into()))
+        .add_scope(Scope::new("profile".into()))
+        .add_scope(Scope::new("offline_access".into()))
+        .set_pkce_challenge(challenge)
+        .url();
+
+    let location = login_through(&browser(), &app, auth_url.as_str(), "rp@example.com").await;
+    let q = query_of(&location);
+    assert_eq!(&q["state"], csrf_state.secret());
+    let tokens = client
+        .exchange_code(AuthorizationCode::new(q["code"].clone()))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&http)
+        .await
+        .expect("code exchange");
+
+    let verifier = client
+        .id_token_verifier()
+        .set_allowed_algs(vec![CoreJwsSigningAlgorithm::EcdsaP256Sha256]);
+    let id_token = tokens.id_token().expect("id_token");
+    let claims = id_token
+        .claims(&verifier, &nonce)
+        .expect("id_token verifies against the JWKS");
+    assert_eq!(claims.email().map(|e| e.as_str()), Some("rp@example.com"));
+    assert_eq!(
+        claims.email_verified(),
+        account["user"]["emailVerified"].as_bool()
+    );
+    assert_eq!(
+        claims.name().and_then(|n| n.get(None)).map(|n| n.as_str()),
+        Some("Ada Lovelace")
+    );
+    assert!(claims.auth_time().is_some());
+    let at_hash = claims.access_token_hash().expect("at_hash");
+    let expected =
+        URL_SAFE_NO_PAD.encode(&Sha256::digest(tokens.access_token().secret().as_bytes())[..16]);
+    assert_eq!(at_hash.as_str(), expected);
+
+    // A tampered id_token (payload changed, signature kept) fails verification.
+    let raw = id_token.to_string();
+    let parts: Vec<&str> = raw.split('.').collect();
+    let mut payload: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    payload["email"] = json!("mallory@example.com");
+    let forged = format!(
+        "{}.{}.{}",
+        parts[0],
+        URL_SAFE_NO_PAD.encode(payload.to_string()),
+        parts[2]
+    );
+    let forged = CoreIdToken::from_str(&forged).unwrap();
+    assert!(
+        forged.claims(&verifier, &nonce).is_err(),
+        "tampered id_token must not verify"
+    );
+
+    let info: CoreUserInfoClaims = client
+        .user_info(tokens.access_token().clone(), None)
+        .unwrap()
+        .request_async(&http)
+        .await
+        .expect("userinfo");
+    assert_eq!(info.email().map(|e| e.as_str()), Some("rp@example.com"));
+
+    let refresh = tokens
+        .refresh_token()
+        .expect("offline_access yields a refresh token")
+        .clone();
+    let refreshed = client
+        .exchange_refresh_token(&refresh)
+        .unwrap()
+        .request_async(&http)
+        .await
+        .expect("refresh");
+    let rotated = refreshed
+        .refresh_token()
+        .expect("rotated refresh token")
+        .clone();
+    assert_ne!(rotated.secret(), refresh.secret());
+
+    // RFC 7009 revocation. (The RP library refuses revocation endpoints that are not https, so
+    // this one request is sent as the plain form POST the RFC defines.)
+    let resp = reqwest::Client::new()
+        .post(format!("{}/oidc/revoke", app.base))
+        .form(&[
+            ("token", rotated.secret().as_str()),
+            ("token_type_hint", "refresh_token"),
+            ("client_id", "chatons-desktop"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let after = client
+        .exchange_refresh_token(&rotated)
+        .unwrap()
+        .request_async(&http)
+        .await;
+    assert!(after.is_err(), "a revoked refresh token must not refresh");
+    assert_eq!(
+        bootstrap_status(&app, refreshed.access_token().secret()).await,
+        401,
+        "revoking the refresh token revokes its family"
+    );
+}
+
+#[tokio::test]
+async fn desktop_login_with_its_custom_scheme_yields_working_tokens() {
+    let app = spawn_app().await;
+    signup(&app, "desk@example.com").await;
+    let (code, verifier) = desktop_code(&app, "desk@example.com", DESKTOP).await;
+    // The desktop's own JSON body, camelCase, as the first system defined it.
+    let resp = reqwest::Client::new()
+        .post(format!("{}/oidc/token", app.base))
+        .json(&json!({"grantType":"authorization_code","clientId":"chatons-desktop","code":code,"redirectUri":DESKTOP,"codeVerifier":verifier}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["session"]["accessToken"].is_string()
+            && body["idToken"].is_string()
+            && body["user"]["email"] == "desk@example.com"
+    );
+    assert_eq!(
+        bootstrap_status(&app, body["session"]["accessToken"].as_str().unwrap()).await,
+        200
+    );
+    // Refresh through the desktop's JSON shape too.
+    let resp = reqwest::Client::new()
+        .post(format!("{}/oidc/token", app.base))
+        .json(&json!({"grantType":"refresh_token","clientId":"chatons-desktop","redirectUri":DESKTOP,"refreshToken":body["session"]["refreshToken"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn desktop_login_with_a_loopback_redirect_and_the_legacy_exchange() {
+    let app = spawn_app().await;
+    signup(&app, "loop@example.com").await;
+    let (code, verifier) =
+        desktop_code(&app, "loop@example.com", "http://127.0.0.1:61234/auth").await;
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/auth/desktop/exchange", app.base))
+        .json(&json!({"code":code,"clientId":"chatons-desktop","redirectUri":"http://127.0.0.1:61234/auth","codeVerifier":verifier}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        bootstrap_status(&app, body["access_token"].as_str().unwrap()).await,
+        200
+    );
+}
+
+#[tokio::test]
+async fn legacy_desktop_auth_requires_a_real_pkce_challenge() {
+    let app = spawn_app().await;
+    let none = browser()
+        .get(format!("{}/desktop/auth?state=abc", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(none.status(), 400);
+    let (_, challenge) = pkce_pair();
+    let ok = browser()
+        .get(format!(
+            "{}/desktop/auth?state=abc&code_challenge={challenge}&code_challenge_method=S256",
+            app.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 302);
+    let location = ok.headers()["location"].to_str().unwrap();
+    let q = query_of(location);
+    assert_eq!(q["code_challenge"], challenge);
+    assert_eq!(q["redirect_uri"], DESKTOP);
+}
+
+#[tokio::test]
+async fn a_wrong_verifier_is_invalid_grant_and_does_not_burn_the_code() {
+    let app = spawn_app().await;
+    signup(&app, "wv@example.com").await;
+    let (code, verifier) = desktop_code(&app, "wv@example.com", LOOPBACK).await;
+    let (other, _) = pkce_pair();
+    let (status, body) = exchange(&app, &code, &other, LOOPBACK).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let (status, _) = exchange(&app, &code, &verifier, LOOPBACK).await;
+    assert_eq!(status, 200, "the right verifier still works");
+}
+
+#[tokio::test]
+async fn missing_or_plain_pkce_is_refused_at_the_authorization_endpoint() {
+    let app = spawn_app().await;
+    let base = format!(
+        "{}/oidc/authorize?response_type=code&client_id=chatons-desktop&redirect_uri={LOOPBACK}&state=s1",
+        app.base
+    );
+    for extra in [
+        "",
+        "&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=plain",
+    ] {
+        let resp = browser()
+            .get(format!("{base}{extra}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 302);
+        let q = query_of(resp.headers()["location"].to_str().unwrap());
+        assert_eq!(q["error"], "invalid_request");
+        assert_eq!(q["state"], "s1");
+        assert!(!q.contains_key("code"));
+    }
+    // And the token endpoint refuses an exchange without a verifier.
+    let (status, body) = token_form(
+        &app,
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", "chatons-desktop"),
+            ("code", "x"),
+            ("redirect_uri", LOOPBACK),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
+}
+
+#[tokio::test]
+async fn a_reused_code_is_refused_and_revokes_what_it_issued() {
+    let app = spawn_app().await;
+    signup(&app, "reuse@example.com").await;
+    let (code, verifier) = desktop_code(&app, "reuse@example.com", LOOPBACK).await;
+    let (status, first) = exchange(&app, &code, &verifier, LOOPBACK).await;
+    assert_eq!(status, 200);
+    let access = first["access_token"].as_str().unwrap();
+    assert_eq!(bootstrap_status(&app, access).await, 200);
+    let (status, body) = exchange(&app, &code, &verifier, LOOPBACK).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    assert_eq!(
+        bootstrap_status(&app, access).await,
+        401,
+        "tokens of a replayed code are revoked"
+    );
+    let (status, _) = token_form(
+        &app,
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", "chatons-desktop"),
+            ("refresh_token", first["refresh_token"].as_str().unwrap()),
+        ],
+    )
+    .await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn redirect_uri_mismatches_are_refused() {
+    let app = spawn_app().await;
+    signup(&app, "mm@example.com").await;
+    let (_, challenge) = pkce_pair();
+    // Unregistered at the authorization endpoint: a page, never a redirect.
+    let resp = browser()
+        .get(desktop_authorize_url(
+            &app,
+            "https://evil.example/cb",
+            &challenge,
+            "s",
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert!(resp.headers().get("location").is_none());
+    // Registered but different at the token endpoint.
+    let (code, verifier) = desktop_code(&app, "mm@example.com", LOOPBACK).await;
+    let (status, body) = exchange(&app, &code, &verifier, "http://127.0.0.1:53682/other").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+}
+
+#[tokio::test]
+async fn an_expired_code_is_invalid_grant() {
+    let app = spawn_app_with(&[("CHATONS_DESKTOP_AUTH_REQUEST_TTL_SECONDS", "1")]).await;
+    signup(&app, "exp@example.com").await;
+    let (code, verifier) = desktop_code(&app, "exp@example.com", LOOPBACK).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, body) = exchange(&app, &code, &verifier, LOOPBACK).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+}
+
+#[tokio::test]
+async fn a_reused_refresh_token_revokes_the_family() {
+    let app = spawn_app().await;
+    signup(&app, "rt@example.com").await;
+    let (code, verifier) = desktop_code(&app, "rt@example.com", LOOPBACK).await;
+    let (_, first) = exchange(&app, &code, &verifier, LOOPBACK).await;
+    let old = first["refresh_token"].as_str().unwrap().to_owned();
+    let refresh = |token: String| {
+        let app = &app;
+        async move {
+            token_form(
+                app,
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("client_id", "chatons-desktop"),
+                    ("refresh_token", &token),
+                ],
+            )
+            .await
+        }
+    };
+    let (status, second) = refresh(old.clone()).await;
+    assert_eq!(status, 200);
+    let (status, body) = refresh(old).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let (status, _) = refresh(second["refresh_token"].as_str().unwrap().to_owned()).await;
+    assert_eq!(status, 400, "the newest token of the family is revoked too");
+    assert_eq!(
+        bootstrap_status(&app, second["access_token"].as_str().unwrap()).await,
+        401
+    );
+}
+
+#[tokio::test]
+async fn unknown_clients_are_refused() {
+    let app = spawn_app().await;
+    let (status, body) = token_form(
+        &app,
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", "nobody"),
+            ("refresh_token", "x"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+    let resp = browser()
+        .get(format!(
+            "{}/oidc/authorize?response_type=code&client_id=nobody&redirect_uri={LOOPBACK}",
+            app.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert!(resp.headers().get("location").is_none());
+}
+
+#[tokio::test]
+async fn prompt_none_and_a_forged_form_behave() {
+    let app = spawn_app().await;
+    signup(&app, "pn@example.com").await;
+    let (_, challenge) = pkce_pair();
+    let url = format!(
+        "{}&prompt=none",
+        desktop_authorize_url(&app, LOOPBACK, &challenge, "s9")
+    );
+    let resp = browser().get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 302);
+    assert_eq!(
+        query_of(resp.headers()["location"].to_str().unwrap())["error"],
+        "login_required"
+    );
+
+    // Signed in once, prompt=none answers a code without any page.
+    let b = browser();
+    login_through(
+        &b,
+        &app,
+        &desktop_authorize_url(&app, LOOPBACK, &challenge, "s1"),
+        "pn@example.com",
+    )
+    .await;
+    let resp = b.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 302);
+    assert!(query_of(resp.headers()["location"].to_str().unwrap()).contains_key("code"));
+
+    // A login POST without the CSRF pair changes nothing.
+    let resp = reqwest::Client::new()
+        .post(format!("{}/oidc/authorize", app.base))
+        .form(&[
+            ("client_id", "chatons-desktop"),
+            ("email", "pn@example.com"),
+            ("password", PASSWORD),
+            ("action", "login"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert!(resp.headers().get("set-cookie").is_none());
+}
+
+#[tokio::test]
+async fn discovery_and_jwks_describe_the_issuer() {
+    let app = spawn_app().await;
+    let d: Value = reqwest::get(format!("{}/.well-known/openid-configuration", app.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(d["issuer"], app.base);
+    assert_eq!(d["code_challenge_methods_supported"], json!(["S256"]));
+    assert!(
+        d["grant_types_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("refresh_token"))
+    );
+    let jwks: Value = reqwest::get(d["jwks_uri"].as_str().unwrap())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = &jwks["keys"][0];
+    assert_eq!(
+        (key["kty"].as_str(), key["alg"].as_str()),
+        (Some("EC"), Some("ES256"))
+    );
+    assert!(key.get("d").is_none(), "no private material in the JWKS");
+}
+
+#[tokio::test]
+async fn the_token_endpoint_is_rate_limited_with_retry_after() {
+    // 1 request/s per client IP, burst 5: the sixth immediate request is refused.
+    let app = spawn_app_with(&[("CHATONS_TOKEN_RATE_PER_SECOND", "1")]).await;
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..6 {
+        let resp = client
+            .post(format!("{}/oidc/token", app.base))
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("client_id", "chatons-desktop"),
+                ("refresh_token", "unknown"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        statuses.push(resp.status().as_u16());
+        if resp.status() == 429 {
+            retry_after = resp
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(
+        statuses[..5],
+        [400; 5],
+        "the first five are judged on their merits"
+    );
+    assert_eq!(statuses[5], 429);
+    assert!(
+        retry_after.is_some_and(|v| v.parse::<u64>().unwrap() >= 1),
+        "429 carries Retry-After"
+    );
+}

@@ -1,0 +1,576 @@
+//! The web portal and its mail: CSRF on forms, the JSON email routes (verify, forgot, reset),
+//! no account enumeration, reset revoking sessions, and the outbox surviving an SMTP outage
+//! (a real SMTP sink on a TCP port, stopped and started again).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn csrf_from(html: &str) -> String {
+    let marker = "name=\"csrf_token\" value=\"";
+    let start = html.find(marker).expect("csrf field") + marker.len();
+    html[start..].split('"').next().unwrap().to_owned()
+}
+
+fn pool(app: &TestApp) -> sqlx::PgPool {
+    app.db.as_ref().expect("postgres").pool.clone()
+}
+
+async fn json_signup(app: &TestApp, email: &str) -> (reqwest::StatusCode, Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/web/signup", app.base))
+        .json(&json!({"email": email, "displayName": "Ada <b>Lovelace</b>", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn login(app: &TestApp, email: &str, password: &str) -> Option<String> {
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/web/login", app.base))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    if resp.status() != 200 {
+        return None;
+    }
+    let v: Value = resp.json().await.unwrap();
+    v["session"]["accessToken"].as_str().map(str::to_owned)
+}
+
+async fn post_json(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("{}{path}", app.base))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// Text bodies queued for `to` whose subject contains `subject`, oldest first.
+async fn mails(app: &TestApp, to: &str, subject: &str) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT text_body FROM cloud_mail_outbox WHERE recipient = $1 AND subject LIKE $2 ORDER BY id",
+    )
+    .bind(to)
+    .bind(format!("%{subject}%"))
+    .fetch_all(&pool(app))
+    .await
+    .unwrap()
+}
+
+/// Waits until `n` such mails are queued (forgot-password queues after answering).
+async fn wait_mails(app: &TestApp, to: &str, subject: &str, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = mails(app, to, subject).await;
+        if m.len() >= n || Instant::now() > deadline {
+            return m;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn token_in(body: &str, path: &str) -> String {
+    let marker = format!("{path}?token=");
+    let start = body.find(&marker).expect("link in mail") + marker.len();
+    body[start..]
+        .split(|c: char| c.is_whitespace())
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+async fn account_status(app: &TestApp, token: &str) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .get(format!("{}/v1/account", app.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let s = resp.status().as_u16();
+    (s, resp.json().await.unwrap_or(Value::Null))
+}
+
+// A tiny SMTP sink ---------------------------------------------------------------------------------
+
+#[derive(Clone, Default)]
+struct Received(Arc<Mutex<Vec<String>>>);
+
+/// Serves SMTP on `listener` until the task is aborted; every message (envelope recipients and
+/// DATA) is recorded. While `down` is set, connections get no answer (server unavailable).
+fn smtp_sink(
+    listener: TcpListener,
+    received: Received,
+    down: Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let Ok((socket, _)) = listener.accept().await else {
+                return;
+            };
+            if down.load(std::sync::atomic::Ordering::SeqCst) {
+                // A black hole: the connection is held silently until the server "comes back",
+                // then dropped. A sender that waited for it would hang.
+                let down = down.clone();
+                tokio::spawn(async move {
+                    while down.load(std::sync::atomic::Ordering::SeqCst) {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    drop(socket);
+                });
+                continue;
+            }
+            let received = received.clone();
+            tokio::spawn(async move {
+                let mut envelope = String::new();
+                let (r, mut w) = socket.into_split();
+                let mut r = BufReader::new(r);
+                let _ = w.write_all(b"220 sink ESMTP\r\n").await;
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let cmd = line.trim_end().to_ascii_uppercase();
+                    if cmd.starts_with("RCPT") {
+                        envelope.push_str(line.trim_end());
+                        envelope.push('\n');
+                    }
+                    let reply: &[u8] = if cmd.starts_with("EHLO") {
+                        b"250-sink\r\n250 8BITMIME\r\n"
+                    } else if cmd.starts_with("DATA") {
+                        let _ = w.write_all(b"354 go on\r\n").await;
+                        let mut data = std::mem::take(&mut envelope);
+                        loop {
+                            line.clear();
+                            if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if line == ".\r\n" {
+                                break;
+                            }
+                            data.push_str(&line);
+                        }
+                        received.0.lock().unwrap().push(data);
+                        b"250 queued\r\n"
+                    } else if cmd.starts_with("QUIT") {
+                        let _ = w.write_all(b"221 bye\r\n").await;
+                        return;
+                    } else {
+                        b"250 ok\r\n"
+                    };
+                    let _ = w.write_all(reply).await;
+                }
+            });
+        }
+    })
+}
+
+// Tests --------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn form_posts_without_or_with_a_wrong_csrf_token_are_rejected_and_change_nothing() {
+    let app = spawn_app().await;
+    let b = browser();
+    let page = b
+        .get(format!("{}/cloud/signup", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    for header in [
+        "content-security-policy",
+        "x-frame-options",
+        "referrer-policy",
+    ] {
+        assert!(page.headers().contains_key(header), "{header}");
+    }
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(!csp.contains("unsafe-inline") && csp.contains("frame-ancestors 'none'"));
+    let csrf = csrf_from(&page.text().await.unwrap());
+    for token in [None, Some("wrong-token-wrong-token-wrong-token-00")] {
+        let mut form = vec![
+            ("email", "csrf@example.com"),
+            ("display_name", "Csrf"),
+            ("password", PASSWORD),
+        ];
+        if let Some(t) = token {
+            form.push(("csrf_token", t));
+        }
+        let resp = b
+            .post(format!("{}/cloud/signup", app.base))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "token {token:?}");
+    }
+    assert!(login(&app, "csrf@example.com", PASSWORD).await.is_none());
+    // The same form with the right token works.
+    let resp = b
+        .post(format!("{}/cloud/signup", app.base))
+        .form(&[
+            ("email", "csrf@example.com"),
+            ("display_name", "Csrf"),
+            ("password", PASSWORD),
+            ("csrf_token", csrf.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(login(&app, "csrf@example.com", PASSWORD).await.is_some());
+
+    // Signed in through the portal: an org-creation POST without the token creates nothing.
+    let page = b
+        .get(format!("{}/cloud/login", app.base))
+        .send()
+        .await
+        .unwrap();
+    let csrf = csrf_from(&page.text().await.unwrap());
+    let resp = b
+        .post(format!("{}/cloud/login", app.base))
+        .form(&[
+            ("email", "csrf@example.com"),
+            ("password", PASSWORD),
+            ("csrf_token", &csrf),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    let resp = b
+        .post(format!("{}/cloud/organizations", app.base))
+        .form(&[("name", "Sneaky Org"), ("csrf_token", "nope")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let count: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM cloud_organizations WHERE name = 'Sneaky Org'")
+            .fetch_one(&pool(&app))
+            .await
+            .unwrap();
+    assert_eq!(count, 0);
+    let resp = b
+        .post(format!("{}/cloud/organizations", app.base))
+        .form(&[("name", "Real Org"), ("csrf_token", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    let html = b
+        .get(format!(
+            "{}{}",
+            app.base,
+            resp.headers()["location"].to_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("Real Org"));
+}
+
+#[tokio::test]
+async fn verify_email_json_route_is_single_use() {
+    let sink = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = sink.local_addr().unwrap().port().to_string();
+    let received = Received::default();
+    let _sink = smtp_sink(sink, received.clone(), Arc::default());
+    let app = spawn_app_with(&[("SMTP_HOST", "127.0.0.1"), ("SMTP_PORT", &port)]).await;
+    let (status, body) = json_signup(&app, "verify@example.com").await;
+    assert_eq!(status, 201);
+    assert_eq!(body["requiresEmailVerification"], true);
+    let access = body["session"]["accessToken"].as_str().unwrap().to_owned();
+    let mail = wait_mails(&app, "verify@example.com", "Confirm", 1).await;
+    assert_eq!(mail.len(), 1);
+    let token = token_in(&mail[0], "/cloud/verify-email");
+    let html: String =
+        sqlx::query_scalar("SELECT html_body FROM cloud_mail_outbox WHERE recipient = $1")
+            .bind("verify@example.com")
+            .fetch_one(&pool(&app))
+            .await
+            .unwrap();
+    assert!(html.contains("Ada &lt;b&gt;Lovelace&lt;/b&gt;") && !html.contains("<b>Lovelace"));
+
+    assert_eq!(
+        post_json(&app, "/v1/web/verify-email", json!({})).await.0,
+        400
+    );
+    let (s, v) = post_json(
+        &app,
+        "/v1/web/verify-email",
+        json!({"token": "verify-bogus"}),
+    )
+    .await;
+    assert_eq!((s, v["error"].as_str()), (400, Some("invalid_token")));
+    let (_, before) = account_status(&app, &access).await;
+    assert_eq!(before["user"]["emailVerified"], false, "{before}");
+    let (s, v) = post_json(&app, "/v1/web/verify-email", json!({"token": token})).await;
+    assert_eq!((s, v), (200, json!({"ok": true})));
+    let (_, after) = account_status(&app, &access).await;
+    assert_eq!(after["user"]["emailVerified"], true, "{after}");
+    let (s, _) = post_json(&app, "/v1/web/verify-email", json!({"token": token})).await;
+    assert_eq!(s, 400, "a verification token works once");
+    // The mail really went out over SMTP.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while received.0.lock().unwrap().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        received
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|m| m.contains("verify@example.com"))
+    );
+}
+
+#[tokio::test]
+async fn reset_password_revokes_sessions_and_older_tokens() {
+    let app = spawn_app().await;
+    let email = "reset@example.com";
+    assert_eq!(json_signup(&app, email).await.0, 201);
+    let session = login(&app, email, PASSWORD).await.expect("login");
+    assert_eq!(account_status(&app, &session).await.0, 200);
+
+    assert_eq!(
+        post_json(&app, "/v1/web/forgot-password", json!({}))
+            .await
+            .0,
+        400
+    );
+    for _ in 0..2 {
+        let (s, v) = post_json(&app, "/v1/web/forgot-password", json!({"email": email})).await;
+        assert_eq!((s, v), (200, json!({"ok": true})));
+    }
+    let resets = wait_mails(&app, email, "Reset", 2).await;
+    assert_eq!(resets.len(), 2);
+    let first = token_in(&resets[0], "/cloud/reset-password");
+    let second = token_in(&resets[1], "/cloud/reset-password");
+    let stored: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM cloud_password_reset_tokens WHERE token_hash = $1",
+    )
+    .bind(&second)
+    .fetch_one(&pool(&app))
+    .await
+    .unwrap();
+    assert_eq!(stored, 0, "tokens are stored hashed");
+
+    let (s, v) = post_json(
+        &app,
+        "/v1/web/reset-password",
+        json!({"token": second, "password": "short"}),
+    )
+    .await;
+    assert_eq!(s, 400, "{v}");
+    assert_eq!(
+        post_json(&app, "/v1/web/reset-password", json!({"token": second}))
+            .await
+            .0,
+        400
+    );
+    let new_password = "a brand new passphrase";
+    let (s, v) = post_json(
+        &app,
+        "/v1/web/reset-password",
+        json!({"token": second, "password": new_password}),
+    )
+    .await;
+    assert_eq!((s, v), (200, json!({"ok": true})));
+
+    assert_eq!(
+        account_status(&app, &session).await.0,
+        401,
+        "sessions are revoked"
+    );
+    let (s, v) = post_json(
+        &app,
+        "/v1/web/reset-password",
+        json!({"token": second, "password": "another one 123"}),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (400, Some("invalid_token")),
+        "single use"
+    );
+    let (s, _) = post_json(
+        &app,
+        "/v1/web/reset-password",
+        json!({"token": first, "password": "another one 123"}),
+    )
+    .await;
+    assert_eq!(s, 400, "older reset tokens die with the reset");
+    assert!(login(&app, email, PASSWORD).await.is_none());
+    assert!(login(&app, email, new_password).await.is_some());
+    assert_eq!(
+        wait_mails(&app, email, "password was changed", 1)
+            .await
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn signup_and_forgot_password_do_not_reveal_accounts() {
+    let app = spawn_app().await;
+    let email = "taken@example.com";
+    assert_eq!(json_signup(&app, email).await.0, 201);
+
+    // Forgot-password: same answer; a mail only for the real account.
+    let (s1, v1) = post_json(&app, "/v1/web/forgot-password", json!({"email": email})).await;
+    let (s2, v2) = post_json(
+        &app,
+        "/v1/web/forgot-password",
+        json!({"email": "nobody@example.com"}),
+    )
+    .await;
+    assert_eq!((s1, &v1), (s2, &v2));
+    assert_eq!(wait_mails(&app, email, "Reset", 1).await.len(), 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(mails(&app, "nobody@example.com", "").await.is_empty());
+
+    // Portal signup: an existing address gets the same page as a new one; its owner a mail.
+    let page = |email: &'static str| {
+        let app_base = app.base.clone();
+        async move {
+            let b = browser();
+            let html = b
+                .get(format!("{app_base}/cloud/signup"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let csrf = csrf_from(&html);
+            let started = Instant::now();
+            let resp = b
+                .post(format!("{app_base}/cloud/signup"))
+                .form(&[
+                    ("email", email),
+                    ("display_name", "Someone"),
+                    ("password", PASSWORD),
+                    ("csrf_token", &csrf),
+                ])
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status();
+            let text = resp.text().await.unwrap();
+            (status, text.replace(email, "EMAIL"), started.elapsed())
+        }
+    };
+    let (s_new, body_new, _) = page("fresh@example.com").await;
+    let (s_old, body_old, _) = page("taken@example.com").await;
+    assert_eq!(s_new, s_old);
+    assert_eq!(body_new, body_old);
+    assert_eq!(wait_mails(&app, email, "already have", 1).await.len(), 1);
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM cloud_users WHERE lower(email) = $1")
+        .bind(email)
+        .fetch_one(&pool(&app))
+        .await
+        .unwrap();
+    assert_eq!(users, 1);
+}
+
+#[tokio::test]
+async fn signup_answers_at_once_while_smtp_is_down_and_the_outbox_delivers_later() {
+    // The SMTP server is down: connections hang without an answer.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let received = Received::default();
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let _sink = smtp_sink(listener, received.clone(), down.clone());
+    let app = spawn_app_with(&[("SMTP_HOST", "127.0.0.1"), ("SMTP_PORT", &port)]).await;
+    let started = Instant::now();
+    // A signup waiting for SMTP would hang for the 20 s send timeout.
+    let (status, _) = json_signup(&app, "outage@example.com").await;
+    assert_eq!(status, 201);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "signup waited for SMTP: {:?}",
+        started.elapsed()
+    );
+    // The worker has claimed the mail and is stuck on the silent server; nothing was sent.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let attempts: i32 =
+            sqlx::query_scalar("SELECT attempts FROM cloud_mail_outbox WHERE recipient = $1")
+                .bind("outage@example.com")
+                .fetch_one(&pool(&app))
+                .await
+                .unwrap();
+        if attempts >= 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the worker never tried");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(received.0.lock().unwrap().is_empty());
+    // The server comes back: the mail is delivered from the outbox.
+    down.store(false, std::sync::atomic::Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let sent: Option<chrono::DateTime<chrono::Utc>> =
+            sqlx::query_scalar("SELECT sent_at FROM cloud_mail_outbox WHERE recipient = $1")
+                .bind("outage@example.com")
+                .fetch_one(&pool(&app))
+                .await
+                .unwrap();
+        if sent.is_some() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not delivered after the sink came back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        received
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|m| m.contains("outage@example.com"))
+    );
+    let attempts: i32 =
+        sqlx::query_scalar("SELECT attempts FROM cloud_mail_outbox WHERE recipient = $1")
+            .bind("outage@example.com")
+            .fetch_one(&pool(&app))
+            .await
+            .unwrap();
+    assert!(attempts >= 2, "delivered by a retry, attempts = {attempts}");
+}

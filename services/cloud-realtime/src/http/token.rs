@@ -1,0 +1,59 @@
+//! `GET /v1/realtime/token?cloudInstanceId=` — a single-use websocket token.
+
+use axum::Json;
+use axum::extract::State;
+use chrono::Utc;
+use cloud_common::ApiResult;
+use cloud_common::auth::BearerToken;
+use cloud_common::extract::ApiQuery;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{broker_error, check_access, instance_param};
+use crate::AppState;
+use crate::broker::TokenGrant;
+use crate::hub::Audience;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceQuery {
+    pub cloud_instance_id: Option<String>,
+}
+
+/// 256 random bits, hex.
+pub fn new_token() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+pub async fn token(
+    State(state): State<AppState>,
+    bearer: BearerToken,
+    ApiQuery(query): ApiQuery<InstanceQuery>,
+) -> ApiResult<Json<Value>> {
+    let instance = instance_param(query.cloud_instance_id.as_deref())?;
+    let access = check_access(&state, &bearer, &instance).await?;
+    let ttl = state.config.token_ttl;
+    let expires_at = cloud_common::time::iso(
+        Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(300)),
+    );
+    let token = new_token();
+    let grant = TokenGrant {
+        cloud_instance_id: instance,
+        audience: Audience::from_access(&access),
+        expires_at: expires_at.clone(),
+    };
+    state
+        .broker
+        .put_token(&token, &grant, ttl)
+        .await
+        .map_err(broker_error)?;
+    Ok(Json(json!({
+        "token": token,
+        "expiresAt": expires_at,
+        "websocketUrl": state.config.public_url.as_str(),
+    })))
+}

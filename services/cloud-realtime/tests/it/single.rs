@@ -1,0 +1,189 @@
+//! One replica: the in-process mode (no REDIS_URL), authentication and validation answers.
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn without_redis_one_replica_keeps_the_same_semantics() {
+    let access = AccessService::start().await;
+    let setup = Setup::new(&access)
+        .without_redis()
+        .with("CHATONS_REALTIME_REPLAY_BUFFER_SIZE", "3");
+    let a = setup.replica().await;
+    let user = access.user().await;
+    let mut c = a.connect(&user).await;
+    assert_eq!(c.hello["sequence"], 0);
+    for n in 1..=2 {
+        assert_eq!(
+            a.publish(&user.instance_id, &user.org_id, &format!("e{n}"))
+                .await,
+            n
+        );
+    }
+    assert_eq!(seqs(&c.events(2).await), vec![1, 2]);
+    let epoch = c.epoch();
+    c.close().await;
+    a.publish(&user.instance_id, &user.org_id, "e3").await;
+    let mut c = a.resume(&user, &epoch, 2).await;
+    assert_eq!(labels(&c.events(1).await), vec!["e3"]);
+    for n in 4..=8 {
+        a.publish(&user.instance_id, &user.org_id, &format!("e{n}"))
+            .await;
+    }
+    assert_eq!(seqs(&c.events(5).await), vec![4, 5, 6, 7, 8]);
+    let mut old = a.resume(&user, &epoch, 1).await;
+    let resync = old.next_json().await;
+    assert_eq!(resync["type"], "resync");
+    assert_eq!(resync["sequence"], 8);
+    let metrics = a.metrics().await;
+    for series in [
+        "chatons_realtime_open_websockets",
+        "chatons_realtime_events_published_total",
+        "chatons_realtime_events_delivered_total",
+        "chatons_realtime_resyncs_total",
+        "chatons_realtime_replays_total",
+    ] {
+        assert!(metrics.contains(series), "{series} missing from {metrics}");
+    }
+}
+
+#[tokio::test]
+async fn publishing_needs_the_service_token_and_a_valid_envelope() {
+    let access = AccessService::start().await;
+    let a = Setup::new(&access).replica().await;
+    let client = reqwest::Client::new();
+    let body = json!({"cloudInstanceId": "inst-1", "event": event("org-x", "x")});
+    for auth in [None, Some("wrong-token"), Some("")] {
+        let mut req = client
+            .post(format!("{}/v1/realtime/events", a.base))
+            .json(&body);
+        if let Some(t) = auth {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 401);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"], "unauthorized");
+        assert_eq!(v["message"], "Internal service token required");
+    }
+    let cases = [
+        (
+            json!({"event": event("org-x", "x")}),
+            "Missing cloudInstanceId",
+        ),
+        (
+            json!({"cloudInstanceId": "a:b", "event": event("org-x", "x")}),
+            "cloudInstanceId",
+        ),
+        (json!({"cloudInstanceId": "i"}), "Missing event"),
+        (
+            json!({"cloudInstanceId": "i", "event": []}),
+            "event must be",
+        ),
+        (
+            json!({"cloudInstanceId": "i", "event": {"type":"t","organizationId":"o","payload":{}}}),
+            "id",
+        ),
+        (
+            json!({"cloudInstanceId": "i", "event": {"id":"1","organizationId":"o","payload":{}}}),
+            "type",
+        ),
+        (
+            json!({"cloudInstanceId": "i", "event": {"id":"1","type":"t","organizationId":"o","payload":[1]}}),
+            "payload",
+        ),
+        (
+            json!({"cloudInstanceId": "i", "event": {"id":"1","type":"t","organizationId":"o"}}),
+            "payload",
+        ),
+        (
+            json!({"cloudInstanceId": "i", "event": {"id":"1","type":"t","payload":{}}}),
+            "organizationId",
+        ),
+        (
+            json!({"cloudInstanceId": "i", "event": {"id":"","type":"t","organizationId":"o","payload":{}}}),
+            "id",
+        ),
+    ];
+    for (body, needle) in cases {
+        let (status, v) = raw_publish(&a, &body).await;
+        assert_eq!(status, 400, "{body} -> {v}");
+        assert_eq!(v["error"], "invalid_request");
+        assert!(
+            v["message"].as_str().unwrap().contains(needle),
+            "{body} -> {v}"
+        );
+    }
+    // Nothing was stored by the refused requests.
+    let (status, v) = raw_publish(
+        &a,
+        &json!({"cloudInstanceId": "i", "event": {"id":"1","type":"t","organizationId":"o","payload":{}}}),
+    )
+    .await;
+    assert_eq!((status, v["seq"].as_u64()), (202, Some(1)));
+}
+
+async fn raw_publish(a: &Replica, body: &Value) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/realtime/events", a.base))
+        .bearer_auth(&a.service_token)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn token_and_replay_answer_401_400_403_and_503() {
+    let access = AccessService::start().await;
+    let a = Setup::new(&access).replica().await;
+    let user = access.user().await;
+    let client = reqwest::Client::new();
+    for path in ["/v1/realtime/token", "/v1/realtime/replay"] {
+        let r = client
+            .get(format!(
+                "{}{path}?cloudInstanceId={}",
+                a.base, user.instance_id
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{path} without bearer");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["message"], "Missing bearer token");
+        let r = client
+            .get(format!("{}{path}", a.base))
+            .bearer_auth(&user.access_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{path} without instance");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["message"], "Missing cloudInstanceId");
+        let r = client
+            .get(format!("{}{path}?cloudInstanceId=someone-elses", a.base))
+            .bearer_auth(&user.access_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{path} of another instance");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(
+            v,
+            json!({"error":"forbidden","message":"Realtime access denied"})
+        );
+    }
+    // The access service is down: retryable 503.
+    access.stop();
+    let mut status = 0;
+    for _ in 0..50 {
+        status = a.token_raw(&user).await.0;
+        if status == 503 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 503);
+}

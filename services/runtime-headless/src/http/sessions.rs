@@ -1,0 +1,454 @@
+//! `/v1/runtime/sessions…` — acquire, snapshot, commands, stop.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use cloud_common::auth::BearerToken;
+use cloud_common::extract::ApiJson;
+use cloud_common::internal::InternalCallError;
+use cloud_common::{ApiError, ApiResult, Secret};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::domain::command::rpc_response;
+use crate::domain::{
+    AcquireOutcome, Command, CommandRequest, NewSession, Session, THINKING_LEVELS,
+    TranscriptMessage, Turn, TurnStatus,
+};
+use crate::grant::{AccessRequest, RuntimeGrant};
+use crate::provider::Providers;
+use crate::publish;
+use crate::seal::TurnSpec;
+use crate::store::SettingsUpdate;
+use crate::worker::CancelReason;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AcquireBody {
+    conversation_id: Option<String>,
+    cloud_instance_id: Option<String>,
+    project_id: Option<String>,
+    model_provider: Option<String>,
+    model_id: Option<String>,
+    thinking_level: Option<String>,
+}
+
+fn non_blank(v: Option<String>) -> Option<String> {
+    v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+fn cloud_api_down(e: InternalCallError) -> ApiError {
+    tracing::warn!(error = %e, "cloud-api grant check failed.");
+    ApiError::unavailable("Cloud runtime access could not be checked; retry later.")
+}
+
+fn usage_field(usage: crate::domain::Usage) -> Value {
+    serde_json::to_value(usage).unwrap_or(Value::Null)
+}
+
+pub async fn acquire(
+    State(st): State<AppState>,
+    BearerToken(token): BearerToken,
+    ApiJson(body): ApiJson<AcquireBody>,
+) -> ApiResult<Response> {
+    let (Some(conversation_id), Some(cloud_instance_id)) = (
+        non_blank(body.conversation_id),
+        non_blank(body.cloud_instance_id),
+    ) else {
+        return Err(ApiError::bad_request(
+            "conversationId and cloudInstanceId are required",
+        ));
+    };
+    let thinking_level = non_blank(body.thinking_level);
+    if let Some(l) = &thinking_level
+        && !THINKING_LEVELS.contains(&l.as_str())
+    {
+        return Err(ApiError::bad_request(format!(
+            "thinkingLevel must be one of {}",
+            THINKING_LEVELS.join(", ")
+        )));
+    }
+    let project_id = non_blank(body.project_id);
+    let grant = st
+        .grants
+        .runtime_access(&AccessRequest {
+            access_token: token.expose().to_owned(),
+            cloud_instance_id: cloud_instance_id.clone(),
+            project_id: project_id.clone(),
+            conversation_id: Some(conversation_id.clone()),
+        })
+        .await
+        .map_err(cloud_api_down)?
+        .ok_or_else(|| ApiError::forbidden("Cloud runtime access denied"))?;
+    if grant.usable_providers().next().is_none() {
+        return Err(ApiError::bad_request(
+            "No organization provider is configured for cloud runtime execution.",
+        )
+        .with_code("missing_runtime_provider"));
+    }
+    let Some(plan) = grant.plan() else {
+        let usage = st.store.usage(&grant.user.id, 0).await?;
+        return Err(ApiError::forbidden(
+            "An active subscription is required to create a cloud runtime session.",
+        )
+        .with_code("subscription_required")
+        .with_field("usage", usage_field(usage)));
+    };
+    let grant_messages = grant.conversation.as_ref().and_then(|c| c.messages.clone());
+    let has_context = grant_messages.is_some();
+    let new = NewSession {
+        user_id: grant.user.id.clone(),
+        organization_id: grant.organization_id(),
+        conversation_id: conversation_id.clone(),
+        project_id: project_id.or_else(|| grant.project.as_ref().map(|p| p.id.clone())),
+        cloud_instance_id: grant
+            .cloud_instance
+            .as_ref()
+            .map(|c| c.id.clone())
+            .unwrap_or(cloud_instance_id),
+        model_provider: non_blank(body.model_provider).or_else(|| {
+            grant
+                .conversation
+                .as_ref()
+                .and_then(|c| c.model_provider.clone())
+        }),
+        model_id: non_blank(body.model_id)
+            .or_else(|| grant.conversation.as_ref().and_then(|c| c.model_id.clone())),
+        thinking_level,
+        subscription_plan: plan.id.clone(),
+        subscription_label: plan.label.clone(),
+        parallel_sessions_limit: i32::try_from(plan.parallel_sessions_limit).unwrap_or(i32::MAX),
+        context: grant_messages.unwrap_or_default(),
+    };
+    let outcome = st
+        .store
+        .acquire(new, st.worker.owner(), st.config.lease_ttl)
+        .await?;
+    match outcome {
+        AcquireOutcome::Created { session, usage } => {
+            if !has_context {
+                // The conversation may already have messages (an earlier session): they are
+                // the new session's context. Never written back, so nothing is wiped.
+                match st.grants.transcript(&token, &conversation_id).await {
+                    Ok(Some(messages)) if !messages.is_empty() => {
+                        st.store.set_context(&session.id, &messages).await?;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Cannot read the transcript for context.")
+                    }
+                }
+            }
+            st.publisher.spawn_event(
+                &session,
+                publish::runtime_status("ready", "Cloud runtime ready", &session.id),
+            );
+            Ok((
+                StatusCode::CREATED,
+                Json(json!({"id": session.id, "status": session.status.as_str(), "usage": usage})),
+            )
+                .into_response())
+        }
+        AcquireOutcome::Reused {
+            session,
+            taken_over,
+            usage,
+        } => {
+            if taken_over {
+                st.worker.recover_in_background(session.clone());
+                st.worker.wake();
+            }
+            Ok(
+                Json(json!({"id": session.id, "status": session.status.as_str(), "usage": usage}))
+                    .into_response(),
+            )
+        }
+        AcquireOutcome::QuotaExceeded { usage } => Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "parallel_session_limit_reached",
+            format!("Parallel session limit reached for {}.", plan.label),
+        )
+        .with_field("usage", usage_field(usage))),
+    }
+}
+
+/// The session, if it is active and the caller's grant covers it. Anything else is 404 for a
+/// valid token (so ids of other users' sessions cannot be told apart from unknown ones) and
+/// 403 for an invalid one (so ids cannot be probed without signing in).
+async fn authorize(st: &AppState, token: &Secret, id: &str) -> ApiResult<(Session, RuntimeGrant)> {
+    let row = st.store.get(id).await?.filter(|s| s.status.is_active());
+    if let Some(s) = row {
+        let req = AccessRequest {
+            access_token: token.expose().to_owned(),
+            cloud_instance_id: s.cloud_instance_id.clone(),
+            project_id: s.project_id.clone(),
+            conversation_id: Some(s.conversation_id.clone()),
+        };
+        match st.grants.runtime_access(&req).await {
+            Ok(Some(g)) if g.user.id == s.user_id => return Ok((s, g)),
+            Ok(_) => {}
+            Err(e) => return Err(cloud_api_down(e)),
+        }
+    }
+    match st.grants.token_is_valid(token).await {
+        Ok(true) => Err(ApiError::not_found("Runtime session not found")),
+        Ok(false) => Err(ApiError::forbidden("Cloud runtime session access denied")),
+        Err(e) => Err(cloud_api_down(e)),
+    }
+}
+
+fn transcript_view(m: &TranscriptMessage) -> Value {
+    json!({
+        "id": m.id,
+        "role": m.role,
+        "timestamp": m.timestamp,
+        "content": m.content,
+        "message": {"id": m.id, "role": m.role, "content": m.content},
+    })
+}
+
+fn messages_of(session: &Session, turns: &[Turn]) -> Vec<Value> {
+    let mut out: Vec<TranscriptMessage> = session.context.clone();
+    for t in turns.iter().filter(|t| t.status.is_terminal()) {
+        let ts = t.finished_at.unwrap_or(t.created_at).timestamp_millis();
+        for m in t.transcript_messages(ts) {
+            if !out.iter().any(|o| o.id == m.id) {
+                out.push(m);
+            }
+        }
+    }
+    out.iter().map(transcript_view).collect()
+}
+
+fn state_of(session: &Session, turns: &[Turn], message_count: usize) -> Value {
+    let model = match (&session.model_provider, &session.model_id) {
+        (Some(p), Some(m)) => json!({"provider": p, "id": m}),
+        _ => Value::Null,
+    };
+    json!({
+        "model": model,
+        "thinkingLevel": session.thinking_level.clone().unwrap_or_else(|| "medium".into()),
+        "isStreaming": session.status == crate::domain::SessionStatus::Streaming,
+        "isCompacting": false,
+        "steeringMode": "all",
+        "followUpMode": "all",
+        "sessionFile": session.id,
+        "sessionId": session.id,
+        "autoCompactionEnabled": false,
+        "messageCount": message_count,
+        "pendingMessageCount": turns.iter().filter(|t| t.status == TurnStatus::Queued).count(),
+    })
+}
+
+pub async fn snapshot(
+    State(st): State<AppState>,
+    BearerToken(token): BearerToken,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let (session, _) = authorize(&st, &token, &id).await?;
+    let turns = st.store.turns_of(&session.id).await?;
+    let messages = messages_of(&session, &turns);
+    Ok(Json(json!({
+        "id": session.id,
+        "status": session.status.as_str(),
+        "state": state_of(&session, &turns, messages.len()),
+        "messages": messages,
+    }))
+    .into_response())
+}
+
+pub async fn stop(
+    State(st): State<AppState>,
+    BearerToken(token): BearerToken,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let (session, _) = authorize(&st, &token, &id).await?;
+    if st.store.stop(&session.id).await? {
+        st.worker.cancel_session(&session.id, CancelReason::Abort);
+        st.publisher.spawn_event(
+            &session,
+            publish::runtime_status("stopped", "Cloud runtime stopped", &session.id),
+        );
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn rpc(status: StatusCode, body: Value) -> Response {
+    (status, Json(body)).into_response()
+}
+
+/// The provider and model a turn runs with: the session's choice when the grant still offers
+/// it, else the first usable provider's default model.
+fn choose_spec(session: &Session, grant: &RuntimeGrant) -> Option<TurnSpec> {
+    let usable: Vec<_> = grant.usable_providers().collect();
+    let chosen = session
+        .model_provider
+        .as_deref()
+        .and_then(|p| usable.iter().find(|x| x.matches(p)));
+    let provider = chosen.or(usable.first())?;
+    let model = chosen
+        .and(session.model_id.clone())
+        .or_else(|| provider.default_model.clone())
+        .or_else(|| provider.models.first().map(|m| m.id.clone()))
+        .or_else(|| session.model_id.clone())?;
+    let base_url = provider
+        .base_url
+        .clone()
+        .filter(|u| !u.trim().is_empty())
+        .or_else(|| Providers::default_base_url(&provider.kind).map(str::to_owned))?;
+    let parsed = url::Url::parse(&base_url).ok()?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return None;
+    }
+    Some(TurnSpec {
+        provider_id: provider.id.clone(),
+        provider_kind: provider.kind.clone(),
+        base_url,
+        model,
+        secret: provider.secret.as_ref()?.expose().to_owned(),
+        thinking_level: session.thinking_level.clone(),
+    })
+}
+
+pub async fn command(
+    State(st): State<AppState>,
+    BearerToken(token): BearerToken,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<CommandRequest>,
+) -> ApiResult<Response> {
+    let (session, grant) = authorize(&st, &token, &id).await?;
+    let name = req.kind.clone();
+    let command = match req.parse() {
+        Ok(c) => c,
+        Err(e) => {
+            return Ok(rpc(
+                StatusCode::BAD_REQUEST,
+                rpc_response(&req.id, &name, false, Some(e.to_string()), None),
+            ));
+        }
+    };
+    let ok = |data: Option<Value>| {
+        rpc(
+            StatusCode::OK,
+            rpc_response(&req.id, &name, true, None, data),
+        )
+    };
+    match command {
+        Command::Turn { message: None, .. } => Ok(ok(None)),
+        Command::Turn {
+            kind,
+            message: Some(message),
+        } => {
+            let Some(spec) = choose_spec(&session, &grant) else {
+                return Ok(rpc(
+                    StatusCode::BAD_REQUEST,
+                    rpc_response(
+                        &req.id,
+                        &name,
+                        false,
+                        Some(
+                            "No organization provider is configured for cloud runtime execution."
+                                .into(),
+                        ),
+                        None,
+                    ),
+                ));
+            };
+            let sealed = st.sealer.seal(&spec).map_err(ApiError::internal)?;
+            let request_id = req.id.as_ref().map(|v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            });
+            let turn = st
+                .store
+                .enqueue_turn(&session.id, kind, &message, request_id, sealed)
+                .await?;
+            let now = chrono::Utc::now();
+            if session.lease_expired(now)
+                && let Some(taken) = st
+                    .store
+                    .take_over(&session.id, st.worker.owner(), st.config.lease_ttl)
+                    .await?
+            {
+                st.worker.recover_in_background(taken);
+            }
+            st.worker.wake();
+            Ok(ok(Some(json!({"turnId": turn.id, "status": "queued"}))))
+        }
+        Command::Abort => {
+            let result = st.store.request_abort(&session.id).await?;
+            st.worker.cancel_session(&session.id, CancelReason::Abort);
+            Ok(ok(Some(json!({
+                "abortedTurns": result.running,
+                "cancelledQueuedTurns": result.cancelled_queued,
+            }))))
+        }
+        Command::SetModel { provider, model_id } => {
+            if let (Some(p), Some(m)) = (&provider, &model_id) {
+                let known = grant.usable_providers().any(|x| {
+                    x.matches(p)
+                        && (x.models.is_empty()
+                            || x.models.iter().any(|mm| &mm.id == m)
+                            || x.default_model.as_ref() == Some(m))
+                });
+                if !known {
+                    return Ok(rpc(
+                        StatusCode::BAD_REQUEST,
+                        rpc_response(
+                            &req.id,
+                            &name,
+                            false,
+                            Some(format!("Model not found: {p}/{m}")),
+                            None,
+                        ),
+                    ));
+                }
+            }
+            let provider = provider.or(session.model_provider.clone());
+            let model_id = model_id.or(session.model_id.clone());
+            st.store
+                .update_settings(
+                    &session.id,
+                    SettingsUpdate {
+                        model: Some((provider, model_id)),
+                        thinking_level: None,
+                    },
+                )
+                .await?;
+            st.publisher.spawn_event(
+                &session,
+                publish::runtime_status("ready", "Model updated", &session.id),
+            );
+            Ok(ok(None))
+        }
+        Command::SetThinkingLevel { level } => {
+            if level.is_some() {
+                st.store
+                    .update_settings(
+                        &session.id,
+                        SettingsUpdate {
+                            model: None,
+                            thinking_level: Some(level),
+                        },
+                    )
+                    .await?;
+            }
+            st.publisher.spawn_event(
+                &session,
+                publish::runtime_status("ready", "Thinking level updated", &session.id),
+            );
+            Ok(ok(None))
+        }
+        Command::GetState => {
+            let turns = st.store.turns_of(&session.id).await?;
+            let count = messages_of(&session, &turns).len();
+            Ok(ok(Some(state_of(&session, &turns, count))))
+        }
+        Command::GetMessages => {
+            let turns = st.store.turns_of(&session.id).await?;
+            Ok(ok(Some(json!({"messages": messages_of(&session, &turns)}))))
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Shared state of runtime-headless.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use cloud_common::Secret;
+use cloud_common::db::{self, PgReady};
+use cloud_common::health::Readiness;
+use cloud_common::internal::CloudApiClient;
+use cloud_common::metrics::Metrics;
+use cloud_common::server::Shutdown;
+use sqlx::PgPool;
+
+use crate::Config;
+use crate::grant::{CloudApi, GrantClient, TranscriptSink};
+use crate::metrics::RuntimeMetrics;
+use crate::provider::Providers;
+use crate::publish::Publisher;
+use crate::seal::Sealer;
+use crate::store::Store;
+use crate::store::memory::MemoryStore;
+use crate::store::postgres::PgStore;
+use crate::worker::{Worker, WorkerConfig};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub pool: Option<PgPool>,
+    pub store: Arc<dyn Store>,
+    pub grants: Arc<dyn GrantClient>,
+    pub publisher: Publisher,
+    pub sealer: Sealer,
+    pub worker: Worker,
+    pub metrics: Metrics,
+    pub runtime_metrics: RuntimeMetrics,
+    pub readiness: Readiness,
+    pub shutdown: Shutdown,
+}
+
+impl AppState {
+    pub async fn build(config: Config, shutdown: Shutdown) -> anyhow::Result<Self> {
+        let metrics = Metrics::new(crate::SERVICE);
+        let runtime_metrics = RuntimeMetrics::register(&metrics);
+        let mut readiness = Readiness::new(shutdown.clone());
+        let (pool, store): (Option<PgPool>, Arc<dyn Store>) = match &config.database_url {
+            Some(url) => {
+                let pool =
+                    db::lazy_pool(url.expose(), config.db_pool_size).context("DATABASE_URL")?;
+                readiness = readiness.with_check(PgReady(pool.clone()));
+                (Some(pool.clone()), Arc::new(PgStore::new(pool)))
+            }
+            None => {
+                tracing::warn!(
+                    "DATABASE_URL is not set: sessions live in memory (one replica only)."
+                );
+                (None, Arc::new(MemoryStore::new()))
+            }
+        };
+        let token = config.common.internal_token.clone();
+        if token.is_none() {
+            tracing::warn!(
+                "CHATONS_INTERNAL_SERVICE_TOKEN is not set: cloud-api and cloud-realtime will refuse this worker."
+            );
+        }
+        let cloud = CloudApi::new(CloudApiClient::new(
+            config.cloud_api_url.clone(),
+            token.clone().unwrap_or_else(|| Secret::new("")),
+        ));
+        let grants: Arc<dyn GrantClient> = Arc::new(cloud.clone());
+        let transcripts: Arc<dyn TranscriptSink> = Arc::new(cloud);
+        let publisher = Publisher::new(config.realtime_publish_url.clone(), token.clone());
+        let sealer = Sealer::new(token.as_ref());
+        let worker = Worker::new(
+            WorkerConfig {
+                owner: config.owner_id.clone(),
+                lease_ttl: config.lease_ttl,
+                idle_timeout: config.idle_timeout,
+                max_concurrent_turns: config.max_concurrent_turns,
+            },
+            store.clone(),
+            publisher.clone(),
+            transcripts,
+            Providers::new(config.provider_timeout),
+            sealer.clone(),
+            runtime_metrics.clone(),
+        );
+        Ok(Self {
+            config: Arc::new(config),
+            pool,
+            store,
+            grants,
+            publisher,
+            sealer,
+            worker,
+            metrics,
+            runtime_metrics,
+            readiness,
+            shutdown,
+        })
+    }
+
+    pub async fn close(&self) {
+        if let Some(pool) = &self.pool {
+            pool.close().await;
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! Persistence of sessions, leases and the turn queue: one trait, a Postgres implementation
+//! (many replicas) and an in-memory one (one replica, no `DATABASE_URL`). Both pass the same
+//! contract suite (`tests/it/store_contract.rs`).
+//!
+//! Fencing rule: every write a worker makes on behalf of a lease carries that [`Lease`]; the
+//! write only applies while the row still has that owner and version, so a worker that lost
+//! its lease (and did not notice yet) cannot overwrite the new owner's state.
+
+pub mod memory;
+pub mod postgres;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::domain::{
+    AcquireOutcome, Lease, NewSession, Recovery, Session, SessionStatus, TranscriptMessage, Turn,
+    TurnKind, TurnStatus, Usage,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                Self::Unavailable(e.to_string())
+            }
+            other => Self::Other(other.to_string()),
+        }
+    }
+}
+
+impl From<StoreError> for cloud_common::ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(m) => {
+                tracing::warn!(error = %m, "Database unavailable.");
+                cloud_common::ApiError::unavailable("The database is unavailable; retry later.")
+            }
+            StoreError::Other(m) => cloud_common::ApiError::internal(m),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Settings a command changes (`None` leaves the value alone).
+#[derive(Debug, Clone, Default)]
+pub struct SettingsUpdate {
+    pub model: Option<(Option<String>, Option<String>)>,
+    pub thinking_level: Option<Option<String>>,
+}
+
+/// What `abort` did: queued turns it cancelled outright, and running turns whose owner was
+/// asked to stop.
+#[derive(Debug, Clone, Default)]
+pub struct AbortResult {
+    pub cancelled_queued: Vec<i64>,
+    pub running: Vec<i64>,
+}
+
+/// A finished turn whose messages still have to reach the conversation transcript.
+#[derive(Debug, Clone)]
+pub struct PendingTranscript {
+    pub turn: Turn,
+    pub user_id: String,
+    pub organization_id: Option<String>,
+    pub conversation_id: String,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `"postgres"` or `"memory"` (reported by `/healthz`).
+    fn kind(&self) -> &'static str;
+
+    /// Reuses the user's active session of the conversation (checked first, so a user at the
+    /// quota can always get back to an existing session; an expired lease is taken over by
+    /// `owner`), else creates one if the user is under the limit. Atomic per user across
+    /// replicas.
+    async fn acquire(
+        &self,
+        new: NewSession,
+        owner: &str,
+        ttl: Duration,
+    ) -> StoreResult<AcquireOutcome>;
+
+    /// Any session by id, whatever its status.
+    async fn get(&self, id: &str) -> StoreResult<Option<Session>>;
+
+    async fn usage(&self, user_id: &str, limit: i64) -> StoreResult<Usage>;
+
+    /// Not fenced: any replica serving the user's command may change settings.
+    async fn update_settings(&self, id: &str, update: SettingsUpdate) -> StoreResult<bool>;
+
+    async fn touch_activity(&self, id: &str) -> StoreResult<()>;
+
+    /// Records the conversation's transcript as of session creation (context for its turns).
+    async fn set_context(&self, id: &str, context: &[TranscriptMessage]) -> StoreResult<()>;
+
+    /// Stops an active session: status `stopped`, owner cleared and version bumped (fencing out
+    /// every worker), its queued and running turns aborted. `false` when it was not active.
+    async fn stop(&self, id: &str) -> StoreResult<bool>;
+
+    /// Takes over one session whose lease has expired (or that `owner` already holds).
+    async fn take_over(&self, id: &str, owner: &str, ttl: Duration)
+    -> StoreResult<Option<Session>>;
+
+    /// Extends every lease `owner` holds; returns the sessions (id, version) still held.
+    async fn heartbeat(&self, owner: &str, ttl: Duration) -> StoreResult<Vec<(String, i64)>>;
+
+    /// Takes over up to `limit` active sessions whose lease expired, bumping their version.
+    async fn claim_expired(
+        &self,
+        owner: &str,
+        ttl: Duration,
+        limit: i64,
+    ) -> StoreResult<Vec<Session>>;
+
+    /// Takes over (version bump) every active session still recorded as `owner`'s — used at
+    /// start-up, when a restarted worker with the same id must recover its own turns.
+    async fn reclaim_own(&self, owner: &str, ttl: Duration) -> StoreResult<Vec<Session>>;
+
+    /// Ends `owner`'s leases now (shutdown), so another worker takes them over at once.
+    async fn release(&self, owner: &str) -> StoreResult<u64>;
+
+    /// Stops active sessions idle for longer than `idle` with no queued or running turn.
+    async fn expire_idle(&self, idle: Duration) -> StoreResult<Vec<Session>>;
+
+    /// Fenced status change of an active session.
+    async fn set_status(&self, id: &str, lease: &Lease, status: SessionStatus)
+    -> StoreResult<bool>;
+
+    async fn count_active(&self) -> StoreResult<i64>;
+
+    async fn enqueue_turn(
+        &self,
+        session_id: &str,
+        kind: TurnKind,
+        message: &str,
+        request_id: Option<String>,
+        spec_sealed: Vec<u8>,
+    ) -> StoreResult<Turn>;
+
+    /// Claims the next queued turn of a session `owner` holds a live lease on, if that session
+    /// has no running turn (`FOR UPDATE SKIP LOCKED`). Steering messages go first.
+    async fn claim_turn(&self, owner: &str) -> StoreResult<Option<(Turn, Lease)>>;
+
+    async fn turns_of(&self, session_id: &str) -> StoreResult<Vec<Turn>>;
+
+    async fn mark_output_started(&self, turn_id: i64, lease: &Lease) -> StoreResult<bool>;
+
+    /// Fenced: records the outcome of a running turn.
+    async fn finish_turn(
+        &self,
+        turn_id: i64,
+        lease: &Lease,
+        status: TurnStatus,
+        output: &str,
+        error: Option<&str>,
+    ) -> StoreResult<bool>;
+
+    /// After a takeover: turns left `running` under an older lease are re-queued (nothing was
+    /// streamed) or failed.
+    async fn recover_turns(
+        &self,
+        session_id: &str,
+        lease: &Lease,
+    ) -> StoreResult<Vec<(Turn, Recovery)>>;
+
+    async fn request_abort(&self, session_id: &str) -> StoreResult<AbortResult>;
+
+    /// Which of these running turn ids must stop (abort requested, or no longer running).
+    async fn turns_to_cancel(&self, turn_ids: &[i64]) -> StoreResult<Vec<i64>>;
+
+    /// Claims up to `limit` finished turns whose transcript append is pending (marking them
+    /// done; [`Store::unmark_synced`] puts one back after a failed append).
+    async fn claim_transcripts(&self, limit: i64) -> StoreResult<Vec<PendingTranscript>>;
+
+    async fn unmark_synced(&self, turn_id: i64) -> StoreResult<()>;
+
+    async fn queue_depth(&self) -> StoreResult<i64>;
+
+    /// Sessions (id) with a turn `owner` claimed more than `older_than` ago that is still
+    /// `running` — the caller keeps the ones it is not actually running (orphans).
+    async fn running_claimed_by(
+        &self,
+        owner: &str,
+        older_than: Duration,
+    ) -> StoreResult<Vec<(i64, String)>>;
+}

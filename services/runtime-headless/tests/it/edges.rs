@@ -1,0 +1,188 @@
+//! The HTTP edge of the binary: JSON errors, auth order, RpcResponse shape, graceful drain,
+//! and the in-memory mode.
+
+use std::time::Duration;
+
+use cloud_testkit::edge::{JsonRoute, assert_graceful_drain, assert_json_edges};
+use cloud_testkit::process::ServiceProcess;
+use serde_json::json;
+
+use crate::support::sink::count;
+use crate::support::{BIN, Client, CloudApi, Cluster, EventSink, FakeProvider};
+
+#[tokio::test]
+async fn acquire_route_answers_json_errors() {
+    let cluster = Cluster::new(&[]).await;
+    let a = cluster.worker("worker-a").await;
+    assert_json_edges(
+        &a.url(),
+        JsonRoute {
+            path: "/v1/runtime/sessions",
+            headers: &[("authorization", "Bearer some-token")],
+        },
+        1_048_576,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_requests() {
+    let cluster = Cluster::new(&[]).await;
+    let mut a = cluster.worker("worker-a").await;
+    assert_graceful_drain(
+        &mut a,
+        JsonRoute {
+            path: "/v1/runtime/sessions",
+            headers: &[("authorization", "Bearer some-token")],
+        },
+        Duration::from_secs(5),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn auth_order_and_session_visibility() {
+    let cluster = Cluster::new(&[]).await;
+    let a = cluster.worker("worker-a").await;
+    let alice = cluster.user().await;
+    let bob = cluster.user().await;
+    let http = reqwest::Client::new();
+
+    // No bearer: 401 before anything else.
+    let r = http
+        .post(format!("{}/v1/runtime/sessions", a.url()))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // Missing fields: 400.
+    let r = http
+        .post(format!("{}/v1/runtime/sessions", a.url()))
+        .bearer_auth(&alice.token)
+        .json(&json!({"conversationId": "c"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // A foreign instance: the grant is denied.
+    let r = http
+        .post(format!("{}/v1/runtime/sessions", a.url()))
+        .bearer_auth(&alice.token)
+        .json(
+            &json!({"conversationId": cluster.conv(&alice).await, "cloudInstanceId": bob.instance}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "forbidden");
+
+    let ca = Client::new(&a.url(), &alice.token);
+    let conversation = cluster.conv(&alice).await;
+    let id = ca.session_id(&alice, &conversation, None).await;
+    // Unknown id with a valid token: 404; with an invalid token: 403 (ids cannot be probed).
+    assert_eq!(ca.get("runtime-session-nope").await.0, 404);
+    let stranger = Client::new(&a.url(), "not-a-token");
+    assert_eq!(stranger.get("runtime-session-nope").await.0, 403);
+    assert_eq!(stranger.get(&id).await.0, 403);
+    // Another user's session looks like an unknown one.
+    let cb = Client::new(&a.url(), &bob.token);
+    assert_eq!(cb.get(&id).await.0, 404);
+    assert_eq!(cb.command(&id, json!({"type": "abort"})).await.0, 404);
+    assert_eq!(cb.delete(&id).await, 404);
+
+    // RpcResponse echoes the request id; unsupported commands are a 400 response object.
+    let (s, body) = ca
+        .command(&id, json!({"id": "req-42", "type": "get_available_models"}))
+        .await;
+    assert_eq!(s, 400);
+    assert_eq!(
+        body,
+        json!({"id": "req-42", "type": "response", "command": "get_available_models",
+               "success": false, "error": "Unsupported command: get_available_models"})
+    );
+    let (s, body) = ca
+        .command(
+            &id,
+            json!({"id": "req-43", "type": "set_thinking_level", "level": "high"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["id"], "req-43");
+    let (s, body) = ca
+        .command(&id, json!({"id": "s", "type": "get_state"}))
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(body["data"]["thinkingLevel"], "high");
+    assert_eq!(body["data"]["sessionId"], id.as_str());
+    let (s, body) = ca
+        .command(
+            &id,
+            json!({"type": "set_model", "provider": "nope", "modelId": "x"}),
+        )
+        .await;
+    assert_eq!(s, 400);
+    assert_eq!(body["error"], "Model not found: nope/x");
+    // A blank prompt queues nothing.
+    let (s, body) = ca
+        .command(&id, json!({"type": "prompt", "message": "  "}))
+        .await;
+    assert_eq!(s, 200);
+    assert!(body.get("data").is_none(), "{body}");
+    assert_eq!(ca.delete(&id).await, 204);
+    assert_eq!(ca.delete(&id).await, 404);
+}
+
+#[tokio::test]
+async fn runs_a_turn_in_memory_without_a_database() {
+    let token = cloud_testkit::random_token();
+    let provider = FakeProvider::start().await;
+    let api = CloudApi::start(None, &token, &provider.base).await;
+    let sink = EventSink::start(&token).await;
+    let p = ServiceProcess::spawn(
+        BIN,
+        &[
+            ("CHATONS_INTERNAL_SERVICE_TOKEN", token.clone()),
+            ("CHATONS_CLOUD_API_URL", api.base.clone()),
+            ("CHATONS_REALTIME_PUBLISH_URL", sink.url.clone()),
+        ],
+    )
+    .await;
+    let user = api.user().await;
+    let conversation = api.conversation(&user).await;
+    let c = Client::new(&p.url(), &user.token);
+    let id = c
+        .session_id(&user, &conversation, Some("chunks=4,delay=5"))
+        .await;
+    c.prompt(&id, "hello").await;
+    let events = sink
+        .wait_for(
+            &conversation,
+            Duration::from_secs(10),
+            "agent_end and ready",
+            |e| {
+                count(e, "agent_end") == 1
+                    && e.last().is_some_and(|l| l["type"] == "runtime_status")
+            },
+        )
+        .await;
+    assert_eq!(crate::support::sink::text(&events), "tok0 tok1 tok2 tok3 ");
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"runtime_status"));
+    assert!(
+        kinds.ends_with(&["agent_end", "runtime_status"]),
+        "{kinds:?}"
+    );
+    let (_, snap) = c.get(&id).await;
+    assert_eq!(snap["messages"].as_array().unwrap().len(), 2, "{snap}");
+    let metrics = reqwest::get(format!("{}/metrics", p.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("chatons_runtime_turns_total"), "{metrics}");
+    assert!(metrics.contains("chatons_runtime_lease_takeovers_total"));
+}

@@ -1,0 +1,8 @@
+//! runtime-headless integration tests (one binary; modules share the harness).
+
+mod bench;
+mod e2e;
+mod edges;
+mod store_contract;
+mod support;
+mod workers;

@@ -1,0 +1,554 @@
+//! One contract suite, run against the in-memory store and the Postgres store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cloud_testkit::db::TestDb;
+use runtime_headless::domain::{
+    AcquireOutcome, Lease, NewSession, Recovery, Session, SessionStatus, TranscriptMessage,
+    TurnKind, TurnStatus,
+};
+use runtime_headless::store::memory::MemoryStore;
+use runtime_headless::store::postgres::PgStore;
+use runtime_headless::store::{SettingsUpdate, Store};
+
+const TTL: Duration = Duration::from_secs(30);
+
+struct Harness {
+    store: Arc<dyn Store>,
+    db: Option<TestDb>,
+}
+
+impl Harness {
+    async fn memory() -> Self {
+        Self {
+            store: Arc::new(MemoryStore::new()),
+            db: None,
+        }
+    }
+
+    async fn postgres() -> Self {
+        let db = TestDb::new().await;
+        Self {
+            store: Arc::new(PgStore::new(db.pool.clone())),
+            db: Some(db),
+        }
+    }
+
+    async fn user(&self) -> String {
+        let id = format!("user-{}", uuid::Uuid::new_v4().simple());
+        if let Some(db) = &self.db {
+            sqlx::query("INSERT INTO cloud_users (id, email, display_name) VALUES ($1, $2, 'T')")
+                .bind(&id)
+                .bind(format!("{id}@example.test"))
+                .execute(&db.pool)
+                .await
+                .unwrap();
+        }
+        id
+    }
+
+    /// Makes a session's lease expire now (what a dead owner leaves behind).
+    async fn expire(&self, id: &str) {
+        match &self.db {
+            Some(db) => {
+                sqlx::query("UPDATE runtime_sessions SET lease_expires_at = now() - interval '1 second' WHERE id = $1")
+                    .bind(id)
+                    .execute(&db.pool)
+                    .await
+                    .unwrap();
+            }
+            None => {
+                let s = self.store.get(id).await.unwrap().unwrap();
+                self.store
+                    .release(s.owner_id.as_deref().unwrap())
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+}
+
+fn new_session(user: &str, conversation: &str, limit: i32) -> NewSession {
+    NewSession {
+        user_id: user.to_owned(),
+        organization_id: Some("org".into()),
+        conversation_id: conversation.to_owned(),
+        project_id: None,
+        cloud_instance_id: "inst".into(),
+        model_provider: None,
+        model_id: None,
+        thinking_level: None,
+        subscription_plan: "plus".into(),
+        subscription_label: "Plus".into(),
+        parallel_sessions_limit: limit,
+        context: vec![TranscriptMessage {
+            id: "m0".into(),
+            role: "user".into(),
+            timestamp: 1,
+            content: "earlier".into(),
+        }],
+    }
+}
+
+async fn create(h: &Harness, user: &str, conversation: &str, owner: &str) -> Session {
+    match h
+        .store
+        .acquire(new_session(user, conversation, 10), owner, TTL)
+        .await
+        .unwrap()
+    {
+        AcquireOutcome::Created { session, .. } => session,
+        other => panic!("expected a creation, got {other:?}"),
+    }
+}
+
+async fn acquire_creates_then_reuses_and_enforces_the_quota(h: Harness) {
+    let user = h.user().await;
+    let s = match h
+        .store
+        .acquire(new_session(&user, "c1", 2), "w1", TTL)
+        .await
+        .unwrap()
+    {
+        AcquireOutcome::Created { session, usage } => {
+            assert_eq!(usage.active_parallel_sessions, 1);
+            session
+        }
+        other => panic!("{other:?}"),
+    };
+    assert!(s.id.starts_with("runtime-session-"));
+    assert_eq!(s.status, SessionStatus::Ready);
+    assert_eq!(s.context.len(), 1);
+    match h
+        .store
+        .acquire(new_session(&user, "c1", 2), "w2", TTL)
+        .await
+        .unwrap()
+    {
+        AcquireOutcome::Reused {
+            session,
+            taken_over,
+            ..
+        } => {
+            assert_eq!(session.id, s.id);
+            assert!(!taken_over, "a live lease is not stolen");
+            assert_eq!(session.owner_id.as_deref(), Some("w1"));
+        }
+        other => panic!("{other:?}"),
+    }
+    create_ok(&h, &user, "c2", 2).await;
+    match h
+        .store
+        .acquire(new_session(&user, "c3", 2), "w1", TTL)
+        .await
+        .unwrap()
+    {
+        AcquireOutcome::QuotaExceeded { usage } => {
+            assert_eq!(usage.active_parallel_sessions, 2);
+            assert_eq!(usage.remaining_parallel_sessions, 0);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Reuse is checked before the quota.
+    assert!(matches!(
+        h.store
+            .acquire(new_session(&user, "c1", 2), "w1", TTL)
+            .await
+            .unwrap(),
+        AcquireOutcome::Reused { .. }
+    ));
+    // Stopping frees a slot.
+    assert!(h.store.stop(&s.id).await.unwrap());
+    assert!(!h.store.stop(&s.id).await.unwrap());
+    create_ok(&h, &user, "c3", 2).await;
+    assert_eq!(
+        h.store
+            .usage(&user, 2)
+            .await
+            .unwrap()
+            .active_parallel_sessions,
+        2
+    );
+}
+
+async fn create_ok(h: &Harness, user: &str, c: &str, limit: i32) {
+    assert!(matches!(
+        h.store
+            .acquire(new_session(user, c, limit), "w1", TTL)
+            .await
+            .unwrap(),
+        AcquireOutcome::Created { .. }
+    ));
+}
+
+async fn expired_leases_are_taken_over_and_stale_writes_fenced(h: Harness) {
+    let user = h.user().await;
+    let s = create(&h, &user, "c", "w1").await;
+    let old = s.lease().unwrap();
+    assert!(
+        h.store
+            .set_status(&s.id, &old, SessionStatus::Streaming)
+            .await
+            .unwrap()
+    );
+    h.expire(&s.id).await;
+    // An expired lease never blocks the conversation: acquire takes it over.
+    let taken = match h
+        .store
+        .acquire(new_session(&user, "c", 10), "w2", TTL)
+        .await
+        .unwrap()
+    {
+        AcquireOutcome::Reused {
+            session,
+            taken_over,
+            ..
+        } => {
+            assert!(taken_over);
+            session
+        }
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(taken.id, s.id);
+    assert_eq!(taken.owner_id.as_deref(), Some("w2"));
+    assert_eq!(taken.lease_version, old.version + 1);
+    // The old owner's writes are refused; the new owner's apply.
+    assert!(
+        !h.store
+            .set_status(&s.id, &old, SessionStatus::Ready)
+            .await
+            .unwrap()
+    );
+    let new = taken.lease().unwrap();
+    assert!(
+        h.store
+            .set_status(&s.id, &new, SessionStatus::Ready)
+            .await
+            .unwrap()
+    );
+    // Heartbeats only extend the current owner's leases.
+    assert!(h.store.heartbeat("w1", TTL).await.unwrap().is_empty());
+    assert_eq!(
+        h.store.heartbeat("w2", TTL).await.unwrap(),
+        vec![(s.id.clone(), new.version)]
+    );
+    assert!(
+        h.store
+            .claim_expired("w3", TTL, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Release hands the lease to the next sweeper at once.
+    assert_eq!(h.store.release("w2").await.unwrap(), 1);
+    let claimed = h.store.claim_expired("w3", TTL, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].lease_version, new.version + 1);
+    assert!(h.store.take_over(&s.id, "w1", TTL).await.unwrap().is_none());
+}
+
+async fn turns_queue_run_once_in_order(h: Harness) {
+    let user = h.user().await;
+    let s = create(&h, &user, "c", "w1").await;
+    let t1 = h
+        .store
+        .enqueue_turn(&s.id, TurnKind::Prompt, "one", Some("r1".into()), vec![1])
+        .await
+        .unwrap();
+    let t2 = h
+        .store
+        .enqueue_turn(&s.id, TurnKind::FollowUp, "two", None, vec![1])
+        .await
+        .unwrap();
+    let t3 = h
+        .store
+        .enqueue_turn(&s.id, TurnKind::Steer, "steer", None, vec![1])
+        .await
+        .unwrap();
+    assert_eq!(h.store.queue_depth().await.unwrap(), 3);
+    // Only the lease owner claims.
+    assert!(h.store.claim_turn("w2").await.unwrap().is_none());
+    let (first, lease) = h.store.claim_turn("w1").await.unwrap().unwrap();
+    assert_eq!(first.id, t3.id, "steering goes first");
+    assert_eq!(first.status, TurnStatus::Running);
+    assert_eq!(first.attempts, 1);
+    assert_eq!(lease, s.lease().unwrap());
+    // One running turn per session.
+    assert!(h.store.claim_turn("w1").await.unwrap().is_none());
+    assert!(h.store.mark_output_started(first.id, &lease).await.unwrap());
+    assert!(
+        h.store
+            .finish_turn(first.id, &lease, TurnStatus::Succeeded, "ok", None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !h.store
+            .finish_turn(first.id, &lease, TurnStatus::Failed, "", None)
+            .await
+            .unwrap()
+    );
+    let (second, _) = h.store.claim_turn("w1").await.unwrap().unwrap();
+    assert_eq!(second.id, t1.id);
+    assert_eq!(second.request_id.as_deref(), Some("r1"));
+    let stale = Lease {
+        owner: "w1".into(),
+        version: lease.version - 1,
+    };
+    assert!(
+        !h.store
+            .finish_turn(second.id, &stale, TurnStatus::Succeeded, "x", None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        h.store
+            .finish_turn(second.id, &lease, TurnStatus::Succeeded, "done", None)
+            .await
+            .unwrap()
+    );
+    let turns = h.store.turns_of(&s.id).await.unwrap();
+    assert_eq!(turns.len(), 3);
+    assert_eq!(turns.iter().find(|t| t.id == t1.id).unwrap().output, "done");
+    let _ = t2;
+    // Finished turns are handed to the transcript appender once.
+    let pending = h.store.claim_transcripts(10).await.unwrap();
+    assert_eq!(
+        pending.iter().map(|p| p.turn.id).collect::<Vec<_>>(),
+        vec![t1.id, t3.id]
+    );
+    assert_eq!(pending[0].conversation_id, "c");
+    assert!(h.store.claim_transcripts(10).await.unwrap().is_empty());
+    h.store.unmark_synced(t1.id).await.unwrap();
+    assert_eq!(h.store.claim_transcripts(10).await.unwrap().len(), 1);
+}
+
+async fn a_new_owner_retries_or_fails_interrupted_turns(h: Harness) {
+    let user = h.user().await;
+    let s = create(&h, &user, "c", "w1").await;
+    let quiet = h
+        .store
+        .enqueue_turn(&s.id, TurnKind::Prompt, "quiet", None, vec![1])
+        .await
+        .unwrap();
+    let (t, lease) = h.store.claim_turn("w1").await.unwrap().unwrap();
+    assert_eq!(t.id, quiet.id);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(
+        h.store
+            .running_claimed_by("w1", Duration::from_millis(1))
+            .await
+            .unwrap(),
+        vec![(t.id, s.id.clone())]
+    );
+    assert!(
+        h.store
+            .running_claimed_by("w1", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    h.expire(&s.id).await;
+    let taken = h.store.claim_expired("w2", TTL, 10).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    let new = taken[0].lease().unwrap();
+    // The old owner can no longer record anything.
+    assert!(!h.store.mark_output_started(t.id, &lease).await.unwrap());
+    assert!(
+        h.store
+            .recover_turns(&s.id, &lease)
+            .await
+            .unwrap()
+            .is_empty(),
+        "stale lease"
+    );
+    let recovered = h.store.recover_turns(&s.id, &new).await.unwrap();
+    assert_eq!(recovered.len(), 1);
+    assert_eq!(recovered[0].1, Recovery::Retry);
+    // Re-run by the new owner, this time output starts, then the owner dies again.
+    let (again, lease2) = h.store.claim_turn("w2").await.unwrap().unwrap();
+    assert_eq!(again.id, quiet.id);
+    assert_eq!(again.attempts, 2);
+    assert!(
+        h.store
+            .mark_output_started(again.id, &lease2)
+            .await
+            .unwrap()
+    );
+    h.expire(&s.id).await;
+    let taken = h.store.claim_expired("w3", TTL, 10).await.unwrap();
+    let recovered = h
+        .store
+        .recover_turns(&s.id, &taken[0].lease().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(recovered.len(), 1);
+    assert_eq!(recovered[0].1, Recovery::Fail);
+    assert_eq!(recovered[0].0.status, TurnStatus::Failed);
+    assert!(h.store.claim_turn("w3").await.unwrap().is_none());
+}
+
+async fn abort_stop_and_idle_expiry(h: Harness) {
+    let user = h.user().await;
+    let s = create(&h, &user, "c", "w1").await;
+    let running = h
+        .store
+        .enqueue_turn(&s.id, TurnKind::Prompt, "a", None, vec![1])
+        .await
+        .unwrap();
+    let queued = h
+        .store
+        .enqueue_turn(&s.id, TurnKind::FollowUp, "b", None, vec![1])
+        .await
+        .unwrap();
+    let (_, lease) = h.store.claim_turn("w1").await.unwrap().unwrap();
+    assert!(
+        h.store
+            .turns_to_cancel(&[running.id])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let result = h.store.request_abort(&s.id).await.unwrap();
+    assert_eq!(result.running, vec![running.id]);
+    assert_eq!(result.cancelled_queued, vec![queued.id]);
+    assert_eq!(
+        h.store.turns_to_cancel(&[running.id]).await.unwrap(),
+        vec![running.id]
+    );
+    assert!(
+        h.store
+            .finish_turn(running.id, &lease, TurnStatus::Aborted, "partial", None)
+            .await
+            .unwrap()
+    );
+    assert!(h.store.claim_turn("w1").await.unwrap().is_none());
+
+    // Settings are not fenced; stop fences everyone out and aborts what is left.
+    assert!(
+        h.store
+            .update_settings(
+                &s.id,
+                SettingsUpdate {
+                    model: Some((Some("openai".into()), Some("m".into()))),
+                    thinking_level: Some(Some("high".into()))
+                }
+            )
+            .await
+            .unwrap()
+    );
+    let got = h.store.get(&s.id).await.unwrap().unwrap();
+    assert_eq!(got.model_id.as_deref(), Some("m"));
+    assert_eq!(got.thinking_level.as_deref(), Some("high"));
+    let pending = h
+        .store
+        .enqueue_turn(&s.id, TurnKind::Prompt, "c", None, vec![1])
+        .await
+        .unwrap();
+    assert!(h.store.stop(&s.id).await.unwrap());
+    assert!(
+        !h.store
+            .set_status(&s.id, &lease, SessionStatus::Ready)
+            .await
+            .unwrap()
+    );
+    let turns = h.store.turns_of(&s.id).await.unwrap();
+    assert_eq!(
+        turns.iter().find(|t| t.id == pending.id).unwrap().status,
+        TurnStatus::Aborted
+    );
+    assert_eq!(
+        h.store.get(&s.id).await.unwrap().unwrap().status,
+        SessionStatus::Stopped
+    );
+
+    // Idle sessions expire (not while they have work), freeing quota.
+    let idle = create(&h, &user, "idle", "w1").await;
+    let busy = create(&h, &user, "busy", "w1").await;
+    h.store
+        .enqueue_turn(&busy.id, TurnKind::Prompt, "x", None, vec![1])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let expired = h
+        .store
+        .expire_idle(Duration::from_millis(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        expired.iter().map(|s| s.id.clone()).collect::<Vec<_>>(),
+        vec![idle.id.clone()]
+    );
+    assert_eq!(
+        h.store.get(&idle.id).await.unwrap().unwrap().status,
+        SessionStatus::Stopped
+    );
+    assert_eq!(
+        h.store
+            .usage(&user, 10)
+            .await
+            .unwrap()
+            .active_parallel_sessions,
+        1
+    );
+    assert_eq!(h.store.count_active().await.unwrap(), 1);
+}
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod memory_store {
+            $( #[tokio::test] async fn $name() { super::$name(super::Harness::memory().await).await } )*
+        }
+        mod postgres_store {
+            $( #[tokio::test] async fn $name() { super::$name(super::Harness::postgres().await).await } )*
+        }
+    };
+}
+
+contract!(
+    acquire_creates_then_reuses_and_enforces_the_quota,
+    expired_leases_are_taken_over_and_stale_writes_fenced,
+    turns_queue_run_once_in_order,
+    a_new_owner_retries_or_fails_interrupted_turns,
+    abort_stop_and_idle_expiry,
+);
+
+/// Many replicas creating at once for one user: never more sessions than the limit.
+#[tokio::test]
+async fn postgres_quota_holds_under_concurrent_creates() {
+    let h = Harness::postgres().await;
+    let db = h.db.as_ref().unwrap();
+    let user = h.user().await;
+    let stores: Vec<Arc<dyn Store>> = (0..4)
+        .map(|_| Arc::new(PgStore::new(db.pool.clone())) as Arc<dyn Store>)
+        .collect();
+    let calls = (0..24).map(|i| {
+        let store = stores[i % 4].clone();
+        let user = user.clone();
+        async move {
+            store
+                .acquire(
+                    new_session(&user, &format!("conv-{i}"), 5),
+                    &format!("w{}", i % 4),
+                    TTL,
+                )
+                .await
+                .unwrap()
+        }
+    });
+    let results = futures_util::future::join_all(calls).await;
+    let created = results
+        .iter()
+        .filter(|r| matches!(r, AcquireOutcome::Created { .. }))
+        .count();
+    assert_eq!(created, 5);
+    assert_eq!(
+        h.store
+            .usage(&user, 5)
+            .await
+            .unwrap()
+            .active_parallel_sessions,
+        5
+    );
+}
