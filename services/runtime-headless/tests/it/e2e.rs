@@ -2,15 +2,18 @@
 //! (reference part C): sign in → bootstrap → register instance → realtime token → websocket →
 //! acquire runtime session → prompt → deltas over the websocket in order → transcript.
 //!
-//! Sign-in uses the password login (`POST /v1/web/login`); the OIDC/PKCE step replaces it once
-//! the issuer is complete.
+//! Sign-in is the desktop's own: authorization code with PKCE (S256) on `chatons-desktop`, the
+//! login form filled by a cookie-keeping HTTP client, the code exchanged at `/oidc/token`.
 
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cloud_testkit::db::TestDb;
 use cloud_testkit::process::ServiceProcess;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::{BIN, FakeProvider, eventually};
@@ -22,6 +25,81 @@ async fn json_of(resp: reqwest::Response, what: &str) -> Value {
     let body: Value = resp.json().await.unwrap_or(Value::Null);
     assert!(status.is_success(), "{what}: {status} {body}");
     body
+}
+
+const PASSWORD: &str = "correct horse battery staple";
+const DESKTOP_REDIRECT: &str = "chatons://cloud/auth/callback";
+
+/// The desktop's sign-in: `GET /oidc/authorize` with a fresh S256 challenge, the login form
+/// posted with its CSRF token, the `chatons://` redirect's code exchanged with the verifier.
+async fn desktop_login(api: &str, email: &str) -> String {
+    let verifier = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    let mut authorize = url::Url::parse(&format!("{api}/oidc/authorize")).unwrap();
+    authorize
+        .query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", "chatons-desktop")
+        .append_pair("redirect_uri", DESKTOP_REDIRECT)
+        .append_pair("scope", "openid profile email offline_access")
+        .append_pair("state", "e2e-state")
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256");
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = browser.get(authorize.as_str()).send().await.unwrap();
+    assert_eq!(page.status(), 200, "login page");
+    let html = page.text().await.unwrap();
+    let marker = "name=\"csrf_token\" value=\"";
+    let start = html.find(marker).expect("a CSRF field on the login page") + marker.len();
+    let csrf = html[start..].split('"').next().unwrap().to_owned();
+    let mut form: Vec<(String, String)> = authorize.query_pairs().into_owned().collect();
+    form.extend([
+        ("csrf_token".to_owned(), csrf),
+        ("email".to_owned(), email.to_owned()),
+        ("password".to_owned(), PASSWORD.to_owned()),
+        ("action".to_owned(), "login".to_owned()),
+    ]);
+    let resp = browser
+        .post(format!("{api}/oidc/authorize"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303, "login form");
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with(DESKTOP_REDIRECT), "{location}");
+    let query: std::collections::HashMap<String, String> = url::Url::parse(&location)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    assert_eq!(query["state"], "e2e-state");
+    let tokens = json_of(
+        reqwest::Client::new()
+            .post(format!("{api}/oidc/token"))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("client_id", "chatons-desktop"),
+                ("code", query["code"].as_str()),
+                ("code_verifier", verifier.as_str()),
+                ("redirect_uri", DESKTOP_REDIRECT),
+            ])
+            .send()
+            .await
+            .unwrap(),
+        "token exchange",
+    )
+    .await;
+    assert!(tokens["id_token"].is_string(), "{tokens}");
+    tokens["access_token"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test]
@@ -67,23 +145,14 @@ async fn desktop_sequence_streams_a_turn_over_the_websocket() {
     let email = format!("e2e-{}@example.test", uuid::Uuid::new_v4().simple());
     json_of(
         http.post(format!("{}/v1/web/signup", api.url()))
-            .json(&json!({"email": email, "displayName": "E2E", "password": "correct horse battery staple"}))
+            .json(&json!({"email": email, "displayName": "E2E", "password": PASSWORD}))
             .send()
             .await
             .unwrap(),
         "signup",
     )
     .await;
-    let login = json_of(
-        http.post(format!("{}/v1/web/login", api.url()))
-            .json(&json!({"email": email, "password": "correct horse battery staple"}))
-            .send()
-            .await
-            .unwrap(),
-        "login",
-    )
-    .await;
-    let access = login["session"]["accessToken"].as_str().unwrap().to_owned();
+    let access = desktop_login(&api.url(), &email).await;
 
     // Bootstrap: the default project; the organization gets an OpenAI-compatible provider.
     let boot = json_of(
