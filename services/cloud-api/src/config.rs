@@ -120,6 +120,11 @@ pub const SERVICE_ENV: &[EnvVar] = &[
         "Token-endpoint requests per second allowed per client IP and per user (burst 5×); 429 beyond.",
     ),
     EnvVar::new(
+        "CHATONS_TRUSTED_PROXIES",
+        "",
+        "Comma-separated proxy addresses or CIDR networks (e.g. the ingress pods' `10.0.0.0/8`) whose `X-Forwarded-For` names the client for per-IP rate limits; unset: the socket peer is the client.",
+    ),
+    EnvVar::new(
         "CHATONS_DATA_DIR",
         ".chatons-data",
         "Where development keys are kept when no key is configured.",
@@ -184,6 +189,7 @@ pub struct Config {
     pub oidc_extra_clients: Option<String>,
     pub portal_session_ttl: Duration,
     pub token_rate_per_second: u64,
+    pub trusted_proxies: crate::http::client_ip::TrustedProxies,
     pub data_dir: std::path::PathBuf,
     pub smtp: Option<SmtpConfig>,
 }
@@ -244,6 +250,13 @@ impl Config {
             from: smtp_from,
             ..s
         });
+        let mut trusted = Vec::new();
+        for item in r.list("CHATONS_TRUSTED_PROXIES") {
+            match item.parse() {
+                Ok(net) => trusted.push(net),
+                Err(message) => r.fail("CHATONS_TRUSTED_PROXIES", message),
+            }
+        }
         let config = Self {
             database_url: r.secret("DATABASE_URL"),
             public_url,
@@ -271,6 +284,7 @@ impl Config {
             oidc_extra_clients: r.string("OIDC_EXTRA_CLIENTS"),
             portal_session_ttl: r.seconds("CHATONS_PORTAL_SESSION_TTL_SECONDS", 43_200),
             token_rate_per_second: r.int_in("CHATONS_TOKEN_RATE_PER_SECOND", 20, 1, 1_000_000),
+            trusted_proxies: crate::http::client_ip::TrustedProxies::new(trusted),
             data_dir: r.string_or("CHATONS_DATA_DIR", ".chatons-data").into(),
             smtp,
             common,

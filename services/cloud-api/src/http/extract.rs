@@ -1,8 +1,6 @@
 //! Request-side helpers: the authenticated caller, list parameters and opaque cursors.
 
-use std::net::{IpAddr, SocketAddr};
-
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -53,22 +51,7 @@ pub fn require_admin(caller: &Caller) -> Result<(), ApiError> {
     }
 }
 
-/// The client address, for per-IP rate limits. Forwarded headers are not trusted: behind the
-/// ingress the limit then applies to the ingress (which has its own per-IP limit).
-pub struct ClientIp(pub IpAddr);
-
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        let ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip())
-            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
-        Ok(ClientIp(ip))
-    }
-}
+pub use super::client_ip::ClientIp;
 
 pub const DEFAULT_LIMIT: usize = 50;
 pub const MAX_LIMIT: usize = 200;

@@ -3,6 +3,7 @@
 pub mod access;
 pub mod accounts;
 pub mod admin;
+pub mod client_ip;
 pub mod conversations;
 pub mod error;
 pub mod extract;

@@ -175,3 +175,14 @@ async fn migrate_command_applies_and_exits() {
         .unwrap();
     assert_eq!(n, 3);
 }
+
+#[test]
+fn a_bad_trusted_proxy_entry_is_named() {
+    let env = cloud_common::config::Env::from_pairs([(
+        "CHATONS_TRUSTED_PROXIES",
+        "10.0.0.0/8, 10.0.0.0/40",
+    )]);
+    let errors = cloud_api::Config::from_env(&env).unwrap_err();
+    assert_eq!(errors.names(), vec!["CHATONS_TRUSTED_PROXIES"]);
+    assert!(errors.to_string().contains("10.0.0.0/40"), "{errors}");
+}

@@ -690,3 +690,54 @@ async fn the_token_endpoint_is_rate_limited_with_retry_after() {
         "429 carries Retry-After"
     );
 }
+
+/// Sends `n` refresh grants claiming to come from `forwarded_for`; returns their statuses.
+async fn token_statuses(app: &TestApp, forwarded_for: &str, n: usize) -> Vec<u16> {
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for _ in 0..n {
+        let resp = client
+            .post(format!("{}/oidc/token", app.base))
+            .header("x-forwarded-for", forwarded_for)
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("client_id", "chatons-desktop"),
+                ("refresh_token", "unknown"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        statuses.push(resp.status().as_u16());
+    }
+    statuses
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_bucket() {
+    let app = spawn_app_with(&[
+        ("CHATONS_TOKEN_RATE_PER_SECOND", "1"),
+        ("CHATONS_TRUSTED_PROXIES", "127.0.0.0/8, ::1"),
+    ])
+    .await;
+    // A client that prepends a forged address still lands in its real bucket.
+    assert_eq!(
+        token_statuses(&app, "6.6.6.6, 198.51.100.1", 6).await,
+        [400, 400, 400, 400, 400, 429]
+    );
+    assert_eq!(
+        token_statuses(&app, "7.7.7.7, 198.51.100.1", 1).await,
+        [429]
+    );
+    // Another user behind the same ingress is not locked out.
+    assert_eq!(token_statuses(&app, "198.51.100.2", 1).await, [400]);
+}
+
+#[tokio::test]
+async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
+    let app = spawn_app_with(&[("CHATONS_TOKEN_RATE_PER_SECOND", "1")]).await;
+    let mut statuses = Vec::new();
+    for n in 0..6 {
+        statuses.extend(token_statuses(&app, &format!("198.51.100.{n}"), 1).await);
+    }
+    assert_eq!(statuses, [400, 400, 400, 400, 400, 429]);
+}
