@@ -47,6 +47,11 @@ pub const SERVICE_ENV: &[EnvVar] = &[
         "A provider stream that sends nothing for this long fails the turn.",
     ),
     EnvVar::new(
+        "CHATONS_RUNTIME_PROVIDER_ALLOW_PRIVATE_NETWORKS",
+        "false",
+        "`true` lets provider base URLs reach loopback, private and link-local addresses (local models in development); otherwise only public addresses are dialled and redirects are not followed.",
+    ),
+    EnvVar::new(
         "CHATONS_RUNTIME_MAX_CONCURRENT_TURNS",
         "64",
         "Turns one replica streams at the same time (more wait in the queue).",
@@ -77,6 +82,7 @@ pub struct Config {
     pub lease_ttl: Duration,
     pub idle_timeout: Duration,
     pub provider_timeout: Duration,
+    pub provider_allow_private_networks: bool,
     pub max_concurrent_turns: usize,
     pub db_pool_size: u32,
     pub root_dir: PathBuf,
@@ -104,6 +110,8 @@ impl Config {
             lease_ttl: r.seconds("CHATONS_RUNTIME_LEASE_TTL_SECONDS", 60),
             idle_timeout: r.seconds("CHATONS_RUNTIME_IDLE_TIMEOUT_SECONDS", 1800),
             provider_timeout: r.seconds("CHATONS_RUNTIME_PROVIDER_TIMEOUT_SECONDS", 120),
+            provider_allow_private_networks: r
+                .bool("CHATONS_RUNTIME_PROVIDER_ALLOW_PRIVATE_NETWORKS", false),
             max_concurrent_turns: r.int_in("CHATONS_RUNTIME_MAX_CONCURRENT_TURNS", 64, 1, 10_000)
                 as usize,
             db_pool_size: r.int_in("CHATONS_RUNTIME_DB_POOL_SIZE", 10, 1, 200) as u32,

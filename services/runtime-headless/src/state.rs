@@ -80,7 +80,10 @@ impl AppState {
             store.clone(),
             publisher.clone(),
             transcripts,
-            Providers::new(config.provider_timeout),
+            Providers::new(
+                config.provider_timeout,
+                config.provider_allow_private_networks,
+            ),
             sealer.clone(),
             runtime_metrics.clone(),
         );

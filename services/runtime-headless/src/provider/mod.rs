@@ -1,6 +1,7 @@
 //! LLM providers behind one trait. Every kind the organization can configure today speaks the
 //! OpenAI-compatible chat completions API; another wire format is one more implementation.
 
+pub mod egress;
 pub mod openai;
 
 use std::sync::Arc;
@@ -40,6 +41,8 @@ pub enum ProviderError {
     Protocol(String),
     #[error("provider kind {0:?} cannot run cloud turns")]
     Unsupported(String),
+    #[error("the provider address is not allowed: {0}")]
+    Forbidden(String),
 }
 
 impl ProviderError {
@@ -52,6 +55,7 @@ impl ProviderError {
             Self::Timeout(_) => "provider_timeout",
             Self::Protocol(_) => "provider_protocol_error",
             Self::Unsupported(_) => "provider_unsupported",
+            Self::Forbidden(_) => "provider_address_forbidden",
         }
     }
 }
@@ -71,9 +75,9 @@ pub struct Providers {
 }
 
 impl Providers {
-    pub fn new(idle_timeout: Duration) -> Self {
+    pub fn new(idle_timeout: Duration, allow_private_networks: bool) -> Self {
         Self {
-            openai: Arc::new(OpenAiCompatible::new(idle_timeout)),
+            openai: Arc::new(OpenAiCompatible::new(idle_timeout, allow_private_networks)),
         }
     }
 

@@ -11,21 +11,29 @@ use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use serde_json::{Value, json};
 
-use super::{ChatRequest, DeltaStream, LlmProvider, ProviderError};
+use super::{ChatRequest, DeltaStream, LlmProvider, ProviderError, egress};
 
 pub struct OpenAiCompatible {
     http: reqwest::Client,
     idle_timeout: Duration,
+    allow_private_networks: bool,
 }
 
 impl OpenAiCompatible {
-    pub fn new(idle_timeout: Duration) -> Self {
-        let http = reqwest::Client::builder()
+    /// `allow_private_networks`: see [`super::egress`]; off in production.
+    pub fn new(idle_timeout: Duration, allow_private_networks: bool) -> Self {
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .pool_idle_timeout(Duration::from_secs(60))
-            .build()
-            .unwrap_or_default();
-        Self { http, idle_timeout }
+            .redirect(reqwest::redirect::Policy::none());
+        if !allow_private_networks {
+            builder = builder.dns_resolver(std::sync::Arc::new(egress::PublicOnlyResolver));
+        }
+        Self {
+            http: builder.build().unwrap_or_default(),
+            idle_timeout,
+            allow_private_networks,
+        }
     }
 }
 
@@ -38,6 +46,13 @@ fn network(e: reqwest::Error) -> ProviderError {
 impl LlmProvider for OpenAiCompatible {
     async fn stream(&self, req: ChatRequest) -> Result<DeltaStream, ProviderError> {
         let url = format!("{}/chat/completions", req.base_url.trim_end_matches('/'));
+        let parsed = url::Url::parse(&url)
+            .map_err(|_| ProviderError::Forbidden("the provider base URL is not a URL".into()))?;
+        if !self.allow_private_networks {
+            egress::check_url(&parsed)
+                .await
+                .map_err(|refused| ProviderError::Forbidden(refused.0))?;
+        }
         let body = json!({
             "model": req.model,
             "messages": req.messages,
@@ -45,7 +60,7 @@ impl LlmProvider for OpenAiCompatible {
         });
         let send = self
             .http
-            .post(url)
+            .post(parsed)
             .bearer_auth(req.secret.expose())
             .json(&body)
             .send();

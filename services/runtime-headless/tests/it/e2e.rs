@@ -130,6 +130,10 @@ async fn desktop_sequence_streams_a_turn_over_the_websocket() {
         &[
             ("DATABASE_URL", db.url.clone()),
             ("CHATONS_RUNTIME_DB_POOL_SIZE", "4".to_owned()),
+            (
+                "CHATONS_RUNTIME_PROVIDER_ALLOW_PRIVATE_NETWORKS",
+                "true".to_owned(),
+            ),
             ("CHATONS_INTERNAL_SERVICE_TOKEN", token.clone()),
             ("CHATONS_CLOUD_API_URL", api.url()),
             (

@@ -147,6 +147,10 @@ async fn runs_a_turn_in_memory_without_a_database() {
             ("CHATONS_INTERNAL_SERVICE_TOKEN", token.clone()),
             ("CHATONS_CLOUD_API_URL", api.base.clone()),
             ("CHATONS_REALTIME_PUBLISH_URL", sink.url.clone()),
+            (
+                "CHATONS_RUNTIME_PROVIDER_ALLOW_PRIVATE_NETWORKS",
+                "true".to_owned(),
+            ),
         ],
     )
     .await;

@@ -339,6 +339,41 @@ async fn provider_errors_become_error_events_and_the_session_stays_usable() {
 }
 
 #[tokio::test]
+async fn provider_urls_on_private_networks_are_refused_by_default() {
+    let cluster =
+        Cluster::new(&[("CHATONS_RUNTIME_PROVIDER_ALLOW_PRIVATE_NETWORKS", "false")]).await;
+    let a = cluster.worker("worker-a").await;
+    let user = cluster.user().await;
+    let ca = Client::new(&a.url(), &user.token);
+    let conversation = cluster.conv(&user).await;
+    let id = ca
+        .session_id(&user, &conversation, Some("chunks=2,delay=5"))
+        .await;
+    let turn = turn_id(&ca.prompt(&id, "reach into the cluster").await);
+    let events = cluster
+        .sink
+        .wait_for(&conversation, WAIT, "the refused turn's end", |e| {
+            agent_end_of(e, turn).is_some()
+        })
+        .await;
+    let err = events
+        .iter()
+        .find(|e| e["type"] == "runtime_error" && e["turnId"] == turn)
+        .expect("runtime_error event");
+    assert_eq!(err["error"], "provider_address_forbidden", "{err}");
+    assert!(
+        err.to_string().contains("private or reserved"),
+        "the event says why: {err}"
+    );
+    assert_eq!(agent_end_of(&events, turn).unwrap()["outcome"], "failed");
+    assert!(
+        cluster.provider.requests().is_empty(),
+        "nothing was sent to the loopback provider"
+    );
+    assert!(healthy(&a.url()).await);
+}
+
+#[tokio::test]
 async fn transcripts_keep_earlier_messages_across_sessions() {
     let cluster = Cluster::new(&[]).await;
     let a = cluster.worker("worker-a").await;

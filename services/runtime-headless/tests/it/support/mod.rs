@@ -209,6 +209,11 @@ impl Cluster {
             ("CHATONS_SHUTDOWN_DRAIN_SECONDS", "5".to_owned()),
             // Many tests share one Postgres (100 connections): stay small.
             ("CHATONS_RUNTIME_DB_POOL_SIZE", "4".to_owned()),
+            // The fake provider listens on loopback.
+            (
+                "CHATONS_RUNTIME_PROVIDER_ALLOW_PRIVATE_NETWORKS",
+                "true".to_owned(),
+            ),
         ];
         for (k, v) in &self.extra {
             env.retain(|(name, _)| name != k);
