@@ -34,6 +34,7 @@ pub struct AppState {
     pub secrets: SecretBox,
     pub hasher: Hasher,
     pub limiters: Arc<Limiters>,
+    pub plan_cache: Arc<crate::http::access::PlanCache>,
     pub oidc: Arc<crate::oidc::Oidc>,
     pub metrics: Metrics,
     pub readiness: Readiness,
@@ -108,6 +109,7 @@ impl AppState {
             store,
             secrets,
             hasher: Hasher::new(),
+            plan_cache: Arc::default(),
             limiters: Arc::new(Limiters {
                 per_ip: Limiter::new(ratelimit::PER_IP),
                 per_account: Limiter::new(ratelimit::PER_ACCOUNT),

@@ -113,11 +113,45 @@ pub async fn visible_conversation(
     }
 }
 
+/// How long a replica keeps the plan list. Plans change only through the admin routes but
+/// are read by every token, grant and account answer; an admin change shows at once on the
+/// replica that made it and within this bound on the others.
+const PLAN_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The normalised plan list of one replica, refreshed after [`PLAN_CACHE_TTL`].
+#[derive(Default)]
+pub struct PlanCache {
+    slot: std::sync::RwLock<Option<(std::time::Instant, std::sync::Arc<Vec<Plan>>)>>,
+}
+
+impl PlanCache {
+    fn fresh(&self) -> Option<std::sync::Arc<Vec<Plan>>> {
+        let slot = self.slot.read().unwrap_or_else(|e| e.into_inner());
+        slot.as_ref()
+            .filter(|(at, _)| at.elapsed() < PLAN_CACHE_TTL)
+            .map(|(_, plans)| plans.clone())
+    }
+
+    fn store(&self, plans: Vec<Plan>) -> std::sync::Arc<Vec<Plan>> {
+        let plans = std::sync::Arc::new(plans);
+        *self.slot.write().unwrap_or_else(|e| e.into_inner()) =
+            Some((std::time::Instant::now(), plans.clone()));
+        plans
+    }
+
+    /// Forgets the list (after this replica changed a plan).
+    pub fn invalidate(&self) {
+        *self.slot.write().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
 /// The plans, normalised (sorted, one default).
 pub async fn plans(state: &AppState) -> Result<Vec<Plan>, ApiError> {
-    Ok(crate::domain::rules::normalize_plans(
-        state.store.plans().await?,
-    ))
+    if let Some(plans) = state.plan_cache.fresh() {
+        return Ok(plans.as_ref().clone());
+    }
+    let plans = crate::domain::rules::normalize_plans(state.store.plans().await?);
+    Ok(state.plan_cache.store(plans).as_ref().clone())
 }
 
 pub async fn usage(state: &AppState, user: &User, plans: &[Plan]) -> Result<Usage, ApiError> {

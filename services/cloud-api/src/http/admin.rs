@@ -136,7 +136,9 @@ pub async fn update_plan(
         is_default: body.is_default,
         is_hidden: body.is_hidden,
     };
-    match state.store.update_plan(&plan_id, &patch).await {
+    let updated = state.store.update_plan(&plan_id, &patch).await;
+    state.plan_cache.invalidate();
+    match updated {
         Ok(()) => {}
         Err(StoreError::NotFound) => return Err(ApiError::not_found("Plan not found")),
         Err(e) => return Err(e.into()),

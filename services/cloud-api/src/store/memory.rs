@@ -16,7 +16,7 @@ use crate::domain::*;
 struct Tables {
     plans: Vec<Plan>,
     users: HashMap<UserId, User>,
-    sessions: Vec<Session>,
+    sessions: SessionTable,
     orgs: HashMap<OrgId, Organization>,
     memberships: Vec<Membership>,
     invites: Vec<Invite>,
@@ -27,6 +27,61 @@ struct Tables {
     messages: HashMap<ConversationId, Vec<Message>>,
     memories: HashMap<MemoryId, Memory>,
     email_tokens: Vec<(EmailTokenKind, String, UserId, DateTime<Utc>)>,
+}
+
+/// Sessions with the indexes the token paths need: every access-token check, refresh and
+/// revocation is a hash lookup instead of a scan over every session ever issued.
+#[derive(Default)]
+struct SessionTable {
+    rows: Vec<Session>,
+    by_access: HashMap<String, usize>,
+    by_refresh: HashMap<String, usize>,
+    by_id: HashMap<SessionId, usize>,
+    by_family: HashMap<FamilyId, Vec<usize>>,
+    by_user: HashMap<UserId, Vec<usize>>,
+}
+
+impl SessionTable {
+    fn insert(&mut self, session: Session) {
+        let idx = self.rows.len();
+        self.by_access
+            .insert(session.access_token_hash.clone(), idx);
+        if let Some(h) = &session.refresh_token_hash {
+            self.by_refresh.insert(h.clone(), idx);
+        }
+        self.by_id.insert(session.id.clone(), idx);
+        self.by_family
+            .entry(session.family_id.clone())
+            .or_default()
+            .push(idx);
+        self.by_user
+            .entry(session.user_id.clone())
+            .or_default()
+            .push(idx);
+        self.rows.push(session);
+    }
+
+    fn by_access(&self, hash: &str) -> Option<&Session> {
+        self.by_access.get(hash).map(|&i| &self.rows[i])
+    }
+
+    fn refresh_index(&self, hash: &str) -> Option<usize> {
+        self.by_refresh.get(hash).copied()
+    }
+
+    fn update(rows: &mut [Session], idxs: Option<&Vec<usize>>, mut f: impl FnMut(&mut Session)) {
+        for &i in idxs.into_iter().flatten() {
+            f(&mut rows[i]);
+        }
+    }
+
+    fn update_family(&mut self, family: &FamilyId, f: impl FnMut(&mut Session)) {
+        Self::update(&mut self.rows, self.by_family.get(family), f);
+    }
+
+    fn update_user(&mut self, user: &UserId, f: impl FnMut(&mut Session)) {
+        Self::update(&mut self.rows, self.by_user.get(user), f);
+    }
 }
 
 pub struct MemoryStore {
@@ -185,7 +240,7 @@ impl Store for MemoryStore {
     }
 
     async fn insert_session(&self, session: &Session) -> StoreResult<()> {
-        self.with(|t| t.sessions.push(session.clone()))
+        self.with(|t| t.sessions.insert(session.clone()))
     }
 
     async fn session_by_access_hash(
@@ -195,10 +250,8 @@ impl Store for MemoryStore {
     ) -> StoreResult<Option<Session>> {
         self.with(|t| {
             t.sessions
-                .iter()
-                .find(|s| {
-                    s.access_token_hash == hash && s.revoked_at.is_none() && s.expires_at > now
-                })
+                .by_access(hash)
+                .filter(|s| s.revoked_at.is_none() && s.expires_at > now)
                 .cloned()
         })
     }
@@ -206,9 +259,8 @@ impl Store for MemoryStore {
     async fn session_by_refresh_hash(&self, hash: &str) -> StoreResult<Option<Session>> {
         self.with(|t| {
             t.sessions
-                .iter()
-                .find(|s| s.refresh_token_hash.as_deref() == Some(hash))
-                .cloned()
+                .refresh_index(hash)
+                .map(|i| t.sessions.rows[i].clone())
         })
     }
 
@@ -219,28 +271,20 @@ impl Store for MemoryStore {
         now: DateTime<Utc>,
     ) -> StoreResult<RotateOutcome> {
         self.with(|t| {
-            let Some(idx) = t
-                .sessions
-                .iter()
-                .position(|s| s.refresh_token_hash.as_deref() == Some(refresh_hash))
-            else {
+            let Some(idx) = t.sessions.refresh_index(refresh_hash) else {
                 return RotateOutcome::Invalid;
             };
-            let old = t.sessions[idx].clone();
+            let old = t.sessions.rows[idx].clone();
             if old.rotated_at.is_some() || old.revoked_at.is_some() {
-                for s in t
-                    .sessions
-                    .iter_mut()
-                    .filter(|s| s.family_id == old.family_id)
-                {
+                t.sessions.update_family(&old.family_id, |s| {
                     s.revoked_at.get_or_insert(now);
-                }
+                });
                 return RotateOutcome::Reused;
             }
             if old.refresh_expires_at.is_none_or(|e| e <= now) {
                 return RotateOutcome::Invalid;
             }
-            t.sessions[idx].rotated_at = Some(now);
+            t.sessions.rows[idx].rotated_at = Some(now);
             let next = Session {
                 family_id: old.family_id.clone(),
                 user_id: old.user_id.clone(),
@@ -250,36 +294,34 @@ impl Store for MemoryStore {
                 auth_time: old.auth_time,
                 ..next
             };
-            t.sessions.push(next.clone());
+            t.sessions.insert(next.clone());
             RotateOutcome::Rotated(Box::new(next))
         })
     }
 
     async fn revoke_session(&self, id: &SessionId, now: DateTime<Utc>) -> StoreResult<()> {
         self.with(|t| {
-            for s in t.sessions.iter_mut().filter(|s| &s.id == id) {
-                s.revoked_at.get_or_insert(now);
+            if let Some(&i) = t.sessions.by_id.get(id) {
+                t.sessions.rows[i].revoked_at.get_or_insert(now);
             }
         })
     }
 
     async fn revoke_family(&self, family: &FamilyId, now: DateTime<Utc>) -> StoreResult<()> {
         self.with(|t| {
-            for s in t.sessions.iter_mut().filter(|s| &s.family_id == family) {
+            t.sessions.update_family(family, |s| {
                 s.revoked_at.get_or_insert(now);
-            }
+            });
         })
     }
 
     async fn set_active_organization(&self, user: &UserId, org: &OrgId) -> StoreResult<()> {
         self.with(|t| {
-            for s in t
-                .sessions
-                .iter_mut()
-                .filter(|s| &s.user_id == user && s.revoked_at.is_none())
-            {
-                s.active_organization_id = Some(org.clone());
-            }
+            t.sessions.update_user(user, |s| {
+                if s.revoked_at.is_none() {
+                    s.active_organization_id = Some(org.clone());
+                }
+            });
         })
     }
 
@@ -439,13 +481,11 @@ impl Store for MemoryStore {
             if t.memberships.len() == before {
                 return Err(StoreError::NotFound);
             }
-            for s in t
-                .sessions
-                .iter_mut()
-                .filter(|s| &s.user_id == user && s.active_organization_id.as_ref() == Some(org))
-            {
-                s.active_organization_id = None;
-            }
+            t.sessions.update_user(user, |s| {
+                if s.active_organization_id.as_ref() == Some(org) {
+                    s.active_organization_id = None;
+                }
+            });
             Ok(())
         })?
     }
@@ -958,9 +998,9 @@ impl Store for MemoryStore {
                 .retain(|(k, _, u, _)| !(*k == EmailTokenKind::PasswordReset && *u == user));
             let u = t.users.get_mut(&user)?;
             u.password_hash = Some(password_hash.to_owned());
-            for s in t.sessions.iter_mut().filter(|s| s.user_id == user) {
+            t.sessions.update_user(&user, |s| {
                 s.revoked_at.get_or_insert(now);
-            }
+            });
             Some(user)
         })
     }

@@ -478,47 +478,48 @@ impl Store for PgStore {
         next: Session,
         now: DateTime<Utc>,
     ) -> StoreResult<RotateOutcome> {
-        let mut tx = self.tx().await?;
-        let row = sqlx::query(&format!(
-            "SELECT {SESSION_COLS} FROM cloud_sessions WHERE refresh_token_hash = $1 FOR UPDATE"
+        // The usual case in one round trip: mark the presented session rotated (only if it is
+        // live and not rotated yet; a concurrent rotation of the same token waits on the row
+        // lock and then finds it rotated) and insert its successor from the same row.
+        let rotated = sqlx::query(&format!(
+            "WITH old AS ( \
+               UPDATE cloud_sessions SET rotated_at = $1 \
+                WHERE refresh_token_hash = $2 AND rotated_at IS NULL AND revoked_at IS NULL \
+                  AND refresh_expires_at > $1 \
+               RETURNING family_id, user_id, client_id, scope, active_organization_id, auth_time) \
+             INSERT INTO cloud_sessions ({SESSION_COLS}) \
+             SELECT $3, family_id, user_id, client_id, scope, $4, $5, active_organization_id, \
+                    auth_time, $6, $7, NULL::timestamptz, NULL::timestamptz, $8 FROM old \
+             RETURNING {SESSION_COLS}"
         ))
+        .bind(now)
         .bind(refresh_hash)
-        .fetch_optional(&mut *tx)
+        .bind(next.id.as_str())
+        .bind(&next.access_token_hash)
+        .bind(&next.refresh_token_hash)
+        .bind(next.expires_at)
+        .bind(next.refresh_expires_at)
+        .bind(next.created_at)
+        .fetch_optional(&self.pool)
         .await?;
-        let Some(old) = row.as_ref().map(session_row).transpose()? else {
-            return Ok(RotateOutcome::Invalid);
-        };
-        if old.rotated_at.is_some() || old.revoked_at.is_some() {
-            sqlx::query(
-                "UPDATE cloud_sessions SET revoked_at = COALESCE(revoked_at, $2) WHERE family_id = $1",
-            )
-            .bind(old.family_id.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            return Ok(RotateOutcome::Reused);
+        if let Some(row) = rotated {
+            return Ok(RotateOutcome::Rotated(Box::new(session_row(&row)?)));
         }
-        if old.refresh_expires_at.is_none_or(|e| e <= now) {
-            return Ok(RotateOutcome::Invalid);
+        // Nothing rotated: unknown, expired, or presented again after a rotation or revocation.
+        let seen: Option<(String, bool)> = sqlx::query_as(
+            "SELECT family_id, (rotated_at IS NOT NULL OR revoked_at IS NOT NULL) \
+               FROM cloud_sessions WHERE refresh_token_hash = $1",
+        )
+        .bind(refresh_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        match seen {
+            Some((family, true)) => {
+                self.revoke_family(&FamilyId(family), now).await?;
+                Ok(RotateOutcome::Reused)
+            }
+            _ => Ok(RotateOutcome::Invalid),
         }
-        sqlx::query("UPDATE cloud_sessions SET rotated_at = $2 WHERE id = $1")
-            .bind(old.id.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        let next = Session {
-            family_id: old.family_id.clone(),
-            user_id: old.user_id.clone(),
-            client_id: old.client_id.clone(),
-            scope: old.scope.clone(),
-            active_organization_id: old.active_organization_id.clone(),
-            auth_time: old.auth_time,
-            ..next
-        };
-        insert_session(&mut *tx, &next).await?;
-        tx.commit().await?;
-        Ok(RotateOutcome::Rotated(Box::new(next)))
     }
 
     async fn revoke_session(&self, id: &SessionId, now: DateTime<Utc>) -> StoreResult<()> {
