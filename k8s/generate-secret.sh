@@ -26,6 +26,8 @@ stringData:
   REDIS_URL: "redis://:$redis_password@redis:6379/0"
   CHATONS_INTERNAL_SERVICE_TOKEN: "$service_token"
   CHATONS_SECRETS_ENCRYPTION_KEY: "$encryption_key"
+  # Set only while rotating the key above (docs/OPERATIONS.md).
+  CHATONS_SECRETS_PREVIOUS_KEYS: ""
   JWT_SIGNING_KEY: |
 $(printf '%s\n' "$jwt_key" | sed 's/^/    /')
 YAML

@@ -95,6 +95,11 @@ pub const SERVICE_ENV: &[EnvVar] = &[
     )
     .required(),
     EnvVar::new(
+        "CHATONS_SECRETS_PREVIOUS_KEYS",
+        "",
+        "Comma-separated base64 keys replaced by a rotation: they still open old secrets until `cloud-api reseal-secrets` has re-sealed them under the current key.",
+    ),
+    EnvVar::new(
         "CHATONS_ADMIN_EMAILS",
         "",
         "Comma-separated emails that are global admins once verified (no account becomes admin by itself).",
@@ -183,6 +188,7 @@ pub struct Config {
     pub email_verification_ttl: Duration,
     pub password_reset_ttl: Duration,
     pub secrets_key: Option<Secret>,
+    pub secrets_previous_keys: Option<Secret>,
     /// Lower-cased emails that are admins (once verified).
     pub admin_emails: Vec<String>,
     pub oidc_retired_keys: Option<String>,
@@ -275,6 +281,7 @@ impl Config {
                 .seconds("CHATONS_CLOUD_EMAIL_VERIFICATION_TTL_SECONDS", 86_400),
             password_reset_ttl: r.seconds("CHATONS_CLOUD_PASSWORD_RESET_TTL_SECONDS", 3600),
             secrets_key: r.secret("CHATONS_SECRETS_ENCRYPTION_KEY"),
+            secrets_previous_keys: r.secret("CHATONS_SECRETS_PREVIOUS_KEYS"),
             admin_emails: r
                 .list("CHATONS_ADMIN_EMAILS")
                 .into_iter()

@@ -1,8 +1,9 @@
 //! Secrets at rest and opaque tokens.
 //!
 //! Provider and repository secrets are sealed with AES-256-GCM under
-//! `CHATONS_SECRETS_ENCRYPTION_KEY`; each ciphertext carries the id of its key so a rotation can
-//! re-seal old rows. Access, refresh and invite tokens are random 32-byte values handed out once;
+//! `CHATONS_SECRETS_ENCRYPTION_KEY`; each ciphertext carries the id of its key, so after a
+//! rotation the previous keys (`CHATONS_SECRETS_PREVIOUS_KEYS`) still open old rows until
+//! `cloud-api reseal-secrets` has sealed them under the current key. Access, refresh and invite tokens are random 32-byte values handed out once;
 //! only their SHA-256 is stored, so a database leak yields no usable token.
 
 use std::path::Path;
@@ -18,11 +19,13 @@ use sha2::{Digest, Sha256};
 use crate::domain::Sealed;
 
 /// Seals and opens secrets. The key id is the first 8 hex digits of SHA-256(key), which
-/// identifies the key without revealing it.
+/// identifies the key without revealing it. Sealing always uses the current key; opening uses
+/// whichever configured key the ciphertext names.
 #[derive(Clone)]
 pub struct SecretBox {
     cipher: Aes256Gcm,
     key_id: String,
+    previous: Vec<(String, Aes256Gcm)>,
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -41,26 +44,40 @@ pub enum CryptoError {
 
 impl SecretBox {
     pub fn from_key(key: &[u8; 32]) -> Self {
-        let key_id = hex::encode(&Sha256::digest(key)[..4]);
         Self {
             cipher: Aes256Gcm::new(key.into()),
-            key_id,
+            key_id: key_id_of(key),
+            previous: Vec::new(),
         }
     }
 
     /// From the base64 text of `CHATONS_SECRETS_ENCRYPTION_KEY`.
     pub fn from_base64(text: &str) -> anyhow::Result<Self> {
-        let bytes = STANDARD
-            .decode(text.trim())
-            .or_else(|_| URL_SAFE_NO_PAD.decode(text.trim()))
-            .context("CHATONS_SECRETS_ENCRYPTION_KEY is not base64")?;
-        let key: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
-            anyhow::anyhow!(
-                "CHATONS_SECRETS_ENCRYPTION_KEY must decode to 32 bytes, got {}",
-                b.len()
-            )
-        })?;
-        Ok(Self::from_key(&key))
+        Ok(Self::from_key(&decode_key(
+            text,
+            "CHATONS_SECRETS_ENCRYPTION_KEY",
+        )?))
+    }
+
+    /// Adds the keys of `CHATONS_SECRETS_PREVIOUS_KEYS` (comma-separated base64), for opening
+    /// secrets sealed before a rotation.
+    pub fn with_previous(mut self, list: &str) -> anyhow::Result<Self> {
+        for (n, text) in list
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .enumerate()
+        {
+            let key = decode_key(
+                text,
+                &format!("CHATONS_SECRETS_PREVIOUS_KEYS entry {}", n + 1),
+            )?;
+            let id = key_id_of(&key);
+            if id != self.key_id && !self.previous.iter().any(|(k, _)| *k == id) {
+                self.previous.push((id, Aes256Gcm::new((&key).into())));
+            }
+        }
+        Ok(self)
     }
 
     /// Development: the key kept in `<data dir>/secrets-encryption.key`, created on first use.
@@ -104,14 +121,19 @@ impl SecretBox {
     }
 
     pub fn open(&self, sealed: &Sealed, bound_to: &str) -> Result<String, CryptoError> {
-        if sealed.key_id != self.key_id {
-            return Err(CryptoError::UnknownKey(sealed.key_id.clone()));
-        }
+        let cipher = if sealed.key_id == self.key_id {
+            &self.cipher
+        } else {
+            self.previous
+                .iter()
+                .find(|(id, _)| *id == sealed.key_id)
+                .map(|(_, c)| c)
+                .ok_or_else(|| CryptoError::UnknownKey(sealed.key_id.clone()))?
+        };
         if sealed.nonce.len() != 12 {
             return Err(CryptoError::Corrupt);
         }
-        let plain = self
-            .cipher
+        let plain = cipher
             .decrypt(
                 Nonce::from_slice(&sealed.nonce),
                 Payload {
@@ -122,6 +144,21 @@ impl SecretBox {
             .map_err(|_| CryptoError::Corrupt)?;
         String::from_utf8(plain).map_err(|_| CryptoError::Corrupt)
     }
+}
+
+fn key_id_of(key: &[u8; 32]) -> String {
+    hex::encode(&Sha256::digest(key)[..4])
+}
+
+/// A 32-byte key from base64 (standard or URL-safe); `what` names it in errors, never its value.
+fn decode_key(text: &str, what: &str) -> anyhow::Result<[u8; 32]> {
+    let bytes = STANDARD
+        .decode(text.trim())
+        .or_else(|_| URL_SAFE_NO_PAD.decode(text.trim()))
+        .map_err(|_| anyhow::anyhow!("{what} is not base64"))?;
+    bytes
+        .try_into()
+        .map_err(|b: Vec<u8>| anyhow::anyhow!("{what} must decode to 32 bytes, got {}", b.len()))
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
@@ -168,6 +205,24 @@ mod tests {
             other.open(&s, "provider-1"),
             Err(CryptoError::UnknownKey(_))
         ));
+    }
+
+    #[test]
+    fn previous_keys_open_old_secrets_and_new_ones_use_the_current_key() {
+        let old = SecretBox::from_key(&[1u8; 32]);
+        let sealed = old.seal("sk-old", "provider-1").unwrap();
+        let rotated = SecretBox::from_key(&[2u8; 32])
+            .with_previous(&format!(" {} ,", STANDARD.encode([1u8; 32])))
+            .unwrap();
+        assert_eq!(rotated.open(&sealed, "provider-1").unwrap(), "sk-old");
+        let resealed = rotated.seal("sk-old", "provider-1").unwrap();
+        assert_eq!(resealed.key_id, rotated.key_id());
+        assert_ne!(resealed.key_id, sealed.key_id);
+        let err = SecretBox::from_key(&[2u8; 32])
+            .with_previous("c2hvcnQ=")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("entry 1 must decode to 32 bytes"), "{err}");
     }
 
     #[test]

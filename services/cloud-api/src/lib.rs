@@ -12,6 +12,7 @@ pub mod oidc;
 pub mod password;
 pub mod portal;
 pub mod ratelimit;
+pub mod reseal;
 pub mod sessions;
 pub mod state;
 pub mod store;
@@ -106,7 +107,10 @@ pub fn main() -> ExitCode {
                 run(config, listener, shutdown).await
             }
             Command::Other(cmd) if cmd == "migrate" => state::migrate_only(&config).await,
-            Command::Other(cmd) => anyhow::bail!("unknown command {cmd:?} (try --help)"),
+            Command::Other(cmd) if cmd == "reseal-secrets" => reseal::run(&config).await,
+            Command::Other(cmd) => anyhow::bail!(
+                "unknown command {cmd:?} (commands: serve, env, migrate, reseal-secrets)"
+            ),
             Command::PrintedAndExit(_) => Ok(()),
         }
     });

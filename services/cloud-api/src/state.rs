@@ -81,10 +81,7 @@ impl AppState {
             Some(pool) => Arc::new(PgStore::new(pool.clone())),
             None => Arc::new(MemoryStore::new()),
         };
-        let secrets = match &config.secrets_key {
-            Some(key) => SecretBox::from_base64(key.expose())?,
-            None => SecretBox::load_or_create_dev(&config.data_dir)?,
-        };
+        let secrets = secret_box(&config)?;
         let oidc = Arc::new(crate::oidc::Oidc::build(&config, pool.as_ref())?);
         let token_rate = config.token_rate_per_second as f64;
         let mailer = crate::mail::Mailer::new(match &pool {
@@ -132,6 +129,19 @@ impl AppState {
         if let Some(pool) = &self.pool {
             pool.close().await;
         }
+    }
+}
+
+/// The secrets box of `CHATONS_SECRETS_ENCRYPTION_KEY` (or the development key) and the
+/// previous keys still accepted for opening.
+pub fn secret_box(config: &Config) -> anyhow::Result<SecretBox> {
+    let current = match &config.secrets_key {
+        Some(key) => SecretBox::from_base64(key.expose())?,
+        None => SecretBox::load_or_create_dev(&config.data_dir)?,
+    };
+    match &config.secrets_previous_keys {
+        Some(list) => current.with_previous(list.expose()),
+        None => Ok(current),
     }
 }
 

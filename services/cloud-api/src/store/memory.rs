@@ -647,6 +647,41 @@ impl Store for MemoryStore {
         })?
     }
 
+    async fn providers_sealed_with_other_key(
+        &self,
+        key_id: &str,
+        after: Option<&ProviderId>,
+        limit: usize,
+    ) -> StoreResult<Vec<Provider>> {
+        self.with(|t| {
+            let mut found: Vec<Provider> = t
+                .providers
+                .values()
+                .filter(|p| p.secret.as_ref().is_some_and(|s| s.key_id != key_id))
+                .filter(|p| after.is_none_or(|a| p.id.as_str() > a.as_str()))
+                .cloned()
+                .collect();
+            found.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+            found.truncate(limit);
+            found
+        })
+    }
+
+    async fn reseal_provider_secret(
+        &self,
+        id: &ProviderId,
+        old_nonce: &[u8],
+        sealed: &Sealed,
+    ) -> StoreResult<bool> {
+        self.with(|t| match t.providers.get_mut(id) {
+            Some(p) if p.secret.as_ref().is_some_and(|s| s.nonce == old_nonce) => {
+                p.secret = Some(sealed.clone());
+                true
+            }
+            _ => false,
+        })
+    }
+
     async fn delete_provider(&self, id: &ProviderId) -> StoreResult<()> {
         self.with(|t| {
             t.providers

@@ -130,6 +130,22 @@ pub trait Store: Send + Sync + 'static {
     async fn providers(&self, org: &OrgId, page: &PageReq) -> StoreResult<Page<Provider>>;
     async fn update_provider(&self, provider: &Provider) -> StoreResult<()>;
     async fn delete_provider(&self, id: &ProviderId) -> StoreResult<()>;
+    /// Up to `limit` providers (by id, after `after`) whose secret is sealed under a key other
+    /// than `key_id`: what `cloud-api reseal-secrets` still has to do.
+    async fn providers_sealed_with_other_key(
+        &self,
+        key_id: &str,
+        after: Option<&ProviderId>,
+        limit: usize,
+    ) -> StoreResult<Vec<Provider>>;
+    /// Replaces a provider's sealed secret only if it is still the one sealed with `old_nonce`
+    /// (a secret edited meanwhile is left alone); true when replaced.
+    async fn reseal_provider_secret(
+        &self,
+        id: &ProviderId,
+        old_nonce: &[u8],
+        sealed: &Sealed,
+    ) -> StoreResult<bool>;
 
     // Projects -------------------------------------------------------------------------------
     async fn insert_project(&self, project: &Project) -> StoreResult<()>;

@@ -1000,6 +1000,47 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn providers_sealed_with_other_key(
+        &self,
+        key_id: &str,
+        after: Option<&ProviderId>,
+        limit: usize,
+    ) -> StoreResult<Vec<Provider>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {PROVIDER_COLS} FROM cloud_organization_providers \
+             WHERE secret_key_id IS NOT NULL AND secret_key_id <> $1 \
+               AND ($2::text IS NULL OR id COLLATE \"C\" > $2) \
+             ORDER BY id COLLATE \"C\" LIMIT $3"
+        ))
+        .bind(key_id)
+        .bind(after.map(|a| a.as_str()))
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(map_all(rows, provider_row)?)
+    }
+
+    async fn reseal_provider_secret(
+        &self,
+        id: &ProviderId,
+        old_nonce: &[u8],
+        sealed: &Sealed,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE cloud_organization_providers \
+                SET secret_ciphertext = $3, secret_nonce = $4, secret_key_id = $5 \
+              WHERE id = $1 AND secret_nonce = $2",
+        )
+        .bind(id.as_str())
+        .bind(old_nonce)
+        .bind(&sealed.ciphertext)
+        .bind(&sealed.nonce)
+        .bind(&sealed.key_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn delete_provider(&self, id: &ProviderId) -> StoreResult<()> {
         let done = sqlx::query("DELETE FROM cloud_organization_providers WHERE id = $1")
             .bind(id.as_str())

@@ -855,3 +855,93 @@ async fn admin_manages_plans_users_and_grants() {
     assert_eq!(body["error"], "subscription_required");
     assert!(body["usage"].is_object());
 }
+
+/// A secrets-key rotation as an operator runs it: new key + old key as previous, then
+/// `cloud-api reseal-secrets`, then the old key can go and the grant still carries the secret.
+#[tokio::test]
+async fn secrets_key_rotation_with_the_reseal_command() {
+    use crate::helpers::{TEST_SECRETS_KEY, spawn_with_env};
+    const NEW_KEY: &str = "ZGRkZGRkZGRkZGRkZGRkZGRkZGRkZGRkZGRkZGRkZGQ=";
+    let db = cloud_testkit::db::TestDb::new().await;
+    let on_db = |key: &str| {
+        vec![
+            ("DATABASE_URL".to_owned(), db.url.clone()),
+            ("CHATONS_SECRETS_ENCRYPTION_KEY".to_owned(), key.to_owned()),
+        ]
+    };
+    let grant_secret = |app: &TestApp, u: &TestUser| {
+        let req = json!({"accessToken": u.access, "cloudInstanceId": format!("instance-{}", u.id)});
+        let app_url = app.url("/v1/internal/runtime/access");
+        let token = app.token.clone();
+        async move {
+            let g: Value = reqwest::Client::new()
+                .post(app_url)
+                .bearer_auth(token)
+                .json(&req)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            g["providers"][0]["secret"].as_str().map(str::to_owned)
+        }
+    };
+
+    let old = spawn_with_env(on_db(TEST_SECRETS_KEY)).await;
+    let u = old.signup().await;
+    provider(&old, &u, "sk-rotate-me").await;
+    assert_eq!(
+        grant_secret(&old, &u).await.as_deref(),
+        Some("sk-rotate-me")
+    );
+    drop(old);
+
+    // Without the previous key the new one cannot open the old row: the grant leaves it out.
+    let new_only = spawn_with_env(on_db(NEW_KEY)).await;
+    assert_eq!(grant_secret(&new_only, &u).await, None);
+    drop(new_only);
+
+    let reseal = |previous: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cloud-api"));
+        cmd.arg("reseal-secrets")
+            .env_clear()
+            .env("DATABASE_URL", &db.url)
+            .env("CHATONS_SECRETS_ENCRYPTION_KEY", NEW_KEY);
+        if let Some(p) = previous {
+            cmd.env("CHATONS_SECRETS_PREVIOUS_KEYS", p);
+        }
+        cmd.output().unwrap()
+    };
+    let refused = reseal(None);
+    assert!(
+        !refused.status.success(),
+        "an unreadable row fails the command"
+    );
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("1 provider secret(s)"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let done = reseal(Some(TEST_SECRETS_KEY));
+    let out = String::from_utf8_lossy(&done.stdout);
+    assert!(
+        done.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert!(out.contains("done: 1 re-sealed"), "{out}");
+    assert!(
+        !out.contains("sk-rotate-me") && !out.contains(TEST_SECRETS_KEY),
+        "no secret in the output"
+    );
+
+    let rotated = spawn_with_env(on_db(NEW_KEY)).await;
+    assert_eq!(
+        grant_secret(&rotated, &u).await.as_deref(),
+        Some("sk-rotate-me")
+    );
+    let again = reseal(None);
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stdout).contains("done: 0 re-sealed"));
+}

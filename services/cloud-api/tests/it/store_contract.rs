@@ -35,6 +35,7 @@ contract!(
     organizations_members_and_invites,
     instances_register_once,
     providers_page_update_delete,
+    secrets_reseal_under_a_rotated_key,
     projects_and_conversations_page_and_cascade,
     transcripts_append_idempotently,
     memories_visibility_search_and_supersede,
@@ -538,6 +539,88 @@ async fn instances_register_once(store: DynStore) {
             .unwrap()
             .items
             .is_empty()
+    );
+}
+
+/// A key rotation end to end on the store: old rows open through the previous key, the
+/// re-seal pass moves every readable row under the current key (paging past unreadable ones),
+/// a second pass has nothing to do, and the previous key is then no longer needed.
+async fn secrets_reseal_under_a_rotated_key(store: DynStore) {
+    use cloud_api::crypto::SecretBox;
+    use cloud_api::reseal::reseal_all;
+
+    let a = create(&store, "rotate@example.com").await;
+    let old_key = [3u8; 32];
+    let old = SecretBox::from_key(&old_key);
+    let foreign = SecretBox::from_key(&[9u8; 32]);
+    let mut ids = Vec::new();
+    for i in 0..105 {
+        let t = now();
+        let id = ProviderId::generate();
+        let sealer = if i == 50 { &foreign } else { &old };
+        let p = Provider {
+            id: id.clone(),
+            organization_id: a.org.id.clone(),
+            kind: "openai".into(),
+            label: format!("P{i}"),
+            base_url: "https://api.openai.com/v1".into(),
+            credential_type: "api_key".into(),
+            models: vec![],
+            default_model: None,
+            supports_cloud_runtime: true,
+            secret: Some(sealer.seal(&format!("sk-{i}"), id.as_str()).unwrap()),
+            created_by: Some(a.user.id.clone()),
+            created_at: t,
+            updated_at: t,
+        };
+        store.insert_provider(&p).await.unwrap();
+        ids.push(id);
+    }
+    let rotated = SecretBox::from_key(&[4u8; 32])
+        .with_previous(&base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            old_key,
+        ))
+        .unwrap();
+    let mut passes = 0;
+    let report = reseal_all(store.as_ref(), &rotated, |_| passes += 1)
+        .await
+        .unwrap();
+    assert_eq!(report.resealed, 104);
+    assert_eq!(report.unreadable, vec![ids[50].clone()]);
+    assert_eq!(passes, 2, "two batches of at most 100");
+    let current_only = SecretBox::from_key(&[4u8; 32]);
+    for (i, id) in ids.iter().enumerate() {
+        let p = store.provider(id).await.unwrap().unwrap();
+        let sealed = p.secret.unwrap();
+        if i == 50 {
+            assert_eq!(
+                &sealed.key_id,
+                foreign.key_id(),
+                "unreadable rows are left alone"
+            );
+        } else {
+            assert_eq!(
+                current_only.open(&sealed, id.as_str()).unwrap(),
+                format!("sk-{i}")
+            );
+        }
+    }
+    let again = reseal_all(store.as_ref(), &rotated, |_| {}).await.unwrap();
+    assert_eq!(again.resealed, 0);
+    assert_eq!(again.unreadable.len(), 1);
+    // A row whose secret changed since it was read is not overwritten.
+    let p = store.provider(&ids[50]).await.unwrap().unwrap();
+    let fresh = rotated.seal("sk-new", ids[50].as_str()).unwrap();
+    assert!(
+        !store
+            .reseal_provider_secret(&ids[50], &[0u8; 12], &fresh)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.provider(&ids[50]).await.unwrap().unwrap().secret,
+        p.secret
     );
 }
 
