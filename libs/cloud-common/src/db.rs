@@ -46,3 +46,62 @@ impl ReadinessCheck for PgReady {
         .boxed()
     }
 }
+
+/// Readiness: the schema holds every migration this binary was built with. runtime-headless
+/// does not migrate (cloud-api does, in its init step); until cloud-api has, it stays out of
+/// the Service instead of failing requests on missing tables or columns. Once seen, the
+/// answer is kept: migrations are never rolled back under a running process.
+pub struct SchemaReady {
+    pool: PgPool,
+    seen: std::sync::atomic::AtomicBool,
+}
+
+impl SchemaReady {
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            pool,
+            seen: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+}
+
+/// The newest migration embedded in this binary.
+pub fn latest_migration() -> i64 {
+    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+impl ReadinessCheck for SchemaReady {
+    fn name(&self) -> &'static str {
+        "schema"
+    }
+
+    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
+        async move {
+            if self.seen.load(std::sync::atomic::Ordering::Relaxed) {
+                return Ok(());
+            }
+            let wanted = latest_migration();
+            let applied: Option<bool> = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM _sqlx_migrations WHERE version = $1 AND success)",
+            )
+            .bind(wanted)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| match &e {
+                sqlx::Error::Database(db) if db.code().as_deref() == Some("42P01") => {
+                    "the database has no migrations yet (cloud-api migrate has not run)".to_owned()
+                }
+                _ => e.to_string(),
+            })?;
+            if applied == Some(true) {
+                self.seen.store(true, std::sync::atomic::Ordering::Relaxed);
+                Ok(())
+            } else {
+                Err(format!(
+                    "migration {wanted} is not applied yet (cloud-api migrate has not run)"
+                ))
+            }
+        }
+        .boxed()
+    }
+}

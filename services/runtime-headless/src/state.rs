@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use cloud_common::Secret;
-use cloud_common::db::{self, PgReady};
+use cloud_common::db::{self, PgReady, SchemaReady};
 use cloud_common::health::Readiness;
 use cloud_common::internal::CloudApiClient;
 use cloud_common::metrics::Metrics;
@@ -46,7 +46,9 @@ impl AppState {
             Some(url) => {
                 let pool =
                     db::lazy_pool(url.expose(), config.db_pool_size).context("DATABASE_URL")?;
-                readiness = readiness.with_check(PgReady(pool.clone()));
+                readiness = readiness
+                    .with_check(PgReady(pool.clone()))
+                    .with_check(SchemaReady::new(pool.clone()));
                 (Some(pool.clone()), Arc::new(PgStore::new(pool)))
             }
             None => {

@@ -187,3 +187,36 @@ async fn token_and_replay_answer_401_400_403_and_503() {
     }
     assert_eq!(status, 503);
 }
+
+/// `/readyz` is 204 only while Redis answers.
+#[tokio::test]
+async fn readiness_follows_redis() {
+    use cloud_testkit::proxy::{TcpProxy, target_of};
+
+    async fn wait_for(base: &str, want: u16, what: &str) {
+        let mut last = 0;
+        for _ in 0..100 {
+            last = reqwest::get(format!("{base}/readyz"))
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0);
+            if last == want {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("{what}: /readyz stayed {last}, wanted {want}");
+    }
+
+    let access = AccessService::start().await;
+    let redis = cloud_testkit::redis_url();
+    let proxy = TcpProxy::start(target_of(&redis)).await;
+    let mut setup = Setup::new(&access);
+    setup.redis_url = Some(proxy.rewrite_url(&redis));
+    let a = setup.replica().await;
+    wait_for(&a.base, 204, "Redis reachable").await;
+    proxy.cut();
+    wait_for(&a.base, 503, "Redis unreachable").await;
+    proxy.restore();
+    wait_for(&a.base, 204, "Redis back").await;
+}

@@ -190,3 +190,59 @@ async fn runs_a_turn_in_memory_without_a_database() {
     assert!(metrics.contains("chatons_runtime_turns_total"), "{metrics}");
     assert!(metrics.contains("chatons_runtime_lease_takeovers_total"));
 }
+
+async fn ready_status(base: &str) -> u16 {
+    reqwest::get(format!("{base}/readyz"))
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+async fn wait_ready_status(base: &str, want: u16, what: &str) {
+    let mut last = 0;
+    for _ in 0..100 {
+        last = ready_status(base).await;
+        if last == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what}: /readyz stayed {last}, wanted {want}");
+}
+
+/// `/readyz` is 204 only while Postgres answers and holds every migration the binary knows
+/// (runtime-headless never migrates; cloud-api does).
+#[tokio::test]
+async fn readiness_follows_the_database_and_its_migrations() {
+    let db = cloud_testkit::db::TestDb::empty().await;
+    let proxy =
+        cloud_testkit::proxy::TcpProxy::start(cloud_testkit::proxy::target_of(&db.url)).await;
+    let p = ServiceProcess::spawn(
+        BIN,
+        &[
+            ("DATABASE_URL", proxy.rewrite_url(&db.url)),
+            (
+                "CHATONS_INTERNAL_SERVICE_TOKEN",
+                cloud_testkit::random_token(),
+            ),
+            ("CHATONS_CLOUD_API_URL", "http://127.0.0.1:9".to_owned()),
+            ("CHATONS_RUNTIME_DB_POOL_SIZE", "2".to_owned()),
+        ],
+    )
+    .await;
+    let health = reqwest::get(format!("{}/healthz", p.url())).await.unwrap();
+    assert_eq!(health.status(), 200, "alive on an empty database");
+    assert_eq!(
+        ready_status(&p.url()).await,
+        503,
+        "not ready before migrations"
+    );
+
+    cloud_common::db::MIGRATOR.run(&db.pool).await.unwrap();
+    wait_ready_status(&p.url(), 204, "after migrations").await;
+
+    proxy.cut();
+    wait_ready_status(&p.url(), 503, "database unreachable").await;
+    proxy.restore();
+    wait_ready_status(&p.url(), 204, "database back").await;
+}
