@@ -31,6 +31,23 @@ pub fn random_token() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
+/// Polls `GET {base}/readyz` until it answers `want` (10 s at most; panics naming `what`).
+/// Readiness follows its dependencies asynchronously, so tests wait for the flip.
+pub async fn wait_for_readiness(base: &str, want: u16, what: &str) {
+    let mut last = 0;
+    for _ in 0..100 {
+        last = reqwest::get(format!("{base}/readyz"))
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0);
+        if last == want {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{what}: /readyz stayed {last}, wanted {want}");
+}
+
 /// Path of a workspace binary built beside the running test (`target/<profile>/<name>`), for
 /// tests that start another crate's service as a process.
 pub fn workspace_binary(name: &str) -> String {

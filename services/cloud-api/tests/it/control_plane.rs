@@ -869,24 +869,12 @@ async fn secrets_key_rotation_with_the_reseal_command() {
             ("CHATONS_SECRETS_ENCRYPTION_KEY".to_owned(), key.to_owned()),
         ]
     };
-    let grant_secret = |app: &TestApp, u: &TestUser| {
+    async fn grant_secret(app: &TestApp, u: &TestUser) -> Option<String> {
         let req = json!({"accessToken": u.access, "cloudInstanceId": format!("instance-{}", u.id)});
-        let app_url = app.url("/v1/internal/runtime/access");
-        let token = app.token.clone();
-        async move {
-            let g: Value = reqwest::Client::new()
-                .post(app_url)
-                .bearer_auth(token)
-                .json(&req)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            g["providers"][0]["secret"].as_str().map(str::to_owned)
-        }
-    };
+        let (status, g) = app.internal("/v1/internal/runtime/access", req).await;
+        assert_eq!(status, 200, "{g}");
+        g["providers"][0]["secret"].as_str().map(str::to_owned)
+    }
 
     let old = spawn_with_env(on_db(TEST_SECRETS_KEY)).await;
     let u = old.signup().await;

@@ -45,15 +45,7 @@ async fn readiness_follows_the_database() {
     proxy.cut();
     assert_eq!(ready().await, 503);
     proxy.restore();
-    let mut status = 0;
-    for _ in 0..50 {
-        status = ready().await;
-        if status == 204 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(status, 204, "ready again once the database is back");
+    cloud_testkit::wait_for_readiness(&app.base, 204, "database back").await;
 }
 
 #[tokio::test]

@@ -657,28 +657,7 @@ async fn discovery_and_jwks_describe_the_issuer() {
 async fn the_token_endpoint_is_rate_limited_with_retry_after() {
     // 1 request/s per client IP, burst 5: the sixth immediate request is refused.
     let app = spawn_app_with(&[("CHATONS_TOKEN_RATE_PER_SECOND", "1")]).await;
-    let client = reqwest::Client::new();
-    let mut statuses = Vec::new();
-    let mut retry_after = None;
-    for _ in 0..6 {
-        let resp = client
-            .post(format!("{}/oidc/token", app.base))
-            .form(&[
-                ("grant_type", "refresh_token"),
-                ("client_id", "chatons-desktop"),
-                ("refresh_token", "unknown"),
-            ])
-            .send()
-            .await
-            .unwrap();
-        statuses.push(resp.status().as_u16());
-        if resp.status() == 429 {
-            retry_after = resp
-                .headers()
-                .get("retry-after")
-                .map(|v| v.to_str().unwrap().to_owned());
-        }
-    }
+    let (statuses, retry_after) = token_calls(&app, None, 6).await;
     assert_eq!(
         statuses[..5],
         [400; 5],
@@ -686,30 +665,41 @@ async fn the_token_endpoint_is_rate_limited_with_retry_after() {
     );
     assert_eq!(statuses[5], 429);
     assert!(
-        retry_after.is_some_and(|v| v.parse::<u64>().unwrap() >= 1),
+        retry_after.is_some_and(|v| v >= 1),
         "429 carries Retry-After"
     );
 }
 
-/// Sends `n` refresh grants claiming to come from `forwarded_for`; returns their statuses.
-async fn token_statuses(app: &TestApp, forwarded_for: &str, n: usize) -> Vec<u16> {
+/// Sends `n` refresh grants with an unknown token (optionally claiming, through
+/// `X-Forwarded-For`, to come from somewhere); returns the statuses and the last Retry-After.
+async fn token_calls(
+    app: &TestApp,
+    forwarded_for: Option<&str>,
+    n: usize,
+) -> (Vec<u16>, Option<u64>) {
     let client = reqwest::Client::new();
     let mut statuses = Vec::new();
+    let mut retry_after = None;
     for _ in 0..n {
-        let resp = client
-            .post(format!("{}/oidc/token", app.base))
-            .header("x-forwarded-for", forwarded_for)
-            .form(&[
-                ("grant_type", "refresh_token"),
-                ("client_id", "chatons-desktop"),
-                ("refresh_token", "unknown"),
-            ])
-            .send()
-            .await
-            .unwrap();
+        let mut req = client.post(format!("{}/oidc/token", app.base)).form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", "chatons-desktop"),
+            ("refresh_token", "unknown"),
+        ]);
+        if let Some(f) = forwarded_for {
+            req = req.header("x-forwarded-for", f);
+        }
+        let resp = req.send().await.unwrap();
         statuses.push(resp.status().as_u16());
+        if let Some(v) = resp.headers().get("retry-after") {
+            retry_after = v.to_str().ok().and_then(|v| v.parse().ok());
+        }
     }
-    statuses
+    (statuses, retry_after)
+}
+
+async fn token_statuses(app: &TestApp, forwarded_for: &str, n: usize) -> Vec<u16> {
+    token_calls(app, Some(forwarded_for), n).await.0
 }
 
 #[tokio::test]

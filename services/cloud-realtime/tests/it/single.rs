@@ -192,21 +192,7 @@ async fn token_and_replay_answer_401_400_403_and_503() {
 #[tokio::test]
 async fn readiness_follows_redis() {
     use cloud_testkit::proxy::{TcpProxy, target_of};
-
-    async fn wait_for(base: &str, want: u16, what: &str) {
-        let mut last = 0;
-        for _ in 0..100 {
-            last = reqwest::get(format!("{base}/readyz"))
-                .await
-                .map(|r| r.status().as_u16())
-                .unwrap_or(0);
-            if last == want {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        panic!("{what}: /readyz stayed {last}, wanted {want}");
-    }
+    use cloud_testkit::wait_for_readiness as wait_for;
 
     let access = AccessService::start().await;
     let redis = cloud_testkit::redis_url();

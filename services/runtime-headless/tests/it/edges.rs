@@ -191,25 +191,6 @@ async fn runs_a_turn_in_memory_without_a_database() {
     assert!(metrics.contains("chatons_runtime_lease_takeovers_total"));
 }
 
-async fn ready_status(base: &str) -> u16 {
-    reqwest::get(format!("{base}/readyz"))
-        .await
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
-}
-
-async fn wait_ready_status(base: &str, want: u16, what: &str) {
-    let mut last = 0;
-    for _ in 0..100 {
-        last = ready_status(base).await;
-        if last == want {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{what}: /readyz stayed {last}, wanted {want}");
-}
-
 /// `/readyz` is 204 only while Postgres answers and holds every migration the binary knows
 /// (runtime-headless never migrates; cloud-api does).
 #[tokio::test]
@@ -232,17 +213,14 @@ async fn readiness_follows_the_database_and_its_migrations() {
     .await;
     let health = reqwest::get(format!("{}/healthz", p.url())).await.unwrap();
     assert_eq!(health.status(), 200, "alive on an empty database");
-    assert_eq!(
-        ready_status(&p.url()).await,
-        503,
-        "not ready before migrations"
-    );
+    let before = reqwest::get(format!("{}/readyz", p.url())).await.unwrap();
+    assert_eq!(before.status(), 503, "not ready before migrations");
 
     cloud_common::db::MIGRATOR.run(&db.pool).await.unwrap();
-    wait_ready_status(&p.url(), 204, "after migrations").await;
+    cloud_testkit::wait_for_readiness(&p.url(), 204, "after migrations").await;
 
     proxy.cut();
-    wait_ready_status(&p.url(), 503, "database unreachable").await;
+    cloud_testkit::wait_for_readiness(&p.url(), 503, "database unreachable").await;
     proxy.restore();
-    wait_ready_status(&p.url(), 204, "database back").await;
+    cloud_testkit::wait_for_readiness(&p.url(), 204, "database back").await;
 }
