@@ -26,6 +26,8 @@ pub struct Readiness {
     shutdown: Shutdown,
     checks: Vec<Arc<dyn ReadinessCheck>>,
     timeout: Duration,
+    /// The last answer, so a change (and only a change) is logged where operators look.
+    was_ready: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Readiness {
@@ -34,6 +36,7 @@ impl Readiness {
             shutdown,
             checks: Vec::new(),
             timeout: Duration::from_secs(2),
+            was_ready: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         }
     }
 
@@ -94,11 +97,26 @@ async fn healthz(State(s): State<HealthState>) -> Response {
     .into_response()
 }
 
+/// The reason stays in the log: probes only need the status, and dependency errors name
+/// internal hosts that a public `/readyz` should not reveal.
 async fn readyz(State(s): State<HealthState>) -> StatusCode {
-    match s.readiness.evaluate().await {
-        Ok(()) => StatusCode::NO_CONTENT,
+    use std::sync::atomic::Ordering;
+    let result = s.readiness.evaluate().await;
+    let ready = result.is_ok();
+    let changed = s.readiness.was_ready.swap(ready, Ordering::Relaxed) != ready;
+    match result {
+        Ok(()) => {
+            if changed {
+                tracing::info!("Ready again.");
+            }
+            StatusCode::NO_CONTENT
+        }
         Err(reason) => {
-            tracing::debug!(%reason, "Not ready.");
+            if changed && !s.readiness.shutdown.is_triggered() {
+                tracing::warn!(%reason, "Not ready.");
+            } else {
+                tracing::debug!(%reason, "Not ready.");
+            }
             StatusCode::SERVICE_UNAVAILABLE
         }
     }
