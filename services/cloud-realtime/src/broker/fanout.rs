@@ -134,6 +134,11 @@ impl Subscription {
         }
     }
 
+    /// Whether nothing is queued right now (the socket then flushes what it has written).
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+
     /// Non-blocking receive (tests): `None` when nothing is queued.
     pub fn try_recv(&mut self) -> Option<Recv> {
         match self.rx.try_recv() {

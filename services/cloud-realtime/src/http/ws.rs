@@ -22,6 +22,7 @@ use bytes::Bytes;
 use cloud_common::ApiError;
 use cloud_common::extract::ApiQuery;
 use cloud_common::realtime::EventEnvelope;
+use futures_util::SinkExt;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -36,6 +37,8 @@ pub const CLOSE_GOING_AWAY: u16 = 1001;
 
 /// Small buffers: an idle socket should cost a few KB, not the 128 KiB default.
 const READ_BUFFER: usize = 512;
+/// Frames are written out once this much is queued, or when the socket's queue runs dry.
+const WRITE_BUFFER: usize = 16 * 1024;
 const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 
 #[derive(Debug, Default, Deserialize)]
@@ -81,7 +84,7 @@ pub async fn ws(
     };
     upgrade
         .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(0)
+        .write_buffer_size(WRITE_BUFFER)
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
         .on_upgrade(move |socket| serve_socket(state, query, socket))
@@ -98,19 +101,50 @@ enum End {
 struct Conn {
     socket: WebSocket,
     send_timeout: Duration,
+    /// Frames fed since the last flush.
+    pending: bool,
+}
+
+/// A socket write bounded by the send timeout: a peer that does not take its frames in time is
+/// a slow consumer and is told to resume elsewhere.
+async fn bounded(
+    limit: Duration,
+    write: impl Future<Output = Result<(), axum::Error>>,
+) -> Result<(), End> {
+    match tokio::time::timeout(limit, write).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(End::Gone),
+        Err(_) => Err(End::Close(CLOSE_SLOW_CONSUMER, "slow_consumer")),
+    }
 }
 
 impl Conn {
     async fn send(&mut self, message: Message) -> Result<(), End> {
-        match tokio::time::timeout(self.send_timeout, self.socket.send(message)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(End::Gone),
-            Err(_) => Err(End::Close(CLOSE_SLOW_CONSUMER, "slow_consumer")),
-        }
+        self.pending = false;
+        bounded(self.send_timeout, self.socket.send(message)).await
     }
 
     async fn send_text(&mut self, text: impl Into<Utf8Bytes>) -> Result<(), End> {
         self.send(Message::Text(text.into())).await
+    }
+
+    /// Queues a frame in the socket's write buffer (written once [`WRITE_BUFFER`] fills up or at
+    /// the next [`Conn::flush`]): a burst of events costs a few writes, not one per event.
+    async fn feed_text(&mut self, text: Utf8Bytes) -> Result<(), End> {
+        self.pending = true;
+        bounded(
+            self.send_timeout,
+            SinkExt::feed(&mut self.socket, Message::Text(text)),
+        )
+        .await
+    }
+
+    async fn flush_pending(&mut self) -> Result<(), End> {
+        if !self.pending {
+            return Ok(());
+        }
+        self.pending = false;
+        bounded(self.send_timeout, SinkExt::flush(&mut self.socket)).await
     }
 
     async fn close(mut self, code: u16, reason: &'static str) {
@@ -131,6 +165,7 @@ async fn serve_socket(state: AppState, query: WsQuery, socket: WebSocket) {
     let conn = Conn {
         socket,
         send_timeout: state.config.send_timeout,
+        pending: false,
     };
     let token = token.trim();
     let grant = if token.is_empty() {
@@ -275,6 +310,11 @@ impl Session {
                             Err(End::Close(CLOSE_SLOW_CONSUMER, "slow_consumer"))
                         }
                     };
+                    // Whatever this burst queued goes out once nothing else is waiting.
+                    let step = match step {
+                        Ok(()) if live.is_empty() => self.conn.flush_pending().await,
+                        other => other,
+                    };
                     if let Err(end) = step {
                         if matches!(end, End::Close(CLOSE_SLOW_CONSUMER, _)) {
                             self.state.realtime.slow_consumers.inc();
@@ -315,8 +355,9 @@ impl Session {
         }
     }
 
+    /// Queues one event; the caller flushes when no more are waiting.
     async fn deliver(&mut self, text: Utf8Bytes) -> Result<(), End> {
-        self.conn.send_text(text).await?;
+        self.conn.feed_text(text).await?;
         self.state.realtime.events_delivered.inc();
         Ok(())
     }
@@ -354,6 +395,7 @@ impl Session {
                         self.deliver(event.text.clone()).await?;
                     }
                 }
+                self.conn.flush_pending().await?;
             }
             StreamPlan::Resync => {
                 self.state.realtime.resyncs.inc();
