@@ -81,7 +81,7 @@ impl ReadinessCheck for SchemaReady {
                 return Ok(());
             }
             let wanted = latest_migration();
-            let applied: Option<bool> = sqlx::query_scalar(
+            let applied: bool = sqlx::query_scalar(
                 "SELECT EXISTS (SELECT 1 FROM _sqlx_migrations WHERE version = $1 AND success)",
             )
             .bind(wanted)
@@ -93,7 +93,7 @@ impl ReadinessCheck for SchemaReady {
                 }
                 _ => e.to_string(),
             })?;
-            if applied == Some(true) {
+            if applied {
                 self.seen.store(true, std::sync::atomic::Ordering::Relaxed);
                 Ok(())
             } else {

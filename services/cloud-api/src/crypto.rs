@@ -3,8 +3,9 @@
 //! Provider and repository secrets are sealed with AES-256-GCM under
 //! `CHATONS_SECRETS_ENCRYPTION_KEY`; each ciphertext carries the id of its key, so after a
 //! rotation the previous keys (`CHATONS_SECRETS_PREVIOUS_KEYS`) still open old rows until
-//! `cloud-api reseal-secrets` has sealed them under the current key. Access, refresh and invite tokens are random 32-byte values handed out once;
-//! only their SHA-256 is stored, so a database leak yields no usable token.
+//! `cloud-api reseal-secrets` has sealed them under the current key. Access, refresh and invite
+//! tokens are random 32-byte values handed out once; only their SHA-256 is stored, so a database
+//! leak yields no usable token.
 
 use std::path::Path;
 

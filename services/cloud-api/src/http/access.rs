@@ -121,22 +121,20 @@ const PLAN_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 /// The normalised plan list of one replica, refreshed after [`PLAN_CACHE_TTL`].
 #[derive(Default)]
 pub struct PlanCache {
-    slot: std::sync::RwLock<Option<(std::time::Instant, std::sync::Arc<Vec<Plan>>)>>,
+    slot: std::sync::RwLock<Option<(std::time::Instant, Vec<Plan>)>>,
 }
 
 impl PlanCache {
-    fn fresh(&self) -> Option<std::sync::Arc<Vec<Plan>>> {
+    fn fresh(&self) -> Option<Vec<Plan>> {
         let slot = self.slot.read().unwrap_or_else(|e| e.into_inner());
         slot.as_ref()
             .filter(|(at, _)| at.elapsed() < PLAN_CACHE_TTL)
             .map(|(_, plans)| plans.clone())
     }
 
-    fn store(&self, plans: Vec<Plan>) -> std::sync::Arc<Vec<Plan>> {
-        let plans = std::sync::Arc::new(plans);
+    fn store(&self, plans: &[Plan]) {
         *self.slot.write().unwrap_or_else(|e| e.into_inner()) =
-            Some((std::time::Instant::now(), plans.clone()));
-        plans
+            Some((std::time::Instant::now(), plans.to_vec()));
     }
 
     /// Forgets the list (after this replica changed a plan).
@@ -148,10 +146,11 @@ impl PlanCache {
 /// The plans, normalised (sorted, one default).
 pub async fn plans(state: &AppState) -> Result<Vec<Plan>, ApiError> {
     if let Some(plans) = state.plan_cache.fresh() {
-        return Ok(plans.as_ref().clone());
+        return Ok(plans);
     }
     let plans = crate::domain::rules::normalize_plans(state.store.plans().await?);
-    Ok(state.plan_cache.store(plans).as_ref().clone())
+    state.plan_cache.store(&plans);
+    Ok(plans)
 }
 
 pub async fn usage(state: &AppState, user: &User, plans: &[Plan]) -> Result<Usage, ApiError> {

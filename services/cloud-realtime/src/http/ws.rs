@@ -101,8 +101,6 @@ enum End {
 struct Conn {
     socket: WebSocket,
     send_timeout: Duration,
-    /// Frames fed since the last flush.
-    pending: bool,
 }
 
 /// A socket write bounded by the send timeout: a peer that does not take its frames in time is
@@ -120,7 +118,6 @@ async fn bounded(
 
 impl Conn {
     async fn send(&mut self, message: Message) -> Result<(), End> {
-        self.pending = false;
         bounded(self.send_timeout, self.socket.send(message)).await
     }
 
@@ -131,7 +128,6 @@ impl Conn {
     /// Queues a frame in the socket's write buffer (written once [`WRITE_BUFFER`] fills up or at
     /// the next [`Conn::flush`]): a burst of events costs a few writes, not one per event.
     async fn feed_text(&mut self, text: Utf8Bytes) -> Result<(), End> {
-        self.pending = true;
         bounded(
             self.send_timeout,
             SinkExt::feed(&mut self.socket, Message::Text(text)),
@@ -139,11 +135,8 @@ impl Conn {
         .await
     }
 
-    async fn flush_pending(&mut self) -> Result<(), End> {
-        if !self.pending {
-            return Ok(());
-        }
-        self.pending = false;
+    /// Writes out what [`Conn::feed_text`] queued (nothing to do when the buffer is empty).
+    async fn flush(&mut self) -> Result<(), End> {
         bounded(self.send_timeout, SinkExt::flush(&mut self.socket)).await
     }
 
@@ -165,7 +158,6 @@ async fn serve_socket(state: AppState, query: WsQuery, socket: WebSocket) {
     let conn = Conn {
         socket,
         send_timeout: state.config.send_timeout,
-        pending: false,
     };
     let token = token.trim();
     let grant = if token.is_empty() {
@@ -312,7 +304,7 @@ impl Session {
                     };
                     // Whatever this burst queued goes out once nothing else is waiting.
                     let step = match step {
-                        Ok(()) if live.is_empty() => self.conn.flush_pending().await,
+                        Ok(()) if live.is_empty() => self.conn.flush().await,
                         other => other,
                     };
                     if let Err(end) = step {
@@ -395,7 +387,7 @@ impl Session {
                         self.deliver(event.text.clone()).await?;
                     }
                 }
-                self.conn.flush_pending().await?;
+                self.conn.flush().await?;
             }
             StreamPlan::Resync => {
                 self.state.realtime.resyncs.inc();
