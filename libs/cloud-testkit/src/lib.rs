@@ -4,6 +4,7 @@
 
 pub mod db;
 pub mod edge;
+pub mod oidc;
 pub mod process;
 pub mod proxy;
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use cloud_testkit::oidc::{csrf_from, pkce_pair, query_of};
 use openidconnect::core::{
     CoreAuthenticationFlow, CoreClient, CoreIdToken, CoreJwsSigningAlgorithm, CoreProviderMetadata,
     CoreUserInfoClaims,
@@ -40,30 +41,6 @@ async fn signup(app: &TestApp, email: &str) -> Value {
         .unwrap();
     assert_eq!(resp.status(), 201, "signup");
     resp.json().await.unwrap()
-}
-
-fn pkce_pair() -> (String, String) {
-    let verifier = format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    );
-    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-    (verifier, challenge)
-}
-
-fn csrf_from(html: &str) -> String {
-    let marker = "name=\"csrf_token\" value=\"";
-    let start = html.find(marker).expect("csrf field") + marker.len();
-    html[start..].split('"').next().unwrap().to_owned()
-}
-
-fn query_of(location: &str) -> std::collections::HashMap<String, String> {
-    url::Url::parse(location)
-        .unwrap()
-        .query_pairs()
-        .into_owned()
-        .collect()
 }
 
 /// Opens `authorize_url` in a cookie-keeping client, fills the login form, and returns the
@@ -116,17 +93,7 @@ fn desktop_authorize_url(
     challenge: &str,
     state: &str,
 ) -> String {
-    let mut url = url::Url::parse(&format!("{}/oidc/authorize", app.base)).unwrap();
-    url.query_pairs_mut()
-        .append_pair("response_type", "code")
-        .append_pair("client_id", "chatons-desktop")
-        .append_pair("redirect_uri", redirect_uri)
-        .append_pair("scope", "openid profile email offline_access")
-        .append_pair("state", state)
-        .append_pair("nonce", "n-0S6_WzA2Mj")
-        .append_pair("code_challenge", challenge)
-        .append_pair("code_challenge_method", "S256");
-    url.to_string()
+    cloud_testkit::oidc::desktop_authorize_url(&app.base, redirect_uri, challenge, state)
 }
 
 /// Runs the desktop's login and returns `(code, verifier)`.

@@ -152,6 +152,15 @@ impl Setup {
         self
     }
 
+    /// Routes the replicas' Redis connections through a proxy the test can cut and restore.
+    pub async fn redis_through_proxy(&mut self) -> cloud_testkit::proxy::TcpProxy {
+        let redis = cloud_testkit::redis_url();
+        let proxy =
+            cloud_testkit::proxy::TcpProxy::start(cloud_testkit::proxy::target_of(&redis)).await;
+        self.redis_url = Some(proxy.rewrite_url(&redis));
+        proxy
+    }
+
     pub fn without_redis(mut self) -> Self {
         self.redis_url = None;
         self

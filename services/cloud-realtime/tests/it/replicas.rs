@@ -3,7 +3,6 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use cloud_testkit::proxy::{TcpProxy, target_of};
 use serde_json::Value;
 
 use crate::helpers::*;
@@ -187,10 +186,8 @@ async fn a_position_older_than_the_buffer_or_from_another_epoch_gets_resync() {
 #[tokio::test]
 async fn a_redis_outage_loses_nothing_silently() {
     let access = AccessService::start().await;
-    let redis = cloud_testkit::redis_url();
-    let proxy = TcpProxy::start(target_of(&redis)).await;
     let mut setup = Setup::new(&access);
-    setup.redis_url = Some(proxy.rewrite_url(&redis));
+    let proxy = setup.redis_through_proxy().await;
     let (a, b) = two(&setup).await;
     let user = access.user().await;
     let mut ca = a.connect(&user).await;

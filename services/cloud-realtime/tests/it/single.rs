@@ -191,14 +191,11 @@ async fn token_and_replay_answer_401_400_403_and_503() {
 /// `/readyz` is 204 only while Redis answers.
 #[tokio::test]
 async fn readiness_follows_redis() {
-    use cloud_testkit::proxy::{TcpProxy, target_of};
     use cloud_testkit::wait_for_readiness as wait_for;
 
     let access = AccessService::start().await;
-    let redis = cloud_testkit::redis_url();
-    let proxy = TcpProxy::start(target_of(&redis)).await;
     let mut setup = Setup::new(&access);
-    setup.redis_url = Some(proxy.rewrite_url(&redis));
+    let proxy = setup.redis_through_proxy().await;
     let a = setup.replica().await;
     wait_for(&a.base, 204, "Redis reachable").await;
     proxy.cut();

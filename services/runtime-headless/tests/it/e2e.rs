@@ -7,13 +7,10 @@
 
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cloud_testkit::db::TestDb;
 use cloud_testkit::process::ServiceProcess;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use sha2::{Digest as _, Sha256};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::{BIN, FakeProvider, eventually};
@@ -33,36 +30,25 @@ const DESKTOP_REDIRECT: &str = "chatons://cloud/auth/callback";
 /// The desktop's sign-in: `GET /oidc/authorize` with a fresh S256 challenge, the login form
 /// posted with its CSRF token, the `chatons://` redirect's code exchanged with the verifier.
 async fn desktop_login(api: &str, email: &str) -> String {
-    let verifier = format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    );
-    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-    let mut authorize = url::Url::parse(&format!("{api}/oidc/authorize")).unwrap();
-    authorize
-        .query_pairs_mut()
-        .append_pair("response_type", "code")
-        .append_pair("client_id", "chatons-desktop")
-        .append_pair("redirect_uri", DESKTOP_REDIRECT)
-        .append_pair("scope", "openid profile email offline_access")
-        .append_pair("state", "e2e-state")
-        .append_pair("code_challenge", &challenge)
-        .append_pair("code_challenge_method", "S256");
+    let (verifier, challenge) = cloud_testkit::oidc::pkce_pair();
+    let authorize =
+        cloud_testkit::oidc::desktop_authorize_url(api, DESKTOP_REDIRECT, &challenge, "e2e-state");
     let browser = reqwest::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let page = browser.get(authorize.as_str()).send().await.unwrap();
+    let page = browser.get(&authorize).send().await.unwrap();
     assert_eq!(page.status(), 200, "login page");
     let html = page.text().await.unwrap();
-    let marker = "name=\"csrf_token\" value=\"";
-    let start = html.find(marker).expect("a CSRF field on the login page") + marker.len();
-    let csrf = html[start..].split('"').next().unwrap().to_owned();
-    let mut form: Vec<(String, String)> = authorize.query_pairs().into_owned().collect();
+    let mut form: Vec<(String, String)> = cloud_testkit::oidc::query_of(&authorize)
+        .into_iter()
+        .collect();
     form.extend([
-        ("csrf_token".to_owned(), csrf),
+        (
+            "csrf_token".to_owned(),
+            cloud_testkit::oidc::csrf_from(&html),
+        ),
         ("email".to_owned(), email.to_owned()),
         ("password".to_owned(), PASSWORD.to_owned()),
         ("action".to_owned(), "login".to_owned()),
@@ -76,11 +62,7 @@ async fn desktop_login(api: &str, email: &str) -> String {
     assert_eq!(resp.status(), 303, "login form");
     let location = resp.headers()["location"].to_str().unwrap().to_owned();
     assert!(location.starts_with(DESKTOP_REDIRECT), "{location}");
-    let query: std::collections::HashMap<String, String> = url::Url::parse(&location)
-        .unwrap()
-        .query_pairs()
-        .into_owned()
-        .collect();
+    let query = cloud_testkit::oidc::query_of(&location);
     assert_eq!(query["state"], "e2e-state");
     let tokens = json_of(
         reqwest::Client::new()

@@ -24,6 +24,28 @@ fn agent_end_of(events: &[Value], turn: i64) -> Option<Value> {
         .cloned()
 }
 
+/// Waits until `turn` has ended; returns the conversation's events and the turn's
+/// `runtime_error` event (which must be there).
+async fn failed_turn(
+    cluster: &Cluster,
+    conversation: &str,
+    turn: i64,
+    what: &str,
+) -> (Vec<Value>, Value) {
+    let events = cluster
+        .sink
+        .wait_for(conversation, WAIT, what, |e| {
+            agent_end_of(e, turn).is_some()
+        })
+        .await;
+    let err = events
+        .iter()
+        .find(|e| e["type"] == "runtime_error" && e["turnId"] == turn)
+        .cloned()
+        .expect("runtime_error event");
+    (events, err)
+}
+
 #[tokio::test]
 async fn concurrent_acquires_for_one_conversation_yield_one_session() {
     let cluster = Cluster::new(&[]).await;
@@ -287,16 +309,7 @@ async fn provider_errors_become_error_events_and_the_session_stays_usable() {
     let id = ca.session_id(&user, &conversation, Some("fail=500")).await;
 
     let t1 = turn_id(&ca.prompt(&id, "this fails").await);
-    let events = cluster
-        .sink
-        .wait_for(&conversation, WAIT, "the HTTP 500 error event", |e| {
-            agent_end_of(e, t1).is_some()
-        })
-        .await;
-    let err = events
-        .iter()
-        .find(|e| e["type"] == "runtime_error" && e["turnId"] == t1)
-        .expect("runtime_error event");
+    let (events, err) = failed_turn(&cluster, &conversation, t1, "the HTTP 500 error event").await;
     assert_eq!(err["error"], "provider_http_error", "{err}");
     assert!(!err.to_string().contains("sk-test-secret"));
     assert_eq!(agent_end_of(&events, t1).unwrap()["outcome"], "failed");
@@ -307,16 +320,13 @@ async fn provider_errors_become_error_events_and_the_session_stays_usable() {
     )
     .await;
     let t2 = turn_id(&ca.prompt(&id, "this drops").await);
-    let events = cluster
-        .sink
-        .wait_for(&conversation, WAIT, "the dropped-stream error event", |e| {
-            agent_end_of(e, t2).is_some()
-        })
-        .await;
-    let err = events
-        .iter()
-        .find(|e| e["type"] == "runtime_error" && e["turnId"] == t2)
-        .expect("runtime_error event");
+    let (_, err) = failed_turn(
+        &cluster,
+        &conversation,
+        t2,
+        "the dropped-stream error event",
+    )
+    .await;
     assert!(
         err["error"] == "provider_stream_dropped" || err["error"] == "provider_unreachable",
         "{err}"
@@ -350,16 +360,7 @@ async fn provider_urls_on_private_networks_are_refused_by_default() {
         .session_id(&user, &conversation, Some("chunks=2,delay=5"))
         .await;
     let turn = turn_id(&ca.prompt(&id, "reach into the cluster").await);
-    let events = cluster
-        .sink
-        .wait_for(&conversation, WAIT, "the refused turn's end", |e| {
-            agent_end_of(e, turn).is_some()
-        })
-        .await;
-    let err = events
-        .iter()
-        .find(|e| e["type"] == "runtime_error" && e["turnId"] == turn)
-        .expect("runtime_error event");
+    let (events, err) = failed_turn(&cluster, &conversation, turn, "the refused turn's end").await;
     assert_eq!(err["error"], "provider_address_forbidden", "{err}");
     assert!(
         err.to_string().contains("private or reserved"),
