@@ -36,6 +36,10 @@ pub struct CreateProjectBody {
     /// `repository` or `conversation_only` (default).
     pub kind: Option<String>,
     pub repository: Option<RepositoryInput>,
+    /// `chat_only` (default) or `full_tools` (the cloud agent gets a scratch workspace with file
+    /// and shell tools). Owners and admins only; repository projects are always `full_tools`.
+    #[schema(value_type = Option<String>, pattern = "^(chat_only|full_tools)$")]
+    pub workspace_capability: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -44,6 +48,9 @@ pub struct UpdateProjectBody {
     pub name: Option<String>,
     pub kind: Option<String>,
     pub repository: Option<RepositoryInput>,
+    /// `chat_only` or `full_tools`; owners and admins only (see the create body).
+    #[schema(value_type = Option<String>, pattern = "^(chat_only|full_tools)$")]
+    pub workspace_capability: Option<String>,
     /// `connected`, `connecting`, `disconnected` or `error`.
     pub cloud_status: Option<String>,
 }
@@ -69,6 +76,50 @@ pub struct ProjectListQuery {
     /// 1-200, default 50.
     pub limit: Option<String>,
     pub cursor: Option<String>,
+}
+
+/// Decides the project's workspace capability. Repository projects always get the agent's file
+/// and shell tools (as in the first system); a conversation project keeps what it has (a new one
+/// starts `chat_only`) unless an owner or admin asks for another value. A member asking for a
+/// change is refused, so nobody below admin can hand the agent a shell.
+fn apply_capability(
+    project: &mut Project,
+    requested: Option<&str>,
+    can_manage: bool,
+    kind_changed: bool,
+) -> Result<(), ApiError> {
+    let requested = match rules::trimmed(requested) {
+        None => None,
+        Some(c) if c == "chat_only" || c == "full_tools" => Some(c),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "workspaceCapability must be chat_only or full_tools",
+            ));
+        }
+    };
+    if project.kind == "repository" {
+        if requested.as_deref() == Some("chat_only") {
+            return Err(ApiError::bad_request(
+                "Repository projects always have workspaceCapability full_tools",
+            ));
+        }
+        project.workspace_capability = "full_tools".into();
+        return Ok(());
+    }
+    if kind_changed {
+        project.workspace_capability = "chat_only".into();
+    }
+    if let Some(c) = requested
+        && c != project.workspace_capability
+    {
+        if !can_manage {
+            return Err(ApiError::forbidden(
+                "Only an organization owner or admin can change workspaceCapability.",
+            ));
+        }
+        project.workspace_capability = c;
+    }
+    Ok(())
 }
 
 /// Applies kind + repository input: the repository (and its token) is kept only for
@@ -123,11 +174,6 @@ fn apply_repository(
             }
         }
     }
-    project.workspace_capability = if project.kind == "repository" {
-        "full_tools".into()
-    } else {
-        "chat_only".into()
-    };
     if project.kind != "repository" {
         project.repository = None;
     }
@@ -174,6 +220,13 @@ pub async fn create(
         Some(body.kind.as_deref().unwrap_or("conversation_only")),
         body.repository.as_ref(),
         &org.name,
+    )?;
+    let can_manage = scope.role(&org.id).is_some_and(Role::can_manage);
+    apply_capability(
+        &mut project,
+        body.workspace_capability.as_deref(),
+        can_manage,
+        false,
     )?;
     state.store.insert_project(&project).await?;
     Ok((
@@ -254,12 +307,21 @@ pub async fn update(
         p.cloud_status = s.to_owned();
     }
     let org_name = scope.org_name(&p.organization_id);
+    let kind_before = p.kind.clone();
     apply_repository(
         &state,
         &mut p,
         body.kind.as_deref(),
         body.repository.as_ref(),
         &org_name,
+    )?;
+    let can_manage = scope.role(&p.organization_id).is_some_and(Role::can_manage);
+    let kind_changed = p.kind != kind_before;
+    apply_capability(
+        &mut p,
+        body.workspace_capability.as_deref(),
+        can_manage,
+        kind_changed,
     )?;
     p.updated_at = now();
     state.store.update_project(&p).await?;

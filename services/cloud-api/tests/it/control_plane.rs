@@ -933,3 +933,128 @@ async fn secrets_key_rotation_with_the_reseal_command() {
     assert!(again.status.success());
     assert!(String::from_utf8_lossy(&again.stdout).contains("done: 0 re-sealed"));
 }
+
+#[tokio::test]
+async fn only_owners_and_admins_give_a_conversation_project_full_tools() {
+    let app = spawn_app().await;
+    let owner = app.signup().await;
+    let bob = app.signup().await;
+    let (_, body) = app
+        .post(
+            "/v1/organizations",
+            &owner.access,
+            json!({"name": "Tools", "slug": format!("tools-{}", &owner.id[..8])}),
+        )
+        .await;
+    let org = body["organization"]["id"].as_str().unwrap().to_owned();
+    let (_, body) = app
+        .post(
+            "/v1/organization/invites",
+            &owner.access,
+            json!({"organizationId": org, "email": bob.email}),
+        )
+        .await;
+    let token = body["token"].as_str().unwrap().to_owned();
+    let (status, _) = app
+        .post(
+            "/v1/organization/invites/accept",
+            &bob.access,
+            json!({"token": token}),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    // The owner creates a scratch-workspace project directly.
+    let (status, body) = app
+        .post(
+            "/v1/projects",
+            &owner.access,
+            json!({"name": "Scratch", "organizationId": org, "workspaceCapability": "full_tools"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["project"]["workspaceCapability"], "full_tools");
+    let scratch = body["project"]["id"].as_str().unwrap().to_owned();
+
+    // A member can create a chat-only project but cannot switch it (nor ask for tools upfront).
+    let (status, body) = app
+        .post(
+            "/v1/projects",
+            &bob.access,
+            json!({"name": "Bob's", "organizationId": org, "workspaceCapability": "full_tools"}),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = app
+        .post(
+            "/v1/projects",
+            &bob.access,
+            json!({"name": "Bob's", "organizationId": org}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["project"]["workspaceCapability"], "chat_only");
+    let bobs = body["project"]["id"].as_str().unwrap().to_owned();
+    let (status, body) = app
+        .patch(
+            &format!("/v1/projects/{bobs}"),
+            &bob.access,
+            json!({"workspaceCapability": "full_tools"}),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    let (_, body) = app.get(&format!("/v1/projects/{bobs}"), &bob.access).await;
+    assert_eq!(body["project"]["workspaceCapability"], "chat_only");
+    // Restating the current value or renaming is fine for a member.
+    let (status, body) = app
+        .patch(
+            &format!("/v1/projects/{scratch}"),
+            &bob.access,
+            json!({"name": "Renamed", "workspaceCapability": "full_tools"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["project"]["workspaceCapability"], "full_tools");
+
+    // The owner switches Bob's project; bad values and chat-only repositories are refused.
+    let (status, body) = app
+        .patch(
+            &format!("/v1/projects/{bobs}"),
+            &owner.access,
+            json!({"workspaceCapability": "full_tools"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["project"]["workspaceCapability"], "full_tools");
+    let (status, _) = app
+        .patch(
+            &format!("/v1/projects/{bobs}"),
+            &owner.access,
+            json!({"workspaceCapability": "root"}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    let (status, _) = app
+        .post(
+            "/v1/projects",
+            &owner.access,
+            json!({"name": "Repo", "organizationId": org, "kind": "repository",
+                   "repository": {"cloneUrl": "https://github.com/acme/w.git"},
+                   "workspaceCapability": "chat_only"}),
+        )
+        .await;
+    assert_eq!(status, 400);
+
+    // The runtime grant carries the capability.
+    let (_, grant) = app
+        .internal(
+            "/v1/internal/runtime/access",
+            json!({"accessToken": owner.access, "cloudInstanceId": format!("instance-{}", owner.id),
+                   "projectId": bobs, "conversationId": null}),
+        )
+        .await;
+    assert_eq!(
+        grant["project"]["workspaceCapability"], "full_tools",
+        "{grant}"
+    );
+}
