@@ -7,6 +7,8 @@ use cloud_common::Secret;
 use cloud_common::config::{COMMON_ENV, CommonConfig, ConfigErrors, Env, EnvVar, Reader};
 use url::Url;
 
+use crate::tools::sandbox::Network;
+
 pub const DEFAULT_PORT: u16 = 4002;
 
 pub const SERVICE_ENV: &[EnvVar] = &[
@@ -64,7 +66,62 @@ pub const SERVICE_ENV: &[EnvVar] = &[
     EnvVar::new(
         "CHATONS_RUNTIME_ROOT_DIR",
         "<tmp>/chatons-cloud-runtime",
-        "Per-session work directories.",
+        "Conversation workspaces (`conversations/`) and the sandbox's private files; an emptyDir or local volume.",
+    ),
+    EnvVar::new(
+        "CHATONS_RUNTIME_MAX_STEPS_PER_TURN",
+        "50",
+        "Model calls one agent run may make; a run still asking for tools after that many steps stops with a notice.",
+    ),
+    EnvVar::new(
+        "CHATONS_RUNTIME_STREAM_COALESCE_MS",
+        "50",
+        "Streamed deltas are merged and published at most this often per run (0: every delta).",
+    ),
+    EnvVar::new(
+        "CHATONS_RUNTIME_MAX_PROVIDER_OUTPUT_BYTES",
+        "16777216",
+        "Bytes one streamed provider answer may carry; beyond that the step fails (a hostile endpoint cannot exhaust the worker).",
+    ),
+    EnvVar::new(
+        "CHATONS_RUNTIME_TOOL_OUTPUT_BYTES",
+        "51200",
+        "Bytes of a tool's output given back to the model (longer output is cut and marked truncated).",
+    ),
+    EnvVar::new(
+        "CHATONS_RUNTIME_BASH_TIMEOUT_SECONDS",
+        "120",
+        "Time limit of a `bash` call that names none; the sandbox and everything in it is killed after it.",
+    ),
+    EnvVar::new(
+        "CHATONS_RUNTIME_BASH_MAX_TIMEOUT_SECONDS",
+        "600",
+        "Largest time limit a `bash` call may ask for.",
+    ),
+    EnvVar::new(
+        "CHATONS_RUNTIME_SANDBOX_BWRAP",
+        "bwrap",
+        "The bubblewrap binary `bash` runs in (a name is looked up on PATH). Without a working sandbox `bash` fails; it never runs unconfined.",
+    ),
+    EnvVar::new(
+        "CHATONS_RUNTIME_SANDBOX_NETWORK",
+        "public",
+        "`public`: sandboxed commands reach public internet addresses through the worker's filtering HTTP proxy (never the cluster, the node or loopback); `none`: no network.",
+    ),
+    EnvVar::new(
+        "CHATONS_RUNTIME_SANDBOX_MEMORY_MB",
+        "4096",
+        "Address-space limit of each sandboxed process, in MiB.",
+    ),
+    EnvVar::new(
+        "CHATONS_RUNTIME_SANDBOX_MAX_PROCESSES",
+        "512",
+        "Processes a sandbox may run at once (effective when the worker does not run as root).",
+    ),
+    EnvVar::new(
+        "CHATONS_RUNTIME_MAX_COMMAND_BYTES",
+        "16777216",
+        "Largest command body (prompts with images and files); other requests keep CHATONS_CLOUD_MAX_JSON_BODY_BYTES.",
     ),
 ];
 
@@ -86,6 +143,17 @@ pub struct Config {
     pub max_concurrent_turns: usize,
     pub db_pool_size: u32,
     pub root_dir: PathBuf,
+    pub max_steps: u32,
+    pub stream_coalesce: Duration,
+    pub max_provider_output_bytes: usize,
+    pub tool_output_bytes: usize,
+    pub bash_timeout: Duration,
+    pub bash_max_timeout: Duration,
+    pub sandbox_bwrap: PathBuf,
+    pub sandbox_network: Network,
+    pub sandbox_memory_mb: u64,
+    pub sandbox_max_processes: u64,
+    pub max_command_bytes: usize,
 }
 
 impl Config {
@@ -119,6 +187,51 @@ impl Config {
                 .string("CHATONS_RUNTIME_ROOT_DIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| std::env::temp_dir().join("chatons-cloud-runtime")),
+            max_steps: r.int_in("CHATONS_RUNTIME_MAX_STEPS_PER_TURN", 50, 1, 1000) as u32,
+            stream_coalesce: Duration::from_millis(r.int_in(
+                "CHATONS_RUNTIME_STREAM_COALESCE_MS",
+                50,
+                0,
+                5000,
+            ) as u64),
+            max_provider_output_bytes: r.int_in(
+                "CHATONS_RUNTIME_MAX_PROVIDER_OUTPUT_BYTES",
+                16 << 20,
+                4096,
+                1 << 30,
+            ) as usize,
+            tool_output_bytes: r.int_in("CHATONS_RUNTIME_TOOL_OUTPUT_BYTES", 51_200, 1024, 4 << 20)
+                as usize,
+            bash_timeout: r.seconds("CHATONS_RUNTIME_BASH_TIMEOUT_SECONDS", 120),
+            bash_max_timeout: r.seconds("CHATONS_RUNTIME_BASH_MAX_TIMEOUT_SECONDS", 600),
+            sandbox_bwrap: r
+                .string("CHATONS_RUNTIME_SANDBOX_BWRAP")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("bwrap")),
+            sandbox_network: match r.string("CHATONS_RUNTIME_SANDBOX_NETWORK") {
+                None => Network::Public,
+                Some(v) => match Network::parse(v.trim()) {
+                    Some(n) => n,
+                    None => {
+                        r.fail("CHATONS_RUNTIME_SANDBOX_NETWORK", "must be none or public");
+                        Network::None
+                    }
+                },
+            },
+            sandbox_memory_mb: r.int_in("CHATONS_RUNTIME_SANDBOX_MEMORY_MB", 4096, 64, 1 << 20)
+                as u64,
+            sandbox_max_processes: r.int_in(
+                "CHATONS_RUNTIME_SANDBOX_MAX_PROCESSES",
+                512,
+                8,
+                1 << 16,
+            ) as u64,
+            max_command_bytes: r.int_in(
+                "CHATONS_RUNTIME_MAX_COMMAND_BYTES",
+                16 << 20,
+                64 * 1024,
+                256 << 20,
+            ) as usize,
             common,
         };
         r.finish()?;

@@ -80,6 +80,17 @@ pub struct IdOnly {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
+pub struct GrantProject {
+    pub id: String,
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// `full_tools` or `chat_only`; anything else (or nothing) is chat only.
+    #[serde(default)]
+    pub workspace_capability: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct GrantConversation {
     pub id: String,
     #[serde(default)]
@@ -95,6 +106,8 @@ pub struct GrantConversation {
 #[serde(rename_all = "camelCase")]
 pub struct ProviderModel {
     pub id: String,
+    #[serde(default)]
+    pub label: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -140,7 +153,7 @@ pub struct RuntimeGrant {
     #[serde(default)]
     pub cloud_instance: Option<IdOnly>,
     #[serde(default)]
-    pub project: Option<IdOnly>,
+    pub project: Option<GrantProject>,
     #[serde(default)]
     pub conversation: Option<GrantConversation>,
     #[serde(default)]
@@ -188,6 +201,15 @@ impl RuntimeGrant {
 
     pub fn organization_id(&self) -> Option<String> {
         self.organization.as_ref().map(|o| o.id.clone())
+    }
+
+    /// What the agent may do in this grant's project (no project: chat only).
+    pub fn capability(&self) -> crate::domain::Capability {
+        self.project
+            .as_ref()
+            .and_then(|p| p.workspace_capability.as_deref())
+            .map(crate::domain::Capability::parse)
+            .unwrap_or_default()
     }
 }
 

@@ -2,6 +2,7 @@
 //!
 //! `Config::from_env` → [`build`] → [`router`]; tests mount the same router on port 0.
 
+pub mod agent;
 pub mod config;
 pub mod domain;
 pub mod grant;
@@ -12,6 +13,7 @@ pub mod publish;
 pub mod seal;
 pub mod state;
 pub mod store;
+pub mod tools;
 pub mod worker;
 
 use std::process::ExitCode;
@@ -68,6 +70,12 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
 
 pub fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // Inside a `public` sandbox this binary relays the proxy port, then runs the script.
+    if let [mode, listen, socket, command @ ..] = args.as_slice()
+        && mode == "sandbox-forward"
+    {
+        return tools::proxy::forward(listen, socket, command);
+    }
     let vars = config::env_vars();
     let command = match cli::parse(&args, &vars) {
         Command::PrintedAndExit(code) => return code,

@@ -8,6 +8,9 @@ use cloud_common::Secret;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::domain::Capability;
+use crate::domain::thinking::ThinkingLevel;
+
 const NONCE_LEN: usize = 12;
 
 /// Everything a worker needs to call the provider for one turn.
@@ -21,6 +24,18 @@ pub struct TurnSpec {
     pub secret: String,
     #[serde(default)]
     pub thinking_level: Option<String>,
+    /// The project's capability when the turn was queued (the grant of that moment decides).
+    #[serde(default)]
+    pub capability: Capability,
+}
+
+impl TurnSpec {
+    pub fn thinking(&self) -> ThinkingLevel {
+        self.thinking_level
+            .as_deref()
+            .and_then(ThinkingLevel::parse)
+            .unwrap_or_default()
+    }
 }
 
 impl std::fmt::Debug for TurnSpec {
@@ -99,6 +114,7 @@ mod tests {
             model: "m".into(),
             secret: "sk-very-secret".into(),
             thinking_level: None,
+            capability: Capability::FullTools,
         }
     }
 

@@ -12,14 +12,17 @@ use cloud_common::server::Shutdown;
 use sqlx::PgPool;
 
 use crate::Config;
+use crate::agent::{AgentConfig, AgentDeps};
 use crate::grant::{CloudApi, GrantClient, TranscriptSink};
 use crate::metrics::RuntimeMetrics;
-use crate::provider::Providers;
+use crate::provider::{Providers, ReadLimits};
 use crate::publish::Publisher;
 use crate::seal::Sealer;
-use crate::store::Store;
 use crate::store::memory::MemoryStore;
 use crate::store::postgres::PgStore;
+use crate::store::{MessageStore, Store};
+use crate::tools::ToolLimits;
+use crate::tools::sandbox::{Sandbox, SandboxConfig};
 use crate::worker::{Worker, WorkerConfig};
 
 #[derive(Clone)]
@@ -27,6 +30,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub pool: Option<PgPool>,
     pub store: Arc<dyn Store>,
+    pub messages: Arc<dyn MessageStore>,
     pub grants: Arc<dyn GrantClient>,
     pub publisher: Publisher,
     pub sealer: Sealer,
@@ -42,20 +46,23 @@ impl AppState {
         let metrics = Metrics::new(crate::SERVICE);
         let runtime_metrics = RuntimeMetrics::register(&metrics);
         let mut readiness = Readiness::new(shutdown.clone());
-        let (pool, store): (Option<PgPool>, Arc<dyn Store>) = match &config.database_url {
+        type Stores = (Option<PgPool>, Arc<dyn Store>, Arc<dyn MessageStore>);
+        let (pool, store, messages): Stores = match &config.database_url {
             Some(url) => {
                 let pool =
                     db::lazy_pool(url.expose(), config.db_pool_size).context("DATABASE_URL")?;
                 readiness = readiness
                     .with_check(PgReady(pool.clone()))
                     .with_check(SchemaReady::new(pool.clone()));
-                (Some(pool.clone()), Arc::new(PgStore::new(pool)))
+                let pg = Arc::new(PgStore::new(pool.clone()));
+                (Some(pool), pg.clone(), pg)
             }
             None => {
                 tracing::warn!(
                     "DATABASE_URL is not set: sessions live in memory (one replica only)."
                 );
-                (None, Arc::new(MemoryStore::new()))
+                let memory = Arc::new(MemoryStore::new());
+                (None, memory.clone(), memory)
             }
         };
         let token = config.common.internal_token.clone();
@@ -72,6 +79,44 @@ impl AppState {
         let transcripts: Arc<dyn TranscriptSink> = Arc::new(cloud);
         let publisher = Publisher::new(config.realtime_publish_url.clone(), token.clone());
         let sealer = Sealer::new(token.as_ref());
+        let sandbox = Arc::new(Sandbox::new(
+            SandboxConfig {
+                bwrap: config.sandbox_bwrap.clone(),
+                network: config.sandbox_network,
+                memory_bytes: config.sandbox_memory_mb << 20,
+                max_processes: config.sandbox_max_processes,
+                ..SandboxConfig::default()
+            },
+            &config.root_dir.join("sandbox"),
+        ));
+        let agent = AgentDeps {
+            store: store.clone(),
+            messages: messages.clone(),
+            sandbox: sandbox.clone(),
+            metrics: runtime_metrics.clone(),
+            config: AgentConfig {
+                max_steps: config.max_steps,
+                coalesce: config.stream_coalesce,
+                tool_limits: ToolLimits {
+                    max_output_bytes: config.tool_output_bytes,
+                    bash_timeout: config.bash_timeout,
+                    bash_max_timeout: config.bash_max_timeout.max(config.bash_timeout),
+                    ..ToolLimits::default()
+                },
+                root_dir: config.root_dir.clone(),
+            },
+        };
+        let probe_dir = config.root_dir.join("sandbox").join("probe");
+        let probe_sandbox = sandbox.clone();
+        tokio::spawn(async move {
+            match probe_sandbox.probe(&probe_dir).await {
+                Ok(()) => tracing::info!("The bash sandbox works."),
+                Err(e) => tracing::warn!(
+                    reason = %e,
+                    "The bash sandbox cannot start: bash tool calls will fail until it can."
+                ),
+            }
+        });
         let worker = Worker::new(
             WorkerConfig {
                 owner: config.owner_id.clone(),
@@ -83,16 +128,18 @@ impl AppState {
             publisher.clone(),
             transcripts,
             Providers::new(
-                config.provider_timeout,
+                ReadLimits::new(config.provider_timeout, config.max_provider_output_bytes),
                 config.provider_allow_private_networks,
             ),
             sealer.clone(),
             runtime_metrics.clone(),
+            agent,
         );
         Ok(Self {
             config: Arc::new(config),
             pool,
             store,
+            messages,
             grants,
             publisher,
             sealer,

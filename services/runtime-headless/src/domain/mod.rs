@@ -2,11 +2,44 @@
 //! these values, the worker and the HTTP layer decide with these functions.
 
 pub mod command;
+pub mod input;
+pub mod message;
+pub mod thinking;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use command::{Command, CommandRequest};
+pub use input::UserInput;
+
+/// What the agent may do in a project's sessions (the project's `workspaceCapability`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Capability {
+    /// Conversation only: no workspace, no file or shell tools.
+    #[default]
+    ChatOnly,
+    /// A workspace with the file tools and a sandboxed shell.
+    FullTools,
+}
+
+impl Capability {
+    /// Anything but `full_tools` is chat only: an unknown value never grants tools.
+    pub fn parse(s: &str) -> Self {
+        if s == "full_tools" {
+            Self::FullTools
+        } else {
+            Self::ChatOnly
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ChatOnly => "chat_only",
+            Self::FullTools => "full_tools",
+        }
+    }
+}
 
 /// Stored session status (`runtime_sessions.status`). `stopped` and `error` are terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,9 +119,66 @@ pub struct Session {
     pub subscription_label: String,
     pub parallel_sessions_limit: i32,
     pub context: Vec<TranscriptMessage>,
+    pub preferences: Preferences,
     pub last_activity_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// How queued messages reach a running agent (`set_steering_mode`, `set_follow_up_mode`) and
+/// the desktop's compaction/retry switches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Preferences {
+    pub steering_mode: QueueMode,
+    pub follow_up_mode: QueueMode,
+    pub auto_compaction: bool,
+    pub auto_retry: bool,
+}
+
+impl Default for Preferences {
+    fn default() -> Self {
+        Self {
+            steering_mode: QueueMode::All,
+            follow_up_mode: QueueMode::All,
+            auto_compaction: false,
+            auto_retry: true,
+        }
+    }
+}
+
+/// `all`: every queued message is delivered at the next opportunity; `one-at-a-time`: one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum QueueMode {
+    #[serde(rename = "all")]
+    All,
+    #[serde(rename = "one-at-a-time")]
+    OneAtATime,
+}
+
+impl QueueMode {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "all" => Some(Self::All),
+            "one-at-a-time" => Some(Self::OneAtATime),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::All => "all",
+            Self::OneAtATime => "one-at-a-time",
+        }
+    }
+
+    /// How many queued messages one delivery takes.
+    pub fn batch(self) -> i64 {
+        match self {
+            Self::All => 1000,
+            Self::OneAtATime => 1,
+        }
+    }
 }
 
 impl Session {
@@ -242,6 +332,13 @@ pub struct Turn {
     pub session_id: String,
     pub kind: TurnKind,
     pub message: String,
+    /// The whole input (images, files); `None` for turns queued before inputs were stored.
+    pub input: Option<UserInput>,
+    /// Set when this steering or follow-up message was delivered inside that turn's run.
+    pub merged_into: Option<i64>,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub steps: i32,
     pub request_id: Option<String>,
     pub status: TurnStatus,
     pub attempts: i32,
@@ -267,24 +364,12 @@ impl Turn {
         format!("{}-turn-{}-assistant", self.session_id, self.id)
     }
 
-    /// The messages this finished turn contributes to the conversation: the user's message and,
-    /// when anything was produced, the assistant's answer (also a partial one).
-    pub fn transcript_messages(&self, timestamp: i64) -> Vec<TranscriptMessage> {
-        let mut out = vec![TranscriptMessage {
-            id: self.user_message_id(),
-            role: "user".into(),
-            timestamp,
-            content: self.message.clone(),
-        }];
-        if !self.output.is_empty() {
-            out.push(TranscriptMessage {
-                id: self.assistant_message_id(),
-                role: "assistant".into(),
-                timestamp,
-                content: self.output.clone(),
-            });
-        }
-        out
+    /// The user's input (turns queued before inputs were stored carry only their text).
+    pub fn user_input(&self) -> UserInput {
+        self.input.clone().unwrap_or_else(|| UserInput {
+            text: self.message.clone(),
+            ..UserInput::default()
+        })
     }
 }
 
@@ -311,62 +396,9 @@ pub fn recovery_for(output_started: bool, attempts: i32) -> Recovery {
 /// Thinking levels the desktop's agent library knows.
 pub const THINKING_LEVELS: &[&str] = &["off", "minimal", "low", "medium", "high", "xhigh"];
 
-/// Context for a turn: the transcript captured at session creation, then every earlier turn of
-/// the session (in order), without duplicating messages already in the captured transcript.
-pub fn build_context(
-    seed: &[TranscriptMessage],
-    earlier_turns: &[Turn],
-    turn: &Turn,
-) -> Vec<TranscriptMessage> {
-    let mut out: Vec<TranscriptMessage> = seed
-        .iter()
-        .filter(|m| m.role == "user" || m.role == "assistant" || m.role == "system")
-        .cloned()
-        .collect();
-    for t in earlier_turns
-        .iter()
-        .filter(|t| t.id < turn.id && t.status.is_terminal())
-    {
-        for m in t.transcript_messages(0) {
-            if !out.iter().any(|s| s.id == m.id) {
-                out.push(m);
-            }
-        }
-    }
-    out.push(TranscriptMessage {
-        id: turn.user_message_id(),
-        role: "user".into(),
-        timestamp: 0,
-        content: turn.message.clone(),
-    });
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn turn(id: i64, status: TurnStatus, message: &str, output: &str) -> Turn {
-        Turn {
-            id,
-            session_id: "s".into(),
-            kind: TurnKind::Prompt,
-            message: message.into(),
-            request_id: None,
-            status,
-            attempts: 1,
-            claimed_by: None,
-            lease_version: None,
-            output_started: !output.is_empty(),
-            output: output.into(),
-            error: None,
-            spec_sealed: None,
-            abort_requested: false,
-            created_at: Utc::now(),
-            started_at: None,
-            finished_at: None,
-        }
-    }
 
     #[test]
     fn recovery_retries_only_unstarted_turns() {
@@ -384,25 +416,6 @@ mod tests {
     }
 
     #[test]
-    fn context_keeps_seed_then_earlier_turns_without_duplicates() {
-        let earlier = turn(1, TurnStatus::Succeeded, "hi", "hello");
-        let seed = vec![
-            TranscriptMessage {
-                id: "old".into(),
-                role: "user".into(),
-                timestamp: 1,
-                content: "before".into(),
-            },
-            earlier.transcript_messages(0)[0].clone(),
-        ];
-        let now = turn(2, TurnStatus::Running, "again", "");
-        let queued_later = turn(3, TurnStatus::Queued, "later", "");
-        let ctx = build_context(&seed, &[earlier, now.clone(), queued_later], &now);
-        let contents: Vec<&str> = ctx.iter().map(|m| m.content.as_str()).collect();
-        assert_eq!(contents, vec!["before", "hi", "hello", "again"]);
-    }
-
-    #[test]
     fn statuses_round_trip() {
         for s in ["starting", "ready", "streaming", "stopped", "error"] {
             assert_eq!(SessionStatus::parse(s).map(|x| x.as_str()), Some(s));
@@ -411,6 +424,13 @@ mod tests {
             assert_eq!(TurnStatus::parse(s).map(|x| x.as_str()), Some(s));
         }
         assert!(!SessionStatus::Stopped.is_active());
+        assert_eq!(
+            QueueMode::parse("one-at-a-time"),
+            Some(QueueMode::OneAtATime)
+        );
+        let p: Preferences = serde_json::from_str(r#"{"steeringMode":"one-at-a-time"}"#).unwrap();
+        assert_eq!(p.steering_mode, QueueMode::OneAtATime);
+        assert_eq!(p.follow_up_mode, QueueMode::All);
         assert!(SessionStatus::Streaming.is_active());
     }
 }

@@ -1,4 +1,4 @@
-//! `/v1/runtime/sessions…` — acquire, snapshot, commands, stop.
+//! `/v1/runtime/sessions…` — acquire, snapshot, stop, and the grant check every call makes.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -11,17 +11,14 @@ use cloud_common::{ApiError, ApiResult, Secret};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::views;
 use crate::AppState;
-use crate::domain::command::rpc_response;
-use crate::domain::{
-    AcquireOutcome, Command, CommandRequest, NewSession, Session, THINKING_LEVELS,
-    TranscriptMessage, Turn, TurnStatus,
-};
+use crate::domain::thinking::ThinkingLevel;
+use crate::domain::{AcquireOutcome, NewSession, Session};
 use crate::grant::{AccessRequest, RuntimeGrant};
 use crate::provider::Providers;
 use crate::publish;
 use crate::seal::TurnSpec;
-use crate::store::SettingsUpdate;
 use crate::worker::CancelReason;
 
 #[derive(Debug, Default, Deserialize)]
@@ -63,12 +60,11 @@ pub async fn acquire(
     };
     let thinking_level = non_blank(body.thinking_level);
     if let Some(l) = &thinking_level
-        && !THINKING_LEVELS.contains(&l.as_str())
+        && ThinkingLevel::parse(l).is_none()
     {
-        return Err(ApiError::bad_request(format!(
-            "thinkingLevel must be one of {}",
-            THINKING_LEVELS.join(", ")
-        )));
+        return Err(ApiError::bad_request(
+            "thinkingLevel must be one of off, minimal, low, medium, high, xhigh",
+        ));
     }
     let project_id = non_blank(body.project_id);
     let grant = st
@@ -177,7 +173,11 @@ pub async fn acquire(
 /// The session, if it is active and the caller's grant covers it. Anything else is 404 for a
 /// valid token (so ids of other users' sessions cannot be told apart from unknown ones) and
 /// 403 for an invalid one (so ids cannot be probed without signing in).
-async fn authorize(st: &AppState, token: &Secret, id: &str) -> ApiResult<(Session, RuntimeGrant)> {
+pub(super) async fn authorize(
+    st: &AppState,
+    token: &Secret,
+    id: &str,
+) -> ApiResult<(Session, RuntimeGrant)> {
     let row = st.store.get(id).await?.filter(|s| s.status.is_active());
     if let Some(s) = row {
         let req = AccessRequest {
@@ -199,62 +199,19 @@ async fn authorize(st: &AppState, token: &Secret, id: &str) -> ApiResult<(Sessio
     }
 }
 
-fn transcript_view(m: &TranscriptMessage) -> Value {
-    json!({
-        "id": m.id,
-        "role": m.role,
-        "timestamp": m.timestamp,
-        "content": m.content,
-        "message": {"id": m.id, "role": m.role, "content": m.content},
-    })
-}
-
-fn messages_of(session: &Session, turns: &[Turn]) -> Vec<Value> {
-    let mut out: Vec<TranscriptMessage> = session.context.clone();
-    for t in turns.iter().filter(|t| t.status.is_terminal()) {
-        let ts = t.finished_at.unwrap_or(t.created_at).timestamp_millis();
-        for m in t.transcript_messages(ts) {
-            if !out.iter().any(|o| o.id == m.id) {
-                out.push(m);
-            }
-        }
-    }
-    out.iter().map(transcript_view).collect()
-}
-
-fn state_of(session: &Session, turns: &[Turn], message_count: usize) -> Value {
-    let model = match (&session.model_provider, &session.model_id) {
-        (Some(p), Some(m)) => json!({"provider": p, "id": m}),
-        _ => Value::Null,
-    };
-    json!({
-        "model": model,
-        "thinkingLevel": session.thinking_level.clone().unwrap_or_else(|| "medium".into()),
-        "isStreaming": session.status == crate::domain::SessionStatus::Streaming,
-        "isCompacting": false,
-        "steeringMode": "all",
-        "followUpMode": "all",
-        "sessionFile": session.id,
-        "sessionId": session.id,
-        "autoCompactionEnabled": false,
-        "messageCount": message_count,
-        "pendingMessageCount": turns.iter().filter(|t| t.status == TurnStatus::Queued).count(),
-    })
-}
-
 pub async fn snapshot(
     State(st): State<AppState>,
     BearerToken(token): BearerToken,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let (session, _) = authorize(&st, &token, &id).await?;
-    let turns = st.store.turns_of(&session.id).await?;
-    let messages = messages_of(&session, &turns);
+    let view = views::SessionView::load(&st, &session).await?;
     Ok(Json(json!({
         "id": session.id,
         "status": session.status.as_str(),
-        "state": state_of(&session, &turns, messages.len()),
-        "messages": messages,
+        "state": view.state(),
+        "messages": view.messages_json(),
+        "tokenUsage": view.token_usage(),
     }))
     .into_response())
 }
@@ -275,13 +232,9 @@ pub async fn stop(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-fn rpc(status: StatusCode, body: Value) -> Response {
-    (status, Json(body)).into_response()
-}
-
 /// The provider and model a turn runs with: the session's choice when the grant still offers
 /// it, else the first usable provider's default model.
-fn choose_spec(session: &Session, grant: &RuntimeGrant) -> Option<TurnSpec> {
+pub(super) fn choose_spec(session: &Session, grant: &RuntimeGrant) -> Option<TurnSpec> {
     let usable: Vec<_> = grant.usable_providers().collect();
     let chosen = session
         .model_provider
@@ -309,146 +262,6 @@ fn choose_spec(session: &Session, grant: &RuntimeGrant) -> Option<TurnSpec> {
         model,
         secret: provider.secret.as_ref()?.expose().to_owned(),
         thinking_level: session.thinking_level.clone(),
+        capability: grant.capability(),
     })
-}
-
-pub async fn command(
-    State(st): State<AppState>,
-    BearerToken(token): BearerToken,
-    Path(id): Path<String>,
-    ApiJson(req): ApiJson<CommandRequest>,
-) -> ApiResult<Response> {
-    let (session, grant) = authorize(&st, &token, &id).await?;
-    let name = req.kind.clone();
-    let command = match req.parse() {
-        Ok(c) => c,
-        Err(e) => {
-            return Ok(rpc(
-                StatusCode::BAD_REQUEST,
-                rpc_response(&req.id, &name, false, Some(e.to_string()), None),
-            ));
-        }
-    };
-    let ok = |data: Option<Value>| {
-        rpc(
-            StatusCode::OK,
-            rpc_response(&req.id, &name, true, None, data),
-        )
-    };
-    match command {
-        Command::Turn { message: None, .. } => Ok(ok(None)),
-        Command::Turn {
-            kind,
-            message: Some(message),
-        } => {
-            let Some(spec) = choose_spec(&session, &grant) else {
-                return Ok(rpc(
-                    StatusCode::BAD_REQUEST,
-                    rpc_response(
-                        &req.id,
-                        &name,
-                        false,
-                        Some(
-                            "No organization provider is configured for cloud runtime execution."
-                                .into(),
-                        ),
-                        None,
-                    ),
-                ));
-            };
-            let sealed = st.sealer.seal(&spec).map_err(ApiError::internal)?;
-            let request_id = req.id.as_ref().map(|v| match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            });
-            let turn = st
-                .store
-                .enqueue_turn(&session.id, kind, &message, request_id, sealed)
-                .await?;
-            let now = chrono::Utc::now();
-            if session.lease_expired(now)
-                && let Some(taken) = st
-                    .store
-                    .take_over(&session.id, st.worker.owner(), st.config.lease_ttl)
-                    .await?
-            {
-                st.worker.recover_in_background(taken);
-            }
-            st.worker.wake();
-            Ok(ok(Some(json!({"turnId": turn.id, "status": "queued"}))))
-        }
-        Command::Abort => {
-            let result = st.store.request_abort(&session.id).await?;
-            st.worker.cancel_session(&session.id, CancelReason::Abort);
-            Ok(ok(Some(json!({
-                "abortedTurns": result.running,
-                "cancelledQueuedTurns": result.cancelled_queued,
-            }))))
-        }
-        Command::SetModel { provider, model_id } => {
-            if let (Some(p), Some(m)) = (&provider, &model_id) {
-                let known = grant.usable_providers().any(|x| {
-                    x.matches(p)
-                        && (x.models.is_empty()
-                            || x.models.iter().any(|mm| &mm.id == m)
-                            || x.default_model.as_ref() == Some(m))
-                });
-                if !known {
-                    return Ok(rpc(
-                        StatusCode::BAD_REQUEST,
-                        rpc_response(
-                            &req.id,
-                            &name,
-                            false,
-                            Some(format!("Model not found: {p}/{m}")),
-                            None,
-                        ),
-                    ));
-                }
-            }
-            let provider = provider.or(session.model_provider.clone());
-            let model_id = model_id.or(session.model_id.clone());
-            st.store
-                .update_settings(
-                    &session.id,
-                    SettingsUpdate {
-                        model: Some((provider, model_id)),
-                        thinking_level: None,
-                    },
-                )
-                .await?;
-            st.publisher.spawn_event(
-                &session,
-                publish::runtime_status("ready", "Model updated", &session.id),
-            );
-            Ok(ok(None))
-        }
-        Command::SetThinkingLevel { level } => {
-            if level.is_some() {
-                st.store
-                    .update_settings(
-                        &session.id,
-                        SettingsUpdate {
-                            model: None,
-                            thinking_level: Some(level),
-                        },
-                    )
-                    .await?;
-            }
-            st.publisher.spawn_event(
-                &session,
-                publish::runtime_status("ready", "Thinking level updated", &session.id),
-            );
-            Ok(ok(None))
-        }
-        Command::GetState => {
-            let turns = st.store.turns_of(&session.id).await?;
-            let count = messages_of(&session, &turns).len();
-            Ok(ok(Some(state_of(&session, &turns, count))))
-        }
-        Command::GetMessages => {
-            let turns = st.store.turns_of(&session.id).await?;
-            Ok(ok(Some(json!({"messages": messages_of(&session, &turns)}))))
-        }
-    }
 }

@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::domain::message::{AgentMessage, TokenUsage};
 use crate::domain::{
-    AcquireOutcome, Lease, NewSession, Recovery, Session, SessionStatus, TranscriptMessage, Turn,
-    TurnKind, TurnStatus, Usage,
+    AcquireOutcome, Lease, NewSession, Preferences, Recovery, Session, SessionStatus,
+    TranscriptMessage, Turn, TurnKind, TurnStatus, Usage, UserInput,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +57,21 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub struct SettingsUpdate {
     pub model: Option<(Option<String>, Option<String>)>,
     pub thinking_level: Option<Option<String>>,
+    pub preferences: Option<Preferences>,
+}
+
+/// What a finished turn cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TurnStats {
+    pub usage: TokenUsage,
+    pub steps: i32,
+}
+
+/// One stored agent message and the turn whose run wrote it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredMessage {
+    pub turn_id: Option<i64>,
+    pub message: AgentMessage,
 }
 
 /// What `abort` did: queued turns it cancelled outright, and running turns whose owner was
@@ -143,10 +159,21 @@ pub trait Store: Send + Sync + 'static {
         &self,
         session_id: &str,
         kind: TurnKind,
-        message: &str,
+        input: &UserInput,
         request_id: Option<String>,
         spec_sealed: Vec<u8>,
     ) -> StoreResult<Turn>;
+
+    /// Fenced: delivers up to `limit` queued turns of `kind` inside the running turn `into`
+    /// (oldest first): they are marked succeeded and merged, and returned for their messages.
+    async fn take_queued(
+        &self,
+        session_id: &str,
+        lease: &Lease,
+        into: i64,
+        kind: TurnKind,
+        limit: i64,
+    ) -> StoreResult<Vec<Turn>>;
 
     /// Claims the next queued turn of a session `owner` holds a live lease on, if that session
     /// has no running turn (`FOR UPDATE SKIP LOCKED`). Steering messages go first.
@@ -164,6 +191,7 @@ pub trait Store: Send + Sync + 'static {
         status: TurnStatus,
         output: &str,
         error: Option<&str>,
+        stats: TurnStats,
     ) -> StoreResult<bool>;
 
     /// After a takeover: turns left `running` under an older lease are re-queued (nothing was
@@ -194,4 +222,24 @@ pub trait Store: Send + Sync + 'static {
         owner: &str,
         older_than: Duration,
     ) -> StoreResult<Vec<(i64, String)>>;
+}
+
+/// The agent messages of sessions: written by the lease owner after each step, read by
+/// `get_messages`, the snapshot, the transcript sync and the next step's context.
+#[async_trait]
+pub trait MessageStore: Send + Sync + 'static {
+    /// Fenced: stores (or replaces, by id) messages of `turn_id`'s run, in order.
+    async fn append_messages(
+        &self,
+        session_id: &str,
+        lease: &Lease,
+        turn_id: i64,
+        messages: &[AgentMessage],
+    ) -> StoreResult<bool>;
+
+    /// Every message of the session, in the order they were first written.
+    async fn session_messages(&self, session_id: &str) -> StoreResult<Vec<StoredMessage>>;
+
+    /// The messages of one turn's run, in order.
+    async fn turn_messages(&self, turn_id: i64) -> StoreResult<Vec<AgentMessage>>;
 }

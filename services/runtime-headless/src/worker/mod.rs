@@ -14,7 +14,9 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::domain::{Recovery, Session, SessionStatus};
+use crate::agent::AgentDeps;
+use crate::domain::message::AgentMessage;
+use crate::domain::{Recovery, Session, SessionStatus, TranscriptMessage, Turn};
 use crate::grant::{AppendOutcome, AppendRequest, TranscriptSink};
 use crate::metrics::RuntimeMetrics;
 use crate::provider::Providers;
@@ -55,6 +57,7 @@ pub(crate) struct Inner {
     pub providers: Providers,
     pub sealer: Sealer,
     pub metrics: RuntimeMetrics,
+    pub agent: AgentDeps,
     wake: Notify,
     sync_wake: Notify,
     running: Mutex<HashMap<i64, Running>>,
@@ -79,6 +82,7 @@ impl Worker {
         providers: Providers,
         sealer: Sealer,
         metrics: RuntimeMetrics,
+        agent: AgentDeps,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -91,6 +95,7 @@ impl Worker {
                 providers,
                 sealer,
                 metrics,
+                agent,
                 wake: Notify::new(),
                 sync_wake: Notify::new(),
                 running: Mutex::new(HashMap::new()),
@@ -457,10 +462,18 @@ async fn transcript_loop(inner: Arc<Inner>) {
                 .finished_at
                 .unwrap_or(p.turn.created_at)
                 .timestamp_millis();
+            let messages = match inner.agent.messages.turn_messages(p.turn.id).await {
+                Ok(m) => transcript_of(&p.turn, &m, ts),
+                Err(e) => {
+                    tracing::warn!(turn = p.turn.id, error = %e, "Cannot read the turn's messages; will retry.");
+                    let _ = inner.store.unmark_synced(p.turn.id).await;
+                    continue;
+                }
+            };
             let req = AppendRequest {
                 user_id: p.user_id.clone(),
                 organization_id: p.organization_id.clone(),
-                messages: p.turn.transcript_messages(ts),
+                messages,
             };
             match inner.transcripts.append(&p.conversation_id, &req).await {
                 Ok(AppendOutcome::Appended) => {}
@@ -477,4 +490,31 @@ async fn transcript_loop(inner: Arc<Inner>) {
             return;
         }
     }
+}
+
+/// What a finished turn adds to the conversation transcript: the user and assistant text of its
+/// run, under the runtime's message ids (so re-sending is idempotent). A turn that never ran
+/// (aborted while queued) still records what the user sent.
+fn transcript_of(turn: &Turn, messages: &[AgentMessage], timestamp: i64) -> Vec<TranscriptMessage> {
+    let mut out: Vec<TranscriptMessage> = messages
+        .iter()
+        .filter(|m| !matches!(m, AgentMessage::ToolResult(_)))
+        .filter_map(|m| {
+            Some(TranscriptMessage {
+                id: m.id().to_owned(),
+                role: m.role().to_owned(),
+                timestamp,
+                content: m.transcript_text()?,
+            })
+        })
+        .collect();
+    if messages.is_empty() && turn.merged_into.is_none() && !turn.message.trim().is_empty() {
+        out.push(TranscriptMessage {
+            id: turn.user_message_id(),
+            role: "user".into(),
+            timestamp,
+            content: turn.message.clone(),
+        });
+    }
+    out
 }

@@ -1,17 +1,18 @@
-//! The queue runner: claims turns of sessions this replica leases and streams them from the
-//! provider, publishing each delta in order.
+//! The queue runner: claims turns of sessions this replica leases and runs the agent for each,
+//! publishing its events in order, then records the outcome.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::{CancelReason, Inner, Running};
-use crate::domain::{Lease, SessionStatus, Turn, TurnStatus, build_context};
-use crate::provider::{ChatMessage, ChatRequest, ProviderError};
+use crate::agent::{self, RunEnd, RunResult, events};
+use crate::domain::{Lease, SessionStatus, Turn, TurnStatus};
+use crate::provider::ProviderError;
 use crate::publish::{self, names};
+use crate::store::TurnStats;
 
 pub(super) async fn run_queue(inner: Arc<Inner>) {
     loop {
@@ -71,12 +72,6 @@ pub(super) async fn run_queue(inner: Arc<Inner>) {
     }
 }
 
-enum Outcome {
-    Done,
-    Failed(ProviderError),
-    Cancelled,
-}
-
 async fn run_turn(
     inner: Arc<Inner>,
     turn: Turn,
@@ -106,6 +101,12 @@ async fn run_turn(
         lane.finish().await;
         return;
     }
+    lane.send(event(events::agent_start(
+        &session.id,
+        turn.id,
+        &turn.request_id,
+    )))
+    .await;
     lane.send(event(json!({
         "type": names::RUNTIME_STATUS,
         "status": "streaming",
@@ -116,113 +117,131 @@ async fn run_turn(
     })))
     .await;
 
-    let prepared = prepare(&inner, &turn, &session.context).await;
-    let mut output = String::new();
-    let outcome = match prepared {
-        Err(e) => Outcome::Failed(e),
-        Ok((provider, req)) => match tokio::select! {
-            r = provider.stream(req) => Some(r),
-            () = cancel.cancelled() => None,
-        } {
-            None => Outcome::Cancelled,
-            Some(Err(e)) => Outcome::Failed(e),
-            Some(Ok(mut stream)) => loop {
-                let next = tokio::select! {
-                    biased;
-                    () = cancel.cancelled() => break Outcome::Cancelled,
-                    n = stream.next() => n,
-                };
-                match next {
-                    None => break Outcome::Done,
-                    Some(Err(e)) => break Outcome::Failed(e),
-                    Some(Ok(delta)) => {
-                        if output.is_empty()
-                            && !matches!(
-                                inner.store.mark_output_started(turn.id, &lease).await,
-                                Ok(true)
-                            )
-                        {
-                            if let Ok(mut slot) = reason.lock() {
-                                slot.get_or_insert(CancelReason::LeaseLost);
-                            }
-                            break Outcome::Cancelled;
-                        }
-                        output.push_str(&delta);
-                        lane.send(event(json!({
-                            "type": names::MESSAGE_UPDATE,
-                            "turnId": turn.id,
-                            "assistantMessageEvent": {
-                                "type": "text_delta",
-                                "contentIndex": 0,
-                                "delta": delta,
-                            },
-                        })))
-                        .await;
-                    }
-                }
-            },
+    let prepared = turn
+        .spec_sealed
+        .as_deref()
+        .ok_or(())
+        .and_then(|s| inner.sealer.open(s).map_err(|_| ()))
+        .map_err(|()| {
+            RunEnd::Failed(ProviderError::Protocol(
+                "the turn's provider settings cannot be read".into(),
+            ))
+        })
+        .and_then(|spec| {
+            inner
+                .providers
+                .for_kind(&spec.provider_kind)
+                .map(|p| (spec, p))
+                .map_err(RunEnd::Failed)
+        });
+    let result = match prepared {
+        Ok((spec, provider)) => {
+            agent::run(
+                &inner.agent,
+                &session,
+                &turn,
+                &lease,
+                &spec,
+                provider,
+                &lane,
+                &cancel,
+            )
+            .await
+        }
+        Err(end) => RunResult {
+            end,
+            messages: Vec::new(),
+            usage: Default::default(),
+            steps: 0,
         },
     };
     let reason = reason.lock().ok().and_then(|r| *r);
-    let (status, error, outcome_label) = match (&outcome, reason) {
-        (Outcome::Done, _) => (TurnStatus::Succeeded, None, "succeeded"),
-        (Outcome::Failed(e), _) => (TurnStatus::Failed, Some(e.to_string()), "failed"),
-        (Outcome::Cancelled, Some(CancelReason::Abort) | None) => {
-            (TurnStatus::Aborted, None, "aborted")
-        }
-        (Outcome::Cancelled, Some(CancelReason::LeaseLost | CancelReason::Shutdown)) => {
-            // Leave the row alone: whoever holds the lease next settles it.
-            tracing::info!(
-                turn = turn.id,
-                ?reason,
-                "Turn interrupted; the next owner recovers it."
-            );
-            lane.finish().await;
-            return;
-        }
+    let interrupted = matches!(
+        reason,
+        Some(CancelReason::LeaseLost | CancelReason::Shutdown)
+    );
+    let (status, error, label, note) = match &result.end {
+        RunEnd::LeaseLost => (None, None, "", ""),
+        RunEnd::Aborted if interrupted => (None, None, "", ""),
+        RunEnd::Done => (
+            Some(TurnStatus::Succeeded),
+            None,
+            "succeeded",
+            "Cloud runtime ready",
+        ),
+        RunEnd::StepLimit => (
+            Some(TurnStatus::Succeeded),
+            Some("The run stopped at the step limit.".to_owned()),
+            "step_limit",
+            "Stopped at the step limit",
+        ),
+        RunEnd::Aborted => (Some(TurnStatus::Aborted), None, "aborted", "Aborted"),
+        RunEnd::Failed(e) => (Some(TurnStatus::Failed), Some(e.to_string()), "failed", ""),
+        RunEnd::Broken(m) => (Some(TurnStatus::Failed), Some(m.clone()), "failed", ""),
+    };
+    let Some(status) = status else {
+        // Leave the row alone: whoever holds the lease next settles it.
+        tracing::info!(
+            turn = turn.id,
+            ?reason,
+            "Turn interrupted; the next owner recovers it."
+        );
+        lane.finish().await;
+        return;
+    };
+    let stats = TurnStats {
+        usage: result.usage,
+        steps: result.steps,
     };
     let recorded = matches!(
         inner
             .store
-            .finish_turn(turn.id, &lease, status, &output, error.as_deref())
+            .finish_turn(
+                turn.id,
+                &lease,
+                status,
+                &result.text(),
+                error.as_deref(),
+                stats
+            )
             .await,
         Ok(true)
     );
-    inner.metrics.turn(outcome_label);
-    match &outcome {
-        Outcome::Done => {
-            lane.send(event(json!({
-                "type": names::MESSAGE_UPDATE,
-                "turnId": turn.id,
-                "message": {
-                    "id": turn.assistant_message_id(),
-                    "role": "assistant",
-                    "content": [{"type": "text", "text": output}],
-                },
-                "assistantMessageEvent": {"type": "done", "contentIndex": 0},
-            })))
-            .await;
-        }
-        Outcome::Failed(e) => {
+    inner.metrics.turn(label);
+    inner
+        .metrics
+        .steps_per_turn
+        .observe(f64::from(result.steps));
+    match &result.end {
+        RunEnd::Failed(e) => {
             tracing::warn!(turn = turn.id, error = %e, "Turn failed at the provider.");
-            lane.send(event(json!({
-                "type": names::RUNTIME_ERROR,
-                "turnId": turn.id,
-                "requestId": turn.request_id,
-                "sessionId": session.id,
-                "error": e.code(),
-                "message": e.to_string(),
-            })))
+            lane.send(event(events::runtime_error(
+                &session.id,
+                turn.id,
+                e.code(),
+                &e.to_string(),
+            )))
             .await;
         }
-        Outcome::Cancelled => {}
+        RunEnd::Broken(m) => {
+            tracing::warn!(turn = turn.id, error = %m, "Turn failed in the runtime.");
+            lane.send(event(events::runtime_error(
+                &session.id,
+                turn.id,
+                "runtime_failure",
+                m,
+            )))
+            .await;
+        }
+        _ => {}
     }
-    lane.send(event(json!({
-        "type": names::AGENT_END,
-        "turnId": turn.id,
-        "sessionId": session.id,
-        "outcome": status.as_str(),
-    })))
+    lane.send(event(events::agent_end(
+        &session.id,
+        turn.id,
+        status.as_str(),
+        &result.messages,
+        result.usage,
+    )))
     .await;
     if recorded
         && matches!(
@@ -233,9 +252,10 @@ async fn run_turn(
             Ok(true)
         )
     {
-        let message = match status {
-            TurnStatus::Aborted => "Aborted",
-            _ => "Cloud runtime ready",
+        let message = if note.is_empty() {
+            "Cloud runtime ready"
+        } else {
+            note
         };
         lane.send(event(publish::runtime_status(
             "ready",
@@ -245,41 +265,4 @@ async fn run_turn(
         .await;
     }
     lane.finish().await;
-}
-
-async fn prepare(
-    inner: &Inner,
-    turn: &Turn,
-    seed: &[crate::domain::TranscriptMessage],
-) -> Result<(Arc<dyn crate::provider::LlmProvider>, ChatRequest), ProviderError> {
-    let spec = turn
-        .spec_sealed
-        .as_deref()
-        .ok_or(())
-        .and_then(|s| inner.sealer.open(s).map_err(|_| ()))
-        .map_err(|()| {
-            ProviderError::Protocol("the turn's provider settings cannot be read".into())
-        })?;
-    let provider = inner.providers.for_kind(&spec.provider_kind)?;
-    let turns = inner
-        .store
-        .turns_of(&turn.session_id)
-        .await
-        .map_err(|e| ProviderError::Network(format!("database: {e}")))?;
-    let messages = build_context(seed, &turns, turn)
-        .into_iter()
-        .map(|m| ChatMessage {
-            role: m.role,
-            content: m.content,
-        })
-        .collect();
-    Ok((
-        provider,
-        ChatRequest {
-            base_url: spec.base_url,
-            secret: cloud_common::Secret::new(spec.secret),
-            model: spec.model,
-            messages,
-        },
-    ))
 }

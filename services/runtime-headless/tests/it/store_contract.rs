@@ -4,33 +4,46 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cloud_testkit::db::TestDb;
+use runtime_headless::domain::message::{AgentMessage, TokenUsage, UserMessage, UserPart};
 use runtime_headless::domain::{
-    AcquireOutcome, Lease, NewSession, Recovery, Session, SessionStatus, TranscriptMessage,
-    TurnKind, TurnStatus,
+    AcquireOutcome, Lease, NewSession, Preferences, QueueMode, Recovery, Session, SessionStatus,
+    TranscriptMessage, TurnKind, TurnStatus, UserInput,
 };
 use runtime_headless::store::memory::MemoryStore;
 use runtime_headless::store::postgres::PgStore;
-use runtime_headless::store::{SettingsUpdate, Store};
+use runtime_headless::store::{MessageStore, SettingsUpdate, Store, TurnStats};
+
+fn input(text: &str) -> UserInput {
+    UserInput {
+        text: text.into(),
+        ..UserInput::default()
+    }
+}
 
 const TTL: Duration = Duration::from_secs(30);
 
 struct Harness {
     store: Arc<dyn Store>,
+    messages: Arc<dyn MessageStore>,
     db: Option<TestDb>,
 }
 
 impl Harness {
     async fn memory() -> Self {
+        let m = Arc::new(MemoryStore::new());
         Self {
-            store: Arc::new(MemoryStore::new()),
+            store: m.clone(),
+            messages: m,
             db: None,
         }
     }
 
     async fn postgres() -> Self {
         let db = TestDb::new().await;
+        let pg = Arc::new(PgStore::new(db.pool.clone()));
         Self {
-            store: Arc::new(PgStore::new(db.pool.clone())),
+            store: pg.clone(),
+            messages: pg,
             db: Some(db),
         }
     }
@@ -253,17 +266,23 @@ async fn turns_queue_run_once_in_order(h: Harness) {
     let s = create(&h, &user, "c", "w1").await;
     let t1 = h
         .store
-        .enqueue_turn(&s.id, TurnKind::Prompt, "one", Some("r1".into()), vec![1])
+        .enqueue_turn(
+            &s.id,
+            TurnKind::Prompt,
+            &input("one"),
+            Some("r1".into()),
+            vec![1],
+        )
         .await
         .unwrap();
     let t2 = h
         .store
-        .enqueue_turn(&s.id, TurnKind::FollowUp, "two", None, vec![1])
+        .enqueue_turn(&s.id, TurnKind::FollowUp, &input("two"), None, vec![1])
         .await
         .unwrap();
     let t3 = h
         .store
-        .enqueue_turn(&s.id, TurnKind::Steer, "steer", None, vec![1])
+        .enqueue_turn(&s.id, TurnKind::Steer, &input("steer"), None, vec![1])
         .await
         .unwrap();
     assert_eq!(h.store.queue_depth().await.unwrap(), 3);
@@ -279,13 +298,27 @@ async fn turns_queue_run_once_in_order(h: Harness) {
     assert!(h.store.mark_output_started(first.id, &lease).await.unwrap());
     assert!(
         h.store
-            .finish_turn(first.id, &lease, TurnStatus::Succeeded, "ok", None)
+            .finish_turn(
+                first.id,
+                &lease,
+                TurnStatus::Succeeded,
+                "ok",
+                None,
+                TurnStats::default()
+            )
             .await
             .unwrap()
     );
     assert!(
         !h.store
-            .finish_turn(first.id, &lease, TurnStatus::Failed, "", None)
+            .finish_turn(
+                first.id,
+                &lease,
+                TurnStatus::Failed,
+                "",
+                None,
+                TurnStats::default()
+            )
             .await
             .unwrap()
     );
@@ -298,13 +331,27 @@ async fn turns_queue_run_once_in_order(h: Harness) {
     };
     assert!(
         !h.store
-            .finish_turn(second.id, &stale, TurnStatus::Succeeded, "x", None)
+            .finish_turn(
+                second.id,
+                &stale,
+                TurnStatus::Succeeded,
+                "x",
+                None,
+                TurnStats::default()
+            )
             .await
             .unwrap()
     );
     assert!(
         h.store
-            .finish_turn(second.id, &lease, TurnStatus::Succeeded, "done", None)
+            .finish_turn(
+                second.id,
+                &lease,
+                TurnStatus::Succeeded,
+                "done",
+                None,
+                TurnStats::default()
+            )
             .await
             .unwrap()
     );
@@ -329,7 +376,7 @@ async fn a_new_owner_retries_or_fails_interrupted_turns(h: Harness) {
     let s = create(&h, &user, "c", "w1").await;
     let quiet = h
         .store
-        .enqueue_turn(&s.id, TurnKind::Prompt, "quiet", None, vec![1])
+        .enqueue_turn(&s.id, TurnKind::Prompt, &input("quiet"), None, vec![1])
         .await
         .unwrap();
     let (t, lease) = h.store.claim_turn("w1").await.unwrap().unwrap();
@@ -394,12 +441,12 @@ async fn abort_stop_and_idle_expiry(h: Harness) {
     let s = create(&h, &user, "c", "w1").await;
     let running = h
         .store
-        .enqueue_turn(&s.id, TurnKind::Prompt, "a", None, vec![1])
+        .enqueue_turn(&s.id, TurnKind::Prompt, &input("a"), None, vec![1])
         .await
         .unwrap();
     let queued = h
         .store
-        .enqueue_turn(&s.id, TurnKind::FollowUp, "b", None, vec![1])
+        .enqueue_turn(&s.id, TurnKind::FollowUp, &input("b"), None, vec![1])
         .await
         .unwrap();
     let (_, lease) = h.store.claim_turn("w1").await.unwrap().unwrap();
@@ -419,7 +466,14 @@ async fn abort_stop_and_idle_expiry(h: Harness) {
     );
     assert!(
         h.store
-            .finish_turn(running.id, &lease, TurnStatus::Aborted, "partial", None)
+            .finish_turn(
+                running.id,
+                &lease,
+                TurnStatus::Aborted,
+                "partial",
+                None,
+                TurnStats::default()
+            )
             .await
             .unwrap()
     );
@@ -432,7 +486,11 @@ async fn abort_stop_and_idle_expiry(h: Harness) {
                 &s.id,
                 SettingsUpdate {
                     model: Some((Some("openai".into()), Some("m".into()))),
-                    thinking_level: Some(Some("high".into()))
+                    thinking_level: Some(Some("high".into())),
+                    preferences: Some(Preferences {
+                        steering_mode: QueueMode::OneAtATime,
+                        ..Preferences::default()
+                    }),
                 }
             )
             .await
@@ -441,9 +499,11 @@ async fn abort_stop_and_idle_expiry(h: Harness) {
     let got = h.store.get(&s.id).await.unwrap().unwrap();
     assert_eq!(got.model_id.as_deref(), Some("m"));
     assert_eq!(got.thinking_level.as_deref(), Some("high"));
+    assert_eq!(got.preferences.steering_mode, QueueMode::OneAtATime);
+    assert_eq!(got.preferences.follow_up_mode, QueueMode::All);
     let pending = h
         .store
-        .enqueue_turn(&s.id, TurnKind::Prompt, "c", None, vec![1])
+        .enqueue_turn(&s.id, TurnKind::Prompt, &input("c"), None, vec![1])
         .await
         .unwrap();
     assert!(h.store.stop(&s.id).await.unwrap());
@@ -467,7 +527,7 @@ async fn abort_stop_and_idle_expiry(h: Harness) {
     let idle = create(&h, &user, "idle", "w1").await;
     let busy = create(&h, &user, "busy", "w1").await;
     h.store
-        .enqueue_turn(&busy.id, TurnKind::Prompt, "x", None, vec![1])
+        .enqueue_turn(&busy.id, TurnKind::Prompt, &input("x"), None, vec![1])
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -495,6 +555,156 @@ async fn abort_stop_and_idle_expiry(h: Harness) {
     assert_eq!(h.store.count_active().await.unwrap(), 1);
 }
 
+fn user_message(id: &str, text: &str) -> AgentMessage {
+    AgentMessage::User(UserMessage {
+        id: id.into(),
+        content: vec![UserPart::Text { text: text.into() }],
+        timestamp: 1,
+    })
+}
+
+async fn agent_messages_are_fenced_ordered_and_merged_turns_delivered(h: Harness) {
+    let user = h.user().await;
+    let s = create(&h, &user, "conv-msgs", "w1").await;
+    let first = h
+        .store
+        .enqueue_turn(&s.id, TurnKind::Prompt, &input("go"), None, vec![1])
+        .await
+        .unwrap();
+    assert_eq!(first.input.as_ref().map(|i| i.text.as_str()), Some("go"));
+    let (running, lease) = h.store.claim_turn("w1").await.unwrap().unwrap();
+    assert_eq!(running.id, first.id);
+    // Steering and follow-up messages queued while the run is active.
+    let steer_a = h
+        .store
+        .enqueue_turn(&s.id, TurnKind::Steer, &input("a"), None, vec![1])
+        .await
+        .unwrap();
+    let follow = h
+        .store
+        .enqueue_turn(&s.id, TurnKind::FollowUp, &input("later"), None, vec![1])
+        .await
+        .unwrap();
+    let steer_b = h
+        .store
+        .enqueue_turn(&s.id, TurnKind::Steer, &input("b"), None, vec![1])
+        .await
+        .unwrap();
+    let one = h
+        .store
+        .take_queued(&s.id, &lease, running.id, TurnKind::Steer, 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        one.iter().map(|t| t.id).collect::<Vec<_>>(),
+        vec![steer_a.id]
+    );
+    assert_eq!(one[0].merged_into, Some(running.id));
+    assert_eq!(one[0].status, TurnStatus::Succeeded);
+    let rest = h
+        .store
+        .take_queued(&s.id, &lease, running.id, TurnKind::Steer, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        rest.iter().map(|t| t.id).collect::<Vec<_>>(),
+        vec![steer_b.id]
+    );
+    // A stale lease takes nothing.
+    let stale = Lease {
+        owner: "w1".into(),
+        version: lease.version - 1,
+    };
+    assert!(
+        h.store
+            .take_queued(&s.id, &stale, running.id, TurnKind::FollowUp, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Messages: in order of first write, replaced by id, fenced.
+    assert!(
+        h.messages
+            .append_messages(
+                &s.id,
+                &lease,
+                running.id,
+                &[user_message("m1", "go"), user_message("m2", "a")]
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        h.messages
+            .append_messages(
+                &s.id,
+                &lease,
+                running.id,
+                &[user_message("m1", "go (edited)")]
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        !h.messages
+            .append_messages(&s.id, &stale, running.id, &[user_message("m3", "x")])
+            .await
+            .unwrap()
+    );
+    let all = h.messages.session_messages(&s.id).await.unwrap();
+    let ids: Vec<&str> = all.iter().map(|m| m.message.id()).collect();
+    assert_eq!(ids, vec!["m1", "m2"]);
+    assert_eq!(
+        all[0].message.transcript_text().as_deref(),
+        Some("go (edited)")
+    );
+    assert_eq!(all[0].turn_id, Some(running.id));
+    assert_eq!(h.messages.turn_messages(running.id).await.unwrap().len(), 2);
+    assert!(
+        h.messages
+            .turn_messages(follow.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let stats = TurnStats {
+        usage: TokenUsage::new(120, 30),
+        steps: 3,
+    };
+    assert!(
+        h.store
+            .finish_turn(
+                running.id,
+                &lease,
+                TurnStatus::Succeeded,
+                "done",
+                None,
+                stats
+            )
+            .await
+            .unwrap()
+    );
+    let turns = h.store.turns_of(&s.id).await.unwrap();
+    let done = turns.iter().find(|t| t.id == running.id).unwrap();
+    assert_eq!(
+        (done.input_tokens, done.output_tokens, done.steps),
+        (120, 30, 3)
+    );
+    // The merged steers do not reach the transcript on their own; the finished turn does.
+    let pending = h.store.claim_transcripts(100).await.unwrap();
+    let ids: Vec<i64> = pending.iter().map(|p| p.turn.id).collect();
+    assert!(ids.contains(&running.id), "{ids:?}");
+    assert!(
+        !ids.contains(&steer_a.id) && !ids.contains(&steer_b.id),
+        "{ids:?}"
+    );
+    // The follow-up is still queued for its own run.
+    let (next, _) = h.store.claim_turn("w1").await.unwrap().unwrap();
+    assert_eq!(next.id, follow.id);
+}
+
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod memory_store {
@@ -512,6 +722,7 @@ contract!(
     turns_queue_run_once_in_order,
     a_new_owner_retries_or_fails_interrupted_turns,
     abort_stop_and_idle_expiry,
+    agent_messages_are_fenced_ordered_and_merged_turns_delivered,
 );
 
 /// Many replicas creating at once for one user: never more sessions than the limit.

@@ -8,10 +8,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{AbortResult, PendingTranscript, SettingsUpdate, Store, StoreError, StoreResult};
+use super::{
+    AbortResult, MessageStore, PendingTranscript, SettingsUpdate, Store, StoreError, StoreResult,
+    StoredMessage, TurnStats,
+};
+use crate::domain::message::AgentMessage;
 use crate::domain::{
     AcquireOutcome, Lease, NewSession, Recovery, Session, SessionStatus, TranscriptMessage, Turn,
-    TurnKind, TurnStatus, Usage, admits, new_session_id, recovery_for,
+    TurnKind, TurnStatus, Usage, UserInput, admits, new_session_id, recovery_for,
 };
 
 #[derive(Default)]
@@ -20,6 +24,8 @@ struct Inner {
     turns: BTreeMap<i64, Turn>,
     synced: HashMap<i64, bool>,
     next_turn: i64,
+    /// Per session, in order of first write.
+    messages: HashMap<String, Vec<StoredMessage>>,
 }
 
 #[derive(Default)]
@@ -129,6 +135,7 @@ impl Store for MemoryStore {
             subscription_label: new.subscription_label,
             parallel_sessions_limit: new.parallel_sessions_limit,
             context: new.context,
+            preferences: Default::default(),
             last_activity_at: now,
             created_at: now,
             updated_at: now,
@@ -159,6 +166,9 @@ impl Store for MemoryStore {
         }
         if let Some(t) = update.thinking_level {
             s.thinking_level = t;
+        }
+        if let Some(p) = update.preferences {
+            s.preferences = p;
         }
         s.updated_at = Utc::now();
         s.last_activity_at = s.updated_at;
@@ -347,7 +357,7 @@ impl Store for MemoryStore {
         &self,
         session_id: &str,
         kind: TurnKind,
-        message: &str,
+        input: &UserInput,
         request_id: Option<String>,
         spec_sealed: Vec<u8>,
     ) -> StoreResult<Turn> {
@@ -358,7 +368,12 @@ impl Store for MemoryStore {
             id: inner.next_turn,
             session_id: session_id.to_owned(),
             kind,
-            message: message.to_owned(),
+            message: input.text.clone(),
+            input: Some(input.clone()),
+            merged_into: None,
+            input_tokens: 0,
+            output_tokens: 0,
+            steps: 0,
             request_id,
             status: TurnStatus::Queued,
             attempts: 0,
@@ -427,6 +442,43 @@ impl Store for MemoryStore {
         )))
     }
 
+    async fn take_queued(
+        &self,
+        session_id: &str,
+        lease: &Lease,
+        into: i64,
+        kind: TurnKind,
+        limit: i64,
+    ) -> StoreResult<Vec<Turn>> {
+        let now = Utc::now();
+        let mut inner = self.lock()?;
+        if fenced(&mut inner, session_id, lease).is_none() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = inner
+            .turns
+            .values()
+            .filter(|t| {
+                t.session_id == session_id && t.status == TurnStatus::Queued && t.kind == kind
+            })
+            .map(|t| t.id)
+            .take(usize::try_from(limit).unwrap_or(0))
+            .collect();
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(t) = inner.turns.get_mut(&id) {
+                t.status = TurnStatus::Succeeded;
+                t.merged_into = Some(into);
+                t.started_at = Some(now);
+                t.finished_at = Some(now);
+                out.push(t.clone());
+            }
+            // Its messages reach the transcript with the turn it was merged into.
+            inner.synced.insert(id, true);
+        }
+        Ok(out)
+    }
+
     async fn turns_of(&self, session_id: &str) -> StoreResult<Vec<Turn>> {
         Ok(self
             .lock()?
@@ -463,6 +515,7 @@ impl Store for MemoryStore {
         status: TurnStatus,
         output: &str,
         error: Option<&str>,
+        stats: TurnStats,
     ) -> StoreResult<bool> {
         let mut inner = self.lock()?;
         let Some(session_id) = inner.turns.get(&turn_id).map(|t| t.session_id.clone()) else {
@@ -479,6 +532,9 @@ impl Store for MemoryStore {
                 t.output = output.to_owned();
                 t.error = error.map(str::to_owned);
                 t.finished_at = Some(Utc::now());
+                t.input_tokens = stats.usage.input as i64;
+                t.output_tokens = stats.usage.output as i64;
+                t.steps = stats.steps;
                 true
             }
             _ => false,
@@ -630,5 +686,58 @@ impl Store for MemoryStore {
             .values()
             .filter(|t| t.status == TurnStatus::Queued)
             .count() as i64)
+    }
+}
+
+#[async_trait]
+impl MessageStore for MemoryStore {
+    async fn append_messages(
+        &self,
+        session_id: &str,
+        lease: &Lease,
+        turn_id: i64,
+        messages: &[AgentMessage],
+    ) -> StoreResult<bool> {
+        let mut inner = self.lock()?;
+        if fenced(&mut inner, session_id, lease).is_none() {
+            return Ok(false);
+        }
+        let list = inner.messages.entry(session_id.to_owned()).or_default();
+        for m in messages {
+            match list.iter_mut().find(|s| s.message.id() == m.id()) {
+                Some(existing) => existing.message = m.clone(),
+                None => list.push(StoredMessage {
+                    turn_id: Some(turn_id),
+                    message: m.clone(),
+                }),
+            }
+        }
+        Ok(true)
+    }
+
+    async fn session_messages(&self, session_id: &str) -> StoreResult<Vec<StoredMessage>> {
+        Ok(self
+            .lock()?
+            .messages
+            .get(session_id)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn turn_messages(&self, turn_id: i64) -> StoreResult<Vec<AgentMessage>> {
+        let inner = self.lock()?;
+        let Some(session) = inner.turns.get(&turn_id).map(|t| t.session_id.clone()) else {
+            return Ok(Vec::new());
+        };
+        Ok(inner
+            .messages
+            .get(&session)
+            .map(|l| {
+                l.iter()
+                    .filter(|m| m.turn_id == Some(turn_id))
+                    .map(|m| m.message.clone())
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 }

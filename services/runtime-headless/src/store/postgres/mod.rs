@@ -12,10 +12,15 @@ use async_trait::async_trait;
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, Row, Transaction};
 
-use super::{AbortResult, PendingTranscript, SettingsUpdate, Store, StoreError, StoreResult};
+mod messages;
+
+use super::{
+    AbortResult, PendingTranscript, SettingsUpdate, Store, StoreError, StoreResult, TurnStats,
+};
 use crate::domain::{
-    AcquireOutcome, Lease, NewSession, Recovery, Session, SessionStatus, TranscriptMessage, Turn,
-    TurnKind, TurnStatus, Usage, admits, new_session_id, recovery_for,
+    AcquireOutcome, Lease, NewSession, Preferences, Recovery, Session, SessionStatus,
+    TranscriptMessage, Turn, TurnKind, TurnStatus, Usage, UserInput, admits, new_session_id,
+    recovery_for,
 };
 
 pub struct PgStore {
@@ -37,11 +42,11 @@ const ACTIVE: &str = "status NOT IN ('stopped', 'error')";
 const SESSION_COLUMNS: &str = "id, user_id, organization_id, conversation_id, project_id, \
     cloud_instance_id, owner_id, lease_expires_at, lease_version, status, model_provider, \
     model_id, thinking_level, subscription_plan, subscription_label, parallel_sessions_limit, \
-    context_json, last_activity_at, created_at, updated_at";
+    context_json, preferences, last_activity_at, created_at, updated_at";
 
 const TURN_COLUMNS: &str = "id, session_id, kind, message, request_id, status, attempts, \
     claimed_by, lease_version, output_started, output, error, spec_sealed, abort_requested, \
-    created_at, started_at, finished_at";
+    created_at, started_at, finished_at, input_json, merged_into, input_tokens, output_tokens, steps";
 
 fn secs(ttl: Duration) -> f64 {
     ttl.as_secs_f64()
@@ -50,6 +55,7 @@ fn secs(ttl: Duration) -> f64 {
 fn session_from_row(row: &PgRow) -> StoreResult<Session> {
     let status: String = row.try_get("status")?;
     let context: serde_json::Value = row.try_get("context_json")?;
+    let preferences: serde_json::Value = row.try_get("preferences")?;
     Ok(Session {
         id: row.try_get("id")?,
         user_id: row.try_get("user_id")?,
@@ -69,6 +75,7 @@ fn session_from_row(row: &PgRow) -> StoreResult<Session> {
         subscription_label: row.try_get("subscription_label")?,
         parallel_sessions_limit: row.try_get("parallel_sessions_limit")?,
         context: serde_json::from_value::<Vec<TranscriptMessage>>(context).unwrap_or_default(),
+        preferences: serde_json::from_value::<Preferences>(preferences).unwrap_or_default(),
         last_activity_at: row.try_get("last_activity_at")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
@@ -84,6 +91,13 @@ fn turn_from_row(row: &PgRow) -> StoreResult<Turn> {
         kind: TurnKind::parse(&kind)
             .ok_or_else(|| StoreError::Other(format!("unknown turn kind {kind:?}")))?,
         message: row.try_get("message")?,
+        input: row
+            .try_get::<Option<serde_json::Value>, _>("input_json")?
+            .and_then(|v| serde_json::from_value::<UserInput>(v).ok()),
+        merged_into: row.try_get("merged_into")?,
+        input_tokens: row.try_get("input_tokens")?,
+        output_tokens: row.try_get("output_tokens")?,
+        steps: row.try_get("steps")?,
         request_id: row.try_get("request_id")?,
         status: TurnStatus::parse(&status)
             .ok_or_else(|| StoreError::Other(format!("unknown turn status {status:?}")))?,
@@ -243,11 +257,15 @@ impl Store for PgStore {
             Some(l) => (true, l),
             None => (false, None),
         };
+        let preferences = update
+            .preferences
+            .map(|p| serde_json::to_value(p).unwrap_or_default());
         let done = sqlx::query(&format!(
             "UPDATE runtime_sessions SET \
              model_provider = CASE WHEN $2 THEN $3 ELSE model_provider END, \
              model_id = CASE WHEN $2 THEN $4 ELSE model_id END, \
              thinking_level = CASE WHEN $5 THEN $6 ELSE thinking_level END, \
+             preferences = COALESCE($7, preferences), \
              updated_at = now(), last_activity_at = now() WHERE id = $1 AND {ACTIVE}"
         ))
         .bind(id)
@@ -256,6 +274,7 @@ impl Store for PgStore {
         .bind(model)
         .bind(set_level)
         .bind(level)
+        .bind(preferences)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -429,20 +448,21 @@ impl Store for PgStore {
         &self,
         session_id: &str,
         kind: TurnKind,
-        message: &str,
+        input: &UserInput,
         request_id: Option<String>,
         spec_sealed: Vec<u8>,
     ) -> StoreResult<Turn> {
         let row = sqlx::query(&format!(
             "WITH touch AS (UPDATE runtime_sessions SET last_activity_at = now() WHERE id = $1) \
-             INSERT INTO runtime_turns (session_id, kind, message, request_id, spec_sealed) \
-             VALUES ($1, $2, $3, $4, $5) RETURNING {TURN_COLUMNS}"
+             INSERT INTO runtime_turns (session_id, kind, message, request_id, spec_sealed, \
+             input_json) VALUES ($1, $2, $3, $4, $5, $6) RETURNING {TURN_COLUMNS}"
         ))
         .bind(session_id)
         .bind(kind.as_str())
-        .bind(message)
+        .bind(&input.text)
         .bind(request_id)
         .bind(spec_sealed)
+        .bind(serde_json::to_value(input).unwrap_or_default())
         .fetch_one(&self.pool)
         .await?;
         turn_from_row(&row)
@@ -480,6 +500,41 @@ impl Store for PgStore {
         )))
     }
 
+    async fn take_queued(
+        &self,
+        session_id: &str,
+        lease: &Lease,
+        into: i64,
+        kind: TurnKind,
+        limit: i64,
+    ) -> StoreResult<Vec<Turn>> {
+        // Merged turns reach the transcript with the turn they joined (transcript_synced).
+        let rows = sqlx::query(&format!(
+            "WITH held AS (SELECT id FROM runtime_sessions WHERE id = $1 AND owner_id = $2 \
+               AND lease_version = $3 AND {ACTIVE}), \
+             picked AS (SELECT t.id FROM runtime_turns t, held WHERE t.session_id = held.id \
+               AND t.status = 'queued' AND t.kind = $5 ORDER BY t.id LIMIT $6 FOR UPDATE OF t) \
+             UPDATE runtime_turns u SET status = 'succeeded', merged_into = $4, \
+               started_at = now(), finished_at = now(), transcript_synced = true \
+             FROM picked WHERE u.id = picked.id RETURNING {}",
+            prefixed("u", TURN_COLUMNS)
+        ))
+        .bind(session_id)
+        .bind(&lease.owner)
+        .bind(lease.version)
+        .bind(into)
+        .bind(kind.as_str())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut turns = rows
+            .iter()
+            .map(turn_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        turns.sort_by_key(|t| t.id);
+        Ok(turns)
+    }
+
     async fn turns_of(&self, session_id: &str) -> StoreResult<Vec<Turn>> {
         let rows = sqlx::query(&format!(
             "SELECT {TURN_COLUMNS} FROM runtime_turns WHERE session_id = $1 ORDER BY id"
@@ -511,10 +566,11 @@ impl Store for PgStore {
         status: TurnStatus,
         output: &str,
         error: Option<&str>,
+        stats: TurnStats,
     ) -> StoreResult<bool> {
         let done = sqlx::query(&format!(
-            "UPDATE runtime_turns t SET status = $4, output = $5, error = $6, finished_at = now() \
-             FROM runtime_sessions s \
+            "UPDATE runtime_turns t SET status = $4, output = $5, error = $6, finished_at = now(), \
+             input_tokens = $7, output_tokens = $8, steps = $9 FROM runtime_sessions s \
              WHERE t.id = $1 AND t.status = 'running' AND t.lease_version = $3 \
                AND s.id = t.session_id AND s.owner_id = $2 AND s.lease_version = $3 AND s.{ACTIVE}"
         ))
@@ -524,6 +580,9 @@ impl Store for PgStore {
         .bind(status.as_str())
         .bind(output)
         .bind(error)
+        .bind(stats.usage.input as i64)
+        .bind(stats.usage.output as i64)
+        .bind(stats.steps)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
