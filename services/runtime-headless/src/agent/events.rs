@@ -86,7 +86,8 @@ pub fn runtime_error(session_id: &str, turn_id: i64, code: &str, message: &str) 
 ///
 /// Deltas of one part are merged and sent at most once per `interval`; the end of a part is
 /// sent at once (the desktop then shows the finished text or tool call); a delta of another
-/// part first sends what was pending. Starts are folded into the next update.
+/// part, or an end, first sends what was pending, so the deltas add up to the whole answer.
+/// Starts are folded into the next update.
 pub struct Coalescer {
     interval: Duration,
     pending: Option<Piece>,
@@ -108,7 +109,8 @@ impl Coalescer {
         match piece {
             Piece::Start(..) => return out,
             Piece::End(..) => {
-                self.pending = None;
+                // Pending deltas go first, so the deltas always add up to the whole text.
+                out.extend(self.pending.take());
                 out.push(piece);
             }
             Piece::Delta(..) => {
@@ -178,7 +180,7 @@ mod tests {
                 Piece::End(PartKind::Text, 0),
                 t0 + Duration::from_millis(121)
             ),
-            vec![Piece::End(PartKind::Text, 0)]
+            vec![d("f"), Piece::End(PartKind::Text, 0)]
         );
         let other = Piece::Delta(PartKind::ToolCall, 1, "{".into());
         c.push(d("g"), t0 + Duration::from_millis(130));

@@ -93,15 +93,15 @@ async fn auth_order_and_session_visibility() {
     assert_eq!(cb.command(&id, json!({"type": "abort"})).await.0, 404);
     assert_eq!(cb.delete(&id).await, 404);
 
-    // RpcResponse echoes the request id; unsupported commands are a 400 response object.
+    // RpcResponse echoes the request id; unknown commands are a 400 response object.
     let (s, body) = ca
-        .command(&id, json!({"id": "req-42", "type": "get_available_models"}))
+        .command(&id, json!({"id": "req-42", "type": "reticulate_splines"}))
         .await;
     assert_eq!(s, 400);
     assert_eq!(
         body,
-        json!({"id": "req-42", "type": "response", "command": "get_available_models",
-               "success": false, "error": "Unsupported command: get_available_models"})
+        json!({"id": "req-42", "type": "response", "command": "reticulate_splines",
+               "success": false, "error": "Unsupported command: reticulate_splines"})
     );
     let (s, body) = ca
         .command(

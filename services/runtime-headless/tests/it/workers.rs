@@ -429,9 +429,10 @@ async fn transcripts_keep_earlier_messages_across_sessions() {
         .iter()
         .map(|m| m["content"].as_str().unwrap())
         .collect();
+    assert_eq!(last["body"]["messages"][0]["role"], "system");
     assert_eq!(
-        sent,
-        vec!["first question", "tok0 tok1 ", "second question"]
+        sent[1..],
+        ["first question", "tok0 tok1 ", "second question"]
     );
     assert_eq!(last["authorization"], "Bearer sk-test-secret");
     // The secret never reaches the database in plaintext.
