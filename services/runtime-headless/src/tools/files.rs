@@ -131,14 +131,26 @@ pub fn read(ctx: &ToolContext, args: &Value) -> ToolOutput {
             lines.len()
         ));
     }
-    let limit = opt_u64(args, "limit")
-        .map(|l| l as usize)
-        .unwrap_or(ctx.limits.max_output_lines);
+    let asked = opt_u64(args, "limit").map(|l| l as usize);
+    let limit = asked.unwrap_or(ctx.limits.max_output_lines);
     let window: String = lines.iter().skip(offset - 1).take(limit).copied().collect();
-    let (mut out, details) = truncate_head(&window, &ctx.limits);
+    let (mut out, mut details) = truncate_head(&window, &ctx.limits);
     let shown = out.lines().count();
     let last = offset - 1 + shown;
     if last < lines.len() {
+        if details.is_none() && asked.is_none() {
+            // Cut by the default window: the desktop shows it as truncated.
+            details = Some(crate::domain::message::ToolDetails {
+                truncation: Some(crate::domain::message::Truncation {
+                    truncated: true,
+                    total_bytes: bytes.len() as u64,
+                    total_lines: lines.len() as u64,
+                    output_bytes: out.len() as u64,
+                    output_lines: shown as u64,
+                }),
+                exit_code: None,
+            });
+        }
         out.push_str(&format!(
             "\n[Showing lines {offset}-{last} of {}. Use offset={} to continue.]",
             lines.len(),

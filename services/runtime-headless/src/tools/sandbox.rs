@@ -70,6 +70,9 @@ pub struct SandboxConfig {
     pub memory_bytes: u64,
     pub max_processes: u64,
     pub max_file_bytes: u64,
+    /// The runtime-headless binary run inside `public` sandboxes as the proxy forwarder
+    /// (`None`: this process's own executable).
+    pub helper: Option<PathBuf>,
 }
 
 impl Default for SandboxConfig {
@@ -80,6 +83,7 @@ impl Default for SandboxConfig {
             memory_bytes: 4 << 30,
             max_processes: 512,
             max_file_bytes: 2 << 30,
+            helper: None,
         }
     }
 }
@@ -114,9 +118,13 @@ impl Sandbox {
             std::fs::write(etc.join("group"), "root:x:0:\nagent:x:1000:\nnogroup:x:65534:\n")
         });
         Self {
-            config,
             runtime_dir: runtime_dir.to_path_buf(),
-            helper: std::env::current_exe().unwrap_or_default(),
+            helper: config
+                .helper
+                .clone()
+                .or_else(|| std::env::current_exe().ok())
+                .unwrap_or_default(),
+            config,
         }
     }
 

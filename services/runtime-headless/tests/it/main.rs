@@ -5,4 +5,5 @@ mod e2e;
 mod edges;
 mod store_contract;
 mod support;
+mod tools;
 mod workers;
