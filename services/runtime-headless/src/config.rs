@@ -193,7 +193,7 @@ impl Config {
                 50,
                 0,
                 5000,
-            ) as u64),
+            )),
             max_provider_output_bytes: r.int_in(
                 "CHATONS_RUNTIME_MAX_PROVIDER_OUTPUT_BYTES",
                 16 << 20,
@@ -218,14 +218,13 @@ impl Config {
                     }
                 },
             },
-            sandbox_memory_mb: r.int_in("CHATONS_RUNTIME_SANDBOX_MEMORY_MB", 4096, 64, 1 << 20)
-                as u64,
+            sandbox_memory_mb: r.int_in("CHATONS_RUNTIME_SANDBOX_MEMORY_MB", 4096, 64, 1 << 20),
             sandbox_max_processes: r.int_in(
                 "CHATONS_RUNTIME_SANDBOX_MAX_PROCESSES",
                 512,
                 8,
                 1 << 16,
-            ) as u64,
+            ),
             max_command_bytes: r.int_in(
                 "CHATONS_RUNTIME_MAX_COMMAND_BYTES",
                 16 << 20,

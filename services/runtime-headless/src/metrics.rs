@@ -53,9 +53,7 @@ impl RuntimeMetrics {
             turns: Family::default(),
             tool_calls: Family::default(),
             sandbox_failures: Counter::default(),
-            steps_per_turn: Histogram::new(
-                [1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0, 34.0, 55.0, 89.0].into_iter(),
-            ),
+            steps_per_turn: Histogram::new([1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0, 34.0, 55.0, 89.0]),
             tokens: Family::default(),
         };
         metrics.register(

@@ -107,7 +107,7 @@ impl AppState {
             },
         };
         let probe_dir = config.root_dir.join("sandbox").join("probe");
-        let probe_sandbox = sandbox.clone();
+        let probe_sandbox = sandbox;
         tokio::spawn(async move {
             match probe_sandbox.probe(&probe_dir).await {
                 Ok(()) => tracing::info!("The bash sandbox works."),

@@ -184,9 +184,6 @@ mod tests {
         );
         let other = Piece::Delta(PartKind::ToolCall, 1, "{".into());
         c.push(d("g"), t0 + Duration::from_millis(130));
-        assert_eq!(
-            c.push(other.clone(), t0 + Duration::from_millis(131)),
-            vec![d("g")]
-        );
+        assert_eq!(c.push(other, t0 + Duration::from_millis(131)), vec![d("g")]);
     }
 }

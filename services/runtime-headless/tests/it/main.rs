@@ -1,5 +1,6 @@
 //! runtime-headless integration tests (one binary; modules share the harness).
 
+mod agent;
 mod bench;
 mod e2e;
 mod edges;

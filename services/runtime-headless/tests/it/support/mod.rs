@@ -2,6 +2,7 @@
 //! processes on one Postgres schema.
 
 pub mod provider;
+pub mod scripted;
 pub mod sink;
 
 use std::time::Duration;
