@@ -903,3 +903,94 @@ async fn a_killed_owner_mid_run_loses_no_finished_step() {
         "{messages}"
     );
 }
+
+async fn inputs_reach_the_model(kind: &str) {
+    use base64::Engine;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let stack = Stack::new().await;
+    let worker = stack.worker("w1").await;
+    let desk = stack.desk(kind, "full_tools").await;
+    stack
+        .provider
+        .script(&desk.model, vec![Step::text(&["seen"], 0)]);
+    let client = Client::new(&worker.url(), &desk.user.token);
+    let session = desk.session(&client).await;
+    let (_, r) = client
+        .command(
+            &session,
+            json!({"id": "t", "type": "set_thinking_level", "level": "high"}),
+        )
+        .await;
+    assert_eq!(r["success"], true, "{r}");
+    let png = b64(b"\x89PNG\r\n\x1a\nfake");
+    let (status, r) = client
+        .command(
+            &session,
+            json!({"id": "p", "type": "prompt", "message": "what is this?",
+                   "images": [{"type": "image", "data": png, "mimeType": "image/png"}],
+                   "files": [{"type": "file", "name": "todo.md", "mimeType": "text/markdown",
+                              "data": b64(b"- ship it"), "size": 9}]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{r}");
+    desk.wait("agent_end", |e| ends(e) == 1).await;
+    let request = stack.provider.requests(&desk.model).remove(0);
+    let user = request["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "user")
+        .unwrap()
+        .clone();
+    let parts = user["content"].as_array().expect("content parts");
+    let text = parts.iter().find(|p| p["type"] == "text").unwrap()["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(text.starts_with("what is this?"), "{text}");
+    assert!(
+        text.contains("- ship it") && text.contains("attachments/todo.md"),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(
+            stack
+                .workspace("w1", &desk.conversation)
+                .join("attachments/todo.md")
+        )
+        .unwrap(),
+        "- ship it"
+    );
+    if kind == "anthropic" {
+        let image = parts
+            .iter()
+            .find(|p| p["type"] == "image")
+            .expect("image part");
+        assert_eq!(image["source"]["media_type"], "image/png");
+        assert_eq!(image["source"]["data"], png.as_str());
+        assert_eq!(request["thinking"]["type"], "enabled");
+        assert_eq!(request["thinking"]["budget_tokens"], 16384);
+        assert!(request["max_tokens"].as_u64().unwrap() > 16384);
+    } else {
+        let image = parts
+            .iter()
+            .find(|p| p["type"] == "image_url")
+            .expect("image part");
+        assert_eq!(
+            image["image_url"]["url"],
+            format!("data:image/png;base64,{png}")
+        );
+        assert_eq!(request["reasoning_effort"], "high");
+    }
+}
+
+#[tokio::test]
+async fn images_files_and_thinking_reach_openai() {
+    inputs_reach_the_model("openai").await;
+}
+
+#[tokio::test]
+async fn images_files_and_thinking_reach_anthropic() {
+    inputs_reach_the_model("anthropic").await;
+}
