@@ -91,8 +91,9 @@ pub struct PendingTranscript {
     pub conversation_id: String,
 }
 
+/// Sessions and their leases.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait SessionStore: Send + Sync + 'static {
     /// `"postgres"` or `"memory"` (reported by `/healthz`).
     fn kind(&self) -> &'static str;
 
@@ -154,7 +155,11 @@ pub trait Store: Send + Sync + 'static {
     -> StoreResult<bool>;
 
     async fn count_active(&self) -> StoreResult<i64>;
+}
 
+/// The turn queue: what users asked for, claimed by the lease owner, settled once.
+#[async_trait]
+pub trait TurnStore: Send + Sync + 'static {
     async fn enqueue_turn(
         &self,
         session_id: &str,
@@ -223,6 +228,12 @@ pub trait Store: Send + Sync + 'static {
         older_than: Duration,
     ) -> StoreResult<Vec<(i64, String)>>;
 }
+
+/// Everything a worker and the HTTP layer need of sessions and turns (one object implements
+/// both aggregates; [`MessageStore`] is separate).
+pub trait Store: SessionStore + TurnStore {}
+
+impl<T: SessionStore + TurnStore> Store for T {}
 
 /// The agent messages of sessions: written by the lease owner after each step, read by
 /// `get_messages`, the snapshot, the transcript sync and the next step's context.
