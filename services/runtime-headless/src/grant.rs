@@ -139,6 +139,28 @@ impl GrantProvider {
     }
 }
 
+/// The project's repository with its decrypted token (internal answer only).
+#[derive(Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GrantRepository {
+    pub clone_url: String,
+    #[serde(default)]
+    pub default_branch: Option<String>,
+    #[serde(default)]
+    pub auth_mode: Option<String>,
+    #[serde(default, deserialize_with = "secret_opt")]
+    pub access_token: Option<Secret>,
+}
+
+impl std::fmt::Debug for GrantRepository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrantRepository")
+            .field("clone_url", &self.clone_url)
+            .field("default_branch", &self.default_branch)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The grant cloud-api answers with (a superset is fine; unknown fields are ignored).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -158,6 +180,8 @@ pub struct RuntimeGrant {
     pub conversation: Option<GrantConversation>,
     #[serde(default)]
     pub providers: Vec<GrantProvider>,
+    #[serde(default)]
+    pub repository: Option<GrantRepository>,
 }
 
 /// The plan limits a session is created under.
@@ -201,6 +225,24 @@ impl RuntimeGrant {
 
     pub fn organization_id(&self) -> Option<String> {
         self.organization.as_ref().map(|o| o.id.clone())
+    }
+
+    /// The repository to check out, for repository projects.
+    pub fn repo_spec(&self) -> Option<crate::seal::RepoSpec> {
+        let project = self.project.as_ref()?;
+        if project.kind.as_deref() != Some("repository") {
+            return None;
+        }
+        let r = self.repository.as_ref()?;
+        Some(crate::seal::RepoSpec {
+            clone_url: r.clone_url.clone(),
+            default_branch: r.default_branch.clone().filter(|b| !b.trim().is_empty()),
+            token: r
+                .access_token
+                .as_ref()
+                .filter(|_| r.auth_mode.as_deref() == Some("token"))
+                .map(|t| t.expose().to_owned()),
+        })
     }
 
     /// What the agent may do in this grant's project (no project: chat only).

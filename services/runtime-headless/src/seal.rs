@@ -27,6 +27,33 @@ pub struct TurnSpec {
     /// The project's capability when the turn was queued (the grant of that moment decides).
     #[serde(default)]
     pub capability: Capability,
+    /// The user's bearer token, for the memory tools (their calls are the user's own).
+    #[serde(default)]
+    pub user_token: Option<String>,
+    /// The project's repository, for repository projects.
+    #[serde(default)]
+    pub repository: Option<RepoSpec>,
+}
+
+/// Where a repository project's code comes from, with its access token (sealed like the rest).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RepoSpec {
+    pub clone_url: String,
+    #[serde(default)]
+    pub default_branch: Option<String>,
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for RepoSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RepoSpec")
+            .field("clone_url", &self.clone_url)
+            .field("default_branch", &self.default_branch)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 impl TurnSpec {
@@ -46,6 +73,9 @@ impl std::fmt::Debug for TurnSpec {
             .field("base_url", &self.base_url)
             .field("model", &self.model)
             .field("secret", &"***")
+            .field("capability", &self.capability)
+            .field("user_token", &self.user_token.as_ref().map(|_| "***"))
+            .field("repository", &self.repository)
             .finish()
     }
 }
@@ -115,6 +145,12 @@ mod tests {
             secret: "sk-very-secret".into(),
             thinking_level: None,
             capability: Capability::FullTools,
+            user_token: Some("user-bearer-token".into()),
+            repository: Some(RepoSpec {
+                clone_url: "https://git.example/r.git".into(),
+                default_branch: None,
+                token: Some("ghp_repo_token".into()),
+            }),
         }
     }
 
@@ -131,6 +167,9 @@ mod tests {
                 .open(&sealed)
                 .is_err()
         );
-        assert!(!format!("{:?}", spec()).contains("sk-very"));
+        let shown = format!("{:?}", spec());
+        assert!(
+            !shown.contains("sk-very") && !shown.contains("user-bearer") && !shown.contains("ghp_")
+        );
     }
 }

@@ -104,7 +104,12 @@ impl AppState {
                     ..ToolLimits::default()
                 },
                 root_dir: config.root_dir.clone(),
+                cloud_api_url: config.cloud_api_url.clone(),
             },
+            http: reqwest::Client::builder()
+                .connect_timeout(std::time::Duration::from_secs(5))
+                .build()
+                .unwrap_or_default(),
         };
         let probe_dir = config.root_dir.join("sandbox").join("probe");
         let probe_sandbox = sandbox;

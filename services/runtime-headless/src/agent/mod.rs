@@ -23,7 +23,7 @@ use crate::provider::{LlmProvider, ModelRequest, ProviderError};
 use crate::publish::{self, Lane};
 use crate::seal::TurnSpec;
 use crate::store::{MessageStore, Store};
-use crate::tools::{self, Sandbox, ToolContext, ToolLimits, Workspace};
+use crate::tools::{self, MemoryContext, Sandbox, ToolContext, ToolLimits, Workspace};
 
 /// Settings of every run on this worker.
 #[derive(Debug, Clone)]
@@ -33,6 +33,8 @@ pub struct AgentConfig {
     pub tool_limits: ToolLimits,
     /// Per-conversation workspaces live under `<root>/conversations/`.
     pub root_dir: PathBuf,
+    /// cloud-api, for the memory tools (called with the user's own token).
+    pub cloud_api_url: url::Url,
 }
 
 /// What a run needs from the worker.
@@ -43,6 +45,7 @@ pub struct AgentDeps {
     pub sandbox: Arc<Sandbox>,
     pub metrics: RuntimeMetrics,
     pub config: AgentConfig,
+    pub http: reqwest::Client,
 }
 
 /// How a run ended.
@@ -92,6 +95,7 @@ pub(crate) struct Run<'a> {
     spec: &'a TurnSpec,
     provider: Arc<dyn LlmProvider>,
     tools: Option<ToolContext>,
+    memory: Option<MemoryContext>,
     history: Vec<AgentMessage>,
     produced: Vec<AgentMessage>,
     usage: TokenUsage,
@@ -121,6 +125,7 @@ pub async fn run(
         spec,
         provider,
         tools: None,
+        memory: None,
         history: Vec::new(),
         produced: Vec::new(),
         usage: TokenUsage::default(),
@@ -144,6 +149,7 @@ impl Run<'_> {
                 Err(e) => return RunEnd::Broken(e),
             }
         }
+        self.memory = self.memory_context();
         if let Err(end) = self.load_history().await {
             return end;
         }
@@ -178,7 +184,7 @@ impl Run<'_> {
                 model: self.spec.model.clone(),
                 system: prompt::system_prompt(self.spec.capability, self.deps.sandbox.config()),
                 messages: repair_tool_pairs(self.history.clone()),
-                tools: tools::specs(self.spec.capability),
+                tools: tools::specs(self.spec.capability, self.memory.is_some()),
                 thinking: self.spec.thinking(),
             };
             let answer = match self.stream_step(*steps, request).await {
@@ -212,6 +218,19 @@ impl Run<'_> {
             sandbox: self.deps.sandbox.clone(),
             limits: self.deps.config.tool_limits,
             metrics: self.deps.metrics.clone(),
+        })
+    }
+
+    /// The organization's memory, reached with the user's own token (no organization or no
+    /// token: no memory tools).
+    fn memory_context(&self) -> Option<MemoryContext> {
+        Some(MemoryContext {
+            http: self.deps.http.clone(),
+            api: self.deps.config.cloud_api_url.clone(),
+            token: cloud_common::Secret::new(self.spec.user_token.clone()?),
+            organization_id: self.session.organization_id.clone()?,
+            project_id: self.session.project_id.clone(),
+            conversation_id: self.session.conversation_id.clone(),
         })
     }
 

@@ -166,7 +166,14 @@ impl Run<'_> {
     /// One call, relaying its partial output as `tool_execution_update` events.
     async fn execute(&self, id: &str, name: &str, args: &Value) -> ToolOutput {
         let (tx, mut rx) = mpsc::channel::<String>(4);
-        let call = tools::execute(name, args, self.tools.as_ref(), self.cancel, Some(tx));
+        let call = tools::execute(
+            name,
+            args,
+            self.tools.as_ref(),
+            self.memory.as_ref(),
+            self.cancel,
+            Some(tx),
+        );
         tokio::pin!(call);
         loop {
             tokio::select! {

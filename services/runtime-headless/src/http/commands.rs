@@ -35,7 +35,7 @@ pub async fn command(
     let (session, grant) = authorize(&st, &token, &id).await?;
     let name: String = req.kind.chars().take(64).collect();
     let reply = match req.parse() {
-        Ok(command) => dispatch(&st, &session, &grant, &req, command).await?,
+        Ok(command) => dispatch(&st, &session, &grant, &token, &req, command).await?,
         Err(e) => Err(e.to_string()),
     };
     let (status, body) = match reply {
@@ -55,13 +55,14 @@ async fn dispatch(
     st: &AppState,
     session: &Session,
     grant: &RuntimeGrant,
+    token: &cloud_common::Secret,
     req: &CommandRequest,
     command: Command,
 ) -> ApiResult<Reply> {
     Ok(match command {
         Command::EmptyTurn => Ok(None),
         Command::Turn { kind, input } => {
-            let Some(spec) = choose_spec(session, grant) else {
+            let Some(spec) = choose_spec(session, grant, token) else {
                 return Ok(Err(
                     "No organization provider is configured for cloud runtime execution.".into(),
                 ));
@@ -165,7 +166,7 @@ async fn dispatch(
         Command::GetAvailableThinkingLevels => Ok(Some(thinking_levels())),
         Command::GetAccessMode => Ok(Some(json!({
             "mode": grant.capability().as_str(),
-            "tools": crate::tools::specs(grant.capability())
+            "tools": crate::tools::specs(grant.capability(), session.organization_id.is_some())
                 .into_iter()
                 .map(|t| t.name)
                 .collect::<Vec<_>>(),

@@ -234,7 +234,11 @@ pub async fn stop(
 
 /// The provider and model a turn runs with: the session's choice when the grant still offers
 /// it, else the first usable provider's default model.
-pub(super) fn choose_spec(session: &Session, grant: &RuntimeGrant) -> Option<TurnSpec> {
+pub(super) fn choose_spec(
+    session: &Session,
+    grant: &RuntimeGrant,
+    user_token: &Secret,
+) -> Option<TurnSpec> {
     let usable: Vec<_> = grant.usable_providers().collect();
     let chosen = session
         .model_provider
@@ -263,5 +267,7 @@ pub(super) fn choose_spec(session: &Session, grant: &RuntimeGrant) -> Option<Tur
         secret: provider.secret.as_ref()?.expose().to_owned(),
         thinking_level: session.thinking_level.clone(),
         capability: grant.capability(),
+        user_token: Some(user_token.expose().to_owned()),
+        repository: grant.repo_spec(),
     })
 }

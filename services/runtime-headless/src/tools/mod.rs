@@ -5,6 +5,7 @@
 
 pub mod bash;
 mod files;
+pub mod memory;
 pub mod path;
 pub mod proxy;
 pub mod sandbox;
@@ -21,6 +22,7 @@ use crate::domain::Capability;
 use crate::domain::message::{ToolDetails, Truncation};
 use crate::provider::ToolSpec;
 
+pub use memory::MemoryContext;
 pub use path::Workspace;
 pub use sandbox::Sandbox;
 
@@ -89,8 +91,17 @@ pub struct ToolContext {
     pub metrics: crate::metrics::RuntimeMetrics,
 }
 
-/// The tools a capability grants.
-pub fn specs(capability: Capability) -> Vec<ToolSpec> {
+/// The tools a capability grants; the memory tools come with every capability when the
+/// session belongs to an organization.
+pub fn specs(capability: Capability, memory: bool) -> Vec<ToolSpec> {
+    let mut out = workspace_specs(capability);
+    if memory {
+        out.extend(memory::specs());
+    }
+    out
+}
+
+fn workspace_specs(capability: Capability) -> Vec<ToolSpec> {
     match capability {
         Capability::ChatOnly => Vec::new(),
         Capability::FullTools => vec![
@@ -111,14 +122,10 @@ pub async fn execute(
     name: &str,
     args: &Value,
     ctx: Option<&ToolContext>,
+    memory: Option<&MemoryContext>,
     cancel: &CancellationToken,
     updates: Option<mpsc::Sender<String>>,
 ) -> ToolOutput {
-    let Some(ctx) = ctx else {
-        return ToolOutput::error(format!(
-            "Tool {name} is not available: this project has no workspace tools."
-        ));
-    };
     let args = match args {
         Value::Object(_) => args.clone(),
         Value::String(s) => match serde_json::from_str::<Value>(s) {
@@ -127,6 +134,19 @@ pub async fn execute(
         },
         Value::Null => json!({}),
         _ => return ToolOutput::error("The tool arguments are not a JSON object."),
+    };
+    if memory::NAMES.contains(&name) {
+        return match memory {
+            Some(m) => m.run(name, &args).await,
+            None => ToolOutput::error(format!(
+                "Tool {name} is not available: this session has no organization memory."
+            )),
+        };
+    }
+    let Some(ctx) = ctx else {
+        return ToolOutput::error(format!(
+            "Tool {name} is not available: this project has no workspace tools."
+        ));
     };
     let ctx = ctx.clone();
     let name_owned = name.to_owned();
@@ -233,15 +253,17 @@ mod tests {
 
     #[test]
     fn capabilities_grant_their_tools() {
-        assert!(specs(Capability::ChatOnly).is_empty());
-        let names: Vec<String> = specs(Capability::FullTools)
+        assert!(specs(Capability::ChatOnly, false).is_empty());
+        assert_eq!(specs(Capability::ChatOnly, true).len(), 7);
+        let names: Vec<String> = specs(Capability::FullTools, true)
             .into_iter()
             .map(|t| t.name)
             .collect();
         assert_eq!(
-            names,
+            names[..7],
             ["read", "ls", "find", "grep", "write", "edit", "bash"]
         );
+        assert_eq!(names.len(), 14);
         for name in names {
             // Valid for both wires: ^[a-zA-Z0-9_-]{1,64}$
             assert!(

@@ -514,7 +514,7 @@ async fn coding_turn(kind: &str) {
         "the read result went back: {body}"
     );
     let tools = requests[0]["tools"].as_array().unwrap();
-    assert_eq!(tools.len(), 7);
+    assert_eq!(tools.len(), 14, "file, shell and memory tools");
     if kind == "anthropic" {
         assert_eq!(
             requests[0]["system"]
@@ -562,7 +562,16 @@ async fn chat_only_projects_get_no_tools() {
     client.prompt(&session, "write a file").await;
     let events = desk.wait("agent_end", |e| ends(e) == 1).await;
     let requests = stack.provider.requests(&desk.model);
-    assert!(requests[0].get("tools").is_none(), "{}", requests[0]);
+    let offered: Vec<&str> = requests[0]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        offered.iter().all(|n| n.starts_with("memory_")),
+        "{offered:?}"
+    );
     let end = events
         .iter()
         .find(|e| e["type"] == "tool_execution_end")
@@ -574,7 +583,13 @@ async fn chat_only_projects_get_no_tools() {
         .command(&session, json!({"id": "a", "type": "get_access_mode"}))
         .await;
     assert_eq!(access["data"]["mode"], "chat_only");
-    assert_eq!(access["data"]["tools"], json!([]));
+    let tools = access["data"]["tools"].as_array().unwrap();
+    assert!(
+        tools
+            .iter()
+            .all(|t| t.as_str().unwrap().starts_with("memory_")),
+        "{access}"
+    );
 }
 
 #[tokio::test]
@@ -993,4 +1008,99 @@ async fn images_files_and_thinking_reach_openai() {
 #[tokio::test]
 async fn images_files_and_thinking_reach_anthropic() {
     inputs_reach_the_model("anthropic").await;
+}
+
+#[tokio::test]
+async fn memory_tools_round_trip_and_stay_in_their_organization() {
+    let stack = Stack::new().await;
+    let worker = stack.worker("w1").await;
+    let desk = stack.desk("openai", "chat_only").await;
+    // Someone else's memory, in another organization.
+    let other = stack.desk("openai", "chat_only").await;
+    let http = reqwest::Client::new();
+    let theirs = ok(
+        http.post(format!("{}/v1/memory", stack.api.url()))
+            .bearer_auth(&other.user.token)
+            .json(&json!({"content": "their secret plan", "scope": "global"}))
+            .send()
+            .await
+            .unwrap(),
+        "other memory",
+    )
+    .await["item"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    stack.provider.script(
+        &desk.model,
+        vec![
+            Step::tool("memory_upsert", json!({"content": "The user prefers tabs.", "kind": "preference", "tags": ["style"]})),
+            Step::tool("memory_search", json!({"query": "tabs"})),
+            Step::tool("memory_get", json!({"id": theirs})),
+            Step::tool("memory_delete", json!({"id": theirs})),
+            Step::tool("memory_stats", json!({})),
+            Step::text(&["noted"], 0),
+        ],
+    );
+    let client = Client::new(&worker.url(), &desk.user.token);
+    let session = desk.session(&client).await;
+    client.prompt(&session, "remember that I like tabs").await;
+    let events = desk.wait("agent_end", |e| ends(e) == 1).await;
+    let results: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "tool_execution_end")
+        .collect();
+    assert_eq!(results.len(), 5, "{results:#?}");
+    let text = |i: usize| {
+        results[i]["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(results[0]["isError"], false, "{}", text(0));
+    assert!(text(0).contains("The user prefers tabs."), "{}", text(0));
+    assert_eq!(results[1]["isError"], false);
+    assert!(
+        text(1).contains("prefers tabs"),
+        "search finds it: {}",
+        text(1)
+    );
+    assert_eq!(
+        results[2]["isError"],
+        true,
+        "another organization's memory: {}",
+        text(2)
+    );
+    assert!(!text(2).contains("secret plan"));
+    assert_eq!(results[3]["isError"], true, "{}", text(3));
+    assert_eq!(results[4]["isError"], false);
+    // Stored in cloud-api for the user's organization and project.
+    let mine = ok(
+        http.get(format!(
+            "{}/v1/memory?scope=all&projectId={}",
+            stack.api.url(),
+            desk.user.project
+        ))
+        .bearer_auth(&desk.user.token)
+        .send()
+        .await
+        .unwrap(),
+        "list",
+    )
+    .await;
+    let items = mine["items"].as_array().unwrap();
+    assert!(
+        items
+            .iter()
+            .any(|m| m["content"] == "The user prefers tabs." && m["scope"] == "project"),
+        "{mine}"
+    );
+    // The other organization's memory is untouched.
+    let still = http
+        .get(format!("{}/v1/memory/{theirs}", stack.api.url()))
+        .bearer_auth(&other.user.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(still.status(), 200);
 }

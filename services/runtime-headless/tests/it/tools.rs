@@ -42,7 +42,15 @@ fn env() -> Env {
 }
 
 async fn call(env: &Env, name: &str, args: Value) -> ToolOutput {
-    tools::execute(name, &args, Some(&env.ctx), &CancellationToken::new(), None).await
+    tools::execute(
+        name,
+        &args,
+        Some(&env.ctx),
+        None,
+        &CancellationToken::new(),
+        None,
+    )
+    .await
 }
 
 fn ws(env: &Env) -> PathBuf {
@@ -301,6 +309,7 @@ async fn an_aborted_bash_call_stops_at_once() {
         "bash",
         &json!({"command": "sleep 30"}),
         Some(&e.ctx),
+        None,
         &cancel,
         None,
     )

@@ -204,6 +204,7 @@ impl SessionStore for MemoryStore {
             t.session_id == id && matches!(t.status, TurnStatus::Queued | TurnStatus::Running)
         }) {
             t.status = TurnStatus::Aborted;
+            t.spec_sealed = None;
             t.abort_requested = true;
             t.finished_at = Some(now);
             aborted.push(t.id);

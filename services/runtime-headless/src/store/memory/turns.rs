@@ -126,6 +126,7 @@ impl TurnStore for MemoryStore {
         for id in ids {
             if let Some(t) = inner.turns.get_mut(&id) {
                 t.status = TurnStatus::Succeeded;
+                t.spec_sealed = None;
                 t.merged_into = Some(into);
                 t.started_at = Some(now);
                 t.finished_at = Some(now);
@@ -187,6 +188,7 @@ impl TurnStore for MemoryStore {
                 if t.status == TurnStatus::Running && t.lease_version == Some(lease.version) =>
             {
                 t.status = status;
+                t.spec_sealed = None;
                 t.output = output.to_owned();
                 t.error = error.map(str::to_owned);
                 t.finished_at = Some(Utc::now());
@@ -225,6 +227,7 @@ impl TurnStore for MemoryStore {
                 Recovery::Retry => t.status = TurnStatus::Queued,
                 Recovery::Fail => {
                     t.status = TurnStatus::Failed;
+                    t.spec_sealed = None;
                     t.error = Some("The worker running this turn was lost.".into());
                     t.finished_at = Some(now);
                     failed.push(t.id);
@@ -251,6 +254,7 @@ impl TurnStore for MemoryStore {
             match t.status {
                 TurnStatus::Queued => {
                     t.status = TurnStatus::Aborted;
+                    t.spec_sealed = None;
                     t.abort_requested = true;
                     t.finished_at = Some(now);
                     result.cancelled_queued.push(t.id);

@@ -307,7 +307,7 @@ impl SessionStore for PgStore {
         .await?;
         if done.rows_affected() == 1 {
             sqlx::query(
-                "UPDATE runtime_turns SET status = 'aborted', abort_requested = true, \
+                "UPDATE runtime_turns SET status = 'aborted', abort_requested = true, spec_sealed = NULL, \
                  finished_at = now() WHERE session_id = $1 AND status IN ('queued', 'running')",
             )
             .bind(id)

@@ -81,7 +81,7 @@ impl TurnStore for PgStore {
                AND lease_version = $3 AND {ACTIVE}), \
              picked AS (SELECT t.id FROM runtime_turns t, held WHERE t.session_id = held.id \
                AND t.status = 'queued' AND t.kind = $5 ORDER BY t.id LIMIT $6 FOR UPDATE OF t) \
-             UPDATE runtime_turns u SET status = 'succeeded', merged_into = $4, \
+             UPDATE runtime_turns u SET status = 'succeeded', merged_into = $4, spec_sealed = NULL, \
                started_at = now(), finished_at = now(), transcript_synced = true \
              FROM picked WHERE u.id = picked.id RETURNING {}",
             prefixed("u", TURN_COLUMNS)
@@ -136,7 +136,7 @@ impl TurnStore for PgStore {
         stats: TurnStats,
     ) -> StoreResult<bool> {
         let done = sqlx::query(&format!(
-            "UPDATE runtime_turns t SET status = $4, output = $5, error = $6, finished_at = now(), \
+            "UPDATE runtime_turns t SET status = $4, output = $5, error = $6, finished_at = now(), spec_sealed = NULL, \
              input_tokens = $7, output_tokens = $8, steps = $9 FROM runtime_sessions s \
              WHERE t.id = $1 AND t.status = 'running' AND t.lease_version = $3 \
                AND s.id = t.session_id AND s.owner_id = $2 AND s.lease_version = $3 AND s.{ACTIVE}"
@@ -196,7 +196,7 @@ impl TurnStore for PgStore {
                 Recovery::Fail => {
                     let error = "The worker running this turn was lost.";
                     sqlx::query(
-                        "UPDATE runtime_turns SET status = 'failed', error = $2, \
+                        "UPDATE runtime_turns SET status = 'failed', error = $2, spec_sealed = NULL, \
                          finished_at = now() WHERE id = $1",
                     )
                     .bind(turn.id)
@@ -217,7 +217,8 @@ impl TurnStore for PgStore {
         let rows = sqlx::query(
             "UPDATE runtime_turns SET abort_requested = true, \
                status = CASE WHEN status = 'queued' THEN 'aborted' ELSE status END, \
-               finished_at = CASE WHEN status = 'queued' THEN now() ELSE finished_at END \
+               finished_at = CASE WHEN status = 'queued' THEN now() ELSE finished_at END, \
+               spec_sealed = CASE WHEN status = 'queued' THEN NULL ELSE spec_sealed END \
              WHERE session_id = $1 AND status IN ('queued', 'running') \
              RETURNING id, status",
         )
