@@ -119,6 +119,16 @@ pub const SERVICE_ENV: &[EnvVar] = &[
         "Processes a sandbox may run at once (effective when the worker does not run as root).",
     ),
     EnvVar::new(
+        "CHATONS_RUNTIME_GIT",
+        "git",
+        "The git binary for repository checkouts and workspace snapshots (a name is looked up on PATH).",
+    ),
+    EnvVar::new(
+        "CHATONS_RUNTIME_WORKSPACE_SNAPSHOT_MAX_BYTES",
+        "67108864",
+        "Largest durable snapshot of a conversation's workspace (compressed); a larger workspace is not saved and the user is told.",
+    ),
+    EnvVar::new(
         "CHATONS_RUNTIME_MAX_COMMAND_BYTES",
         "16777216",
         "Largest command body (prompts with images and files); other requests keep CHATONS_CLOUD_MAX_JSON_BODY_BYTES.",
@@ -154,6 +164,8 @@ pub struct Config {
     pub sandbox_memory_mb: u64,
     pub sandbox_max_processes: u64,
     pub max_command_bytes: usize,
+    pub git_binary: PathBuf,
+    pub max_snapshot_bytes: usize,
 }
 
 impl Config {
@@ -230,6 +242,16 @@ impl Config {
                 16 << 20,
                 64 * 1024,
                 256 << 20,
+            ) as usize,
+            git_binary: r
+                .string("CHATONS_RUNTIME_GIT")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("git")),
+            max_snapshot_bytes: r.int_in(
+                "CHATONS_RUNTIME_WORKSPACE_SNAPSHOT_MAX_BYTES",
+                64 << 20,
+                1024,
+                1 << 30,
             ) as usize,
             common,
         };

@@ -267,6 +267,13 @@ pub trait GrantClient: Send + Sync + 'static {
     /// for unknown session ids, without letting anonymous callers probe ids).
     async fn token_is_valid(&self, token: &Secret) -> Result<bool, InternalCallError>;
 
+    /// Whether the conversation still exists for the user (`false` only on a clear 404).
+    async fn conversation_exists(
+        &self,
+        token: &Secret,
+        conversation_id: &str,
+    ) -> Result<bool, InternalCallError>;
+
     /// The conversation's transcript read with the user's own token; `None` when unavailable.
     async fn transcript(
         &self,
@@ -348,6 +355,30 @@ impl GrantClient for CloudApi {
         match resp.status().as_u16() {
             200..=299 => Ok(true),
             401 | 403 => Ok(false),
+            status => Err(InternalCallError::Status {
+                status,
+                body: String::new(),
+            }),
+        }
+    }
+
+    async fn conversation_exists(
+        &self,
+        token: &Secret,
+        conversation_id: &str,
+    ) -> Result<bool, InternalCallError> {
+        let url = self.url(&["v1", "conversations", conversation_id])?;
+        let resp = self
+            .client
+            .http()
+            .get(url)
+            .bearer_auth(token.expose())
+            .send()
+            .await
+            .map_err(unreachable)?;
+        match resp.status().as_u16() {
+            404 => Ok(false),
+            200..=299 => Ok(true),
             status => Err(InternalCallError::Status {
                 status,
                 body: String::new(),

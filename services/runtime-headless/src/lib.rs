@@ -15,6 +15,7 @@ pub mod state;
 pub mod store;
 pub mod tools;
 pub mod worker;
+pub mod workspace;
 
 use std::process::ExitCode;
 

@@ -20,10 +20,11 @@ use crate::publish::Publisher;
 use crate::seal::Sealer;
 use crate::store::memory::MemoryStore;
 use crate::store::postgres::PgStore;
-use crate::store::{MessageStore, Store};
+use crate::store::{MessageStore, Store, WorkspaceStore};
 use crate::tools::ToolLimits;
 use crate::tools::sandbox::{Sandbox, SandboxConfig};
 use crate::worker::{Worker, WorkerConfig};
+use crate::workspace::{WorkspaceConfig, WorkspaceManager};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -31,6 +32,7 @@ pub struct AppState {
     pub pool: Option<PgPool>,
     pub store: Arc<dyn Store>,
     pub messages: Arc<dyn MessageStore>,
+    pub workspaces: Arc<WorkspaceManager>,
     pub grants: Arc<dyn GrantClient>,
     pub publisher: Publisher,
     pub sealer: Sealer,
@@ -46,8 +48,13 @@ impl AppState {
         let metrics = Metrics::new(crate::SERVICE);
         let runtime_metrics = RuntimeMetrics::register(&metrics);
         let mut readiness = Readiness::new(shutdown.clone());
-        type Stores = (Option<PgPool>, Arc<dyn Store>, Arc<dyn MessageStore>);
-        let (pool, store, messages): Stores = match &config.database_url {
+        type Stores = (
+            Option<PgPool>,
+            Arc<dyn Store>,
+            Arc<dyn MessageStore>,
+            Arc<dyn WorkspaceStore>,
+        );
+        let (pool, store, messages, workspace_store): Stores = match &config.database_url {
             Some(url) => {
                 let pool =
                     db::lazy_pool(url.expose(), config.db_pool_size).context("DATABASE_URL")?;
@@ -55,14 +62,14 @@ impl AppState {
                     .with_check(PgReady(pool.clone()))
                     .with_check(SchemaReady::new(pool.clone()));
                 let pg = Arc::new(PgStore::new(pool.clone()));
-                (Some(pool), pg.clone(), pg)
+                (Some(pool), pg.clone(), pg.clone(), pg)
             }
             None => {
                 tracing::warn!(
                     "DATABASE_URL is not set: sessions live in memory (one replica only)."
                 );
                 let memory = Arc::new(MemoryStore::new());
-                (None, memory.clone(), memory)
+                (None, memory.clone(), memory.clone(), memory)
             }
         };
         let token = config.common.internal_token.clone();
@@ -89,7 +96,19 @@ impl AppState {
             },
             &config.root_dir.join("sandbox"),
         ));
+        let workspaces = Arc::new(WorkspaceManager::new(
+            WorkspaceConfig {
+                root: config.root_dir.clone(),
+                git_binary: config.git_binary.clone(),
+                max_snapshot_bytes: config.max_snapshot_bytes,
+                allow_private_networks: config.provider_allow_private_networks,
+                idle: config.idle_timeout,
+            },
+            workspace_store,
+            config.owner_id.clone(),
+        ));
         let agent = AgentDeps {
+            workspaces: workspaces.clone(),
             store: store.clone(),
             messages: messages.clone(),
             sandbox: sandbox.clone(),
@@ -145,6 +164,7 @@ impl AppState {
             pool,
             store,
             messages,
+            workspaces,
             grants,
             publisher,
             sealer,

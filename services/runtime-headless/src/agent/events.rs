@@ -78,6 +78,15 @@ pub fn agent_end(
     })
 }
 
+/// `workspace` events: `cloned`, `restored`, `snapshot_too_large`, `snapshot_failed`.
+pub fn workspace(phase: &str, message: &str, details: Option<Value>) -> Value {
+    let mut v = json!({"type": "workspace", "phase": phase, "message": message});
+    if let Some(d) = details {
+        v["details"] = d;
+    }
+    v
+}
+
 pub fn runtime_error(session_id: &str, turn_id: i64, code: &str, message: &str) -> Value {
     json!({"type": "runtime_error", "sessionId": session_id, "turnId": turn_id, "error": code, "message": message})
 }

@@ -24,6 +24,7 @@ use crate::publish::{self, Lane};
 use crate::seal::TurnSpec;
 use crate::store::{MessageStore, Store};
 use crate::tools::{self, MemoryContext, Sandbox, ToolContext, ToolLimits, Workspace};
+use crate::workspace::{InUse, Prepared, Saved, Target, WorkspaceManager};
 
 /// Settings of every run on this worker.
 #[derive(Debug, Clone)]
@@ -40,6 +41,7 @@ pub struct AgentConfig {
 /// What a run needs from the worker.
 #[derive(Clone)]
 pub struct AgentDeps {
+    pub workspaces: Arc<WorkspaceManager>,
     pub store: Arc<dyn Store>,
     pub messages: Arc<dyn MessageStore>,
     pub sandbox: Arc<Sandbox>,
@@ -96,6 +98,7 @@ pub(crate) struct Run<'a> {
     provider: Arc<dyn LlmProvider>,
     tools: Option<ToolContext>,
     memory: Option<MemoryContext>,
+    work: Option<(Target, InUse)>,
     history: Vec<AgentMessage>,
     produced: Vec<AgentMessage>,
     usage: TokenUsage,
@@ -126,6 +129,7 @@ pub async fn run(
         provider,
         tools: None,
         memory: None,
+        work: None,
         history: Vec::new(),
         produced: Vec::new(),
         usage: TokenUsage::default(),
@@ -133,6 +137,9 @@ pub async fn run(
     };
     let mut steps = 0i32;
     let end = run.drive(&mut steps).await;
+    if !matches!(end, RunEnd::LeaseLost) {
+        run.save_workspace().await;
+    }
     RunResult {
         end,
         messages: run.produced,
@@ -144,7 +151,7 @@ pub async fn run(
 impl Run<'_> {
     async fn drive(&mut self, steps: &mut i32) -> RunEnd {
         if self.spec.capability == Capability::FullTools {
-            match self.open_workspace() {
+            match self.open_workspace().await {
                 Ok(ctx) => self.tools = Some(ctx),
                 Err(e) => return RunEnd::Broken(e),
             }
@@ -204,21 +211,96 @@ impl Run<'_> {
         }
     }
 
-    fn open_workspace(&self) -> Result<ToolContext, String> {
-        let dir = self
+    /// The conversation's workspace, made current on this worker (restored or cloned as
+    /// needed) and held for the run.
+    async fn open_workspace(&mut self) -> Result<ToolContext, String> {
+        let target = Target {
+            organization_id: self.session.organization_id.clone().unwrap_or_default(),
+            project_id: self.session.project_id.clone().unwrap_or_default(),
+            conversation_id: self.session.conversation_id.clone(),
+            repository: self.spec.repository.clone(),
+        };
+        if target.repository.is_some() && target.project_id.is_empty() {
+            return Err("a repository workspace needs its project".into());
+        }
+        let (work, prepared) = self
             .deps
-            .config
-            .root_dir
-            .join("conversations")
-            .join(path_segment(&self.session.conversation_id));
-        let workspace = Workspace::open(&dir)
-            .map_err(|e| format!("the conversation's workspace cannot be created: {e}"))?;
+            .workspaces
+            .prepare(&target)
+            .await
+            .map_err(|e| e.to_string())?;
+        match prepared {
+            Prepared::Ready => {}
+            Prepared::Cloned { branch } => {
+                self.publish(events::workspace(
+                    "cloned",
+                    &format!("Repository checked out on branch {branch}"),
+                    None,
+                ))
+                .await;
+            }
+            Prepared::Restored { generation } => {
+                self.publish(events::workspace(
+                    "restored",
+                    "Workspace restored from its saved state",
+                    Some(serde_json::json!({"generation": generation})),
+                ))
+                .await;
+            }
+        }
+        let workspace = Workspace::open(&work.dir)
+            .map_err(|e| format!("the conversation's workspace cannot be opened: {e}"))?;
+        self.work = Some((target, work));
         Ok(ToolContext {
             workspace,
             sandbox: self.deps.sandbox.clone(),
             limits: self.deps.config.tool_limits,
             metrics: self.deps.metrics.clone(),
         })
+    }
+
+    /// After the run: the workspace's state goes to the store; a workspace over the size cap
+    /// or a failed save is reported, never dropped silently.
+    async fn save_workspace(&mut self) {
+        let Some((target, work)) = self.work.take() else {
+            return;
+        };
+        match self
+            .deps
+            .workspaces
+            .save(&target, &work, self.turn.id)
+            .await
+        {
+            Ok(Saved::Stored { .. }) => {}
+            Ok(Saved::TooLarge { bytes, limit }) => {
+                let message = format!(
+                    "The workspace was not saved: it is {} MB, over the {} MB limit. Its files \
+                     stay on this worker only and are lost if the session moves.",
+                    bytes.div_ceil(1 << 20),
+                    limit.div_ceil(1 << 20)
+                );
+                tracing::warn!(
+                    turn = self.turn.id,
+                    bytes,
+                    limit,
+                    "Workspace snapshot over the cap."
+                );
+                self.publish(events::workspace(
+                    "snapshot_too_large",
+                    &message,
+                    Some(serde_json::json!({"sizeBytes": bytes, "limitBytes": limit})),
+                ))
+                .await;
+                self.publish(publish::runtime_status("ready", &message, &self.session.id))
+                    .await;
+            }
+            Err(e) => {
+                tracing::warn!(turn = self.turn.id, error = %e, "Workspace snapshot failed.");
+                let message = format!("The workspace could not be saved: {e}");
+                self.publish(events::workspace("snapshot_failed", &message, None))
+                    .await;
+            }
+        }
     }
 
     /// The organization's memory, reached with the user's own token (no organization or no

@@ -229,6 +229,21 @@ pub async fn stop(
             publish::runtime_status("stopped", "Cloud runtime stopped", &session.id),
         );
     }
+    // Stopping keeps the conversation's workspace state (its branch, its files) for the next
+    // session; only a deleted conversation loses it.
+    match st
+        .grants
+        .conversation_exists(&token, &session.conversation_id)
+        .await
+    {
+        Ok(false) => {
+            if let Err(e) = st.workspaces.forget(&session.conversation_id).await {
+                tracing::warn!(error = %e, "Cannot delete a deleted conversation's workspace.");
+            }
+        }
+        Ok(true) => st.workspaces.evict(&session.conversation_id).await,
+        Err(e) => tracing::warn!(error = %e, "Cannot tell whether the conversation still exists."),
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -254,3 +254,55 @@ pub trait MessageStore: Send + Sync + 'static {
     /// The messages of one turn's run, in order.
     async fn turn_messages(&self, turn_id: i64) -> StoreResult<Vec<AgentMessage>>;
 }
+
+/// What kind of workspace a snapshot holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkspaceKind {
+    Scratch,
+    Repository,
+}
+
+impl WorkspaceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Scratch => "scratch",
+            Self::Repository => "repository",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "scratch" => Some(Self::Scratch),
+            "repository" => Some(Self::Repository),
+            _ => None,
+        }
+    }
+}
+
+/// The durable state of one conversation's workspace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkspaceSnapshot {
+    pub conversation_id: String,
+    pub kind: WorkspaceKind,
+    /// Set by the store on save.
+    pub generation: i64,
+    pub data: Vec<u8>,
+    pub base_commit: Option<String>,
+    pub branch: Option<String>,
+    pub saved_by: String,
+    pub turn_id: Option<i64>,
+}
+
+/// Workspace snapshots, one per conversation, outside every pod.
+#[async_trait]
+pub trait WorkspaceStore: Send + Sync + 'static {
+    /// Stores the snapshot (replacing the previous one) and returns its new generation.
+    async fn save_snapshot(&self, snapshot: &WorkspaceSnapshot) -> StoreResult<i64>;
+
+    /// The generation of the stored snapshot, without its bytes.
+    async fn snapshot_generation(&self, conversation_id: &str) -> StoreResult<Option<i64>>;
+
+    async fn load_snapshot(&self, conversation_id: &str) -> StoreResult<Option<WorkspaceSnapshot>>;
+
+    async fn delete_snapshot(&self, conversation_id: &str) -> StoreResult<bool>;
+}

@@ -374,6 +374,8 @@ async fn idle_once(inner: Arc<Inner>) {
         Ok(sessions) => {
             for s in sessions {
                 tracing::info!(session = %s.id, "Idle session expired.");
+                // Its durable state is kept: the next session of the conversation restores it.
+                inner.agent.workspaces.evict(&s.conversation_id).await;
                 inner.publisher.spawn_event(
                     &s,
                     publish::runtime_status(
@@ -385,6 +387,11 @@ async fn idle_once(inner: Arc<Inner>) {
             }
         }
         Err(e) => tracing::warn!(error = %e, "Idle expiry sweep failed."),
+    }
+    // Copies of conversations this worker no longer runs (another worker took them over).
+    let removed = inner.agent.workspaces.sweep_idle().await;
+    if removed > 0 {
+        tracing::info!(removed, "Removed idle local workspaces.");
     }
 }
 

@@ -42,7 +42,7 @@ pub struct Desk {
     pub events: Arc<Mutex<Vec<(Instant, Value)>>>,
 }
 
-async fn ok(resp: reqwest::Response, what: &str) -> Value {
+pub async fn ok(resp: reqwest::Response, what: &str) -> Value {
     let status = resp.status();
     let body: Value = resp.json().await.unwrap_or(Value::Null);
     assert!(status.is_success(), "{what}: {status} {body}");
@@ -113,6 +113,24 @@ impl Stack {
 
     pub async fn worker(&self, owner: &str) -> ServiceProcess {
         ServiceProcess::spawn(BIN, &self.worker_env(owner)).await
+    }
+
+    /// A worker with some variables overridden or added.
+    pub async fn worker_with(
+        &self,
+        owner: &str,
+        extra: &[(&'static str, String)],
+    ) -> ServiceProcess {
+        let mut env = self.worker_env(owner);
+        for (k, v) in extra {
+            env.retain(|(name, _)| name != k);
+            env.push((k, v.clone()));
+        }
+        ServiceProcess::spawn(BIN, &env).await
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     /// The workspace directory worker `owner` uses for a conversation.
@@ -207,13 +225,25 @@ impl Stack {
             "instance",
         )
         .await;
+        let user = TestUser {
+            id,
+            token,
+            instance,
+            project,
+        };
+        self.watch(user, conversation, model).await
+    }
+
+    /// A desktop's view of `conversation`: its websocket, filtered to that conversation.
+    pub async fn watch(&self, user: TestUser, conversation: String, model: String) -> Desk {
         let minted = ok(
             self.http
                 .get(format!(
-                    "{}/v1/realtime/token?cloudInstanceId={instance}",
-                    self.realtime.url()
+                    "{}/v1/realtime/token?cloudInstanceId={}",
+                    self.realtime.url(),
+                    user.instance
                 ))
-                .bearer_auth(&token)
+                .bearer_auth(&user.token)
                 .send()
                 .await
                 .unwrap(),
@@ -246,16 +276,29 @@ impl Stack {
             }
         });
         Desk {
-            user: TestUser {
-                id,
-                token,
-                instance,
-                project,
-            },
+            user,
             conversation,
             model,
             events,
         }
+    }
+
+    /// A new conversation of `project` for the desk's user.
+    pub async fn conversation(&self, user: &TestUser, project: &str) -> String {
+        ok(
+            self.http
+                .post(format!("{}/v1/conversations", self.api.url()))
+                .bearer_auth(&user.token)
+                .json(&json!({"projectId": project, "title": "New - agent"}))
+                .send()
+                .await
+                .unwrap(),
+            "conversation",
+        )
+        .await["conversation"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     pub async fn transcript(&self, desk: &Desk) -> Vec<Value> {
@@ -334,7 +377,7 @@ fn position(events: &[Value], pred: impl Fn(&Value) -> bool) -> usize {
         .unwrap_or_else(|| panic!("event not found in {events:#?}"))
 }
 
-fn ends(events: &[Value]) -> usize {
+pub fn ends(events: &[Value]) -> usize {
     events.iter().filter(|e| e["type"] == "agent_end").count()
 }
 

@@ -8,3 +8,4 @@ mod store_contract;
 mod support;
 mod tools;
 mod workers;
+mod workspaces;

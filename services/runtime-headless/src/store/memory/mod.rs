@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 
 mod messages;
 mod turns;
+mod workspaces;
 
 use super::{SessionStore, SettingsUpdate, StoreError, StoreResult, StoredMessage};
 use crate::domain::{
@@ -25,6 +26,7 @@ struct Inner {
     next_turn: i64,
     /// Per session, in order of first write.
     messages: HashMap<String, Vec<StoredMessage>>,
+    workspaces: HashMap<String, super::WorkspaceSnapshot>,
 }
 
 #[derive(Default)]

@@ -14,6 +14,7 @@ use sqlx::{PgPool, Postgres, Row, Transaction};
 
 mod messages;
 mod turns;
+mod workspaces;
 
 use super::{SessionStore, SettingsUpdate, StoreError, StoreResult};
 use crate::domain::{
