@@ -105,6 +105,7 @@ impl AppState {
                 idle: config.idle_timeout,
             },
             workspace_store,
+            sandbox.clone(),
             config.owner_id.clone(),
         ));
         let agent = AgentDeps {

@@ -55,6 +55,9 @@ impl Git {
             ("init.defaultBranch", "main".into()),
             ("advice.detachedHead", "false".into()),
             ("gc.auto", "0".into()),
+            // Objects from a remote or a stored bundle are checked before they are kept.
+            ("fetch.fsckObjects", "true".into()),
+            ("transfer.fsckObjects", "true".into()),
         ];
         if let Some(t) = token {
             let basic =

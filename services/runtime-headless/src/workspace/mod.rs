@@ -13,6 +13,10 @@
 //! branches); a local clone keeps everything inside `/workspace`, so git works in the sandbox
 //! and one conversation cannot touch another's branch.
 //!
+//! git runs in the worker only on checkouts it made itself (the project's bare clone, a fresh
+//! clone, a restore into one); anything that reads a checkout the agent has used runs in the
+//! sandbox, since the agent controls that checkout's `.git` (its config could name filters).
+//!
 //! After every turn the workspace is saved outside the pod ([`WorkspaceStore`]): a gzip'ed tar
 //! of a scratch workspace, or a git bundle of the conversation branch plus a commit of the
 //! uncommitted changes for a repository. A worker whose local copy is missing or older
@@ -32,6 +36,7 @@ use tokio::sync::OwnedMutexGuard;
 use crate::agent::path_segment;
 use crate::seal::RepoSpec;
 use crate::store::{StoreError, WorkspaceKind, WorkspaceSnapshot, WorkspaceStore};
+use crate::tools::Sandbox;
 use git::{Git, GitError};
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -100,6 +105,7 @@ pub struct WorkspaceManager {
     config: WorkspaceConfig,
     store: Arc<dyn WorkspaceStore>,
     git: Git,
+    sandbox: Arc<Sandbox>,
     owner: String,
     /// One run at a time per conversation on this worker; clones one at a time per project.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -112,12 +118,18 @@ pub struct InUse {
 }
 
 impl WorkspaceManager {
-    pub fn new(config: WorkspaceConfig, store: Arc<dyn WorkspaceStore>, owner: String) -> Self {
+    pub fn new(
+        config: WorkspaceConfig,
+        store: Arc<dyn WorkspaceStore>,
+        sandbox: Arc<Sandbox>,
+        owner: String,
+    ) -> Self {
         let git = Git::new(config.git_binary.clone(), config.root.join("git-home"));
         Self {
             config,
             store,
             git,
+            sandbox,
             owner,
             locks: Mutex::new(HashMap::new()),
         }
@@ -215,7 +227,7 @@ impl WorkspaceManager {
             Some(_) => {
                 let branch = Self::branch(&target.conversation_id);
                 let (data, base) = snapshot::bundle(
-                    &self.git,
+                    &self.sandbox,
                     &work.dir,
                     &branch,
                     self.config.max_snapshot_bytes,

@@ -9,6 +9,7 @@ use tokio::process::Command;
 use super::WorkspaceError;
 use super::git::Git;
 use crate::seal::RepoSpec;
+use crate::tools::Sandbox;
 
 const WIP_REF: &str = "refs/chatons/wip";
 const SAVED_BRANCH_REF: &str = "refs/chatons/saved-branch";
@@ -125,85 +126,102 @@ pub async fn local_clone(
     Ok(())
 }
 
+/// A scratch file next to the workspace (never inside it).
 fn temp_path(dir: &Path, suffix: &str) -> std::path::PathBuf {
     let parent = dir.parent().unwrap_or(dir);
     parent.join(format!(".tmp-{}{suffix}", uuid::Uuid::new_v4().simple()))
 }
 
+/// Made inside the sandbox: the checkout's `.git` is the agent's to change (its config could
+/// name filters or an fsmonitor command), so no git command of a save runs in the worker.
+const BUNDLE_SCRIPT: &str = r#"set -eu
+export GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null GIT_TERMINAL_PROMPT=0
+branch="$1"; out=.git/chatons-snapshot.bundle
+rm -f "$out"
+head=$(git rev-parse HEAD)
+base=$(git merge-base HEAD refs/remotes/origin/HEAD 2>/dev/null || echo "$head")
+idx=$(mktemp)
+GIT_INDEX_FILE=$idx git read-tree HEAD
+GIT_INDEX_FILE=$idx git add -A
+tree=$(GIT_INDEX_FILE=$idx git write-tree)
+rm -f "$idx"
+wip=$(git -c user.name='Chatons Cloud' -c user.email=agent@cloud.chatons.ai commit-tree "$tree" -p "$head" -m 'Chatons workspace snapshot')
+git update-ref refs/chatons/wip "$wip"
+echo "base=$base"
+tip=$(git rev-parse --verify -q "refs/heads/$branch" || true)
+if [ "$tree" = "$(git rev-parse "$base^{tree}")" ] && [ "$head" = "$base" ] && { [ -z "$tip" ] || [ "$tip" = "$base" ]; }; then
+  echo unchanged; exit 0
+fi
+refs="refs/chatons/wip"
+if [ -n "$tip" ] && [ "$tip" != "$base" ]; then refs="$refs refs/heads/$branch"; fi
+git bundle create --quiet "$out" $refs "^$base"
+echo bundled
+"#;
+
 /// A bundle of the conversation branch and of a commit of every uncommitted change, relative
 /// to the commit the conversation started from. `None` when over `cap`; empty when nothing
 /// changed. Also returns that base commit.
 pub async fn bundle(
-    git: &Git,
+    sandbox: &Sandbox,
     dir: &Path,
     branch: &str,
     cap: usize,
 ) -> Result<(Option<Vec<u8>>, String), WorkspaceError> {
-    let head = git.text(dir, &["rev-parse", "HEAD"]).await?;
-    let base = match git
-        .text(dir, &["merge-base", "HEAD", "refs/remotes/origin/HEAD"])
-        .await
+    let script = format!("set -- {}\n{BUNDLE_SCRIPT}", shell_quote(branch));
+    let marker = format!("chatons-snapshot-{}", uuid::Uuid::new_v4().simple());
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(300),
+        sandbox.command(dir, &script, &marker, 300, None).output(),
+    )
+    .await
+    .map_err(|_| WorkspaceError::Io("the snapshot did not finish in time".into()))?
+    .map_err(|e| WorkspaceError::Io(format!("the sandbox cannot start: {e}")))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .any(|l| l == marker)
     {
-        Ok(b) if !b.is_empty() => b,
-        _ => head.clone(),
-    };
-    // The working tree as a commit on top of HEAD, through a private index (the user's index
-    // and branch are untouched). Ignored files (build output) are left out.
-    let index = temp_path(dir, ".index");
-    let index_str = index.to_string_lossy().into_owned();
-    let env = [("GIT_INDEX_FILE", index_str.as_str())];
-    let tree = async {
-        git.run_env(dir, &["read-tree", "HEAD"], None, &env).await?;
-        git.run_env(dir, &["add", "-A"], None, &env).await?;
-        git.run_env(dir, &["write-tree"], None, &env).await
+        return Err(WorkspaceError::Io(
+            "the sandbox could not start to make the snapshot".into(),
+        ));
     }
-    .await;
-    let _ = std::fs::remove_file(&index);
-    let tree = String::from_utf8_lossy(&tree?).trim().to_owned();
-    let wip = git
-        .text(
-            dir,
-            &[
-                "commit-tree",
-                &tree,
-                "-p",
-                &head,
-                "-m",
-                "Chatons workspace snapshot",
-            ],
-        )
-        .await?;
-    git.run(dir, &["update-ref", WIP_REF, &wip], None).await?;
-    let base_tree = git
-        .text(dir, &["rev-parse", &format!("{base}^{{tree}}")])
-        .await?;
-    let branch_ref = format!("refs/heads/{branch}");
-    let branch_head = git
-        .text(dir, &["rev-parse", "--verify", "-q", &branch_ref])
-        .await
-        .ok();
-    if tree == base_tree && branch_head.as_deref().is_none_or(|h| h == base) && head == base {
+    if !out.status.success() {
+        let why: String = stdout
+            .lines()
+            .last()
+            .unwrap_or("")
+            .chars()
+            .take(300)
+            .collect();
+        return Err(WorkspaceError::Io(format!("the snapshot failed: {why}")));
+    }
+    let base = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("base="))
+        .map(str::to_owned)
+        .ok_or_else(|| WorkspaceError::Io("the snapshot named no base commit".into()))?;
+    if stdout.lines().any(|l| l == "unchanged") {
         return Ok((Some(Vec::new()), base));
     }
-    let file = temp_path(dir, ".bundle");
-    let file_str = file.to_string_lossy().into_owned();
-    let mut args = vec!["bundle", "create", "--quiet", file_str.as_str(), WIP_REF];
-    let not_base = format!("^{base}");
-    if branch_head.as_deref().is_some_and(|h| h != base) {
-        args.push(branch_ref.as_str());
+    let file = dir.join(".git").join("chatons-snapshot.bundle");
+    // Written by the sandbox: read only a regular file, never through a link.
+    let meta = std::fs::symlink_metadata(&file)?;
+    if !meta.file_type().is_file() {
+        return Err(WorkspaceError::Io(
+            "the snapshot file is not a regular file".into(),
+        ));
     }
-    args.push(not_base.as_str());
-    let made = git.run(dir, &args, None).await;
-    let data = match made {
-        Ok(_) => std::fs::read(&file),
-        Err(e) => {
-            let _ = std::fs::remove_file(&file);
-            return Err(e.into());
-        }
-    };
+    if meta.len() as usize > cap {
+        let _ = std::fs::remove_file(&file);
+        return Ok((None, base));
+    }
+    let data = std::fs::read(&file)?;
     let _ = std::fs::remove_file(&file);
-    let data = data?;
     Ok(((data.len() <= cap).then_some(data), base))
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 /// Brings a fresh checkout (at `base`) to the saved state: the branch as it was, and the

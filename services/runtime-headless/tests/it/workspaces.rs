@@ -536,3 +536,64 @@ async fn idle_sessions_are_evicted_and_the_next_session_gets_their_files() {
     let events = desk.wait("the next run", |e| ends(e) == 2).await;
     assert_eq!(tool_results(&events).last().unwrap().2, "survives eviction");
 }
+
+#[tokio::test]
+async fn repository_content_cannot_run_code_in_the_worker() {
+    let stack = Stack::new().await;
+    let bare = bare_repo(&stack.root.join("remote"));
+    let worker = stack.worker("w1").await;
+    let base = stack.desk("openai", "chat_only").await;
+    let project = repo_project(
+        &stack,
+        &base.user,
+        "https://placeholder.example/r.git",
+        None,
+    )
+    .await;
+    sqlx::query("UPDATE cloud_projects SET repository_clone_url = $2 WHERE id = $1")
+        .bind(&project)
+        .bind(format!("file://{}", bare.display()))
+        .execute(&stack.db.pool)
+        .await
+        .unwrap();
+    // The agent plants a clean filter and an fsmonitor command: the worker's snapshot of the
+    // checkout must not run them outside the sandbox.
+    let proof = std::env::temp_dir().join(format!("pwned-{}", uuid::Uuid::new_v4().simple()));
+    let plant = format!(
+        "git config filter.evil.clean \"sh -c 'touch {p}; cat'\"; git config core.fsmonitor \"touch {p}.fsmonitor\"; \
+         echo '* filter=evil' > .gitattributes; echo change >> README.md; mkdir -p .git/hooks; \
+         printf '#!/bin/sh\\ntouch {p}.hook\\n' > .git/hooks/post-checkout; chmod +x .git/hooks/post-checkout",
+        p = proof.display()
+    );
+    stack.provider.script(
+        &base.model,
+        vec![
+            Step::tool("bash", json!({"command": plant})),
+            Step::text(&["planted"], 0),
+        ],
+    );
+    let desk = open(&stack, &base, &project).await;
+    let client = Client::new(&worker.url(), &desk.user.token);
+    let s = desk.session(&client).await;
+    client.prompt(&s, "plant").await;
+    let events = desk.wait("the run", |e| ends(e) == 1).await;
+    assert!(!tool_results(&events)[0].1, "{events:#?}");
+    let saved: Option<i64> =
+        sqlx::query_scalar("SELECT size_bytes FROM runtime_workspaces WHERE conversation_id = $1")
+            .bind(&desk.conversation)
+            .fetch_optional(&stack.db.pool)
+            .await
+            .unwrap();
+    assert!(
+        saved.is_some_and(|n| n > 0),
+        "the changed checkout was saved: {events:#?}"
+    );
+    for suffix in ["", ".fsmonitor", ".hook"] {
+        let p = PathBuf::from(format!("{}{suffix}", proof.display()));
+        assert!(
+            !p.exists(),
+            "repository content ran in the worker: {}",
+            p.display()
+        );
+    }
+}
