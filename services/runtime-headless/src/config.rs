@@ -119,6 +119,11 @@ pub const SERVICE_ENV: &[EnvVar] = &[
         "Processes a sandbox may run at once (effective when the worker does not run as root).",
     ),
     EnvVar::new(
+        "CHATONS_RUNTIME_CONTEXT_CHAR_BUDGET",
+        "400000",
+        "Characters of conversation sent to the model per step; beyond it the oldest tool output is elided, then the oldest messages.",
+    ),
+    EnvVar::new(
         "CHATONS_RUNTIME_GIT",
         "git",
         "The git binary for repository checkouts and workspace snapshots (a name is looked up on PATH).",
@@ -166,6 +171,7 @@ pub struct Config {
     pub max_command_bytes: usize,
     pub git_binary: PathBuf,
     pub max_snapshot_bytes: usize,
+    pub context_char_budget: usize,
 }
 
 impl Config {
@@ -242,6 +248,12 @@ impl Config {
                 16 << 20,
                 64 * 1024,
                 256 << 20,
+            ) as usize,
+            context_char_budget: r.int_in(
+                "CHATONS_RUNTIME_CONTEXT_CHAR_BUDGET",
+                400_000,
+                10_000,
+                100_000_000,
             ) as usize,
             git_binary: r
                 .string("CHATONS_RUNTIME_GIT")

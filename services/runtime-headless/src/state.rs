@@ -125,6 +125,7 @@ impl AppState {
                 },
                 root_dir: config.root_dir.clone(),
                 cloud_api_url: config.cloud_api_url.clone(),
+                context_char_budget: config.context_char_budget,
             },
             http: reqwest::Client::builder()
                 .connect_timeout(std::time::Duration::from_secs(5))

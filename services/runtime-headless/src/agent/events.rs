@@ -87,6 +87,15 @@ pub fn workspace(phase: &str, message: &str, details: Option<Value>) -> Value {
     v
 }
 
+pub fn auto_retry_start(attempt: u32, max: u32, delay: Duration, error: &str) -> Value {
+    json!({"type": "auto_retry_start", "attempt": attempt, "maxAttempts": max,
+           "delayMs": delay.as_millis() as u64, "errorMessage": error})
+}
+
+pub fn auto_retry_end(success: bool, attempt: u32, final_error: Option<String>) -> Value {
+    json!({"type": "auto_retry_end", "success": success, "attempt": attempt, "finalError": final_error})
+}
+
 pub fn runtime_error(session_id: &str, turn_id: i64, code: &str, message: &str) -> Value {
     json!({"type": "runtime_error", "sessionId": session_id, "turnId": turn_id, "error": code, "message": message})
 }

@@ -16,7 +16,9 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::message::{AgentMessage, TokenUsage, repair_tool_pairs};
+use crate::domain::message::{
+    AgentMessage, AssistantMessage, TokenUsage, fit_to_budget, repair_tool_pairs,
+};
 use crate::domain::{Capability, Lease, Session, Turn, TurnKind};
 use crate::metrics::RuntimeMetrics;
 use crate::provider::{LlmProvider, ModelRequest, ProviderError};
@@ -36,6 +38,8 @@ pub struct AgentConfig {
     pub root_dir: PathBuf,
     /// cloud-api, for the memory tools (called with the user's own token).
     pub cloud_api_url: url::Url,
+    /// Characters of history sent per step; older tool output is elided beyond it.
+    pub context_char_budget: usize,
 }
 
 /// What a run needs from the worker.
@@ -185,16 +189,7 @@ impl Run<'_> {
                 return RunEnd::StepLimit;
             }
             *steps += 1;
-            let request = ModelRequest {
-                base_url: self.spec.base_url.clone(),
-                secret: cloud_common::Secret::new(self.spec.secret.clone()),
-                model: self.spec.model.clone(),
-                system: prompt::system_prompt(self.spec.capability, self.deps.sandbox.config()),
-                messages: repair_tool_pairs(self.history.clone()),
-                tools: tools::specs(self.spec.capability, self.memory.is_some()),
-                thinking: self.spec.thinking(),
-            };
-            let answer = match self.stream_step(*steps, request).await {
+            let answer = match self.step_with_retries(*steps).await {
                 Ok(a) => a,
                 Err(end) => return end,
             };
@@ -207,6 +202,70 @@ impl Run<'_> {
             }
             if let Err(end) = self.run_tools(calls).await {
                 return end;
+            }
+        }
+    }
+
+    /// The request of one step: the whole history (made consistent and fitted to the context
+    /// budget), the system prompt and the tools.
+    fn request(&self) -> ModelRequest {
+        let messages = fit_to_budget(
+            repair_tool_pairs(self.history.clone()),
+            self.deps.config.context_char_budget,
+        );
+        ModelRequest {
+            base_url: self.spec.base_url.clone(),
+            secret: cloud_common::Secret::new(self.spec.secret.clone()),
+            model: self.spec.model.clone(),
+            system: prompt::system_prompt(self.spec.capability, self.deps.sandbox.config()),
+            messages,
+            tools: tools::specs(self.spec.capability, self.memory.is_some()),
+            thinking: self.spec.thinking(),
+        }
+    }
+
+    /// One step; with auto-retry on (the default), a transient provider failure before any
+    /// output is retried after a growing delay, with `auto_retry_start/_end` events.
+    async fn step_with_retries(&mut self, step: i32) -> Result<AssistantMessage, RunEnd> {
+        let mut attempt = 0u32;
+        loop {
+            let before = self.produced.len();
+            let result = self.stream_step(step, self.request()).await;
+            let retry = match &result {
+                Err(RunEnd::Failed(e)) => {
+                    self.session.preferences.auto_retry
+                        && attempt < MAX_RETRIES
+                        && self.produced.len() == before
+                        && transient(e)
+                }
+                _ => false,
+            };
+            if !retry {
+                if attempt > 0 {
+                    let error = match &result {
+                        Err(RunEnd::Failed(e)) => Some(e.to_string()),
+                        _ => None,
+                    };
+                    self.publish(events::auto_retry_end(result.is_ok(), attempt, error))
+                        .await;
+                }
+                return result;
+            }
+            attempt += 1;
+            let delay = Duration::from_secs(1 << (attempt - 1).min(3));
+            if let Err(RunEnd::Failed(e)) = &result {
+                tracing::info!(turn = self.turn.id, attempt, error = %e, "Retrying a failed step.");
+                self.publish(events::auto_retry_start(
+                    attempt,
+                    MAX_RETRIES,
+                    delay,
+                    &e.to_string(),
+                ))
+                .await;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = self.cancel.cancelled() => return Err(RunEnd::Aborted),
             }
         }
     }
@@ -412,6 +471,19 @@ impl Run<'_> {
         self.lane
             .send(publish::conversation_event(self.session, event))
             .await;
+    }
+}
+
+/// Retries of one step after a transient provider failure.
+const MAX_RETRIES: u32 = 3;
+
+/// Failures worth another attempt: rate limits, server errors, dropped or silent streams.
+fn transient(e: &ProviderError) -> bool {
+    match e {
+        ProviderError::Status { status, .. } => matches!(status, 408 | 409 | 429 | 500..=599),
+        ProviderError::Network(_) | ProviderError::Timeout(_) | ProviderError::Incomplete => true,
+        ProviderError::Protocol(m) => m.to_lowercase().contains("overloaded"),
+        _ => false,
     }
 }
 

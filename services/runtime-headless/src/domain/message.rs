@@ -291,6 +291,61 @@ pub fn repair_tool_pairs(messages: Vec<AgentMessage>) -> Vec<AgentMessage> {
     out
 }
 
+fn size(m: &AgentMessage) -> usize {
+    match m {
+        AgentMessage::User(u) => u
+            .content
+            .iter()
+            .map(|p| match p {
+                UserPart::Text { text } => text.len(),
+                UserPart::Image { data, .. } => data.len() / 4,
+            })
+            .sum(),
+        AgentMessage::Assistant(a) => a
+            .content
+            .iter()
+            .map(|p| match p {
+                AssistantPart::Text { text } => text.len(),
+                AssistantPart::Thinking { thinking, .. } => thinking.len(),
+                AssistantPart::ToolCall { arguments, .. } => arguments.to_string().len(),
+            })
+            .sum(),
+        AgentMessage::ToolResult(r) => r.content.iter().map(|p| p.text().len()).sum(),
+    }
+}
+
+/// Keeps a long conversation within the model's context: past `budget` characters, the
+/// output of the oldest tool calls is replaced by a note (the calls stay, so the model knows
+/// what it did), then the oldest messages are dropped. The last few messages are never
+/// touched. What is stored is unchanged; only the request is fitted.
+pub fn fit_to_budget(mut messages: Vec<AgentMessage>, budget: usize) -> Vec<AgentMessage> {
+    const KEEP: usize = 6;
+    let mut total: usize = messages.iter().map(size).sum();
+    if total <= budget {
+        return messages;
+    }
+    let protected = messages.len().saturating_sub(KEEP);
+    for m in messages.iter_mut().take(protected) {
+        if total <= budget {
+            break;
+        }
+        if let AgentMessage::ToolResult(r) = m {
+            let before: usize = r.content.iter().map(|p| p.text().len()).sum();
+            r.content = vec![TextPart::Text {
+                text: "[Older tool output omitted to fit the context window.]".into(),
+            }];
+            total = total.saturating_sub(before);
+        }
+    }
+    let mut drop = 0;
+    while total > budget && drop < protected {
+        total = total.saturating_sub(size(&messages[drop]));
+        drop += 1;
+    }
+    messages.drain(..drop);
+    repair_tool_pairs(messages)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,6 +430,43 @@ mod tests {
         ]);
         assert_eq!(m.transcript_text().as_deref(), Some("one\n\ntwo"));
         assert_eq!(assistant(vec![]).transcript_text(), None);
+    }
+
+    #[test]
+    fn long_histories_are_fitted_oldest_tool_output_first() {
+        let mut msgs = Vec::new();
+        for i in 0..10 {
+            msgs.push(assistant(vec![AssistantPart::ToolCall {
+                id: format!("c{i}"),
+                name: "read".into(),
+                arguments: json!({}),
+            }]));
+            msgs.push(AgentMessage::ToolResult(ToolResultMessage {
+                id: format!("r{i}"),
+                tool_call_id: format!("c{i}"),
+                tool_name: "read".into(),
+                content: vec![TextPart::Text {
+                    text: "x".repeat(1000),
+                }],
+                is_error: false,
+                details: None,
+                timestamp: 0,
+            }));
+        }
+        let fitted = fit_to_budget(msgs.clone(), 5000);
+        assert_eq!(fitted.len(), msgs.len(), "eliding output was enough");
+        let omitted = fitted
+            .iter()
+            .filter(|m| matches!(m, AgentMessage::ToolResult(r) if r.content[0].text().starts_with("[Older")))
+            .count();
+        assert!(omitted >= 5, "{omitted}");
+        match fitted.last().unwrap() {
+            AgentMessage::ToolResult(r) => assert_eq!(r.content[0].text().len(), 1000),
+            other => panic!("{other:?}"),
+        }
+        let tiny = fit_to_budget(msgs.clone(), 10);
+        assert!(tiny.len() < msgs.len());
+        assert_eq!(fit_to_budget(msgs.clone(), usize::MAX), msgs);
     }
 
     #[test]

@@ -196,8 +196,13 @@ pub async fn run(
     };
     if !matches!(end, End::Exited(_)) {
         // Killing bubblewrap ends the sandbox's PID namespace: every process in it dies.
+        let killed = tokio::time::Instant::now();
         let _ = child.start_kill();
         let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+        tracing::info!(
+            waited_ms = killed.elapsed().as_millis() as u64,
+            "A bash call was stopped (time limit or abort)."
+        );
     }
     drop(proxy);
     let bwrap_err = tokio::time::timeout(Duration::from_secs(2), err_task)

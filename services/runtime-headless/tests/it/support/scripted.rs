@@ -27,6 +27,8 @@ pub enum Step {
         text: Option<String>,
         calls: Vec<(String, Value)>,
     },
+    /// An HTTP error with the wire's error body.
+    Fail(u16),
 }
 
 impl Step {
@@ -121,6 +123,17 @@ fn sse_response(rx: mpsc::Receiver<Bytes>) -> Response {
         .unwrap()
 }
 
+fn failure(status: u16) -> Response {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Body::from(
+            json!({"type": "error", "error": {"type": "scripted", "message": format!("scripted failure {status}")}})
+                .to_string(),
+        ))
+        .unwrap()
+}
+
 fn split_args(args: &Value) -> Vec<String> {
     let text = args.to_string();
     let mid = text.len() / 2;
@@ -134,6 +147,9 @@ fn split_args(args: &Value) -> Vec<String> {
 async fn openai(State(shared): State<Shared>, body: String) -> Response {
     let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     let step = next_step(&shared, &body).unwrap_or_else(|| Step::text(&["no script"], 0));
+    if let Step::Fail(status) = step {
+        return failure(status);
+    }
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     tokio::spawn(async move {
         let send = |v: Value| {
@@ -169,6 +185,7 @@ async fn openai(State(shared): State<Shared>, body: String) -> Response {
                 }
                 "tool_calls"
             }
+            Step::Fail(_) => return,
         };
         send(json!({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})).await;
         send(json!({"choices": [], "usage": {"prompt_tokens": 100, "completion_tokens": 20}}))
@@ -181,6 +198,9 @@ async fn openai(State(shared): State<Shared>, body: String) -> Response {
 async fn anthropic(State(shared): State<Shared>, body: String) -> Response {
     let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     let step = next_step(&shared, &body).unwrap_or_else(|| Step::text(&["no script"], 0));
+    if let Step::Fail(status) = step {
+        return failure(status);
+    }
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     tokio::spawn(async move {
         let send = |name: &'static str, v: Value| {
@@ -298,6 +318,7 @@ async fn anthropic(State(shared): State<Shared>, body: String) -> Response {
                 }
                 "tool_use"
             }
+            Step::Fail(_) => return,
         };
         send(
             "message_delta",
