@@ -3,8 +3,10 @@
 //! `Config::from_env` → [`build`] (state: stores, keys, workers) → [`router`]. Tests mount the
 //! same router on port 0; `main` adds signals and the listener.
 
+pub mod app;
 pub mod config;
 pub mod crypto;
+pub mod dispatch;
 pub mod domain;
 pub mod http;
 pub mod mail;
@@ -45,6 +47,7 @@ pub fn router(state: AppState) -> Router {
     };
     let app = Router::new()
         .merge(http::routes().with_state(state.clone()))
+        .merge(dispatch::routes().with_state(state.clone()))
         .merge(oidc::router().with_state(state.clone()))
         .merge(portal::router().with_state(state.clone()))
         .merge(cloud_common::health::router(

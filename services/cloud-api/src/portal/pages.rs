@@ -336,6 +336,20 @@ pub async fn signup_submit(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    signup_with_form(&state, &ip, &headers, &body, false).await
+}
+
+/// The signup form. The portal's asks to check the inbox and never tells whether the address
+/// had an account; the first system's `POST /v1/web/signup` form (`legacy`) signs the new
+/// account in and redirects (302) to `return_to`, and says 409 for a taken address as the JSON
+/// route does.
+pub async fn signup_with_form(
+    state: &AppState,
+    ip: &ClientIp,
+    headers: &HeaderMap,
+    body: &[u8],
+    legacy: bool,
+) -> Response {
     let ctx = Ctx::load(&state, &headers).await;
     let form: SignupForm = match parse_form(&headers, &body) {
         Ok(f) => f,
@@ -366,7 +380,14 @@ pub async fn signup_submit(
         password: form.password.clone(),
     };
     match accounts::register(&state, &body).await {
+        Ok(registered) if legacy => {
+            return start_session(&state, &ctx, &registered.user, return_to, StatusCode::FOUND)
+                .await;
+        }
         Ok(_) => {}
+        Err(e) if e.status == StatusCode::CONFLICT && legacy => {
+            return retry(e.message.to_string(), e.status);
+        }
         Err(e) if e.status == StatusCode::CONFLICT => {
             // Same work and answer as a new account; the owner learns about the attempt.
             let _ = state
@@ -439,6 +460,19 @@ pub async fn login_submit(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    login_with_form(&state, &ip, &headers, &body, StatusCode::SEE_OTHER).await
+}
+
+/// The login form (the portal's, or the first system's `POST /v1/web/login` form): CSRF-checked,
+/// throttled; success starts a portal session and redirects with `redirect` (303 for the
+/// portal, 302 as the first system answered).
+pub async fn login_with_form(
+    state: &AppState,
+    ip: &ClientIp,
+    headers: &HeaderMap,
+    body: &[u8],
+    redirect: StatusCode,
+) -> Response {
     let ctx = Ctx::load(&state, &headers).await;
     let form: LoginForm = match parse_form(&headers, &body) {
         Ok(f) => f,
@@ -467,21 +501,25 @@ pub async fn login_submit(
     if email.is_empty() || password.is_empty() || password.len() > 1024 {
         return retry("Email and password are required.", StatusCode::BAD_REQUEST);
     }
-    let user = match state.store.user_by_email(&email).await {
+    let user = match crate::app::accounts::sign_in_with_password(&state, &email, password).await {
         Ok(u) => u,
         Err(e) => return ok_or_page(&ctx, e.into()),
     };
-    let verified = state
-        .hasher
-        .verify(
-            password,
-            user.as_ref().and_then(|u| u.password_hash.as_deref()),
-        )
-        .await
-        .unwrap_or(false);
-    let Some(user) = user.filter(|_| verified) else {
+    let Some(user) = user else {
         return retry("Invalid email or password.", StatusCode::UNAUTHORIZED);
     };
+    start_session(&state, &ctx, &user, return_to, redirect).await
+}
+
+/// Starts a portal session for `user` (ending this browser's previous one) and redirects to
+/// `return_to` (default: the account page) with the session cookie.
+async fn start_session(
+    state: &AppState,
+    ctx: &Ctx,
+    user: &User,
+    return_to: String,
+    redirect: StatusCode,
+) -> Response {
     let ttl = state.config.portal_session_ttl;
     let issued = match sessions::issue_session(
         state.store.as_ref(),
@@ -518,7 +556,9 @@ pub async fn login_submit(
     } else {
         return_to
     };
-    web::redirect(&target, true, vec![cookie])
+    let mut response = web::redirect(&target, true, vec![cookie]);
+    *response.status_mut() = redirect;
+    response
 }
 
 pub async fn logout(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
