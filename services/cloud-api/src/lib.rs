@@ -9,6 +9,7 @@ pub mod crypto;
 pub mod dispatch;
 pub mod domain;
 pub mod http;
+pub mod legacy;
 pub mod mail;
 pub mod oidc;
 pub mod password;
@@ -111,8 +112,11 @@ pub fn main() -> ExitCode {
             }
             Command::Other(cmd) if cmd == "migrate" => state::migrate_only(&config).await,
             Command::Other(cmd) if cmd == "reseal-secrets" => reseal::run(&config).await,
+            Command::Other(cmd) if cmd == "import-legacy" => {
+                legacy::command(&config, &args[1..]).await
+            }
             Command::Other(cmd) => anyhow::bail!(
-                "unknown command {cmd:?} (commands: serve, env, migrate, reseal-secrets)"
+                "unknown command {cmd:?} (commands: serve, env, migrate, reseal-secrets, import-legacy --from <url>)"
             ),
             Command::PrintedAndExit(_) => Ok(()),
         }
