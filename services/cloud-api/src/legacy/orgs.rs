@@ -402,7 +402,8 @@ async fn transcript(
              VALUES ($1,$2,$3,$4,$5,$6)",
         )
         .bind(&c.id)
-        .bind(position as i64)
+        // Positions start at 1 (lists page after position 0).
+        .bind(position as i64 + 1)
         .bind(&id)
         .bind(&role)
         .bind(timestamp)

@@ -7,6 +7,7 @@ mod edges;
 mod foundation;
 mod helpers;
 mod isolation;
+mod legacy;
 mod oidc;
 mod openapi;
 mod portal;
