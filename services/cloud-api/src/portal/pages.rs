@@ -323,6 +323,8 @@ pub async fn signup_page(
 #[derive(Debug, Default, Deserialize)]
 pub struct SignupForm {
     email: Option<String>,
+    /// `displayName` is the first system's field name (its forms still post it).
+    #[serde(alias = "displayName")]
     display_name: Option<String>,
     password: Option<String>,
     return_to: Option<String>,
