@@ -286,7 +286,10 @@ async fn unknown_instance_ids_are_claimed_on_first_use_within_bounds() {
         .iter()
         .map(|i| i["id"].as_str().unwrap())
         .collect();
-    assert!(ids.contains(&local.as_str()) && ids.contains(&second.as_str()), "{boot}");
+    assert!(
+        ids.contains(&local.as_str()) && ids.contains(&second.as_str()),
+        "{boot}"
+    );
     // Bounded: a third id is refused, with a clear error where there is a body to read.
     let third = uuid::Uuid::new_v4().to_string();
     let (status, _) = realtime(&a.access, &third).await;
@@ -328,7 +331,11 @@ async fn bootstrap_without_pagination_returns_everything() {
     let mut project_ids = vec![default_project.clone()];
     for n in 0..210 {
         let (status, body) = app
-            .post("/v1/projects", &u.access, json!({"name": format!("P{n:03}")}))
+            .post(
+                "/v1/projects",
+                &u.access,
+                json!({"name": format!("P{n:03}")}),
+            )
             .await;
         assert_eq!(status, 201, "{body}");
         project_ids.push(body["project"]["id"].as_str().unwrap().to_owned());
@@ -442,7 +449,9 @@ async fn the_first_systems_form_posts_redirect_with_a_session_and_need_csrf() {
         .map(|v| v.to_str().unwrap())
         .collect();
     assert!(
-        cookies.iter().any(|c| c.starts_with("chatons_cloud_session=") && c.contains("HttpOnly")),
+        cookies
+            .iter()
+            .any(|c| c.starts_with("chatons_cloud_session=") && c.contains("HttpOnly")),
         "{cookies:?}"
     );
     let account = b.get(app.url("/cloud/account")).send().await.unwrap();

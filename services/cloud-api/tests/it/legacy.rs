@@ -54,8 +54,14 @@ async fn legacy_deployment_is_imported_once_and_its_users_keep_working() {
     let target = TestDb::new().await;
 
     let (_, first) = import(&source, &target).await;
-    assert!(first.contains("[1/2] organization org-user-alice-example-com"), "{first}");
-    assert!(first.contains("skipped memories: no organization"), "{first}");
+    assert!(
+        first.contains("[1/2] organization org-user-alice-example-com"),
+        "{first}"
+    );
+    assert!(
+        first.contains("skipped memories: no organization"),
+        "{first}"
+    );
     let written: u64 = first
         .lines()
         .find_map(|l| l.strip_suffix(" rows written."))
@@ -97,7 +103,11 @@ async fn legacy_deployment_is_imported_once_and_its_users_keep_working() {
     let before = snapshot(&target).await;
     let (_, second) = import(&source, &target).await;
     assert!(second.contains("\n0 rows written."), "{second}");
-    assert_eq!(snapshot(&target).await, before, "the second run changed rows");
+    assert_eq!(
+        snapshot(&target).await,
+        before,
+        "the second run changed rows"
+    );
     assert!(
         password_hash(&target, ALICE).await.starts_with("scrypt$"),
         "the hash is kept until the first login"
@@ -148,7 +158,10 @@ async fn legacy_deployment_is_imported_once_and_its_users_keep_working() {
         .iter()
         .map(|p| p["id"].as_str().unwrap())
         .collect();
-    assert!(projects.contains(&REPO_PROJECT) && projects.contains(&WORKSPACE), "{boot}");
+    assert!(
+        projects.contains(&REPO_PROJECT) && projects.contains(&WORKSPACE),
+        "{boot}"
+    );
     let workspace = boot["projects"]
         .as_array()
         .unwrap()
@@ -158,7 +171,10 @@ async fn legacy_deployment_is_imported_once_and_its_users_keep_working() {
     assert!(workspace["repository"].is_null(), "{workspace}");
     assert_eq!(boot["conversations"][0]["id"], CONVERSATION);
     let (status, messages) = app
-        .get(&format!("/v1/conversations/{CONVERSATION}/messages"), &access)
+        .get(
+            &format!("/v1/conversations/{CONVERSATION}/messages"),
+            &access,
+        )
         .await;
     assert_eq!(status, 200, "{messages}");
     let list = messages["messages"].as_array().unwrap();
@@ -172,11 +188,20 @@ async fn legacy_deployment_is_imported_once_and_its_users_keep_working() {
         .iter()
         .map(|m| m["content"].as_str().unwrap())
         .collect();
-    assert!(contents.contains(&"Alice prefers tabs over spaces"), "{memories}");
-    assert!(contents.contains(&"The website uses plain CSS"), "{memories}");
+    assert!(
+        contents.contains(&"Alice prefers tabs over spaces"),
+        "{memories}"
+    );
+    assert!(
+        contents.contains(&"The website uses plain CSS"),
+        "{memories}"
+    );
     let (status, hits) = app.get("/v1/memory/search?query=tabs", &access).await;
     assert_eq!(status, 200, "{hits}");
-    assert_eq!(hits["items"][0]["content"], "Alice prefers tabs over spaces");
+    assert_eq!(
+        hits["items"][0]["content"],
+        "Alice prefers tabs over spaces"
+    );
 
     // The provider secret and repository token open (sealed under our key at import).
     let (status, grant) = app
@@ -196,18 +221,26 @@ async fn legacy_deployment_is_imported_once_and_its_users_keep_working() {
     .fetch_one(&target.pool)
     .await
     .unwrap();
-    assert!(!raw.windows(6).any(|w| w == b"sk-leg"), "sealed, not plaintext");
+    assert!(
+        !raw.windows(6).any(|w| w == b"sk-leg"),
+        "sealed, not plaintext"
+    );
 
     // A desktop still holding the first system's tokens stays signed in and can refresh.
     let legacy_access = "access-77777777-7777-4777-8777-777777777777";
     let (status, account) = app.get("/v1/account", legacy_access).await;
     assert_eq!(status, 200, "{account}");
-    assert_eq!(account["activeOrganizationId"], "org-user-alice-example-com");
+    assert_eq!(
+        account["activeOrganizationId"],
+        "org-user-alice-example-com"
+    );
     let refreshed = reqwest::Client::new()
         .post(app.url("/oidc/token"))
-        .json(&json!({"grantType": "refresh_token", "clientId": "chatons-desktop",
+        .json(
+            &json!({"grantType": "refresh_token", "clientId": "chatons-desktop",
                       "redirectUri": "chatons://cloud/auth/callback",
-                      "refreshToken": "refresh-88888888-8888-4888-8888-888888888888"}))
+                      "refreshToken": "refresh-88888888-8888-4888-8888-888888888888"}),
+        )
         .send()
         .await
         .unwrap();

@@ -3,6 +3,7 @@
 mod accounts;
 mod bugs;
 mod control_plane;
+mod desktop;
 mod edges;
 mod foundation;
 mod helpers;

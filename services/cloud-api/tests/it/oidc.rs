@@ -482,10 +482,10 @@ async fn an_expired_code_is_invalid_grant() {
 
 /// The desktop's refresh call: JSON, camelCase (reference part C.3), from `forwarded_for`.
 async fn desktop_refresh(app: &TestApp, token: &str, forwarded_for: Option<&str>) -> (u16, Value) {
-    let mut req = reqwest::Client::new()
-        .post(app.url("/oidc/token"))
-        .json(&json!({"grantType": "refresh_token", "clientId": "chatons-desktop",
-                      "redirectUri": "chatons://cloud/auth/callback", "refreshToken": token}));
+    let mut req = reqwest::Client::new().post(app.url("/oidc/token")).json(
+        &json!({"grantType": "refresh_token", "clientId": "chatons-desktop",
+                      "redirectUri": "chatons://cloud/auth/callback", "refreshToken": token}),
+    );
     if let Some(f) = forwarded_for {
         req = req.header("x-forwarded-for", f);
     }
@@ -583,7 +583,10 @@ async fn a_refresh_refused_with_429_rotates_nothing() {
     assert_eq!(statuses, [200, 200, 200, 200, 200, 429]);
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     let (status, body) = desktop_refresh(&app, &token, Some("198.51.100.50")).await;
-    assert_eq!(status, 200, "the token refused by the per-user limit still works: {body}");
+    assert_eq!(
+        status, 200,
+        "the token refused by the per-user limit still works: {body}"
+    );
     token = body["session"]["refreshToken"].as_str().unwrap().to_owned();
 
     // Per IP: one address spends its burst on junk, then presents the real token.
@@ -595,7 +598,10 @@ async fn a_refresh_refused_with_429_rotates_nothing() {
     assert_eq!(status, 429);
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     let (status, body) = desktop_refresh(&app, &token, Some(ip)).await;
-    assert_eq!(status, 200, "the token refused by the per-IP limit still works: {body}");
+    assert_eq!(
+        status, 200,
+        "the token refused by the per-IP limit still works: {body}"
+    );
 }
 
 #[tokio::test]

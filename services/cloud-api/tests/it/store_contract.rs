@@ -248,7 +248,10 @@ async fn refresh_rotates_and_detects_reuse(store: DynStore) {
     // The first refresh token again: re-use revokes the whole family.
     let again = session(&UserId::default(), "a3", Some("r3"), Duration::hours(1));
     assert_eq!(
-        store.rotate_refresh("r1", again, now(), NO_GRACE).await.unwrap(),
+        store
+            .rotate_refresh("r1", again, now(), NO_GRACE)
+            .await
+            .unwrap(),
         RotateOutcome::Reused
     );
     assert!(
@@ -267,7 +270,10 @@ async fn refresh_rotates_and_detects_reuse(store: DynStore) {
     );
     let unknown = session(&UserId::default(), "a4", Some("r4"), Duration::hours(1));
     assert_eq!(
-        store.rotate_refresh("nope", unknown, now(), NO_GRACE).await.unwrap(),
+        store
+            .rotate_refresh("nope", unknown, now(), NO_GRACE)
+            .await
+            .unwrap(),
         RotateOutcome::Invalid
     );
     // An expired refresh token is invalid (and not a re-use).
@@ -276,7 +282,10 @@ async fn refresh_rotates_and_detects_reuse(store: DynStore) {
     store.insert_session(&old).await.unwrap();
     let n = session(&UserId::default(), "a6", Some("r6"), Duration::hours(1));
     assert_eq!(
-        store.rotate_refresh("r5", n, now(), NO_GRACE).await.unwrap(),
+        store
+            .rotate_refresh("r5", n, now(), NO_GRACE)
+            .await
+            .unwrap(),
         RotateOutcome::Invalid
     );
     assert!(
@@ -338,7 +347,13 @@ async fn refresh_reuse_within_grace_returns_the_successor(store: DynStore) {
             .unwrap(),
         RotateOutcome::Repeated(rotated.clone())
     );
-    assert!(store.session_by_access_hash("ga2", now()).await.unwrap().is_some());
+    assert!(
+        store
+            .session_by_access_hash("ga2", now())
+            .await
+            .unwrap()
+            .is_some()
+    );
     // A successor the store never issued (another derivation) is refused without revoking.
     let stranger = session(&UserId::default(), "gx", Some("gxr"), Duration::hours(1));
     assert_eq!(
@@ -348,7 +363,13 @@ async fn refresh_reuse_within_grace_returns_the_successor(store: DynStore) {
             .unwrap(),
         RotateOutcome::Invalid
     );
-    assert!(store.session_by_access_hash("ga2", now()).await.unwrap().is_some());
+    assert!(
+        store
+            .session_by_access_hash("ga2", now())
+            .await
+            .unwrap()
+            .is_some()
+    );
     // After the window the same token is a re-use: the family is revoked.
     assert_eq!(
         store
@@ -357,10 +378,19 @@ async fn refresh_reuse_within_grace_returns_the_successor(store: DynStore) {
             .unwrap(),
         RotateOutcome::Reused
     );
-    assert!(store.session_by_access_hash("ga2", now()).await.unwrap().is_none());
+    assert!(
+        store
+            .session_by_access_hash("ga2", now())
+            .await
+            .unwrap()
+            .is_none()
+    );
     let fresh = session(&UserId::default(), "ga3", Some("gr3"), Duration::hours(1));
     assert_eq!(
-        store.rotate_refresh("gr2", fresh, now(), GRACE).await.unwrap(),
+        store
+            .rotate_refresh("gr2", fresh, now(), GRACE)
+            .await
+            .unwrap(),
         RotateOutcome::Reused,
         "a revoked family stays revoked"
     );
@@ -628,28 +658,59 @@ async fn instances_are_bounded_per_user_and_deletable(store: DynStore) {
     };
     for id in ["l-1", "l-2"] {
         assert!(matches!(
-            store.register_instance(&inst(id, &a.user.id), 2).await.unwrap(),
+            store
+                .register_instance(&inst(id, &a.user.id), 2)
+                .await
+                .unwrap(),
             RegisterOutcome::Created(_)
         ));
     }
     assert_eq!(
-        store.register_instance(&inst("l-3", &a.user.id), 2).await.unwrap(),
+        store
+            .register_instance(&inst("l-3", &a.user.id), 2)
+            .await
+            .unwrap(),
         RegisterOutcome::LimitReached
     );
     // Held ids still answer Existing/Taken at the limit.
     assert!(matches!(
-        store.register_instance(&inst("l-1", &a.user.id), 2).await.unwrap(),
+        store
+            .register_instance(&inst("l-1", &a.user.id), 2)
+            .await
+            .unwrap(),
         RegisterOutcome::Existing(_)
     ));
     assert_eq!(
-        store.register_instance(&inst("l-1", &b.user.id), 2).await.unwrap(),
+        store
+            .register_instance(&inst("l-1", &b.user.id), 2)
+            .await
+            .unwrap(),
         RegisterOutcome::Taken
     );
-    assert!(!store.delete_instance(&b.user.id, &InstanceId::from("l-1")).await.unwrap());
-    assert!(store.delete_instance(&a.user.id, &InstanceId::from("l-1")).await.unwrap());
-    assert!(store.instance(&InstanceId::from("l-1")).await.unwrap().is_none());
+    assert!(
+        !store
+            .delete_instance(&b.user.id, &InstanceId::from("l-1"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .delete_instance(&a.user.id, &InstanceId::from("l-1"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .instance(&InstanceId::from("l-1"))
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert!(matches!(
-        store.register_instance(&inst("l-3", &a.user.id), 2).await.unwrap(),
+        store
+            .register_instance(&inst("l-3", &a.user.id), 2)
+            .await
+            .unwrap(),
         RegisterOutcome::Created(_)
     ));
 }
