@@ -352,12 +352,12 @@ pub async fn signup_with_form(
     body: &[u8],
     legacy: bool,
 ) -> Response {
-    let ctx = Ctx::load(&state, &headers).await;
-    let form: SignupForm = match parse_form(&headers, &body) {
+    let ctx = Ctx::load(state, headers).await;
+    let form: SignupForm = match parse_form(headers, body) {
         Ok(f) => f,
         Err(r) => return r.respond(&ctx),
     };
-    let return_to = safe_return(&state, form.return_to.as_deref()).unwrap_or_default();
+    let return_to = safe_return(state, form.return_to.as_deref()).unwrap_or_default();
     let email = form.email.clone().unwrap_or_default();
     let retry = |message: String, status: StatusCode| {
         ctx.page(
@@ -373,7 +373,7 @@ pub async fn signup_with_form(
             },
         )
     };
-    if throttled(&state, &ip, "signup", &email) {
+    if throttled(state, ip, "signup", &email) {
         return retry(TOO_MANY.into(), StatusCode::TOO_MANY_REQUESTS);
     }
     let body = accounts::SignupBody {
@@ -381,9 +381,9 @@ pub async fn signup_with_form(
         display_name: form.display_name.clone(),
         password: form.password.clone(),
     };
-    match accounts::register(&state, &body).await {
+    match accounts::register(state, &body).await {
         Ok(registered) if legacy => {
-            return start_session(&state, &ctx, &registered.user, return_to, StatusCode::FOUND)
+            return start_session(state, &ctx, &registered.user, return_to, StatusCode::FOUND)
                 .await;
         }
         Ok(_) => {}
@@ -401,7 +401,7 @@ pub async fn signup_with_form(
                 .user_by_email(&email.trim().to_lowercase())
                 .await
             {
-                auth::send_already_registered(&state, &owner).await;
+                auth::send_already_registered(state, &owner).await;
             }
         }
         Err(e) if e.status.is_client_error() => {
@@ -475,12 +475,12 @@ pub async fn login_with_form(
     body: &[u8],
     redirect: StatusCode,
 ) -> Response {
-    let ctx = Ctx::load(&state, &headers).await;
-    let form: LoginForm = match parse_form(&headers, &body) {
+    let ctx = Ctx::load(state, headers).await;
+    let form: LoginForm = match parse_form(headers, body) {
         Ok(f) => f,
         Err(r) => return r.respond(&ctx),
     };
-    let return_to = safe_return(&state, form.return_to.as_deref()).unwrap_or_default();
+    let return_to = safe_return(state, form.return_to.as_deref()).unwrap_or_default();
     let email = form.email.as_deref().unwrap_or("").trim().to_lowercase();
     let password = form.password.as_deref().unwrap_or("");
     let retry = |message: &str, status: StatusCode| {
@@ -497,20 +497,20 @@ pub async fn login_with_form(
             },
         )
     };
-    if throttled(&state, &ip, "login", &email) {
+    if throttled(state, ip, "login", &email) {
         return retry(TOO_MANY, StatusCode::TOO_MANY_REQUESTS);
     }
     if email.is_empty() || password.is_empty() || password.len() > 1024 {
         return retry("Email and password are required.", StatusCode::BAD_REQUEST);
     }
-    let user = match crate::app::accounts::sign_in_with_password(&state, &email, password).await {
+    let user = match crate::app::accounts::sign_in_with_password(state, &email, password).await {
         Ok(u) => u,
         Err(e) => return ok_or_page(&ctx, e.into()),
     };
     let Some(user) = user else {
         return retry("Invalid email or password.", StatusCode::UNAUTHORIZED);
     };
-    start_session(&state, &ctx, &user, return_to, redirect).await
+    start_session(state, &ctx, &user, return_to, redirect).await
 }
 
 /// Starts a portal session for `user` (ending this browser's previous one) and redirects to
@@ -541,7 +541,7 @@ async fn start_session(
     .await
     {
         Ok(i) => i,
-        Err(e) => return ok_or_page(&ctx, e.into()),
+        Err(e) => return ok_or_page(ctx, e.into()),
     };
     // A previous portal session of this browser ends with the new one.
     if let Some(old) = &ctx.caller {
