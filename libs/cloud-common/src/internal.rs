@@ -27,6 +27,31 @@ pub fn transcript_path(conversation_id: &str) -> String {
     out
 }
 
+/// Longest desktop instance id accepted anywhere.
+pub const MAX_INSTANCE_ID_LEN: usize = 200;
+
+/// A desktop instance id names Redis keys and appears in URLs, so every service accepts the same
+/// safe alphabet: ASCII letters, digits, `-`, `_` and `.`, 1 to [`MAX_INSTANCE_ID_LEN`] long
+/// (the desktop's UUIDs and the canonical `instance-<userId>` both fit). Returns the trimmed id.
+pub fn validate_instance_id(raw: &str) -> Result<&str, String> {
+    let id = raw.trim();
+    if id.is_empty() {
+        return Err("Missing cloudInstanceId".into());
+    }
+    if id.len() > MAX_INSTANCE_ID_LEN {
+        return Err(format!(
+            "cloudInstanceId is longer than {MAX_INSTANCE_ID_LEN} characters"
+        ));
+    }
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return Err("cloudInstanceId may contain only letters, digits, '-', '_' and '.'".into());
+    }
+    Ok(id)
+}
+
 /// `POST /v1/internal/realtime/access` body.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -387,6 +412,19 @@ impl CloudApiClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn instance_ids_keep_to_the_safe_alphabet() {
+        assert_eq!(
+            validate_instance_id(" 3f2c9a1e-0b7d-4c55-9e21-6a8f0d1b2c3d "),
+            Ok("3f2c9a1e-0b7d-4c55-9e21-6a8f0d1b2c3d")
+        );
+        assert!(validate_instance_id("instance-user-1.a_b").is_ok());
+        assert!(validate_instance_id("").is_err());
+        assert!(validate_instance_id("a/b").is_err());
+        assert!(validate_instance_id("a:b").is_err());
+        assert!(validate_instance_id(&"x".repeat(MAX_INSTANCE_ID_LEN + 1)).is_err());
+    }
 
     #[test]
     fn transcript_path_escapes_the_id() {

@@ -125,6 +125,16 @@ pub const SERVICE_ENV: &[EnvVar] = &[
         "Token-endpoint requests per second allowed per client IP and per user (burst 5×); 429 beyond.",
     ),
     EnvVar::new(
+        "CHATONS_REFRESH_REUSE_GRACE_SECONDS",
+        "30",
+        "A refresh token presented again within this many seconds of its rotation returns the same successor pair (the desktop refreshes from several places at once); later re-use revokes the family. 0: no grace.",
+    ),
+    EnvVar::new(
+        "CHATONS_MAX_INSTANCES_PER_USER",
+        "20",
+        "Desktop instance ids one user may hold (registered, or claimed on first use by a realtime or runtime call).",
+    ),
+    EnvVar::new(
         "CHATONS_TRUSTED_PROXIES",
         "",
         "Comma-separated proxy addresses or CIDR networks (e.g. the ingress pods' `10.0.0.0/8`) whose `X-Forwarded-For` names the client for per-IP rate limits; unset: the socket peer is the client.",
@@ -195,6 +205,10 @@ pub struct Config {
     pub oidc_extra_clients: Option<String>,
     pub portal_session_ttl: Duration,
     pub token_rate_per_second: u64,
+    /// How long a rotated refresh token still yields its successor (0: never).
+    pub refresh_reuse_grace: Duration,
+    /// Instance ids one user may hold.
+    pub max_instances_per_user: usize,
     pub trusted_proxies: crate::http::client_ip::TrustedProxies,
     pub data_dir: std::path::PathBuf,
     pub smtp: Option<SmtpConfig>,
@@ -291,6 +305,14 @@ impl Config {
             oidc_extra_clients: r.string("OIDC_EXTRA_CLIENTS"),
             portal_session_ttl: r.seconds("CHATONS_PORTAL_SESSION_TTL_SECONDS", 43_200),
             token_rate_per_second: r.int_in("CHATONS_TOKEN_RATE_PER_SECOND", 20, 1, 1_000_000),
+            refresh_reuse_grace: Duration::from_secs(r.int_in(
+                "CHATONS_REFRESH_REUSE_GRACE_SECONDS",
+                30,
+                0,
+                3600,
+            )),
+            max_instances_per_user: r.int_in("CHATONS_MAX_INSTANCES_PER_USER", 20, 1, 100_000)
+                as usize,
             trusted_proxies: crate::http::client_ip::TrustedProxies::new(trusted),
             data_dir: r.string_or("CHATONS_DATA_DIR", ".chatons-data").into(),
             smtp,

@@ -25,6 +25,8 @@ use crate::domain::Sealed;
 #[derive(Clone)]
 pub struct SecretBox {
     cipher: Aes256Gcm,
+    /// HMAC key for values derived from the current key ([`SecretBox::derive_token`]).
+    mac: ring::hmac::Key,
     key_id: String,
     previous: Vec<(String, Aes256Gcm)>,
 }
@@ -47,6 +49,7 @@ impl SecretBox {
     pub fn from_key(key: &[u8; 32]) -> Self {
         Self {
             cipher: Aes256Gcm::new(key.into()),
+            mac: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key),
             key_id: key_id_of(key),
             previous: Vec::new(),
         }
@@ -119,6 +122,18 @@ impl SecretBox {
             nonce: nonce.to_vec(),
             key_id: self.key_id.clone(),
         })
+    }
+
+    /// `<prefix>` + base64url(HMAC-SHA256(current key, purpose ‖ 0 ‖ input)): a token only this
+    /// server can compute from `input`. The refresh rotation derives a successor pair from the
+    /// presented refresh token this way, so presenting the same token again within the grace
+    /// window names the same successor without storing its raw value anywhere.
+    pub fn derive_token(&self, prefix: &str, purpose: &str, input: &str) -> String {
+        let mut ctx = ring::hmac::Context::with_key(&self.mac);
+        ctx.update(purpose.as_bytes());
+        ctx.update(&[0]);
+        ctx.update(input.as_bytes());
+        format!("{prefix}{}", URL_SAFE_NO_PAD.encode(ctx.sign().as_ref()))
     }
 
     pub fn open(&self, sealed: &Sealed, bound_to: &str) -> Result<String, CryptoError> {
@@ -224,6 +239,30 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("entry 1 must decode to 32 bytes"), "{err}");
+    }
+
+    #[test]
+    fn derived_tokens_depend_on_key_purpose_and_input() {
+        let b = SecretBox::from_key(&[3u8; 32]);
+        let a = b.derive_token("access-", "refresh-successor-access", "refresh-x");
+        assert!(a.starts_with("access-") && a.len() > 40);
+        assert_eq!(
+            a,
+            b.derive_token("access-", "refresh-successor-access", "refresh-x")
+        );
+        assert_ne!(
+            a,
+            b.derive_token("access-", "refresh-successor-refresh", "refresh-x")
+        );
+        assert_ne!(
+            a,
+            b.derive_token("access-", "refresh-successor-access", "refresh-y")
+        );
+        let other = SecretBox::from_key(&[4u8; 32]);
+        assert_ne!(
+            a,
+            other.derive_token("access-", "refresh-successor-access", "refresh-x")
+        );
     }
 
     #[test]

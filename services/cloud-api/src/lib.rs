@@ -3,10 +3,13 @@
 //! `Config::from_env` → [`build`] (state: stores, keys, workers) → [`router`]. Tests mount the
 //! same router on port 0; `main` adds signals and the listener.
 
+pub mod app;
 pub mod config;
 pub mod crypto;
+pub mod dispatch;
 pub mod domain;
 pub mod http;
+pub mod legacy;
 pub mod mail;
 pub mod oidc;
 pub mod password;
@@ -45,6 +48,7 @@ pub fn router(state: AppState) -> Router {
     };
     let app = Router::new()
         .merge(http::routes().with_state(state.clone()))
+        .merge(dispatch::routes().with_state(state.clone()))
         .merge(oidc::router().with_state(state.clone()))
         .merge(portal::router().with_state(state.clone()))
         .merge(cloud_common::health::router(
@@ -108,8 +112,11 @@ pub fn main() -> ExitCode {
             }
             Command::Other(cmd) if cmd == "migrate" => state::migrate_only(&config).await,
             Command::Other(cmd) if cmd == "reseal-secrets" => reseal::run(&config).await,
+            Command::Other(cmd) if cmd == "import-legacy" => {
+                legacy::command(&config, &args[1..]).await
+            }
             Command::Other(cmd) => anyhow::bail!(
-                "unknown command {cmd:?} (commands: serve, env, migrate, reseal-secrets)"
+                "unknown command {cmd:?} (commands: serve, env, migrate, reseal-secrets, import-legacy --from <url>)"
             ),
             Command::PrintedAndExit(_) => Ok(()),
         }

@@ -1,4 +1,4 @@
-//! `cloud-api [serve | migrate | env [--markdown]]`
+//! `cloud-api [serve | migrate | reseal-secrets | import-legacy --from <url> | env [--markdown]]`
 use std::process::ExitCode;
 
 fn main() -> ExitCode {

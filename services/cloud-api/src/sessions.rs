@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::crypto::{new_token, token_hash};
+use crate::crypto::{SecretBox, new_token, token_hash};
 use crate::domain::*;
 use crate::store::Store;
 
@@ -99,23 +99,19 @@ pub async fn issue_session(
 /// What a refresh attempt led to.
 #[derive(Debug)]
 pub enum Refreshed {
+    /// Rotated now, or presented again within the grace window (the same pair again).
     Issued(Box<IssuedTokens>),
-    /// Presented twice: the family is revoked (someone else has a copy).
+    /// Presented again after the window: the family is revoked (someone else has a copy).
     Reused,
     Invalid,
 }
 
-/// Rotates a refresh token: the old pair stops refreshing, a new pair of the same family (same
-/// user, client, scope, active organization and auth time) is returned. Presenting a rotated
-/// token again revokes the whole family.
-pub async fn rotate_refresh(
-    store: &dyn Store,
-    policy: SessionPolicy,
-    refresh_token: &str,
-) -> Result<Refreshed, StoreError> {
-    let hash = token_hash(refresh_token);
-    // The store copies user, client, scope, organization and auth time from the old session.
-    let template = build(
+/// The successor pair of a refresh token: derived from it under the server key, so the same
+/// token always names the same successor (see [`SecretBox::derive_token`]).
+fn successor(secrets: &SecretBox, policy: SessionPolicy, refresh_token: &str) -> IssuedTokens {
+    let access = secrets.derive_token(ACCESS_PREFIX, "refresh-successor-access", refresh_token);
+    let refresh = secrets.derive_token(REFRESH_PREFIX, "refresh-successor-refresh", refresh_token);
+    let mut issued = build(
         policy,
         &SessionRequest {
             user: UserId::default(),
@@ -127,15 +123,40 @@ pub async fn rotate_refresh(
         },
         FamilyId::default(),
     );
+    issued.session.access_token_hash = token_hash(&access);
+    issued.session.refresh_token_hash = Some(token_hash(&refresh));
+    issued.access_token = access;
+    issued.refresh_token = Some(refresh);
+    issued
+}
+
+/// Rotates a refresh token: the old pair stops refreshing, a new pair of the same family (same
+/// user, client, scope, active organization and auth time) is returned. The same token presented
+/// again within `grace` of its rotation returns that same pair (the desktop refreshes from
+/// several code paths at once, and a client whose answer was lost can retry); later it revokes
+/// the whole family.
+pub async fn rotate_refresh(
+    store: &dyn Store,
+    secrets: &SecretBox,
+    policy: SessionPolicy,
+    refresh_token: &str,
+    grace: Duration,
+) -> Result<Refreshed, StoreError> {
+    let hash = token_hash(refresh_token);
+    // The store copies user, client, scope, organization and auth time from the old session.
+    let template = successor(secrets, policy, refresh_token);
+    let tokens = |session: Box<Session>| {
+        Refreshed::Issued(Box::new(IssuedTokens {
+            access_token: template.access_token.clone(),
+            refresh_token: template.refresh_token.clone(),
+            session: *session,
+        }))
+    };
     match store
-        .rotate_refresh(&hash, template.session.clone(), now())
+        .rotate_refresh(&hash, template.session.clone(), now(), grace)
         .await?
     {
-        RotateOutcome::Rotated(session) => Ok(Refreshed::Issued(Box::new(IssuedTokens {
-            access_token: template.access_token,
-            refresh_token: template.refresh_token,
-            session: *session,
-        }))),
+        RotateOutcome::Rotated(session) | RotateOutcome::Repeated(session) => Ok(tokens(session)),
         RotateOutcome::Reused => Ok(Refreshed::Reused),
         RotateOutcome::Invalid => Ok(Refreshed::Invalid),
     }

@@ -60,6 +60,9 @@ pub struct Session {
 pub enum RotateOutcome {
     /// The old pair is rotated; the new one (already stored) is returned.
     Rotated(Box<Session>),
+    /// Presented again within the grace window after its rotation: the successor issued then
+    /// (already stored, unrevoked) is returned again and nothing changes.
+    Repeated(Box<Session>),
     /// The token was already rotated or revoked: its whole family is now revoked.
     Reused,
     /// Unknown or expired.
@@ -247,6 +250,8 @@ pub enum RegisterOutcome {
     Existing(Instance),
     /// Held by another user.
     Taken,
+    /// The user already holds the maximum number of instances.
+    LimitReached,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -252,6 +252,11 @@ pub fn validate_client_id(raw: &str, what: &str) -> DomainResult<String> {
     Ok(s.to_owned())
 }
 
+/// Whether `at` lies less than `grace` before `now` (the refresh-token re-use window).
+pub fn within_grace(at: DateTime<Utc>, now: DateTime<Utc>, grace: std::time::Duration) -> bool {
+    chrono::Duration::from_std(grace).is_ok_and(|g| now - at < g)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

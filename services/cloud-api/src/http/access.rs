@@ -8,6 +8,7 @@ use super::extract::Caller;
 use crate::AppState;
 use crate::domain::rules::{effective_plan, has_subscription};
 use crate::domain::*;
+use crate::store::StoreResult;
 
 /// The caller's organizations and which one is active.
 #[derive(Debug, Clone)]
@@ -173,15 +174,38 @@ pub async fn require_subscription(state: &AppState, user: &User) -> Result<(), A
     Err(DomainError::SubscriptionRequired(Box::new(usage)).into())
 }
 
-/// Organization views with their providers (first 200 each).
+/// Every item of a paged store list, page by page (lists the desktop reads whole).
+pub async fn all_pages<T, F, Fut>(mut fetch: F) -> Result<Vec<T>, ApiError>
+where
+    F: FnMut(PageReq) -> Fut,
+    Fut: std::future::Future<Output = StoreResult<Page<T>>>,
+{
+    let mut out = Vec::new();
+    let mut page = PageReq::first(200);
+    loop {
+        let batch = fetch(page.clone()).await?;
+        out.extend(batch.items);
+        match batch.next {
+            Some(c) => page.after = Some(c),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// Every provider of an organization.
+pub async fn all_providers(state: &AppState, org: &OrgId) -> Result<Vec<Provider>, ApiError> {
+    all_pages(|page| async move { state.store.providers(org, &page).await }).await
+}
+
+/// Organization views with all their providers.
 pub async fn org_views(
     state: &AppState,
     scope: &Scope,
 ) -> Result<Vec<super::views::OrganizationView>, ApiError> {
     let mut out = Vec::with_capacity(scope.memberships.len());
     for (org, role) in &scope.memberships {
-        let providers = state.store.providers(&org.id, &PageReq::first(200)).await?;
-        out.push(super::views::org_view(org, *role, &providers.items));
+        let providers = all_providers(state, &org.id).await?;
+        out.push(super::views::org_view(org, *role, &providers));
     }
     Ok(out)
 }

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use cloud_common::ApiError;
-use cloud_common::extract::ApiJson;
+use cloud_common::extract::{ApiJson, ApiQuery};
 use cloud_common::time::iso;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -255,16 +255,9 @@ pub async fn login(
     if password.chars().count() > rules::MAX_PASSWORD {
         return Err(DomainError::InvalidCredentials.into());
     }
-    let user = state.store.user_by_email(&email.to_lowercase()).await?;
-    let ok = state
-        .hasher
-        .verify(
-            password,
-            user.as_ref().and_then(|u| u.password_hash.as_deref()),
-        )
-        .await
-        .map_err(DomainError::from)?;
-    let Some(mut user) = user.filter(|_| ok) else {
+    let Some(mut user) =
+        crate::app::accounts::sign_in_with_password(&state, &email, password).await?
+    else {
         return Err(DomainError::InvalidCredentials.into());
     };
     let scope = Scope::load(&state, &user.id, None).await?;
@@ -336,31 +329,135 @@ pub struct BootstrapResponse {
     pub active_organization_id: Option<String>,
     /// The canonical `instance-<userId>` first, then the user's registered instances.
     pub cloud_instances: Vec<CloudInstanceView>,
-    /// First 200 projects of all the user's organizations, by name.
+    /// Projects of all the user's organizations, by name: all of them, unless the request asked
+    /// for pages (`limit` or `cursor`).
     pub projects: Vec<ProjectView>,
-    /// First 200 conversations of those organizations, by title.
+    /// Conversations of those organizations, by title (all of them, or one page).
     pub conversations: Vec<ConversationView>,
     pub usage: UsageView,
+    /// Only when pages were asked for: where the next page of projects and conversations starts
+    /// (`null` on the last page). Absent otherwise, since nothing was left out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<Option<String>>,
+}
+
+/// Where a paged bootstrap goes on: the position in each of the two lists, or done.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct BootstrapCursor {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    projects: Option<(String, String)>,
+    #[serde(default)]
+    projects_done: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    conversations: Option<(String, String)>,
+    #[serde(default)]
+    conversations_done: bool,
+}
+
+impl BootstrapCursor {
+    fn decode(raw: &str) -> Result<Self, ApiError> {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(raw.trim())
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| ApiError::bad_request("Invalid cursor"))
+    }
+
+    fn encode(&self) -> String {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(serde_json::to_vec(self).unwrap_or_default())
+    }
+}
+
+fn to_cursor(pair: Option<(String, String)>) -> Option<Cursor> {
+    pair.map(|(key, id)| Cursor { key, id })
+}
+
+fn from_cursor(c: &Cursor) -> (String, String) {
+    (c.key.clone(), c.id.clone())
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct BootstrapQuery {
+    /// Page size for projects and conversations, 1-200. Without `limit` and `cursor` the answer
+    /// holds every project and conversation (the desktop does not paginate).
+    pub limit: Option<String>,
+    /// `nextCursor` of the previous page.
+    pub cursor: Option<String>,
 }
 
 #[utoipa::path(get, path = "/v1/bootstrap", tag = "accounts", security(("bearer" = [])),
-    responses((status = 200, body = BootstrapResponse), (status = 401, body = ErrorBody),
-              (status = 403, body = ErrorBody)))]
+    params(BootstrapQuery),
+    responses((status = 200, body = BootstrapResponse), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 #[tracing::instrument(skip_all)]
 pub async fn bootstrap(
     State(state): State<AppState>,
     caller: Caller,
+    ApiQuery(q): ApiQuery<BootstrapQuery>,
 ) -> Result<Json<BootstrapResponse>, ApiError> {
     access::require_subscription(&state, &caller.user).await?;
     let scope = Scope::of(&state, &caller).await?;
     let plans = access::plans(&state).await?;
     let usage = access::usage(&state, &caller.user, &plans).await?;
     let orgs = scope.org_ids();
-    let projects = state.store.projects(&orgs, &PageReq::first(200)).await?;
-    let conversations = state
-        .store
-        .conversations(&orgs, None, &PageReq::first(200))
-        .await?;
+    let paged = [q.limit.as_deref(), q.cursor.as_deref()]
+        .iter()
+        .any(|v| v.is_some_and(|v| !v.trim().is_empty()));
+    let (projects, conversations, next_cursor) = if paged {
+        let limit = super::extract::page_req(q.limit.as_deref(), None, 50, 200)?.limit;
+        let at = match q.cursor.as_deref().filter(|c| !c.trim().is_empty()) {
+            Some(c) => BootstrapCursor::decode(c)?,
+            None => BootstrapCursor::default(),
+        };
+        let projects = if at.projects_done {
+            Page {
+                items: Vec::new(),
+                next: None,
+            }
+        } else {
+            let page = PageReq {
+                limit,
+                after: to_cursor(at.projects),
+            };
+            state.store.projects(&orgs, &page).await?
+        };
+        let conversations = if at.conversations_done {
+            Page {
+                items: Vec::new(),
+                next: None,
+            }
+        } else {
+            let page = PageReq {
+                limit,
+                after: to_cursor(at.conversations),
+            };
+            state.store.conversations(&orgs, None, &page).await?
+        };
+        let next = BootstrapCursor {
+            projects_done: projects.next.is_none(),
+            projects: projects.next.as_ref().map(from_cursor),
+            conversations_done: conversations.next.is_none(),
+            conversations: conversations.next.as_ref().map(from_cursor),
+        };
+        let more = !(next.projects_done && next.conversations_done);
+        (
+            projects.items,
+            conversations.items,
+            Some(more.then(|| next.encode())),
+        )
+    } else {
+        let (store, orgs) = (&state.store, &orgs);
+        let projects =
+            access::all_pages(|page| async move { store.projects(orgs, &page).await }).await?;
+        let conversations =
+            access::all_pages(|page| async move { store.conversations(orgs, None, &page).await })
+                .await?;
+        (projects, conversations, None)
+    };
     let canonical = InstanceId::canonical(&caller.user.id);
     let mut instances = vec![instance_view(
         &state.config,
@@ -368,13 +465,11 @@ pub async fn bootstrap(
         "Chatons Cloud",
         None,
     )];
-    let registered = state
-        .store
-        .instances_of(&caller.user.id, &PageReq::first(200))
-        .await?;
+    let (store, user) = (&state.store, &caller.user.id);
+    let registered =
+        access::all_pages(|page| async move { store.instances_of(user, &page).await }).await?;
     instances.extend(
         registered
-            .items
             .iter()
             .filter(|i| i.id != canonical)
             .map(|i| instance_view(&state.config, i.id.as_str(), &i.name, Some(i.created_at))),
@@ -385,15 +480,11 @@ pub async fn bootstrap(
         active_organization_id: scope.active.as_ref().map(|o| o.0.clone()),
         cloud_instances: instances,
         projects: projects
-            .items
             .iter()
             .map(|p| project_view(p, &scope.org_name(&p.organization_id)))
             .collect(),
-        conversations: conversations
-            .items
-            .iter()
-            .map(ConversationView::from)
-            .collect(),
+        conversations: conversations.iter().map(ConversationView::from).collect(),
         usage: UsageView::from(&usage),
+        next_cursor,
     }))
 }

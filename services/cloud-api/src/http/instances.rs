@@ -2,10 +2,11 @@
 //! runtime grants to that user.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use cloud_common::ApiError;
 use cloud_common::extract::{ApiJson, ApiQuery};
+use cloud_common::internal::validate_instance_id;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -17,8 +18,8 @@ use crate::domain::*;
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct RegisterInstanceBody {
-    /// The desktop's own instance id (printable ASCII, no slashes).
-    #[schema(required = true, pattern = "^[!-.0-\\[\\]-~]{1,200}$")]
+    /// The desktop's own instance id: ASCII letters, digits, `-`, `_` and `.`.
+    #[schema(required = true, pattern = "^[A-Za-z0-9._-]{1,200}$")]
     pub id: Option<String>,
     pub name: Option<String>,
 }
@@ -48,30 +49,11 @@ pub async fn register(
     caller: Caller,
     ApiJson(body): ApiJson<RegisterInstanceBody>,
 ) -> Result<(StatusCode, Json<InstanceResponse>), ApiError> {
-    let id = rules::validate_client_id(body.id.as_deref().unwrap_or(""), "id")?;
     let name = rules::trimmed(body.name.as_deref()).unwrap_or_else(|| "Chatons Desktop".into());
     let name = rules::bounded(name, MAX_NAME, "name")?;
-    let canonical = InstanceId::canonical(&caller.user.id);
-    if id.starts_with("instance-user-") && id != canonical.0 {
-        // Canonical ids of other users are reserved.
-        return Err(ApiError::conflict(
-            "This instance id is registered by another user",
-        ));
-    }
-    let instance = Instance {
-        id: InstanceId(id),
-        user_id: caller.user.id.clone(),
-        name,
-        created_at: now(),
-    };
-    let (status, inst) = match state.store.register_instance(&instance).await? {
-        RegisterOutcome::Created(i) => (StatusCode::CREATED, i),
-        RegisterOutcome::Existing(i) => (StatusCode::OK, i),
-        RegisterOutcome::Taken => {
-            return Err(ApiError::conflict(
-                "This instance id is registered by another user",
-            ));
-        }
+    let (status, inst) = match claim(&state, &caller.user.id, body.id.as_deref(), name).await? {
+        Claim::Created(i) => (StatusCode::CREATED, i),
+        Claim::Held(i) => (StatusCode::OK, i),
     };
     Ok((
         status,
@@ -84,6 +66,28 @@ pub async fn register(
             ),
         }),
     ))
+}
+
+/// Forgets one of the caller's instances (frees a place under the per-user limit).
+#[utoipa::path(delete, path = "/v1/cloud-instances/{id}", tag = "instances",
+    security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = OkBody), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
+#[tracing::instrument(skip_all)]
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<OkBody>, ApiError> {
+    if state
+        .store
+        .delete_instance(&caller.user.id, &InstanceId(id))
+        .await?
+    {
+        Ok(Json(OkBody { ok: true }))
+    } else {
+        Err(ApiError::not_found("Cloud instance not found"))
+    }
 }
 
 #[utoipa::path(get, path = "/v1/cloud-instances", tag = "instances", security(("bearer" = [])),
@@ -110,17 +114,72 @@ pub async fn list(
     }))
 }
 
-/// Whether `instance` may be used by `user`: registered by them, or their canonical id.
-pub async fn instance_allowed(
+/// An instance the user may use.
+#[derive(Debug)]
+pub enum Claim {
+    /// Registered to the user by this call.
+    Created(Instance),
+    /// Already theirs (registered before, or their canonical `instance-<userId>`).
+    Held(Instance),
+}
+
+/// Registers the instance id `raw` to `user`, or confirms it is already theirs: what
+/// `POST /v1/cloud-instances` does, and what a realtime or runtime grant does for an id it has
+/// not seen (the shipped desktop never registers its locally generated id). 400 for an id
+/// outside the safe alphabet, 409 when another user holds it (the canonical id of another user
+/// included), 409 `instance_limit_reached` beyond `CHATONS_MAX_INSTANCES_PER_USER`.
+pub async fn claim(
     state: &AppState,
     user: &UserId,
-    instance: &str,
-) -> Result<bool, ApiError> {
-    if instance == InstanceId::canonical(user).0 {
-        return Ok(true);
+    raw: Option<&str>,
+    name: String,
+) -> Result<Claim, ApiError> {
+    let id = validate_instance_id(raw.unwrap_or("")).map_err(ApiError::bad_request)?;
+    let canonical = InstanceId::canonical(user);
+    if id == canonical.0 {
+        return Ok(Claim::Held(Instance {
+            id: canonical,
+            user_id: user.clone(),
+            name: "Chatons Cloud".into(),
+            created_at: now(),
+        }));
     }
-    Ok(matches!(
-        state.store.instance(&InstanceId::from(instance)).await?,
-        Some(i) if &i.user_id == user
-    ))
+    if id.starts_with("instance-user-") {
+        // Canonical ids of other users are reserved.
+        return Err(taken());
+    }
+    let instance = Instance {
+        id: InstanceId::from(id),
+        user_id: user.clone(),
+        name,
+        created_at: now(),
+    };
+    if let Some(found) = state.store.instance(&instance.id).await? {
+        // The common case of every later call: one lookup, no write.
+        return if &found.user_id == user {
+            Ok(Claim::Held(found))
+        } else {
+            Err(taken())
+        };
+    }
+    let max = state.config.max_instances_per_user;
+    match state.store.register_instance(&instance, max).await? {
+        RegisterOutcome::Created(i) => {
+            tracing::info!(instance = %i.id, user = %user, "Cloud instance registered.");
+            Ok(Claim::Created(i))
+        }
+        RegisterOutcome::Existing(i) => Ok(Claim::Held(i)),
+        RegisterOutcome::Taken => Err(taken()),
+        RegisterOutcome::LimitReached => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "instance_limit_reached",
+            format!(
+                "This account already uses {max} desktop instances; remove one (DELETE /v1/cloud-instances/{{id}}) before adding another."
+            ),
+        )),
+    }
+}
+
+fn taken() -> ApiError {
+    ApiError::conflict("This instance id is registered by another user")
 }

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::access::{self, Scope};
 use super::conversations::{MessageInput, append_checked, parse_messages};
-use super::instances::instance_allowed;
+use super::instances::{Claim, claim};
 use super::views::instance_view;
 use crate::AppState;
 use crate::domain::rules::{active_grant, effective_plan};
@@ -48,11 +48,18 @@ async fn user_and_scope(
     let (session, user) = sessions::authenticate(state.store.as_ref(), token)
         .await?
         .ok_or_else(denied)?;
-    if !instance_allowed(state, &user.id, instance).await? {
-        return Err(denied());
-    }
+    // An unknown id is claimed by this caller on first use (the shipped desktop never registers
+    // its locally generated id); one held by someone else, or beyond the limit, is denied.
+    let instance = match claim(state, &user.id, Some(instance), "Chatons Desktop".into()).await {
+        Ok(Claim::Created(i) | Claim::Held(i)) => i.id.0,
+        Err(e) if e.status.is_client_error() => {
+            tracing::info!(user = %user.id, reason = %e.message, "Instance not usable by this user.");
+            return Err(denied());
+        }
+        Err(e) => return Err(e),
+    };
     let scope = Scope::load(state, &user.id, session.active_organization_id.as_ref()).await?;
-    Ok((session, user, scope, instance.to_owned()))
+    Ok((session, user, scope, instance))
 }
 
 #[tracing::instrument(skip_all)]
@@ -153,38 +160,30 @@ pub async fn runtime_access(
     let usage = access::usage(&state, &user, &plans).await?;
 
     let mut providers = Vec::new();
-    let mut page = PageReq::first(200);
-    loop {
-        let batch = state.store.providers(&org.id, &page).await?;
-        for p in &batch.items {
-            let Some(sealed) = &p.secret else { continue };
-            match state.secrets.open(sealed, p.id.as_str()) {
-                Ok(secret) => providers.push(GrantProvider {
-                    id: p.id.0.clone(),
-                    kind: p.kind.clone(),
-                    label: p.label.clone(),
-                    base_url: p.base_url.clone(),
-                    credential_type: p.credential_type.clone(),
-                    secret,
-                    models: p
-                        .models
-                        .iter()
-                        .map(|m| GrantModel {
-                            id: m.id.clone(),
-                            label: m.label.clone(),
-                        })
-                        .collect(),
-                    default_model: p.default_model.clone(),
-                    supports_cloud_runtime: p.supports_cloud_runtime,
-                }),
-                Err(e) => {
-                    tracing::error!(provider = %p.id, error = %e, "Provider secret cannot be opened; left out of the grant.");
-                }
+    for p in access::all_providers(&state, &org.id).await? {
+        let Some(sealed) = &p.secret else { continue };
+        match state.secrets.open(sealed, p.id.as_str()) {
+            Ok(secret) => providers.push(GrantProvider {
+                id: p.id.0.clone(),
+                kind: p.kind.clone(),
+                label: p.label.clone(),
+                base_url: p.base_url.clone(),
+                credential_type: p.credential_type.clone(),
+                secret,
+                models: p
+                    .models
+                    .iter()
+                    .map(|m| GrantModel {
+                        id: m.id.clone(),
+                        label: m.label.clone(),
+                    })
+                    .collect(),
+                default_model: p.default_model.clone(),
+                supports_cloud_runtime: p.supports_cloud_runtime,
+            }),
+            Err(e) => {
+                tracing::error!(provider = %p.id, error = %e, "Provider secret cannot be opened; left out of the grant.");
             }
-        }
-        match batch.next {
-            Some(c) => page.after = Some(c),
-            None => break,
         }
     }
 

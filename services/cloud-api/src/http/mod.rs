@@ -25,8 +25,6 @@ use crate::AppState;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/openapi.json", get(openapi::serve))
-        .route("/v1/web/signup", post(accounts::signup))
-        .route("/v1/web/login", post(accounts::login))
         .route("/v1/web/logout", post(accounts::logout))
         .route("/v1/account", get(accounts::account))
         .route("/v1/bootstrap", get(accounts::bootstrap))
@@ -34,6 +32,7 @@ pub fn routes() -> Router<AppState> {
             "/v1/cloud-instances",
             post(instances::register).get(instances::list),
         )
+        .route("/v1/cloud-instances/{id}", delete(instances::delete))
         .route("/v1/organizations", post(orgs::create).get(orgs::list))
         .route("/v1/organization", patch(orgs::update))
         .route("/v1/organization/active", post(orgs::set_active))

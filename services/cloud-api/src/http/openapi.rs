@@ -25,7 +25,7 @@ impl Modify for BearerAuth {
     modifiers(&BearerAuth),
     paths(
         accounts::signup, accounts::login, accounts::logout, accounts::account, accounts::bootstrap,
-        instances::register, instances::list,
+        instances::register, instances::list, instances::delete,
         orgs::list, orgs::create, orgs::update, orgs::set_active, orgs::members, orgs::update_member,
         orgs::remove_member, orgs::create_invite, orgs::invites, orgs::revoke_invite,
         orgs::accept_invite,

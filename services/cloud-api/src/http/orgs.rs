@@ -184,10 +184,10 @@ pub async fn update(
         }
         Err(e) => return Err(e.into()),
     }
-    let providers = state.store.providers(&org.id, &PageReq::first(200)).await?;
+    let providers = access::all_providers(&state, &org.id).await?;
     let org = Organization { name, slug, ..org };
     Ok(Json(OrganizationResponse {
-        organization: org_view(&org, role, &providers.items),
+        organization: org_view(&org, role, &providers),
     }))
 }
 
@@ -561,9 +561,9 @@ pub async fn accept_invite(
         .org(&invite.organization_id)
         .cloned()
         .ok_or_else(invalid)?;
-    let providers = state.store.providers(&org.id, &PageReq::first(200)).await?;
+    let providers = access::all_providers(&state, &org.id).await?;
     Ok(Json(AcceptInviteResponse {
         ok: true,
-        organization: org_view(&org, role, &providers.items),
+        organization: org_view(&org, role, &providers),
     }))
 }

@@ -9,7 +9,7 @@ use cloud_common::extract::{ApiJson, ApiQuery};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::access::Scope;
+use super::access::{self, Scope};
 use super::extract::{Caller, next_cursor, page_req};
 use super::views::*;
 use crate::AppState;
@@ -169,12 +169,12 @@ pub async fn create(
         updated_at: now,
     };
     state.store.insert_provider(&provider).await?;
-    let providers = state.store.providers(&org.id, &PageReq::first(200)).await?;
+    let providers = access::all_providers(&state, &org.id).await?;
     Ok((
         StatusCode::CREATED,
         Json(ProviderCreatedResponse {
             provider: ProviderView::from(&provider),
-            organization: org_view(&org, role, &providers.items),
+            organization: org_view(&org, role, &providers),
         }),
     ))
 }

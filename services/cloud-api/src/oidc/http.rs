@@ -561,19 +561,11 @@ async fn login(
     if email.is_empty() || password.is_empty() || password.len() > 1024 {
         return retry("Email and password are required.", StatusCode::BAD_REQUEST);
     }
-    let user = match state.store.user_by_email(&email).await {
+    let user = match crate::app::accounts::sign_in_with_password(state, &email, password).await {
         Ok(u) => u,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let verified = state
-        .hasher
-        .verify(
-            password,
-            user.as_ref().and_then(|u| u.password_hash.as_deref()),
-        )
-        .await
-        .unwrap_or(false);
-    let Some(user) = user.filter(|_| verified) else {
+    let Some(user) = user else {
         return retry("Invalid email or password.", StatusCode::UNAUTHORIZED);
     };
     let now = now();
@@ -921,25 +913,38 @@ async fn refresh(
             "refresh_token is required",
         ));
     };
-    match sessions::rotate_refresh(state.store.as_ref(), token_policy(state), refresh_token).await?
+    // Every refusal happens before the rotation, so a refused request (wrong client, rate
+    // limit, deleted user) leaves the presented token exactly as usable as before.
+    let Some(current) = state
+        .store
+        .session_by_refresh_hash(&token_hash(refresh_token))
+        .await?
+    else {
+        return Err(invalid_grant("invalid or expired refresh token"));
+    };
+    if current.client_id != client.id {
+        return Err(invalid_grant("refresh token was issued to another client"));
+    }
+    if let Err(wait) = state
+        .limiters
+        .token
+        .check(&format!("token-user:{}", current.user_id))
     {
-        Refreshed::Issued(issued) => {
-            if issued.session.client_id != client.id {
-                sessions::revoke_family(state.store.as_ref(), &issued.session.family_id).await?;
-                return Err(invalid_grant("refresh token was issued to another client"));
-            }
-            if let Err(wait) = state
-                .limiters
-                .token
-                .check(&format!("token-user:{}", issued.session.user_id))
-            {
-                return Err(ApiError::too_many_requests(wait.as_secs()));
-            }
-            let Some(user) = state.store.user(&issued.session.user_id).await? else {
-                return Err(invalid_grant("the user no longer exists"));
-            };
-            token_response(state, &user, &issued, None).await
-        }
+        return Err(ApiError::too_many_requests(wait.as_secs()));
+    }
+    let Some(user) = state.store.user(&current.user_id).await? else {
+        return Err(invalid_grant("the user no longer exists"));
+    };
+    match sessions::rotate_refresh(
+        state.store.as_ref(),
+        &state.secrets,
+        token_policy(state),
+        refresh_token,
+        state.config.refresh_reuse_grace,
+    )
+    .await?
+    {
+        Refreshed::Issued(issued) => token_response(state, &user, &issued, None).await,
         Refreshed::Reused => Err(invalid_grant(
             "refresh token reused; the session was revoked",
         )),

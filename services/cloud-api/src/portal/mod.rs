@@ -9,7 +9,7 @@
 //! API's handlers (`crate::http::*`) and the service functions in [`auth`].
 
 pub mod auth;
-mod pages;
+pub(crate) mod pages;
 
 use askama::Template;
 use axum::Router;

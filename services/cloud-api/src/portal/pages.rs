@@ -323,6 +323,8 @@ pub async fn signup_page(
 #[derive(Debug, Default, Deserialize)]
 pub struct SignupForm {
     email: Option<String>,
+    /// `displayName` is the first system's field name (its forms still post it).
+    #[serde(alias = "displayName")]
     display_name: Option<String>,
     password: Option<String>,
     return_to: Option<String>,
@@ -336,12 +338,26 @@ pub async fn signup_submit(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let ctx = Ctx::load(&state, &headers).await;
-    let form: SignupForm = match parse_form(&headers, &body) {
+    signup_with_form(&state, &ip, &headers, &body, false).await
+}
+
+/// The signup form. The portal's asks to check the inbox and never tells whether the address
+/// had an account; the first system's `POST /v1/web/signup` form (`legacy`) signs the new
+/// account in and redirects (302) to `return_to`, and says 409 for a taken address as the JSON
+/// route does.
+pub async fn signup_with_form(
+    state: &AppState,
+    ip: &ClientIp,
+    headers: &HeaderMap,
+    body: &[u8],
+    legacy: bool,
+) -> Response {
+    let ctx = Ctx::load(state, headers).await;
+    let form: SignupForm = match parse_form(headers, body) {
         Ok(f) => f,
         Err(r) => return r.respond(&ctx),
     };
-    let return_to = safe_return(&state, form.return_to.as_deref()).unwrap_or_default();
+    let return_to = safe_return(state, form.return_to.as_deref()).unwrap_or_default();
     let email = form.email.clone().unwrap_or_default();
     let retry = |message: String, status: StatusCode| {
         ctx.page(
@@ -357,7 +373,7 @@ pub async fn signup_submit(
             },
         )
     };
-    if throttled(&state, &ip, "signup", &email) {
+    if throttled(state, ip, "signup", &email) {
         return retry(TOO_MANY.into(), StatusCode::TOO_MANY_REQUESTS);
     }
     let body = accounts::SignupBody {
@@ -365,8 +381,15 @@ pub async fn signup_submit(
         display_name: form.display_name.clone(),
         password: form.password.clone(),
     };
-    match accounts::register(&state, &body).await {
+    match accounts::register(state, &body).await {
+        Ok(registered) if legacy => {
+            return start_session(state, &ctx, &registered.user, return_to, StatusCode::FOUND)
+                .await;
+        }
         Ok(_) => {}
+        Err(e) if e.status == StatusCode::CONFLICT && legacy => {
+            return retry(e.message.to_string(), e.status);
+        }
         Err(e) if e.status == StatusCode::CONFLICT => {
             // Same work and answer as a new account; the owner learns about the attempt.
             let _ = state
@@ -378,7 +401,7 @@ pub async fn signup_submit(
                 .user_by_email(&email.trim().to_lowercase())
                 .await
             {
-                auth::send_already_registered(&state, &owner).await;
+                auth::send_already_registered(state, &owner).await;
             }
         }
         Err(e) if e.status.is_client_error() => {
@@ -439,12 +462,25 @@ pub async fn login_submit(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let ctx = Ctx::load(&state, &headers).await;
-    let form: LoginForm = match parse_form(&headers, &body) {
+    login_with_form(&state, &ip, &headers, &body, StatusCode::SEE_OTHER).await
+}
+
+/// The login form (the portal's, or the first system's `POST /v1/web/login` form): CSRF-checked,
+/// throttled; success starts a portal session and redirects with `redirect` (303 for the
+/// portal, 302 as the first system answered).
+pub async fn login_with_form(
+    state: &AppState,
+    ip: &ClientIp,
+    headers: &HeaderMap,
+    body: &[u8],
+    redirect: StatusCode,
+) -> Response {
+    let ctx = Ctx::load(state, headers).await;
+    let form: LoginForm = match parse_form(headers, body) {
         Ok(f) => f,
         Err(r) => return r.respond(&ctx),
     };
-    let return_to = safe_return(&state, form.return_to.as_deref()).unwrap_or_default();
+    let return_to = safe_return(state, form.return_to.as_deref()).unwrap_or_default();
     let email = form.email.as_deref().unwrap_or("").trim().to_lowercase();
     let password = form.password.as_deref().unwrap_or("");
     let retry = |message: &str, status: StatusCode| {
@@ -461,27 +497,31 @@ pub async fn login_submit(
             },
         )
     };
-    if throttled(&state, &ip, "login", &email) {
+    if throttled(state, ip, "login", &email) {
         return retry(TOO_MANY, StatusCode::TOO_MANY_REQUESTS);
     }
     if email.is_empty() || password.is_empty() || password.len() > 1024 {
         return retry("Email and password are required.", StatusCode::BAD_REQUEST);
     }
-    let user = match state.store.user_by_email(&email).await {
+    let user = match crate::app::accounts::sign_in_with_password(state, &email, password).await {
         Ok(u) => u,
         Err(e) => return ok_or_page(&ctx, e.into()),
     };
-    let verified = state
-        .hasher
-        .verify(
-            password,
-            user.as_ref().and_then(|u| u.password_hash.as_deref()),
-        )
-        .await
-        .unwrap_or(false);
-    let Some(user) = user.filter(|_| verified) else {
+    let Some(user) = user else {
         return retry("Invalid email or password.", StatusCode::UNAUTHORIZED);
     };
+    start_session(state, &ctx, &user, return_to, redirect).await
+}
+
+/// Starts a portal session for `user` (ending this browser's previous one) and redirects to
+/// `return_to` (default: the account page) with the session cookie.
+async fn start_session(
+    state: &AppState,
+    ctx: &Ctx,
+    user: &User,
+    return_to: String,
+    redirect: StatusCode,
+) -> Response {
     let ttl = state.config.portal_session_ttl;
     let issued = match sessions::issue_session(
         state.store.as_ref(),
@@ -501,7 +541,7 @@ pub async fn login_submit(
     .await
     {
         Ok(i) => i,
-        Err(e) => return ok_or_page(&ctx, e.into()),
+        Err(e) => return ok_or_page(ctx, e.into()),
     };
     // A previous portal session of this browser ends with the new one.
     if let Some(old) = &ctx.caller {
@@ -518,7 +558,9 @@ pub async fn login_submit(
     } else {
         return_to
     };
-    web::redirect(&target, true, vec![cookie])
+    let mut response = web::redirect(&target, true, vec![cookie]);
+    *response.status_mut() = redirect;
+    response
 }
 
 pub async fn logout(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {

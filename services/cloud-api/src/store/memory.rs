@@ -239,6 +239,21 @@ impl Store for MemoryStore {
         })?
     }
 
+    async fn replace_password_hash(
+        &self,
+        user: &UserId,
+        old: &str,
+        new: &str,
+    ) -> StoreResult<bool> {
+        self.with(|t| match t.users.get_mut(user) {
+            Some(u) if u.password_hash.as_deref() == Some(old) => {
+                u.password_hash = Some(new.to_owned());
+                true
+            }
+            _ => false,
+        })
+    }
+
     async fn insert_session(&self, session: &Session) -> StoreResult<()> {
         self.with(|t| t.sessions.insert(session.clone()))
     }
@@ -269,12 +284,25 @@ impl Store for MemoryStore {
         refresh_hash: &str,
         next: Session,
         now: DateTime<Utc>,
+        grace: std::time::Duration,
     ) -> StoreResult<RotateOutcome> {
         self.with(|t| {
             let Some(idx) = t.sessions.refresh_index(refresh_hash) else {
                 return RotateOutcome::Invalid;
             };
             let old = t.sessions.rows[idx].clone();
+            if old.revoked_at.is_none()
+                && old
+                    .rotated_at
+                    .is_some_and(|at| crate::domain::rules::within_grace(at, now, grace))
+            {
+                return match t.sessions.by_access(&next.access_token_hash) {
+                    Some(s) if s.family_id == old.family_id && s.revoked_at.is_none() => {
+                        RotateOutcome::Repeated(Box::new(s.clone()))
+                    }
+                    _ => RotateOutcome::Invalid,
+                };
+            }
             if old.rotated_at.is_some() || old.revoked_at.is_some() {
                 t.sessions.update_family(&old.family_id, |s| {
                     s.revoked_at.get_or_insert(now);
@@ -580,16 +608,36 @@ impl Store for MemoryStore {
         })?
     }
 
-    async fn register_instance(&self, instance: &Instance) -> StoreResult<RegisterOutcome> {
+    async fn register_instance(
+        &self,
+        instance: &Instance,
+        max: usize,
+    ) -> StoreResult<RegisterOutcome> {
         self.with(|t| match t.instances.get(&instance.id) {
             Some(existing) if existing.user_id == instance.user_id => {
                 RegisterOutcome::Existing(existing.clone())
             }
             Some(_) => RegisterOutcome::Taken,
+            None if t
+                .instances
+                .values()
+                .filter(|i| i.user_id == instance.user_id)
+                .count()
+                >= max =>
+            {
+                RegisterOutcome::LimitReached
+            }
             None => {
                 t.instances.insert(instance.id.clone(), instance.clone());
                 RegisterOutcome::Created(instance.clone())
             }
+        })
+    }
+
+    async fn delete_instance(&self, user: &UserId, id: &InstanceId) -> StoreResult<bool> {
+        self.with(|t| match t.instances.get(id) {
+            Some(i) if &i.user_id == user => t.instances.remove(id).is_some(),
+            _ => false,
         })
     }
 

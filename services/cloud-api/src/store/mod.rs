@@ -48,6 +48,10 @@ pub trait Store: Send + Sync + 'static {
     async fn list_users(&self, page: &PageReq) -> StoreResult<Page<User>>;
     /// Writes the admin-managed fields: `is_admin`, `subscription_plan`, `complimentary`.
     async fn update_user_entitlements(&self, user: &User) -> StoreResult<()>;
+    /// Replaces the password hash only if it is still `old` (a legacy hash upgraded at login
+    /// must not overwrite a password reset that happened meanwhile); true when replaced.
+    async fn replace_password_hash(&self, user: &UserId, old: &str, new: &str)
+    -> StoreResult<bool>;
 
     // Sessions -------------------------------------------------------------------------------
     async fn insert_session(&self, session: &Session) -> StoreResult<()>;
@@ -57,15 +61,20 @@ pub trait Store: Send + Sync + 'static {
         hash: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<Session>>;
-    /// Atomically: if `refresh_hash` belongs to a live, unrotated session, marks it rotated and
-    /// stores `next` (same family); if it was already rotated or revoked, revokes the family.
     /// The session a refresh token belongs to, whatever its state (revocation looks it up).
     async fn session_by_refresh_hash(&self, hash: &str) -> StoreResult<Option<Session>>;
+    /// Atomically: if `refresh_hash` belongs to a live, unrotated session, marks it rotated and
+    /// stores `next` (same family, user, client, scope, organization and auth time). If it was
+    /// rotated less than `grace` ago and its family is not revoked, returns the stored session
+    /// whose access hash is `next.access_token_hash` (the successor issued then: successors are
+    /// derived from the presented token, so the same token always names the same successor) and
+    /// changes nothing. Any other re-use revokes the family.
     async fn rotate_refresh(
         &self,
         refresh_hash: &str,
         next: Session,
         now: DateTime<Utc>,
+        grace: std::time::Duration,
     ) -> StoreResult<RotateOutcome>;
     async fn revoke_session(&self, id: &SessionId, now: DateTime<Utc>) -> StoreResult<()>;
     async fn revoke_family(&self, family: &FamilyId, now: DateTime<Utc>) -> StoreResult<()>;
@@ -119,7 +128,16 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
 
     // Instances ------------------------------------------------------------------------------
-    async fn register_instance(&self, instance: &Instance) -> StoreResult<RegisterOutcome>;
+    /// Registers `instance` to its user unless the id is held (by them: `Existing`; by someone
+    /// else: `Taken`) or the user already holds `max` instances (`LimitReached`). Atomic with
+    /// respect to concurrent registrations of the same user.
+    async fn register_instance(
+        &self,
+        instance: &Instance,
+        max: usize,
+    ) -> StoreResult<RegisterOutcome>;
+    /// Removes the user's instance; false when the user holds no such instance.
+    async fn delete_instance(&self, user: &UserId, id: &InstanceId) -> StoreResult<bool>;
     async fn instance(&self, id: &InstanceId) -> StoreResult<Option<Instance>>;
     async fn instances_of(&self, user: &UserId, page: &PageReq) -> StoreResult<Page<Instance>>;
 

@@ -441,6 +441,24 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn replace_password_hash(
+        &self,
+        user: &UserId,
+        old: &str,
+        new: &str,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE cloud_users SET password_hash = $3, updated_at = now() \
+             WHERE id = $1 AND password_hash = $2",
+        )
+        .bind(user.as_str())
+        .bind(old)
+        .bind(new)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     async fn insert_session(&self, s: &Session) -> StoreResult<()> {
         insert_session(&self.pool, s).await
     }
@@ -477,6 +495,7 @@ impl Store for PgStore {
         refresh_hash: &str,
         next: Session,
         now: DateTime<Utc>,
+        grace: std::time::Duration,
     ) -> StoreResult<RotateOutcome> {
         // The usual case in one round trip: mark the presented session rotated (only if it is
         // live and not rotated yet; a concurrent rotation of the same token waits on the row
@@ -506,20 +525,38 @@ impl Store for PgStore {
             return Ok(RotateOutcome::Rotated(Box::new(session_row(&row)?)));
         }
         // Nothing rotated: unknown, expired, or presented again after a rotation or revocation.
-        let seen: Option<(String, bool)> = sqlx::query_as(
-            "SELECT family_id, (rotated_at IS NOT NULL OR revoked_at IS NOT NULL) \
+        let seen: Option<(String, Option<DateTime<Utc>>, bool)> = sqlx::query_as(
+            "SELECT family_id, rotated_at, revoked_at IS NOT NULL \
                FROM cloud_sessions WHERE refresh_token_hash = $1",
         )
         .bind(refresh_hash)
         .fetch_optional(&self.pool)
         .await?;
-        match seen {
-            Some((family, true)) => {
-                self.revoke_family(&FamilyId(family), now).await?;
-                Ok(RotateOutcome::Reused)
-            }
-            _ => Ok(RotateOutcome::Invalid),
+        let Some((family, rotated_at, revoked)) = seen else {
+            return Ok(RotateOutcome::Invalid);
+        };
+        if !revoked
+            && rotated_at.is_some_and(|at| crate::domain::rules::within_grace(at, now, grace))
+        {
+            let successor = sqlx::query(&format!(
+                "SELECT {SESSION_COLS} FROM cloud_sessions \
+                 WHERE access_token_hash = $1 AND family_id = $2 AND revoked_at IS NULL"
+            ))
+            .bind(&next.access_token_hash)
+            .bind(&family)
+            .fetch_optional(&self.pool)
+            .await?;
+            return Ok(match successor {
+                Some(row) => RotateOutcome::Repeated(Box::new(session_row(&row)?)),
+                // Not derived the same way (a key change between replicas): refuse, revoke nothing.
+                None => RotateOutcome::Invalid,
+            });
         }
+        if rotated_at.is_some() || revoked {
+            self.revoke_family(&FamilyId(family), now).await?;
+            return Ok(RotateOutcome::Reused);
+        }
+        Ok(RotateOutcome::Invalid)
     }
 
     async fn revoke_session(&self, id: &SessionId, now: DateTime<Utc>) -> StoreResult<()> {
@@ -865,7 +902,36 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn register_instance(&self, i: &Instance) -> StoreResult<RegisterOutcome> {
+    async fn register_instance(&self, i: &Instance, max: usize) -> StoreResult<RegisterOutcome> {
+        let mut tx = self.tx().await?;
+        // The user row lock serialises this user's registrations, so the count below holds.
+        sqlx::query("SELECT 1 FROM cloud_users WHERE id = $1 FOR UPDATE")
+            .bind(i.user_id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let existing = |row: Option<PgRow>| -> StoreResult<Option<RegisterOutcome>> {
+            Ok(match row.as_ref().map(instance_row).transpose()? {
+                Some(found) if found.user_id == i.user_id => Some(RegisterOutcome::Existing(found)),
+                Some(_) => Some(RegisterOutcome::Taken),
+                None => None,
+            })
+        };
+        let select = "SELECT id, user_id, name, created_at FROM cloud_instances WHERE id = $1";
+        let row = sqlx::query(select)
+            .bind(i.id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(outcome) = existing(row)? {
+            return Ok(outcome);
+        }
+        let (held,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM cloud_instances WHERE user_id = $1")
+                .bind(i.user_id.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+        if held >= max as i64 {
+            return Ok(RegisterOutcome::LimitReached);
+        }
         let inserted = sqlx::query(
             "INSERT INTO cloud_instances (id, user_id, name, created_at, updated_at) \
              VALUES ($1,$2,$3,$4,$4) ON CONFLICT (id) DO NOTHING RETURNING id",
@@ -874,19 +940,27 @@ impl Store for PgStore {
         .bind(i.user_id.as_str())
         .bind(&i.name)
         .bind(i.created_at)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
-        if inserted.is_some() {
-            return Ok(RegisterOutcome::Created(i.clone()));
+        if inserted.is_none() {
+            // Another user claimed it meanwhile.
+            let row = sqlx::query(select)
+                .bind(i.id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            return existing(row)?.ok_or_else(|| StoreError::Conflict("instance".into()));
         }
-        match self.instance(&i.id).await? {
-            Some(existing) if existing.user_id == i.user_id => {
-                Ok(RegisterOutcome::Existing(existing))
-            }
-            Some(_) => Ok(RegisterOutcome::Taken),
-            // Deleted in between: let the caller retry.
-            None => Err(StoreError::Conflict("cloud_instances_pkey".into())),
-        }
+        tx.commit().await?;
+        Ok(RegisterOutcome::Created(i.clone()))
+    }
+
+    async fn delete_instance(&self, user: &UserId, id: &InstanceId) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM cloud_instances WHERE id = $1 AND user_id = $2")
+            .bind(id.as_str())
+            .bind(user.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn instance(&self, id: &InstanceId) -> StoreResult<Option<Instance>> {

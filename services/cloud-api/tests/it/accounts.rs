@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn signup_login_and_bearer_auth() {
@@ -241,4 +241,259 @@ async fn realtime_access_binds_user_and_instance() {
         .await
         .unwrap();
     assert!(denied.is_none());
+}
+
+#[tokio::test]
+async fn unknown_instance_ids_are_claimed_on_first_use_within_bounds() {
+    let app = spawn_app_with(&[("CHATONS_MAX_INSTANCES_PER_USER", "2")]).await;
+    let a = app.signup().await;
+    let b = app.signup().await;
+    let realtime = |token: &str, instance: &str| {
+        let body = json!({"accessToken": token, "cloudInstanceId": instance});
+        let app = &app;
+        async move { app.internal("/v1/internal/realtime/access", body).await }
+    };
+    // The desktop's locally generated id, never registered: claimed by the first caller.
+    let local = uuid::Uuid::new_v4().to_string();
+    let (status, body) = realtime(&a.access, &local).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["cloudInstanceId"], local.as_str());
+    let (status, _) = realtime(&a.access, &local).await;
+    assert_eq!(status, 200, "the holder keeps using it");
+    // Another user naming it (or the first user's canonical id) is refused.
+    let (status, _) = realtime(&b.access, &local).await;
+    assert_eq!(status, 404);
+    let (status, _) = realtime(&b.access, &format!("instance-{}", a.id)).await;
+    assert_eq!(status, 404);
+    let (status, body) = app
+        .post("/v1/cloud-instances", &b.access, json!({"id": local}))
+        .await;
+    assert_eq!(status, 409, "{body}");
+    // The runtime grant claims the same way.
+    let second = uuid::Uuid::new_v4().to_string();
+    let (status, body) = app
+        .internal(
+            "/v1/internal/runtime/access",
+            json!({"accessToken": a.access, "cloudInstanceId": second}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["cloudInstance"]["id"], second.as_str());
+    let (_, boot) = app.get("/v1/bootstrap", &a.access).await;
+    let ids: Vec<&str> = boot["cloudInstances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&local.as_str()) && ids.contains(&second.as_str()),
+        "{boot}"
+    );
+    // Bounded: a third id is refused, with a clear error where there is a body to read.
+    let third = uuid::Uuid::new_v4().to_string();
+    let (status, _) = realtime(&a.access, &third).await;
+    assert_eq!(status, 404);
+    let (status, body) = app
+        .post("/v1/cloud-instances", &a.access, json!({"id": third}))
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"], "instance_limit_reached");
+    // Ids are validated (length, characters) and nothing is claimed for a bad one.
+    for bad in ["a/b", "x y", "semi;colon", &"z".repeat(201)] {
+        let (status, _) = realtime(&b.access, bad).await;
+        assert_eq!(status, 404, "{bad}");
+        let (status, body) = app
+            .post("/v1/cloud-instances", &b.access, json!({"id": bad}))
+            .await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    // Removing one frees a place.
+    let (status, _) = app
+        .delete(&format!("/v1/cloud-instances/{second}"), &b.access)
+        .await;
+    assert_eq!(status, 404, "not theirs");
+    let (status, _) = app
+        .delete(&format!("/v1/cloud-instances/{second}"), &a.access)
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = realtime(&a.access, &third).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn bootstrap_without_pagination_returns_everything() {
+    let app = spawn_app().await;
+    let u = app.signup().await;
+    let (_, boot) = app.get("/v1/bootstrap", &u.access).await;
+    let default_project = boot["projects"][0]["id"].as_str().unwrap().to_owned();
+    // More than any page: 210 projects and 210 conversations.
+    let mut project_ids = vec![default_project.clone()];
+    for n in 0..210 {
+        let (status, body) = app
+            .post(
+                "/v1/projects",
+                &u.access,
+                json!({"name": format!("P{n:03}")}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        project_ids.push(body["project"]["id"].as_str().unwrap().to_owned());
+    }
+    let mut conversation_ids = Vec::new();
+    for n in 0..210 {
+        let (status, body) = app
+            .post(
+                "/v1/conversations",
+                &u.access,
+                json!({"projectId": default_project, "title": format!("C{n:03}")}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        conversation_ids.push(body["conversation"]["id"].as_str().unwrap().to_owned());
+    }
+    let ids = |v: &serde_json::Value, key: &str| -> Vec<String> {
+        v[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    let (status, boot) = app.get("/v1/bootstrap", &u.access).await;
+    assert_eq!(status, 200);
+    assert_eq!(sorted(ids(&boot, "projects")), sorted(project_ids.clone()));
+    assert_eq!(
+        sorted(ids(&boot, "conversations")),
+        sorted(conversation_ids.clone())
+    );
+    assert!(
+        boot.get("nextCursor").is_none(),
+        "nothing was left out: {}",
+        boot["nextCursor"]
+    );
+
+    // A client that asks for pages gets pages and a cursor until the end.
+    let (mut projects, mut conversations, mut pages) = (Vec::new(), Vec::new(), 0);
+    let mut path = "/v1/bootstrap?limit=100".to_owned();
+    loop {
+        let (status, page) = app.get(&path, &u.access).await;
+        assert_eq!(status, 200, "{page}");
+        pages += 1;
+        assert!(page["projects"].as_array().unwrap().len() <= 100);
+        projects.extend(ids(&page, "projects"));
+        conversations.extend(ids(&page, "conversations"));
+        match page["nextCursor"].as_str() {
+            Some(c) => path = format!("/v1/bootstrap?limit=100&cursor={c}"),
+            None => {
+                assert!(page["nextCursor"].is_null(), "{page}");
+                break;
+            }
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(sorted(projects), sorted(project_ids));
+    assert_eq!(sorted(conversations), sorted(conversation_ids));
+    let (status, _) = app.get("/v1/bootstrap?cursor=%21%21", &u.access).await;
+    assert_eq!(status, 400);
+    let (status, _) = app.get("/v1/bootstrap?limit=0", &u.access).await;
+    assert_eq!(status, 400);
+}
+
+/// A browser session: keeps cookies, does not follow redirects.
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_first_systems_form_posts_redirect_with_a_session_and_need_csrf() {
+    let app = spawn_app().await;
+    let b = browser();
+    let page = b.get(app.url("/cloud/signup")).send().await.unwrap();
+    let csrf = cloud_testkit::oidc::csrf_from(&page.text().await.unwrap());
+    let email = format!("form{}@example.com", cloud_testkit::random_token());
+    let signup = |csrf: Option<&str>, email: &str| {
+        let mut form = vec![
+            ("email", email.to_owned()),
+            ("displayName", "Form User".to_owned()),
+            ("password", "correct horse battery".to_owned()),
+            ("return_to", "/cloud/providers".to_owned()),
+        ];
+        if let Some(c) = csrf {
+            form.push(("csrf_token", c.to_owned()));
+        }
+        b.post(app.url("/v1/web/signup")).form(&form).send()
+    };
+    // Without the CSRF token nothing happens.
+    let resp = signup(None, &email).await.unwrap();
+    assert_eq!(resp.status(), 400);
+    assert!(resp.headers().get("set-cookie").is_none());
+    let (status, _) = app.get("/v1/bootstrap", "x").await;
+    assert_eq!(status, 401);
+    // With it: the account, a session cookie and the first system's 302.
+    let resp = signup(Some(&csrf), &email).await.unwrap();
+    assert_eq!(resp.status(), 302);
+    assert_eq!(resp.headers()["location"], "/cloud/providers");
+    let cookies: Vec<&str> = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert!(
+        cookies
+            .iter()
+            .any(|c| c.starts_with("chatons_cloud_session=") && c.contains("HttpOnly")),
+        "{cookies:?}"
+    );
+    let account = b.get(app.url("/cloud/account")).send().await.unwrap();
+    assert_eq!(account.status(), 200);
+    assert!(account.text().await.unwrap().contains(&email));
+    let resp = signup(Some(&csrf), &email).await.unwrap();
+    assert_eq!(resp.status(), 409, "the address is taken");
+
+    // Login form: CSRF required, wrong password 401, success 302 with the cookie.
+    let other = browser();
+    let page = other.get(app.url("/cloud/login")).send().await.unwrap();
+    let csrf = cloud_testkit::oidc::csrf_from(&page.text().await.unwrap());
+    let login = |csrf: Option<&str>, password: &str| {
+        let mut form = vec![
+            ("email", email.clone()),
+            ("password", password.to_owned()),
+            ("return_to", "https://evil.example/steal".to_owned()),
+        ];
+        if let Some(c) = csrf {
+            form.push(("csrf_token", c.to_owned()));
+        }
+        other.post(app.url("/v1/web/login")).form(&form).send()
+    };
+    let resp = login(None, "correct horse battery").await.unwrap();
+    assert_eq!(resp.status(), 400);
+    assert!(resp.headers().get("set-cookie").is_none());
+    let resp = login(Some(&csrf), "wrong password!").await.unwrap();
+    assert_eq!(resp.status(), 401);
+    let resp = login(Some(&csrf), "correct horse battery").await.unwrap();
+    assert_eq!(resp.status(), 302);
+    assert_eq!(
+        resp.headers()["location"],
+        "/cloud/account?notice=welcome",
+        "a foreign return_to is not followed"
+    );
+    assert!(resp.headers().get("set-cookie").is_some());
+    // JSON clients keep the JSON answers.
+    let resp = reqwest::Client::new()
+        .post(app.url("/v1/web/login"))
+        .json(&json!({"email": email, "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
 }

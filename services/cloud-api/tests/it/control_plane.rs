@@ -358,11 +358,20 @@ async fn runtime_grant_carries_subscription_providers_and_repository() {
     assert_eq!(g["usage"]["activeParallelSessions"], 1);
     assert_eq!(g["usage"]["remainingParallelSessions"], 2);
 
-    // Denials: unknown instance, foreign conversation, mismatched project.
+    // Denials: another user's instance, foreign conversation, mismatched project. (An unknown
+    // instance id is claimed by the caller on first use.)
     let (status, _) = app
         .internal(
             "/v1/internal/runtime/access",
             json!({"accessToken": u.access, "cloudInstanceId": "desk-unknown"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let someone = app.signup().await;
+    let (status, _) = app
+        .internal(
+            "/v1/internal/runtime/access",
+            json!({"accessToken": someone.access, "cloudInstanceId": "desk-unknown"}),
         )
         .await;
     assert_eq!(status, 404);

@@ -38,8 +38,25 @@ pub async fn spawn_app() -> TestApp {
 }
 
 /// cloud-api on exactly these variables (plus a generated internal token).
-pub async fn spawn_with_env(mut vars: Vec<(String, String)>) -> TestApp {
-    let token = cloud_testkit::random_token();
+pub async fn spawn_with_env(vars: Vec<(String, String)>) -> TestApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    spawn_on(listener, vars).await
+}
+
+/// cloud-api serving on `listener` (bound beforehand, so other services can be pointed at it
+/// before it starts).
+pub async fn spawn_on(
+    listener: tokio::net::TcpListener,
+    mut vars: Vec<(String, String)>,
+) -> TestApp {
+    let token = vars
+        .iter()
+        .find(|(k, _)| k == "CHATONS_INTERNAL_SERVICE_TOKEN")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(cloud_testkit::random_token);
+    vars.retain(|(k, _)| k != "CHATONS_INTERNAL_SERVICE_TOKEN");
     vars.push(("CHATONS_INTERNAL_SERVICE_TOKEN".into(), token.clone()));
     if !vars
         .iter()
@@ -50,9 +67,6 @@ pub async fn spawn_with_env(mut vars: Vec<(String, String)>) -> TestApp {
             TEST_SECRETS_KEY.into(),
         ));
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     // The issuer and every link must name the address the test really talks to.
     if !vars.iter().any(|(k, _)| k == "CHATONS_CLOUD_PUBLIC_URL") {

@@ -3,10 +3,12 @@
 mod accounts;
 mod bugs;
 mod control_plane;
+mod desktop;
 mod edges;
 mod foundation;
 mod helpers;
 mod isolation;
+mod legacy;
 mod oidc;
 mod openapi;
 mod portal;

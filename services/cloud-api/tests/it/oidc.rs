@@ -480,9 +480,23 @@ async fn an_expired_code_is_invalid_grant() {
     );
 }
 
+/// The desktop's refresh call: JSON, camelCase (reference part C.3), from `forwarded_for`.
+async fn desktop_refresh(app: &TestApp, token: &str, forwarded_for: Option<&str>) -> (u16, Value) {
+    let mut req = reqwest::Client::new().post(app.url("/oidc/token")).json(
+        &json!({"grantType": "refresh_token", "clientId": "chatons-desktop",
+                      "redirectUri": "chatons://cloud/auth/callback", "refreshToken": token}),
+    );
+    if let Some(f) = forwarded_for {
+        req = req.header("x-forwarded-for", f);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
 #[tokio::test]
-async fn a_reused_refresh_token_revokes_the_family() {
-    let app = spawn_app().await;
+async fn a_reused_refresh_token_revokes_the_family_after_the_grace_window() {
+    let app = spawn_app_with(&[("CHATONS_REFRESH_REUSE_GRACE_SECONDS", "1")]).await;
     signup(&app, "rt@example.com").await;
     let (code, verifier) = desktop_code(&app, "rt@example.com", LOOPBACK).await;
     let (_, first) = exchange(&app, &code, &verifier, LOOPBACK).await;
@@ -503,6 +517,13 @@ async fn a_reused_refresh_token_revokes_the_family() {
     };
     let (status, second) = refresh(old.clone()).await;
     assert_eq!(status, 200);
+    // Within the window: the same successor pair again, nothing revoked.
+    let (status, again) = refresh(old.clone()).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["access_token"], second["access_token"]);
+    assert_eq!(again["refresh_token"], second["refresh_token"]);
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    // After it: re-use revokes the family.
     let (status, body) = refresh(old).await;
     assert_eq!(
         (status, body["error"].as_str()),
@@ -513,6 +534,73 @@ async fn a_reused_refresh_token_revokes_the_family() {
     assert_eq!(
         bootstrap_status(&app, second["access_token"].as_str().unwrap()).await,
         401
+    );
+}
+
+#[tokio::test]
+async fn concurrent_refreshes_with_one_token_get_the_same_pair() {
+    let app = spawn_app().await;
+    signup(&app, "cc@example.com").await;
+    let (code, verifier) = desktop_code(&app, "cc@example.com", LOOPBACK).await;
+    let (_, first) = exchange(&app, &code, &verifier, LOOPBACK).await;
+    let token = first["refresh_token"].as_str().unwrap();
+    let ((sa, a), (sb, b)) = tokio::join!(
+        desktop_refresh(&app, token, None),
+        desktop_refresh(&app, token, None)
+    );
+    assert_eq!((sa, sb), (200, 200), "{a} {b}");
+    assert_eq!(a["session"]["accessToken"], b["session"]["accessToken"]);
+    assert_eq!(a["session"]["refreshToken"], b["session"]["refreshToken"]);
+    let access = a["session"]["accessToken"].as_str().unwrap();
+    assert_eq!(bootstrap_status(&app, access).await, 200);
+    let (status, next) =
+        desktop_refresh(&app, a["session"]["refreshToken"].as_str().unwrap(), None).await;
+    assert_eq!(status, 200, "the shared successor refreshes: {next}");
+}
+
+#[tokio::test]
+async fn a_refresh_refused_with_429_rotates_nothing() {
+    // No grace: had a refused request rotated the token, presenting it again would be a re-use.
+    let app = spawn_app_with(&[
+        ("CHATONS_TOKEN_RATE_PER_SECOND", "1"),
+        ("CHATONS_TRUSTED_PROXIES", "127.0.0.0/8"),
+        ("CHATONS_REFRESH_REUSE_GRACE_SECONDS", "0"),
+    ])
+    .await;
+    signup(&app, "rl@example.com").await;
+    let (code, verifier) = desktop_code(&app, "rl@example.com", LOOPBACK).await;
+    let (_, first) = exchange(&app, &code, &verifier, LOOPBACK).await;
+    let mut token = first["refresh_token"].as_str().unwrap().to_owned();
+    // Per user: burst 5 (the exchange took no user token); each call from a fresh address.
+    let mut statuses = Vec::new();
+    for n in 0..6 {
+        let (status, body) = desktop_refresh(&app, &token, Some(&format!("198.51.100.{n}"))).await;
+        statuses.push(status);
+        if status == 200 {
+            token = body["session"]["refreshToken"].as_str().unwrap().to_owned();
+        }
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429]);
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let (status, body) = desktop_refresh(&app, &token, Some("198.51.100.50")).await;
+    assert_eq!(
+        status, 200,
+        "the token refused by the per-user limit still works: {body}"
+    );
+    token = body["session"]["refreshToken"].as_str().unwrap().to_owned();
+
+    // Per IP: one address spends its burst on junk, then presents the real token.
+    let ip = "203.0.113.9";
+    for _ in 0..5 {
+        desktop_refresh(&app, "refresh-unknown", Some(ip)).await;
+    }
+    let (status, _) = desktop_refresh(&app, &token, Some(ip)).await;
+    assert_eq!(status, 429);
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let (status, body) = desktop_refresh(&app, &token, Some(ip)).await;
+    assert_eq!(
+        status, 200,
+        "the token refused by the per-IP limit still works: {body}"
     );
 }
 

@@ -31,15 +31,18 @@ contract!(
     accounts_are_unique_per_email,
     sessions_expire_and_revoke,
     refresh_rotates_and_detects_reuse,
+    refresh_reuse_within_grace_returns_the_successor,
     plans_default_and_hidden_switch_both_ways,
     organizations_members_and_invites,
     instances_register_once,
+    instances_are_bounded_per_user_and_deletable,
     providers_page_update_delete,
     secrets_reseal_under_a_rotated_key,
     projects_and_conversations_page_and_cascade,
     transcripts_append_idempotently,
     memories_visibility_search_and_supersede,
     entitlements_roundtrip,
+    password_hash_is_replaced_only_if_unchanged,
     email_tokens_single_use_and_reset_revokes,
 );
 
@@ -119,6 +122,9 @@ async fn create(store: &DynStore, email: &str) -> Account {
         .expect("create account");
     a
 }
+
+const NO_GRACE: std::time::Duration = std::time::Duration::ZERO;
+const GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn session(user: &UserId, access: &str, refresh: Option<&str>, ttl: Duration) -> Session {
     let t = now();
@@ -223,7 +229,7 @@ async fn refresh_rotates_and_detects_reuse(store: DynStore) {
     let mut next = session(&UserId::default(), "a2", Some("r2"), Duration::hours(1));
     next.client_id = String::new();
     let out = store
-        .rotate_refresh("r1", next.clone(), now())
+        .rotate_refresh("r1", next.clone(), now(), NO_GRACE)
         .await
         .unwrap();
     let RotateOutcome::Rotated(rotated) = out else {
@@ -242,7 +248,10 @@ async fn refresh_rotates_and_detects_reuse(store: DynStore) {
     // The first refresh token again: re-use revokes the whole family.
     let again = session(&UserId::default(), "a3", Some("r3"), Duration::hours(1));
     assert_eq!(
-        store.rotate_refresh("r1", again, now()).await.unwrap(),
+        store
+            .rotate_refresh("r1", again, now(), NO_GRACE)
+            .await
+            .unwrap(),
         RotateOutcome::Reused
     );
     assert!(
@@ -261,7 +270,10 @@ async fn refresh_rotates_and_detects_reuse(store: DynStore) {
     );
     let unknown = session(&UserId::default(), "a4", Some("r4"), Duration::hours(1));
     assert_eq!(
-        store.rotate_refresh("nope", unknown, now()).await.unwrap(),
+        store
+            .rotate_refresh("nope", unknown, now(), NO_GRACE)
+            .await
+            .unwrap(),
         RotateOutcome::Invalid
     );
     // An expired refresh token is invalid (and not a re-use).
@@ -270,7 +282,10 @@ async fn refresh_rotates_and_detects_reuse(store: DynStore) {
     store.insert_session(&old).await.unwrap();
     let n = session(&UserId::default(), "a6", Some("r6"), Duration::hours(1));
     assert_eq!(
-        store.rotate_refresh("r5", n, now()).await.unwrap(),
+        store
+            .rotate_refresh("r5", n, now(), NO_GRACE)
+            .await
+            .unwrap(),
         RotateOutcome::Invalid
     );
     assert!(
@@ -288,6 +303,96 @@ async fn refresh_rotates_and_detects_reuse(store: DynStore) {
             .await
             .unwrap()
             .is_none()
+    );
+}
+
+async fn password_hash_is_replaced_only_if_unchanged(store: DynStore) {
+    let a = create(&store, "ph@example.com").await;
+    assert!(
+        !store
+            .replace_password_hash(&a.user.id, "scrypt$other", "$argon2id$new")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .replace_password_hash(&a.user.id, "$argon2id$fake", "$argon2id$new")
+            .await
+            .unwrap()
+    );
+    let u = store.user(&a.user.id).await.unwrap().unwrap();
+    assert_eq!(u.password_hash.as_deref(), Some("$argon2id$new"));
+}
+
+async fn refresh_reuse_within_grace_returns_the_successor(store: DynStore) {
+    let a = create(&store, "g@example.com").await;
+    let first = session(&a.user.id, "ga1", Some("gr1"), Duration::hours(1));
+    store.insert_session(&first).await.unwrap();
+    let next = session(&UserId::default(), "ga2", Some("gr2"), Duration::hours(1));
+    let t = now();
+    let RotateOutcome::Rotated(rotated) = store
+        .rotate_refresh("gr1", next.clone(), t, GRACE)
+        .await
+        .unwrap()
+    else {
+        panic!("expected a rotation");
+    };
+    // The same token again, naming the same successor, within the window: that successor, and
+    // nothing new is stored or revoked.
+    let same = session(&UserId::default(), "ga2", Some("gr2"), Duration::hours(1));
+    assert_eq!(
+        store
+            .rotate_refresh("gr1", same.clone(), t + Duration::seconds(5), GRACE)
+            .await
+            .unwrap(),
+        RotateOutcome::Repeated(rotated.clone())
+    );
+    assert!(
+        store
+            .session_by_access_hash("ga2", now())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // A successor the store never issued (another derivation) is refused without revoking.
+    let stranger = session(&UserId::default(), "gx", Some("gxr"), Duration::hours(1));
+    assert_eq!(
+        store
+            .rotate_refresh("gr1", stranger, t + Duration::seconds(5), GRACE)
+            .await
+            .unwrap(),
+        RotateOutcome::Invalid
+    );
+    assert!(
+        store
+            .session_by_access_hash("ga2", now())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // After the window the same token is a re-use: the family is revoked.
+    assert_eq!(
+        store
+            .rotate_refresh("gr1", same, t + Duration::seconds(31), GRACE)
+            .await
+            .unwrap(),
+        RotateOutcome::Reused
+    );
+    assert!(
+        store
+            .session_by_access_hash("ga2", now())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let fresh = session(&UserId::default(), "ga3", Some("gr3"), Duration::hours(1));
+    assert_eq!(
+        store
+            .rotate_refresh("gr2", fresh, now(), GRACE)
+            .await
+            .unwrap(),
+        RotateOutcome::Reused,
+        "a revoked family stays revoked"
     );
 }
 
@@ -503,7 +608,7 @@ async fn instances_register_once(store: DynStore) {
         created_at: now(),
     };
     assert_eq!(
-        store.register_instance(&inst).await.unwrap(),
+        store.register_instance(&inst, 2).await.unwrap(),
         RegisterOutcome::Created(inst.clone())
     );
     let again = Instance {
@@ -512,7 +617,7 @@ async fn instances_register_once(store: DynStore) {
         ..inst.clone()
     };
     assert_eq!(
-        store.register_instance(&again).await.unwrap(),
+        store.register_instance(&again, 2).await.unwrap(),
         RegisterOutcome::Existing(inst.clone())
     );
     let theirs = Instance {
@@ -520,7 +625,7 @@ async fn instances_register_once(store: DynStore) {
         ..inst.clone()
     };
     assert_eq!(
-        store.register_instance(&theirs).await.unwrap(),
+        store.register_instance(&theirs, 2).await.unwrap(),
         RegisterOutcome::Taken
     );
     assert_eq!(store.instance(&inst.id).await.unwrap(), Some(inst.clone()));
@@ -540,6 +645,74 @@ async fn instances_register_once(store: DynStore) {
             .items
             .is_empty()
     );
+}
+
+async fn instances_are_bounded_per_user_and_deletable(store: DynStore) {
+    let a = create(&store, "lim1@example.com").await;
+    let b = create(&store, "lim2@example.com").await;
+    let inst = |id: &str, user: &UserId| Instance {
+        id: InstanceId::from(id),
+        user_id: user.clone(),
+        name: "Desk".into(),
+        created_at: now(),
+    };
+    for id in ["l-1", "l-2"] {
+        assert!(matches!(
+            store
+                .register_instance(&inst(id, &a.user.id), 2)
+                .await
+                .unwrap(),
+            RegisterOutcome::Created(_)
+        ));
+    }
+    assert_eq!(
+        store
+            .register_instance(&inst("l-3", &a.user.id), 2)
+            .await
+            .unwrap(),
+        RegisterOutcome::LimitReached
+    );
+    // Held ids still answer Existing/Taken at the limit.
+    assert!(matches!(
+        store
+            .register_instance(&inst("l-1", &a.user.id), 2)
+            .await
+            .unwrap(),
+        RegisterOutcome::Existing(_)
+    ));
+    assert_eq!(
+        store
+            .register_instance(&inst("l-1", &b.user.id), 2)
+            .await
+            .unwrap(),
+        RegisterOutcome::Taken
+    );
+    assert!(
+        !store
+            .delete_instance(&b.user.id, &InstanceId::from("l-1"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .delete_instance(&a.user.id, &InstanceId::from("l-1"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .instance(&InstanceId::from("l-1"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(matches!(
+        store
+            .register_instance(&inst("l-3", &a.user.id), 2)
+            .await
+            .unwrap(),
+        RegisterOutcome::Created(_)
+    ));
 }
 
 /// A key rotation end to end on the store: old rows open through the previous key, the

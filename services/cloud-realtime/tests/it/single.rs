@@ -140,6 +140,8 @@ async fn token_and_replay_answer_401_400_403_and_503() {
     let access = AccessService::start().await;
     let a = Setup::new(&access).replica().await;
     let user = access.user().await;
+    // An instance held by another user (an unknown id would be claimed by the caller).
+    let other = access.user().await;
     let client = reqwest::Client::new();
     for path in ["/v1/realtime/token", "/v1/realtime/replay"] {
         let r = client
@@ -163,7 +165,10 @@ async fn token_and_replay_answer_401_400_403_and_503() {
         let v: Value = r.json().await.unwrap();
         assert_eq!(v["message"], "Missing cloudInstanceId");
         let r = client
-            .get(format!("{}{path}?cloudInstanceId=someone-elses", a.base))
+            .get(format!(
+                "{}{path}?cloudInstanceId={}",
+                a.base, other.instance_id
+            ))
             .bearer_auth(&user.access_token)
             .send()
             .await

@@ -1,0 +1,5 @@
+//! Application layer: one function per use case, holding the rules and the store calls, so the
+//! adapters (`http/`, `portal/`, `oidc/`) only extract input, call one function and render.
+//! Functions return [`crate::domain::DomainError`]; each adapter maps it once.
+
+pub mod accounts;
