@@ -206,6 +206,7 @@ impl Config {
     pub fn from_env(env: &Env) -> Result<Self, ConfigErrors> {
         let mut r = Reader::new(env);
         let common = CommonConfig::read(&mut r, DEFAULT_PORT);
+        r.require_for_profile(common.profile, &env_vars());
         let public_url = r.url(
             "CHATONS_CLOUD_PUBLIC_URL",
             HTTP,

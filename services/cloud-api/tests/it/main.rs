@@ -10,4 +10,5 @@ mod isolation;
 mod oidc;
 mod openapi;
 mod portal;
+mod production_profile;
 mod store_contract;
