@@ -17,6 +17,11 @@ pub const SERVICE_ENV: &[EnvVar] = &[
     )
     .required(),
     EnvVar::new(
+        "CHATONS_CLOUD_DB_POOL_SIZE",
+        "10",
+        "Postgres connections per replica (the manifests keep pool sizes × autoscaler maxima below the server's max_connections).",
+    ),
+    EnvVar::new(
         "CHATONS_CLOUD_PUBLIC_URL",
         "http://127.0.0.1:<PORT>",
         "Public base URL of cloud-api (bootstrap, links).",
@@ -173,6 +178,7 @@ pub struct SmtpConfig {
 pub struct Config {
     pub common: CommonConfig,
     pub database_url: Option<Secret>,
+    pub db_pool_size: u32,
     pub public_url: Url,
     pub web_url: Url,
     pub realtime_public_url: Url,
@@ -266,6 +272,7 @@ impl Config {
         }
         let config = Self {
             database_url: r.secret("DATABASE_URL"),
+            db_pool_size: r.int_in("CHATONS_CLOUD_DB_POOL_SIZE", 10, 1, 200) as u32,
             public_url,
             web_url,
             realtime_public_url,
