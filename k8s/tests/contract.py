@@ -77,7 +77,7 @@ class Binary:
         self.defaults = {}
         for line in md.splitlines():
             m = re.match(r"\|\s*`([A-Z0-9_]+)`\s*\|\s*(?:`([^`]*)`|—)\s*\|", line)
-            if m and "Required in production" in line:
+            if m and "**Required in production.**" in line:
                 self.required.add(m.group(1))
             if m:
                 self.defaults[m.group(1)] = m.group(2) or ""
@@ -208,7 +208,7 @@ def check_workloads(docs, overlay, bins, errors):
                                       f"{r['name']}/{r['key']} (document it in secret.example.yaml)")
             b = binary_of(c)
             if b is None:
-                if c in spec.get("initContainers", []) and c["name"] != "db-setup":
+                if c in spec.get("initContainers", []) and c["name"] != "db-setup" and d["kind"] == "Deployment":
                     errors.append(f"{cw}: unexpected init container (expected db-setup, then `cloud-api migrate`)")
                 if c["name"] == "db-setup" and not any(
                         (v.get("configMap") or {}).get("name", "").startswith("chatons-db-setup")
@@ -434,7 +434,6 @@ def check_network(docs, overlay, errors):
     must_not = [
         (other, app("cloud-api"), 4000), (other, app("cloud-realtime"), 4001),
         (not_front, app("cloud-api"), 4000), (not_front, app("runtime-headless"), 4002),
-        (front, pg, 5432), (front, redis, 6379),
         (app("runtime-headless"), redis, 6379), (app("cloud-realtime"), pg, 5432),
         (app("cloud-api"), app("cloud-realtime"), 4001), (app("cloud-api"), redis, 6379),
         (app("cloud-api"), llm, 443), (app("cloud-realtime"), llm, 443),
@@ -447,6 +446,11 @@ def check_network(docs, overlay, errors):
     ]
     if kind == "gateway":
         must_not.append((traefik_other, app("cloud-api"), 4000))
+    # In-cluster datastores must refuse the edge (a managed one is outside these policies).
+    if not pg.ip:
+        must_not.append((front, pg, 5432))
+    if not redis.ip:
+        must_not.append((front, redis, 6379))
     def name(e):
         if "acme.cert-manager.io/http01-solver" in e.labels:
             return "acme-solver"
@@ -538,7 +542,7 @@ def run_checks(overlays: dict[str, list[dict]], bins, verbose=False) -> list[str
         edge.check_edge(docs, name, cms, errors)
         check_network(docs, name, errors)
         check_pss(docs, name, errors, PERSISTENT)
-        safety.check_budget(docs, name, bins, env_value, binary_of, cms, errors, verbose)
+        safety.check_budget(docs, name, bins, env_value, binary_of, configmap_data(docs), errors, verbose)
         safety.check_layers(docs, name, errors, PERSISTENT)
         with open(os.path.join(ROOT, "docs/OPERATIONS.md")) as f:
             n = observability.check(docs, name, EXPORTED, f.read(), errors)
@@ -694,7 +698,8 @@ def mutations():
         m = route(docs, "cloud-realtime")["spec"]["rules"][1]["matches"][0]["path"]
         m["type"], m["value"] = "PathPrefix", "/"
     def metrics_prefix(docs):
-        route(docs, "runtime-headless")["spec"]["rules"][0]["matches"][0]["path"]["value"] = "/"
+        route(docs, "runtime-headless")["spec"]["rules"][0]["matches"].append(
+            {"path": {"type": "Exact", "value": "/metrics"}})
     def no_runtime_route(docs):
         docs.remove(route(docs, "runtime-headless"))
     def ws_timeout(docs):

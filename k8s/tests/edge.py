@@ -116,7 +116,7 @@ def check_gateway(docs, overlay, cms, errors):
         errors.append(f"[{overlay}] expected one Gateway, found {len(gateways)}")
         return
     gw = gateways[0]
-    tls = overlay == "production"
+    tls = overlay.startswith("production")
     scheme = "https" if tls else "http"
     hosts = sorted({h for r, _ in attached_routes(docs) for h in r["spec"].get("hostnames", [])})
     if len(hosts) < 3:
@@ -297,7 +297,7 @@ def check_ingress(docs, overlay, cms, errors):
     if rt_ing is not None and int((rt_ing["metadata"].get("annotations") or {}).get(
             "nginx.ingress.kubernetes.io/proxy-read-timeout", "60")) < 600:
         errors.append(f"[{overlay}] websocket Ingress needs a long proxy-read-timeout")
-    if overlay == "production":
+    if overlay.startswith("production"):
         dns = {n for c in by_kind(docs, "Certificate") for n in c["spec"].get("dnsNames", [])}
         for ing in by_kind(docs, "Ingress"):
             tls_hosts = {h for t in ing["spec"].get("tls", []) for h in t.get("hosts", [])}

@@ -64,25 +64,32 @@ def budget(docs, bins, env_value, binary_of, cms):
             replicas = (replicas if replicas is not None else d["spec"].get("replicas", 1)) + surge(d)
         else:
             replicas = 1
+        # Init containers run one after the other, before the main containers: a pod holds
+        # at most the larger of its biggest init step and its main containers' pools.
+        inits, mains = [], []
         for c in spec.get("initContainers", []) + spec.get("containers", []):
+            is_init = c in spec.get("initContainers", [])
             names = {e["name"] for e in c.get("env", [])}
-            mounts = " ".join(v.get("mountPath", "") for v in c.get("volumeMounts", []))
             text = " ".join(c.get("command", []) + c.get("args", []))
             b = binary_of(c)
             per_pod = 0
             if b in POOL_VARS and "DATABASE_URL" in names:
-                if c in spec.get("initContainers", []):
+                if is_init:
                     per_pod = MIGRATE
                 else:
                     raw = env_value(c, POOL_VARS[b], cms)
                     per_pod = int(raw) if raw else int(bins[b].defaults.get(POOL_VARS[b], "10"))
-            elif b is None and ("psql" in text or "pg_dump" in text or "DATA_SOURCE" in " ".join(names)
-                                or "postgres_exporter" in c.get("image", "") or "postgres-exporter" in c.get("image", "")):
+            elif b is None and ("psql" in text or "pg_dump" in text or "DATA_SOURCE_URI" in names):
                 per_pod = ONE
             if per_pod:
-                n = per_pod * replicas
-                total += n
-                lines.append(f"{kind}/{d['metadata']['name']} {c['name']}: {per_pod} × {replicas} pod(s) = {n}")
+                (inits if is_init else mains).append((c["name"], per_pod))
+        per_pod = max([n for _, n in inits] + [sum(n for _, n in mains)] + [0])
+        if per_pod:
+            n = per_pod * replicas
+            total += n
+            what = ", ".join(f"{c} {k}" for c, k in mains) or "init only"
+            lines.append(f"{kind}/{d['metadata']['name']} ({what}; init {max([k for _, k in inits] + [0])}): "
+                         f"{per_pod} × {replicas} pod(s) = {n}")
     return total, limit, source, lines
 
 

@@ -358,7 +358,7 @@ pub const COMMON_ENV: &[EnvVar] = &[
     EnvVar::new(
         "CHATONS_PROFILE",
         "development",
-        "`production` (set by the production overlay) makes every variable marked \"Required in production\" mandatory, so the in-memory store, in-process fan-out and generated keys can never be used; a missing or empty one stops the process (exit 2) naming it.",
+        "`production` (set by the production overlay): every variable required in production must be set, so the in-memory store, in-process fan-out and generated keys are never used; a missing or empty one stops the process (exit 2) naming it.",
     ),
     EnvVar::new(
         "CHATONS_INTERNAL_SERVICE_TOKEN",
