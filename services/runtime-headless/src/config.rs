@@ -7,8 +7,8 @@ use cloud_common::Secret;
 use cloud_common::config::{COMMON_ENV, CommonConfig, ConfigErrors, Env, EnvVar, Reader};
 use url::Url;
 
-use crate::tools::sandbox::Network;
 use crate::seal::SealKey;
+use crate::tools::sandbox::Network;
 
 pub const DEFAULT_PORT: u16 = 4002;
 
