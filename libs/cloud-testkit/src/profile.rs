@@ -103,7 +103,7 @@ pub async fn assert_production_fails_closed(
     assert!(dev.wait_exit(Duration::from_secs(20)).await.success());
 }
 
-fn with_profile<'a>(mut env: Vec<(&'a str, String)>) -> Vec<(&'a str, String)> {
+fn with_profile(mut env: Vec<(&str, String)>) -> Vec<(&str, String)> {
     env.push(("CHATONS_PROFILE", "production".to_owned()));
     env
 }
