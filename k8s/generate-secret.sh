@@ -8,9 +8,11 @@ set -euo pipefail
 command -v openssl >/dev/null || { echo "generate-secret.sh: openssl is required" >&2; exit 1; }
 ns=${NAMESPACE:-chatons-cloud}
 pg_password=$(openssl rand -hex 24)
+app_password=$(openssl rand -hex 24)
 redis_password=$(openssl rand -hex 24)
 service_token=$(openssl rand -hex 32)
 encryption_key=$(openssl rand -base64 32)
+sealing_key=$(openssl rand -base64 32)
 jwt_key=$(openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 2>/dev/null)
 cat <<YAML
 apiVersion: v1
@@ -21,11 +23,15 @@ metadata:
 type: Opaque
 stringData:
   POSTGRES_PASSWORD: "$pg_password"
-  DATABASE_URL: "postgres://chatons:$pg_password@postgres:5432/chatons"
+  DATABASE_ADMIN_URL: "postgres://chatons:$pg_password@postgres:5432/chatons"
+  DATABASE_URL: "postgres://chatons_app:$app_password@postgres:5432/chatons?sslmode=prefer"
   REDIS_PASSWORD: "$redis_password"
   REDIS_URL: "redis://:$redis_password@redis:6379/0"
   CHATONS_INTERNAL_SERVICE_TOKEN: "$service_token"
   CHATONS_SECRETS_ENCRYPTION_KEY: "$encryption_key"
+  CHATONS_RUNTIME_SEALING_KEY: "$sealing_key"
+  # Set only while rotating the key above (docs/OPERATIONS.md).
+  CHATONS_RUNTIME_SEALING_PREVIOUS_KEYS: ""
   # Set only while rotating the key above (docs/OPERATIONS.md).
   CHATONS_SECRETS_PREVIOUS_KEYS: ""
   JWT_SIGNING_KEY: |

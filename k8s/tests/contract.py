@@ -19,9 +19,16 @@ Checks (each failure is one line naming the object):
   probes   startup, readiness and liveness probes exist, are HTTP on port `http` and use
            /healthz or /readyz (readiness /readyz); the binary serves them (--live).
   shutdown terminationGracePeriodSeconds > preStop sleep + CHATONS_SHUTDOWN_DRAIN_SECONDS.
-  ingress  public paths reach the right Service, internal paths (/v1/internal/*,
-           /v1/realtime/events, /metrics) reach no application, the public URLs handed to
-           clients are routed, every TLS host is in the Certificate (production).
+  edge     (edge.py) Gateway API (or the legacy Ingresses): public paths reach the right
+           Service, internal paths (/v1/internal/*, /v1/realtime/events, /metrics) reach no
+           application on any host, the public URLs handed to clients are routed, the
+           websocket route has no short timeout, every forwarding rule is rate limited
+           (Traefik Middlewares), plain HTTP only redirects, every TLS host is in the
+           Certificate and ACME is solved through the Gateway (production).
+  budget   (safety.py) Postgres connections at the HPA maxima < max_connections.
+  layers   (safety.py) no Namespace or PVC in an overlay (k8s/persistent holds them), PVC
+           retention on StatefulSets, the prune label on every app object.
+  profile  production containers run with CHATONS_PROFILE=production, local ones without.
   network  the NetworkPolicies allow each flow of the call graph and refuse the others.
   pss      every pod meets Pod Security Standard "restricted" plus read-only root FS,
            resource requests and limits.
@@ -45,6 +52,10 @@ from urllib.parse import urlparse
 
 import yaml
 
+import edge
+import observability
+import safety
+
 BINARIES = ("cloud-api", "cloud-realtime", "runtime-headless")
 DEFAULT_PORTS = {"cloud-api": 4000, "cloud-realtime": 4001, "runtime-headless": 4002}
 PROBE_PATHS = {"/healthz", "/readyz"}
@@ -63,10 +74,13 @@ class Binary:
         md = subprocess.run([path, "env", "--markdown"], capture_output=True, text=True,
                             check=True).stdout
         self.required = set()
+        self.defaults = {}
         for line in md.splitlines():
-            m = re.match(r"\|\s*`([A-Z0-9_]+)`\s*\|", line)
-            if m and "Required in production" in line:
+            m = re.match(r"\|\s*`([A-Z0-9_]+)`\s*\|\s*(?:`([^`]*)`|—)\s*\|", line)
+            if m and "**Required in production.**" in line:
                 self.required.add(m.group(1))
+            if m:
+                self.defaults[m.group(1)] = m.group(2) or ""
         if not self.reads:
             raise SystemExit(f"{path} env printed no variable")
         if not self.required <= self.reads:
@@ -81,9 +95,22 @@ def load_binaries(bin_dir: str) -> dict[str, Binary]:
     return bins
 
 
+SECRET_EXAMPLES = {
+    SECRET_NAME: "k8s/base/secret.example.yaml",
+    "chatons-backup-offsite": "k8s/components/offsite-backup/secret.example.yaml",
+}
+
+
+def documented_secrets() -> dict[str, set[str]]:
+    out = {}
+    for name, rel in SECRET_EXAMPLES.items():
+        with open(os.path.join(ROOT, rel)) as f:
+            out[name] = set(yaml.safe_load(f)["stringData"])
+    return out
+
+
 def secret_keys() -> set[str]:
-    with open(os.path.join(ROOT, "k8s/base/secret.example.yaml")) as f:
-        return set(yaml.safe_load(f)["stringData"])
+    return documented_secrets()[SECRET_NAME]
 
 
 # ---------------------------------------------------------------- manifest helpers
@@ -146,8 +173,9 @@ def env_value(container, name, cms):
 # ---------------------------------------------------------------- checks
 
 def check_workloads(docs, overlay, bins, errors):
+    production = overlay.startswith("production")
     cms = configmap_data(docs)
-    skeys = secret_keys()
+    skeys = documented_secrets()
     services = by_kind(docs, "Service")
     seen_bins = set()
     for d in docs:
@@ -175,11 +203,17 @@ def check_workloads(docs, overlay, bins, errors):
                         errors.append(f"{cw}: {e['name']} refers to missing ConfigMap key {r['key']}")
                 if "secretKeyRef" in ref:
                     r = ref["secretKeyRef"]
-                    if r["name"] != SECRET_NAME or r["key"] not in skeys:
+                    if r["key"] not in skeys.get(r["name"], set()):
                         errors.append(f"{cw}: {e['name']} refers to undocumented secret key "
                                       f"{r['name']}/{r['key']} (document it in secret.example.yaml)")
             b = binary_of(c)
             if b is None:
+                if c in spec.get("initContainers", []) and c["name"] != "db-setup" and d["kind"] == "Deployment":
+                    errors.append(f"{cw}: unexpected init container (expected db-setup, then `cloud-api migrate`)")
+                if c["name"] == "db-setup" and not any(
+                        (v.get("configMap") or {}).get("name", "").startswith("chatons-db-setup")
+                        for v in spec.get("volumes", [])):
+                    errors.append(f"{cw}: db-setup does not mount the chatons-db-setup script")
                 continue
             binary = bins[b]
             for n in names:
@@ -196,7 +230,12 @@ def check_workloads(docs, overlay, bins, errors):
             if args not in ([], ["serve"]):
                 errors.append(f"{cw}: unexpected args {args}")
             seen_bins.add(b)
-            if overlay == "production":
+            profile = env_value(c, "CHATONS_PROFILE", cms)
+            if production and profile != "production":
+                errors.append(f"{cw}: CHATONS_PROFILE is {profile!r}, production needs 'production' (fail closed)")
+            if not production and profile == "production":
+                errors.append(f"{cw}: CHATONS_PROFILE=production outside production")
+            if production:
                 for req in sorted(binary.required):
                     entry = next((e for e in c.get("env", []) if e["name"] == req), None)
                     if entry is None:
@@ -269,126 +308,6 @@ def check_workloads(docs, overlay, bins, errors):
         pu = cm.get("CHATONS_REALTIME_PUBLISH_URL")
         if pu and urlparse(pu).path != "/v1/realtime/events":
             errors.append(f"[{overlay}] CHATONS_REALTIME_PUBLISH_URL must end in /v1/realtime/events")
-
-
-def route(docs, host, path):
-    """ingress-nginx semantics: Exact beats Prefix, longest Prefix wins (element-wise)."""
-    best, best_len = None, -1
-    for ing in by_kind(docs, "Ingress"):
-        for rule in ing["spec"].get("rules", []):
-            if rule.get("host") != host:
-                continue
-            for p in rule.get("http", {}).get("paths", []):
-                pp, kind = p["path"], p.get("pathType", "Prefix")
-                if kind == "Exact":
-                    if path == pp:
-                        return ing, p["backend"]["service"]["name"]
-                    continue
-                norm = pp.rstrip("/")
-                if norm == "" or path == norm or path.startswith(norm + "/"):
-                    if len(norm) > best_len:
-                        best, best_len = (ing, p["backend"]["service"]["name"]), len(norm)
-    return best if best else (None, None)
-
-
-def serving_app(docs, ing, svc_name):
-    """The binary behind a Service, or None when the route reaches no application."""
-    if ing is None or svc_name is None:
-        return None
-    ann = ing["metadata"].get("annotations") or {}
-    deny = ann.get("nginx.ingress.kubernetes.io/denylist-source-range", "")
-    if "0.0.0.0/0" in deny:
-        return None
-    svc = find(docs, "Service", svc_name)
-    if svc is None or not svc["spec"].get("selector"):
-        return None
-    return svc["spec"]["selector"].get("app.kubernetes.io/name")
-
-
-def check_ingress(docs, overlay, errors):
-    cms = next(iter(configmap_data(docs).values()), {})
-    cloud_host = urlparse(cms.get("CHATONS_CLOUD_PUBLIC_URL", "")).hostname
-    rt_url = urlparse(cms.get("CHATONS_REALTIME_PUBLIC_URL", ""))
-    run_url = urlparse(cms.get("CHATONS_RUNTIME_PUBLIC_URL", ""))
-    hosts = sorted({r["host"] for i in by_kind(docs, "Ingress") for r in i["spec"].get("rules", [])})
-    if len(hosts) < 3:
-        errors.append(f"[{overlay}] expected cloud., api. and realtime. hosts, found {hosts}")
-    def expect(host, path, app):
-        ing, svc = route(docs, host, path)
-        got = serving_app(docs, ing, svc)
-        if got != app:
-            errors.append(f"[{overlay}] ingress {host}{path} reaches {got or 'nothing'}, expected {app or 'nothing'}")
-    expect(cloud_host, "/", "cloud-api")
-    expect(cloud_host, "/.well-known/openid-configuration", "cloud-api")
-    expect(cloud_host, "/v1/bootstrap", "cloud-api")
-    expect(run_url.hostname, (run_url.path.rstrip("/")) + "/v1/runtime/sessions", "runtime-headless")
-    expect(run_url.hostname, (run_url.path.rstrip("/")) + "/v1/runtime/sessions/x/commands", "runtime-headless")
-    expect(rt_url.hostname, rt_url.path or "/ws", "cloud-realtime")
-    expect(rt_url.hostname, "/v1/realtime/token", "cloud-realtime")
-    expect(rt_url.hostname, "/v1/realtime/replay", "cloud-realtime")
-    # Internal paths, by the binary that serves them: on no host may the route reach that
-    # binary (another binary would only answer 404). /metrics is served by all three.
-    internal = {
-        "cloud-api": ("/v1/internal", "/v1/internal/realtime/access", "/v1/internal/runtime/access",
-                      "/v1/internal/memory/upsert"),
-        "cloud-realtime": ("/v1/realtime/events",),
-    }
-    for h in hosts:
-        for p in ("/metrics", "/metrics/"):
-            expect(h, p, None)
-        for owner, paths in internal.items():
-            for p in paths:
-                ing, svc = route(docs, h, p)
-                if serving_app(docs, ing, svc) == owner:
-                    errors.append(f"[{overlay}] ingress {h}{p} reaches {owner}, which serves it internally")
-    # Anything routed to cloud-realtime or runtime-headless is one of their public paths.
-    for ing in by_kind(docs, "Ingress"):
-        for rule in ing["spec"].get("rules", []):
-            for p in rule.get("http", {}).get("paths", []):
-                app = serving_app(docs, ing, p["backend"]["service"]["name"])
-                if app == "cloud-realtime" and (p.get("pathType") != "Exact" or p["path"] not in
-                                                 ("/ws", "/v1/realtime/token", "/v1/realtime/replay")):
-                    errors.append(f"[{overlay}] Ingress/{ing['metadata']['name']} routes {p['path']} to cloud-realtime")
-                if app == "runtime-headless" and not p["path"].startswith("/v1/runtime"):
-                    errors.append(f"[{overlay}] Ingress/{ing['metadata']['name']} routes {p['path']} to runtime-headless")
-        ann = ing["metadata"].get("annotations") or {}
-        if any("snippet" in k for k in ann):
-            errors.append(f"[{overlay}] Ingress/{ing['metadata']['name']} uses a snippet annotation")
-        if ing["spec"].get("ingressClassName") != "nginx":
-            errors.append(f"[{overlay}] Ingress/{ing['metadata']['name']} is not of class nginx")
-    rt_ing, _ = route(docs, rt_url.hostname, "/ws")
-    if rt_ing is not None:
-        ann = rt_ing["metadata"].get("annotations") or {}
-        if int(ann.get("nginx.ingress.kubernetes.io/proxy-read-timeout", "60")) < 600:
-            errors.append(f"[{overlay}] websocket Ingress needs a long proxy-read-timeout")
-    for ing in by_kind(docs, "Ingress"):
-        ann = ing["metadata"].get("annotations") or {}
-        if serving_app(docs, ing, ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"]) \
-                and "nginx.ingress.kubernetes.io/limit-rps" not in ann:
-            errors.append(f"[{overlay}] Ingress/{ing['metadata']['name']} has no rate limit")
-    if overlay == "production":
-        for scheme_url in (cms.get("CHATONS_CLOUD_PUBLIC_URL", ""), cms.get("CHATONS_RUNTIME_PUBLIC_URL", "")):
-            if not scheme_url.startswith("https://"):
-                errors.append(f"[{overlay}] public URL {scheme_url} is not https")
-        if not cms.get("CHATONS_REALTIME_PUBLIC_URL", "").startswith("wss://"):
-            errors.append(f"[{overlay}] CHATONS_REALTIME_PUBLIC_URL is not wss://")
-        certs = by_kind(docs, "Certificate")
-        issuers = {i["metadata"]["name"] for i in by_kind(docs, "ClusterIssuer")}
-        dns = {n for c in certs for n in c["spec"].get("dnsNames", [])}
-        secrets = {c["spec"]["secretName"] for c in certs}
-        for c in certs:
-            ref = c["spec"]["issuerRef"]
-            if ref.get("kind") != "ClusterIssuer" or ref["name"] != "letsencrypt-production" \
-                    or ref["name"] not in issuers:
-                errors.append(f"[{overlay}] Certificate {c['metadata']['name']} is not issued by ClusterIssuer letsencrypt-production")
-        for ing in by_kind(docs, "Ingress"):
-            tls_hosts = {h for t in ing["spec"].get("tls", []) for h in t.get("hosts", [])}
-            for t in ing["spec"].get("tls", []):
-                if t.get("secretName") not in secrets:
-                    errors.append(f"[{overlay}] Ingress/{ing['metadata']['name']} TLS secret {t.get('secretName')} has no Certificate")
-            for r in ing["spec"]["rules"]:
-                if r["host"] not in tls_hosts or r["host"] not in dns:
-                    errors.append(f"[{overlay}] host {r['host']} of Ingress/{ing['metadata']['name']} is not covered by TLS")
 
 
 # NetworkPolicy evaluation (enough of the semantics for our policies: pod/namespace
@@ -471,39 +390,67 @@ def check_network(docs, overlay, errors):
         return
     ns = "chatons-cloud"
     app = lambda n: Endpoint(ns, {"app.kubernetes.io/name": n})
+    traefik = Endpoint("traefik", {"app.kubernetes.io/name": "traefik"})
     nginx = Endpoint("ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"})
+    # The edge's data plane: Traefik for the Gateway, ingress-nginx for the legacy Ingresses;
+    # the other one must be refused like any other namespace.
+    kind = edge.edge_kind(docs)
+    front, not_front = (nginx, traefik) if kind == "ingress" else (traefik, nginx)
     prom = Endpoint("monitoring", {"app.kubernetes.io/name": "prometheus"})
     other = Endpoint("some-other-namespace", {"app": "x"})
+    traefik_other = Endpoint("traefik", {"app.kubernetes.io/name": "not-traefik"})
     dns = Endpoint("kube-system", {"k8s-app": "kube-dns"})
     solver = Endpoint(ns, {"acme.cert-manager.io/http01-solver": "true"})
     llm = Endpoint(ip="104.18.6.192")
     smtp = Endpoint(ip="198.51.100.7")
     private = Endpoint(ip="10.0.0.12")
     metadata = Endpoint(ip="169.254.169.254")
+    # Postgres and Redis: the bundled StatefulSets, or (managed-datastores) the addresses the
+    # component opens egress to.
+    managed = find(docs, "StatefulSet", "postgres") is None
+    pg = Endpoint(ip=MANAGED_PG_IP) if managed else app("postgres")
+    redis = Endpoint(ip=MANAGED_REDIS_IP) if find(docs, "StatefulSet", "redis") is None else app("redis")
     must = [
-        (nginx, app("cloud-api"), 4000), (nginx, app("cloud-realtime"), 4001),
-        (nginx, app("runtime-headless"), 4002), (nginx, solver, 8089),
+        (front, app("cloud-api"), 4000), (front, app("cloud-realtime"), 4001),
+        (front, app("runtime-headless"), 4002), (front, solver, 8089),
         (prom, app("cloud-api"), 4000), (prom, app("cloud-realtime"), 4001),
         (prom, app("runtime-headless"), 4002),
         (app("cloud-realtime"), app("cloud-api"), 4000), (app("runtime-headless"), app("cloud-api"), 4000),
         (app("runtime-headless"), app("cloud-realtime"), 4001),
-        (app("cloud-api"), app("postgres"), 5432), (app("runtime-headless"), app("postgres"), 5432),
-        (app("postgres-backup"), app("postgres"), 5432), (app("cloud-realtime"), app("redis"), 6379),
+        (app("cloud-api"), pg, 5432), (app("runtime-headless"), pg, 5432),
+        (app("postgres-backup"), pg, 5432), (app("cloud-realtime"), redis, 6379),
         (app("runtime-headless"), llm, 443), (app("cloud-api"), smtp, 587), (app("cloud-api"), smtp, 465),
     ]
     for c in ("cloud-api", "cloud-realtime", "runtime-headless", "postgres-backup"):
         must.append((app(c), dns, 53))
+    if find(docs, "Deployment", "postgres-exporter"):
+        must += [(app("postgres-exporter"), pg, 5432), (prom, app("postgres-exporter"), 9187),
+                 (app("postgres-exporter"), dns, 53)]
+    if find(docs, "Deployment", "redis-exporter"):
+        must += [(app("redis-exporter"), redis, 6379), (prom, app("redis-exporter"), 9121),
+                 (app("redis-exporter"), dns, 53)]
+    if any(c["name"] == "offsite-copy" for d in by_kind(docs, "CronJob") for c in pod_spec(d)["containers"]):
+        must.append((app("postgres-backup"), Endpoint(ip="52.216.8.1"), 443))
     must_not = [
         (other, app("cloud-api"), 4000), (other, app("cloud-realtime"), 4001),
-        (nginx, app("postgres"), 5432), (nginx, app("redis"), 6379),
-        (app("runtime-headless"), app("redis"), 6379), (app("cloud-realtime"), app("postgres"), 5432),
-        (app("cloud-api"), app("cloud-realtime"), 4001), (app("cloud-api"), app("redis"), 6379),
+        (not_front, app("cloud-api"), 4000), (not_front, app("runtime-headless"), 4002),
+        (app("runtime-headless"), redis, 6379), (app("cloud-realtime"), pg, 5432),
+        (app("cloud-api"), app("cloud-realtime"), 4001), (app("cloud-api"), redis, 6379),
         (app("cloud-api"), llm, 443), (app("cloud-realtime"), llm, 443),
         (app("runtime-headless"), private, 443), (app("runtime-headless"), metadata, 443),
         (app("runtime-headless"), llm, 80), (app("postgres"), llm, 443), (app("redis"), llm, 443),
         (other, app("postgres"), 5432), (app("cloud-api"), app("runtime-headless"), 4002),
-        (other, solver, 8089),
+        (other, solver, 8089), (app("postgres-backup"), metadata, 443),
+        (app("postgres-exporter"), llm, 443), (app("redis-exporter"), pg, 5432),
+        (other, app("postgres-exporter"), 9187),
     ]
+    if kind == "gateway":
+        must_not.append((traefik_other, app("cloud-api"), 4000))
+    # In-cluster datastores must refuse the edge (a managed one is outside these policies).
+    if not pg.ip:
+        must_not.append((front, pg, 5432))
+    if not redis.ip:
+        must_not.append((front, redis, 6379))
     def name(e):
         if "acme.cert-manager.io/http01-solver" in e.labels:
             return "acme-solver"
@@ -518,14 +465,19 @@ def check_network(docs, overlay, errors):
             errors.append(f"[{overlay}] NetworkPolicies allow unneeded traffic {s.ns or ''}/{name(s)} -> {name(d)}:{p}")
 
 
+# Addresses the managed-datastores component's example opens egress to (documentation ranges).
+MANAGED_PG_IP = "192.0.2.10"
+MANAGED_REDIS_IP = "192.0.2.20"
+
 RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral",
                       "persistentVolumeClaim", "projected", "secret"}
 
 
-def check_pss(docs, overlay, errors):
-    ns = find(docs, "Namespace", "chatons-cloud")
-    if ns is None or ns["metadata"].get("labels", {}).get("pod-security.kubernetes.io/enforce") != "restricted":
-        errors.append(f"[{overlay}] namespace chatons-cloud does not enforce PSS restricted")
+def check_pss(docs, overlay, errors, persistent=None):
+    if persistent is not None:
+        ns = find(persistent, "Namespace", "chatons-cloud")
+        if ns is None or ns["metadata"].get("labels", {}).get("pod-security.kubernetes.io/enforce") != "restricted":
+            errors.append("k8s/persistent: namespace chatons-cloud does not enforce PSS restricted")
     for d in docs:
         spec = pod_spec(d)
         if spec is None:
@@ -577,13 +529,25 @@ def check_pss(docs, overlay, errors):
             errors.append(f"[{overlay}] HPA/{hpa['metadata']['name']} minReplicas < 1")
 
 
-def run_checks(overlays: dict[str, list[dict]], bins) -> list[str]:
+PERSISTENT: list[dict] | None = None
+# Series the binaries export (from their /metrics, filled by --live).
+EXPORTED: set[str] | None = None
+
+
+def run_checks(overlays: dict[str, list[dict]], bins, verbose=False) -> list[str]:
     errors: list[str] = []
     for name, docs in overlays.items():
+        cms = next(iter(configmap_data(docs).values()), {})
         check_workloads(docs, name, bins, errors)
-        check_ingress(docs, name, errors)
+        edge.check_edge(docs, name, cms, errors)
         check_network(docs, name, errors)
-        check_pss(docs, name, errors)
+        check_pss(docs, name, errors, PERSISTENT)
+        safety.check_budget(docs, name, bins, env_value, binary_of, configmap_data(docs), errors, verbose)
+        safety.check_layers(docs, name, errors, PERSISTENT)
+        with open(os.path.join(ROOT, "docs/OPERATIONS.md")) as f:
+            n = observability.check(docs, name, EXPORTED, f.read(), errors)
+        if n and verbose:
+            print(f"  [{name}] {n} alert/dashboard expressions checked against the exported metrics")
     return errors
 
 
@@ -610,18 +574,26 @@ def check_generated_secret(data, errors):
     if missing:
         errors.append(f"generate-secret.sh: misses {sorted(missing)}")
         return
+    admin = urlparse(data["DATABASE_ADMIN_URL"])
+    if admin.scheme != "postgres" or admin.password != data["POSTGRES_PASSWORD"] \
+            or admin.hostname != "postgres" or admin.username != "chatons":
+        errors.append("generate-secret.sh: DATABASE_ADMIN_URL is not chatons:<POSTGRES_PASSWORD>@postgres")
     db = urlparse(data["DATABASE_URL"])
-    if db.scheme != "postgres" or db.password != data["POSTGRES_PASSWORD"] or db.hostname != "postgres":
-        errors.append("generate-secret.sh: DATABASE_URL does not match POSTGRES_PASSWORD / Service postgres")
+    if db.scheme != "postgres" or db.hostname != "postgres" or db.username in (None, "chatons", "postgres") \
+            or not db.password or db.password == data["POSTGRES_PASSWORD"] or len(db.password) < 16:
+        errors.append("generate-secret.sh: DATABASE_URL must name its own application role and password on Service postgres")
     rd = urlparse(data["REDIS_URL"])
     if rd.scheme != "redis" or rd.password != data["REDIS_PASSWORD"] or rd.hostname != "redis":
         errors.append("generate-secret.sh: REDIS_URL does not match REDIS_PASSWORD / Service redis")
     if len(data["CHATONS_INTERNAL_SERVICE_TOKEN"]) < 32:
         errors.append("generate-secret.sh: service token shorter than 32 characters")
+    if data["CHATONS_RUNTIME_SEALING_KEY"] == data["CHATONS_SECRETS_ENCRYPTION_KEY"]:
+        errors.append("generate-secret.sh: the sealing key must differ from the secrets-encryption key")
 
 
 def live_check(bins, overlays, errors, secret):
     """Starts each binary (in-memory defaults) and requests the probe paths the manifests use."""
+    global EXPORTED
     paths_used = {b: set() for b in BINARIES}
     for docs in overlays.values():
         for d in by_kind(docs, "Deployment"):
@@ -640,7 +612,8 @@ def live_check(bins, overlays, errors, secret):
                     "CHATONS_DATA_DIR": data, "CHATONS_RUNTIME_ROOT_DIR": data,
                     "CHATONS_INTERNAL_SERVICE_TOKEN": "contract-test-token-0123456789abcdef"})
         # Key material from k8s/generate-secret.sh must be accepted by the binary that reads it.
-        for key in ("CHATONS_INTERNAL_SERVICE_TOKEN", "JWT_SIGNING_KEY", "CHATONS_SECRETS_ENCRYPTION_KEY"):
+        for key in ("CHATONS_INTERNAL_SERVICE_TOKEN", "JWT_SIGNING_KEY", "CHATONS_SECRETS_ENCRYPTION_KEY",
+                    "CHATONS_RUNTIME_SEALING_KEY"):
             if key in secret and key in binary.reads:
                 env[key] = secret[key]
         log = open(os.path.join(data, "log"), "w+")
@@ -662,6 +635,8 @@ def live_check(bins, overlays, errors, secret):
             if status is None:
                 continue
             expected = {"/healthz": {200}, "/readyz": {204, 503}, "/metrics": {200}}
+            with urllib.request.urlopen(base + "/metrics", timeout=3) as r:
+                EXPORTED = (EXPORTED or set()) | observability.exported_series(r.read().decode())
             for path in sorted(paths_used[b] | set(expected)):
                 got = http_status(base + path)
                 ok = expected.get(path, {200, 204})
@@ -715,24 +690,51 @@ def mutations():
         pod_spec(dep(docs, "cloud-realtime"))["terminationGracePeriodSeconds"] = 20
     def env_from(docs):
         main_c(docs, "runtime-headless")["envFrom"] = [{"secretRef": {"name": SECRET_NAME}}]
+    def route(docs, name):
+        return find(docs, "HTTPRoute", name)
     def route_internal(docs):
-        ing = find(docs, "Ingress", "cloud-api-internal-denied")
-        docs.remove(ing)
+        route(docs, "cloud-api")["spec"]["rules"].pop(1)
     def route_events(docs):
-        ing = find(docs, "Ingress", "cloud-realtime")
-        ing["spec"]["rules"][0]["http"]["paths"][0]["pathType"] = "Prefix"
-        ing["spec"]["rules"][0]["http"]["paths"][0]["path"] = "/"
+        m = route(docs, "cloud-realtime")["spec"]["rules"][1]["matches"][0]["path"]
+        m["type"], m["value"] = "PathPrefix", "/"
+    def metrics_prefix(docs):
+        route(docs, "runtime-headless")["spec"]["rules"][0]["matches"].append(
+            {"path": {"type": "Exact", "value": "/metrics"}})
     def no_runtime_route(docs):
-        docs.remove(find(docs, "Ingress", "runtime-headless"))
+        docs.remove(route(docs, "runtime-headless"))
+    def ws_timeout(docs):
+        route(docs, "cloud-realtime")["spec"]["rules"][0]["timeouts"] = {"request": "60s"}
+    def no_rate_limit(docs):
+        route(docs, "runtime-headless")["spec"]["rules"][0]["filters"].pop(0)
+    def plain_http(docs):
+        route(docs, "cloud-api")["spec"]["parentRefs"][0]["sectionName"] = "http"
+    def acme(docs):
+        find(docs, "ClusterIssuer", "letsencrypt-production")["spec"]["acme"]["solvers"][0]["http01"] = \
+            {"ingress": {"ingressClassName": "nginx"}}
+    def budget(docs):
+        find(docs, "HorizontalPodAutoscaler", "runtime-headless")["spec"]["maxReplicas"] = 20
+    def namespace(docs):
+        docs.append(copy.deepcopy(PERSISTENT[0]))
+    def retention(docs):
+        del find(docs, "StatefulSet", "postgres")["spec"]["persistentVolumeClaimRetentionPolicy"]
+    def prune_label(docs):
+        del find(docs, "Service", "redis")["metadata"]["labels"]["chatons.ai/layer"]
+    def dev_profile(docs):
+        cm = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("chatons-cloud-config"))
+        cm["data"]["CHATONS_PROFILE"] = "development"
+    def no_setup(docs):
+        spec = pod_spec(dep(docs, "cloud-api"))
+        spec["initContainers"] = [c for c in spec["initContainers"] if c["name"] != "db-setup"] + \
+            [{"name": "shell", "image": "busybox:1.36", "securityContext": spec["initContainers"][0]["securityContext"]}]
     def allow_all(docs):
         docs.append({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
                      "metadata": {"name": "allow-all", "namespace": "chatons-cloud"},
                      "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"],
                               "ingress": [{}], "egress": [{}]}})
-    def block_nginx(docs):
+    def block_edge(docs):
         pol = find(docs, "NetworkPolicy", "cloud-api")
         pol["spec"]["ingress"][0]["from"] = [p for p in pol["spec"]["ingress"][0]["from"]
-                                             if "ingress-nginx" not in str(p)]
+                                             if "traefik" not in str(p)]
     def root(docs):
         pod_spec(find(docs, "StatefulSet", "redis"))["securityContext"]["runAsNonRoot"] = False
         pod_spec(find(docs, "StatefulSet", "redis"))["containers"][0]["securityContext"]["runAsNonRoot"] = False
@@ -767,16 +769,27 @@ def mutations():
         ("envFrom of the whole secret", env_from, "uses envFrom"),
         ("/v1/internal routed to cloud-api", route_internal, "/v1/internal/runtime/access reaches cloud-api"),
         ("/v1/realtime/events routed", route_events, "/v1/realtime/events reaches cloud-realtime"),
+        ("/metrics of runtime routed", metrics_prefix, "/metrics reaches runtime-headless"),
         ("no route to runtime-headless", no_runtime_route, "expected runtime-headless"),
+        ("websocket route with a short timeout", ws_timeout, "websocket route needs timeouts.request"),
+        ("forwarding rule without rate limit", no_rate_limit, "has no rate limit"),
+        ("app served on plain HTTP", plain_http, "serves plain HTTP"),
+        ("ACME not through the Gateway", acme, "does not solve HTTP-01 through the Gateway"),
+        ("connection budget exceeded", budget, "connection budget"),
+        ("namespace in the app layer", namespace, "renders Namespace/chatons-cloud"),
+        ("StatefulSet deletes its volume", retention, "must retain its volumes"),
+        ("object without the prune label", prune_label, "Service/redis lacks the label"),
+        ("production without the production profile", dev_profile, "production needs 'production'"),
+        ("no application-role setup", no_setup, "unexpected init container"),
         ("allow-all NetworkPolicy", allow_all, "allow unneeded traffic"),
-        ("ingress controller blocked", block_nginx, "block needed traffic ingress-nginx"),
+        ("edge blocked", block_edge, "block needed traffic traefik/traefik -> cloud-api"),
         ("root container", root, "non-root uid"),
-        ("writable root filesystem", rw_root, "container migrate: root filesystem"),
+        ("writable root filesystem", rw_root, "container db-setup: root filesystem"),
         ("minAvailable PDB", pdb, "uses minAvailable"),
         ("undocumented secret key", secret_key, "undocumented secret key"),
         ("runtime public URL not routed", runtime_url, "runtime.chatons.ai/v1/runtime/sessions reaches nothing"),
         ("database restarts on config changes", stateful_config, "would restart the postgres StatefulSet"),
-        ("TLS host missing from certificate", tls, "realtime.chatons.ai of Ingress/cloud-realtime is not covered"),
+        ("TLS host missing from certificate", tls, "realtime.chatons.ai of HTTPRoute/cloud-realtime is not covered"),
     ]
 
 
@@ -803,7 +816,10 @@ def main() -> int:
     ap.add_argument("--live", action="store_true")
     ap.add_argument("--self-test", action="store_true")
     ap.add_argument("--generated-secret", help="output of k8s/generate-secret.sh, checked and used by --live")
+    ap.add_argument("--persistent", required=True, help="rendered k8s/persistent")
     args = ap.parse_args()
+    global PERSISTENT
+    PERSISTENT = docs_of(args.persistent)
     bins = load_binaries(args.bin_dir)
     for b in bins.values():
         print(f"  {b.name}: reads {len(b.reads)} variables, {len(b.required)} required in production "
@@ -816,7 +832,13 @@ def main() -> int:
     for spec in args.overlay:
         name, path = spec.split("=", 1)
         overlays[name] = docs_of(path)
-    errors = run_checks(overlays, bins)
+    errors = []
+    if args.live:
+        # First: it learns the metric names the alert rules are checked against.
+        live_check(bins, overlays, errors, generated or {})
+        if EXPORTED is None:
+            errors.append("live: no /metrics could be read, alert rules cannot be checked")
+    errors += run_checks(overlays, bins, verbose=True)
     if "production" in overlays:
         for d in by_kind(overlays["production"], "Deployment"):
             c = pod_spec(d)["containers"][0]
@@ -826,8 +848,6 @@ def main() -> int:
                 print(f"  {b}: left at the binary's default: {', '.join(unset) or 'nothing'}")
     if generated is not None:
         check_generated_secret(generated, errors)
-    if args.live:
-        live_check(bins, overlays, errors, generated or {})
     if args.self_test:
         if "production" not in overlays:
             errors.append("--self-test needs the production overlay")

@@ -6,6 +6,7 @@ pub mod db;
 pub mod edge;
 pub mod oidc;
 pub mod process;
+pub mod profile;
 pub mod proxy;
 
 /// Redis for tests: `TEST_REDIS_URL` or the local server.

@@ -17,6 +17,11 @@ pub const SERVICE_ENV: &[EnvVar] = &[
     )
     .required(),
     EnvVar::new(
+        "CHATONS_CLOUD_DB_POOL_SIZE",
+        "10",
+        "Postgres connections per replica (the manifests keep pool sizes × autoscaler maxima below the server's max_connections).",
+    ),
+    EnvVar::new(
         "CHATONS_CLOUD_PUBLIC_URL",
         "http://127.0.0.1:<PORT>",
         "Public base URL of cloud-api (bootstrap, links).",
@@ -183,6 +188,7 @@ pub struct SmtpConfig {
 pub struct Config {
     pub common: CommonConfig,
     pub database_url: Option<Secret>,
+    pub db_pool_size: u32,
     pub public_url: Url,
     pub web_url: Url,
     pub realtime_public_url: Url,
@@ -220,6 +226,7 @@ impl Config {
     pub fn from_env(env: &Env) -> Result<Self, ConfigErrors> {
         let mut r = Reader::new(env);
         let common = CommonConfig::read(&mut r, DEFAULT_PORT);
+        r.require_for_profile(common.profile, &env_vars());
         let public_url = r.url(
             "CHATONS_CLOUD_PUBLIC_URL",
             HTTP,
@@ -279,6 +286,7 @@ impl Config {
         }
         let config = Self {
             database_url: r.secret("DATABASE_URL"),
+            db_pool_size: r.int_in("CHATONS_CLOUD_DB_POOL_SIZE", 10, 1, 200) as u32,
             public_url,
             web_url,
             realtime_public_url,

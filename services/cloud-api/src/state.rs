@@ -56,7 +56,8 @@ impl AppState {
         let mut readiness = Readiness::new(shutdown.clone());
         let pool = match &config.database_url {
             Some(url) => {
-                let pool = db::lazy_pool(url.expose(), 10).context("DATABASE_URL")?;
+                let pool =
+                    db::lazy_pool(url.expose(), config.db_pool_size).context("DATABASE_URL")?;
                 db::MIGRATOR
                     .run(&pool)
                     .await

@@ -91,6 +91,7 @@ impl Config {
     pub fn from_env(env: &Env) -> Result<Self, ConfigErrors> {
         let mut r = Reader::new(env);
         let common = CommonConfig::read(&mut r, DEFAULT_PORT);
+        r.require_for_profile(common.profile, &env_vars());
         let config = Self {
             redis_url: r.secret("REDIS_URL"),
             public_url: r.url(

@@ -7,6 +7,7 @@ use cloud_common::Secret;
 use cloud_common::config::{COMMON_ENV, CommonConfig, ConfigErrors, Env, EnvVar, Reader};
 use url::Url;
 
+use crate::seal::SealKey;
 use crate::tools::sandbox::Network;
 
 pub const DEFAULT_PORT: u16 = 4002;
@@ -62,6 +63,17 @@ pub const SERVICE_ENV: &[EnvVar] = &[
         "CHATONS_RUNTIME_DB_POOL_SIZE",
         "10",
         "Postgres connections per replica.",
+    ),
+    EnvVar::new(
+        "CHATONS_RUNTIME_SEALING_KEY",
+        "derived from the internal token (development)",
+        "Base64 of 32 random bytes: AES-256-GCM key sealing queued turn specs (provider and its secret) in Postgres; the same on every replica, independent of the service token.",
+    )
+    .required(),
+    EnvVar::new(
+        "CHATONS_RUNTIME_SEALING_PREVIOUS_KEYS",
+        "",
+        "Comma-separated base64 sealing keys replaced by a rotation: they still open turn specs sealed before it, until those turns have run (docs/OPERATIONS.md).",
     ),
     EnvVar::new(
         "CHATONS_RUNTIME_ROOT_DIR",
@@ -157,6 +169,8 @@ pub struct Config {
     pub provider_allow_private_networks: bool,
     pub max_concurrent_turns: usize,
     pub db_pool_size: u32,
+    pub sealing_key: Option<SealKey>,
+    pub sealing_previous_keys: Vec<SealKey>,
     pub root_dir: PathBuf,
     pub max_steps: u32,
     pub stream_coalesce: Duration,
@@ -178,6 +192,7 @@ impl Config {
     pub fn from_env(env: &Env) -> Result<Self, ConfigErrors> {
         let mut r = Reader::new(env);
         let common = CommonConfig::read(&mut r, DEFAULT_PORT);
+        r.require_for_profile(common.profile, &env_vars());
         let config = Self {
             database_url: r.secret("DATABASE_URL"),
             cloud_api_url: r.url(
@@ -201,6 +216,19 @@ impl Config {
             max_concurrent_turns: r.int_in("CHATONS_RUNTIME_MAX_CONCURRENT_TURNS", 64, 1, 10_000)
                 as usize,
             db_pool_size: r.int_in("CHATONS_RUNTIME_DB_POOL_SIZE", 10, 1, 200) as u32,
+            sealing_key: r.string("CHATONS_RUNTIME_SEALING_KEY").and_then(|raw| {
+                SealKey::from_base64(&raw)
+                    .map_err(|e| r.fail("CHATONS_RUNTIME_SEALING_KEY", e))
+                    .ok()
+            }),
+            sealing_previous_keys: r
+                .string("CHATONS_RUNTIME_SEALING_PREVIOUS_KEYS")
+                .and_then(|raw| {
+                    SealKey::list_from_base64(&raw)
+                        .map_err(|e| r.fail("CHATONS_RUNTIME_SEALING_PREVIOUS_KEYS", e))
+                        .ok()
+                })
+                .unwrap_or_default(),
             root_dir: r
                 .string("CHATONS_RUNTIME_ROOT_DIR")
                 .map(PathBuf::from)

@@ -85,7 +85,11 @@ impl AppState {
         let grants: Arc<dyn GrantClient> = Arc::new(cloud.clone());
         let transcripts: Arc<dyn TranscriptSink> = Arc::new(cloud);
         let publisher = Publisher::new(config.realtime_publish_url.clone(), token.clone());
-        let sealer = Sealer::new(token.as_ref());
+        let sealer = Sealer::new(
+            config.sealing_key.as_ref(),
+            &config.sealing_previous_keys,
+            token.as_ref(),
+        );
         let sandbox = Arc::new(Sandbox::new(
             SandboxConfig {
                 bwrap: config.sandbox_bwrap.clone(),

@@ -12,4 +12,5 @@ mod legacy;
 mod oidc;
 mod openapi;
 mod portal;
+mod production_profile;
 mod store_contract;

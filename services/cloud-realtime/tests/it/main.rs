@@ -4,5 +4,6 @@
 mod broker_contract;
 mod edges;
 mod helpers;
+mod production_profile;
 mod replicas;
 mod single;

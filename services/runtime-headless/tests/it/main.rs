@@ -4,6 +4,7 @@ mod agent;
 mod bench;
 mod e2e;
 mod edges;
+mod production_profile;
 mod store_contract;
 mod support;
 mod tools;
