@@ -29,6 +29,7 @@ pub async fn main_with(args: Vec<String>) -> ExitCode {
         }) => {
             let mut config = ModelConfig {
                 delay,
+                log: true,
                 ..ModelConfig::default()
             };
             if let Some(b) = bash {

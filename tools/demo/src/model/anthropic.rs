@@ -46,6 +46,7 @@ pub async fn messages(
         .as_str()
         .unwrap_or(super::MODEL_ID)
         .to_owned();
+    super::log_request(&config, "POST /v1/messages", &model, &next);
     let (tx, rx) = mpsc::channel::<Bytes>(32);
     tokio::spawn(stream(config, model, next, tokens(body.len()), tx));
     sse_response(rx)

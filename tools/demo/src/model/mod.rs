@@ -31,6 +31,8 @@ pub struct ModelConfig {
     pub words_per_piece: usize,
     /// Whether the `bash` tool may be called (the runtime's sandbox needs bubblewrap).
     pub bash: bool,
+    /// Print one line per request (the standalone server; the demo keeps its output clean).
+    pub log: bool,
 }
 
 impl Default for ModelConfig {
@@ -39,6 +41,7 @@ impl Default for ModelConfig {
             delay: Duration::from_millis(60),
             words_per_piece: 2,
             bash: bwrap_on_path(),
+            log: false,
         }
     }
 }
@@ -180,6 +183,18 @@ fn argument_pieces(args: &Value) -> Vec<String> {
         start = end;
     }
     out
+}
+
+/// The request log line: which wire, which model, what the stand-in answers.
+fn log_request(config: &ModelConfig, wire: &str, model: &str, next: &script::Next) {
+    if !config.log {
+        return;
+    }
+    let what = match next {
+        script::Next::Call { name, .. } => format!("tool call {name}"),
+        script::Next::Answer(text) => format!("answer, {} chars", text.chars().count()),
+    };
+    println!("{wire} model={model}: {what}");
 }
 
 /// A rough token count for the usage chunk (four bytes a token).

@@ -46,6 +46,7 @@ pub async fn completions(
         .unwrap_or(super::MODEL_ID)
         .to_owned();
     let prompt_tokens = tokens(body.len());
+    super::log_request(&config, "POST /v1/chat/completions", &model, &next);
     let (tx, rx) = mpsc::channel::<Bytes>(32);
     tokio::spawn(stream(config, model, next, prompt_tokens, tx));
     sse_response(rx)

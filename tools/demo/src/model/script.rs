@@ -133,8 +133,8 @@ fn answer(turn: &TurnSoFar, had_tools: bool) -> String {
         }
     }
     out.push_str(&format!(
-        "You asked: \"{}\". This answer comes from the local stand-in model, streamed piece by \
-         piece through runtime-headless and cloud-realtime, the way the desktop shows it.",
+        "You asked: \"{}\" — this answer comes from the local stand-in model, streamed piece \
+         by piece through runtime-headless and cloud-realtime, the way the desktop shows it.",
         first_line(&turn.prompt)
     ));
     out
