@@ -317,27 +317,42 @@ pub async fn play(opts: &RunOptions, report: &mut Report) -> Result<Outcome, Fai
     // The desktop's instance id is a UUID it generated; it never registers it.
     let instance = uuid::Uuid::new_v4().to_string();
     let token_url = format!("{realtime}/v1/realtime/token?cloudInstanceId={instance}");
-    let first = step(report, "realtime token", async {
+    let t = Instant::now();
+    let first = async {
         let (status, body) =
             http::send(client.get(&token_url).header("authorization", &bearer)).await?;
         if status == 403 {
-            return Ok((None, format!("refused: {}", http::describe(status, &body))));
+            return Ok(None);
         }
         if !status.is_success() {
             bail!("{}", http::describe(status, &body));
         }
-        Ok((Some(body), format!("for the local instance id {instance}")))
-    })
-    .await?;
+        Ok(Some(body))
+    }
+    .await;
+    let first = match first {
+        Ok(f) => f,
+        Err(error) => {
+            report.fail("realtime token", &format!("{error:#}"));
+            return Err(Failure {
+                step: "realtime token",
+                error,
+            });
+        }
+    };
     let registered_instance = first.is_none();
     let minted = match first {
-        Some(body) => body,
+        Some(body) => {
+            let detail = format!("for the local instance id {instance} (never registered)");
+            report.ok("realtime token", &detail, t.elapsed());
+            body
+        }
         None => {
             report.warn(
                 "realtime token",
-                "cloud-api does not know this instance id yet. The shipped desktop never \
-                 registers it; the demo does (POST /v1/cloud-instances) so the turn can run. \
-                 Once first-use claiming lands this step goes away.",
+                "HTTP 403: cloud-api does not know the desktop's locally generated instance id. \
+                 The shipped desktop never registers it; the demo does (POST /v1/cloud-instances) \
+                 so the turn can run. Once first-use claiming lands this goes away.",
             );
             step(report, "register instance", async {
                 ok(client
