@@ -45,6 +45,9 @@ pub enum Command {
         delay: Duration,
         bash: Option<bool>,
     },
+    /// Only validates run options (and that the provider key is set when needed), so
+    /// `scripts/dev --demo` can refuse bad options before it starts the stack.
+    Check(RunOptions),
     Help,
 }
 
@@ -107,10 +110,16 @@ fn number(name: &str, v: &str) -> Result<u64, String> {
 
 pub fn parse(args: Vec<String>) -> Result<Command, String> {
     let mut items = args;
+    let mut check = false;
     let mode = match items.first().map(String::as_str) {
         Some("model-server") => Some(items.remove(0)),
         Some("run") => {
             items.remove(0);
+            None
+        }
+        Some("check") => {
+            items.remove(0);
+            check = true;
             None
         }
         _ => None,
@@ -169,7 +178,11 @@ pub fn parse(args: Vec<String>) -> Result<Command, String> {
         (None, Some(_)) => return Err("--model applies to --provider-url only".into()),
         (None, None) => {}
     }
-    Ok(Command::Run(run))
+    Ok(if check {
+        Command::Check(run)
+    } else {
+        Command::Run(run)
+    })
 }
 
 fn parse_model_server(args: &mut Args) -> Result<Command, String> {
@@ -248,6 +261,15 @@ mod tests {
         assert!(parse(args(&["--timeout", "soon"])).is_err());
         assert!(parse(args(&["--prompt"])).is_err());
         assert!(parse(args(&["stray"])).is_err());
+    }
+
+    #[test]
+    fn check_parses_run_options() {
+        let Ok(Command::Check(run)) = parse(args(&["check", "--timeout", "5"])) else {
+            panic!("check")
+        };
+        assert_eq!(run.timeout, Duration::from_secs(5));
+        assert!(parse(args(&["check", "--nope"])).is_err());
     }
 
     #[test]

@@ -22,6 +22,18 @@ pub async fn main_with(args: Vec<String>) -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Command::Run(opts)) => run(&opts).await,
+        Ok(Command::Check(opts)) => {
+            let keyless =
+                std::env::var(cli::PROVIDER_KEY_ENV).map_or(true, |k| k.trim().is_empty());
+            if opts.provider.is_some() && keyless {
+                eprintln!(
+                    "chatons-demo: --provider-url needs the provider's key in {}",
+                    cli::PROVIDER_KEY_ENV
+                );
+                return ExitCode::from(2);
+            }
+            ExitCode::SUCCESS
+        }
         Ok(Command::ModelServer {
             listen,
             delay,
@@ -96,9 +108,18 @@ async fn serve_model(listen: std::net::SocketAddr, config: ModelConfig) -> ExitC
                 model::MODEL_ID,
                 if bash { "on" } else { "off" }
             );
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!("chatons-demo: cannot watch SIGTERM: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
             tokio::select! {
                 _ = server.wait() => ExitCode::FAILURE,
                 _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
+                _ = term.recv() => ExitCode::SUCCESS,
             }
         }
         Err(e) => {
