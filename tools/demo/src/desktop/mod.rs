@@ -6,6 +6,7 @@
 
 mod http;
 pub mod login;
+mod provider;
 pub mod stream;
 
 use std::future::Future;
@@ -15,8 +16,7 @@ use anyhow::{Context as _, bail};
 use serde_json::json;
 use tokio::time::Instant;
 
-use crate::cli::{PROVIDER_KEY_ENV, RunOptions};
-use crate::model::{self, ModelConfig, ModelServer};
+use crate::cli::RunOptions;
 use crate::report::{Report, clip};
 use http::{field, ok};
 
@@ -72,16 +72,6 @@ fn realtime_http_base(ws: &str) -> Option<String> {
     Some(url.as_str().trim_end_matches('/').to_owned())
 }
 
-/// The provider registered for the organization.
-struct Provider {
-    kind: String,
-    base_url: String,
-    model: String,
-    secret: String,
-    /// The stand-in, kept alive for the run.
-    _server: Option<ModelServer>,
-}
-
 /// What the summary line reports.
 pub struct Outcome {
     pub email: String,
@@ -105,66 +95,7 @@ pub async fn play(opts: &RunOptions, report: &mut Report) -> Result<Outcome, Fai
         "Chatons demo: the desktop's sequence against {api}"
     ));
 
-    let provider = match &opts.provider {
-        None => {
-            let config = ModelConfig {
-                delay: opts.delay,
-                ..ModelConfig::default()
-            };
-            step(report, "stand-in model", async {
-                let bash = config.bash;
-                let server = ModelServer::start(([127, 0, 0, 1], 0).into(), config)
-                    .await
-                    .context("binding 127.0.0.1")?;
-                let detail = format!(
-                    "OpenAI-compatible streaming at {} (bash tool: {})",
-                    server.base_url,
-                    if bash {
-                        "on, bwrap found"
-                    } else {
-                        "off, no bwrap"
-                    }
-                );
-                Ok((
-                    Provider {
-                        kind: "openai".into(),
-                        base_url: server.base_url.clone(),
-                        model: model::MODEL_ID.into(),
-                        secret: "sk-demo-placeholder".into(),
-                        _server: Some(server),
-                    },
-                    detail,
-                ))
-            })
-            .await?
-        }
-        Some(real) => {
-            step(report, "provider key", async {
-                let secret = std::env::var(PROVIDER_KEY_ENV)
-                    .ok()
-                    .filter(|k| !k.trim().is_empty())
-                    .with_context(|| format!("set {PROVIDER_KEY_ENV} to the provider's API key"))?;
-                let detail = format!(
-                    "{} at {}, model {} (key from {PROVIDER_KEY_ENV}, {} chars, not shown)",
-                    real.kind,
-                    real.url,
-                    real.model,
-                    secret.len()
-                );
-                Ok((
-                    Provider {
-                        kind: real.kind.clone(),
-                        base_url: real.url.clone(),
-                        model: real.model.clone(),
-                        secret: secret.trim().to_owned(),
-                        _server: None,
-                    },
-                    detail,
-                ))
-            })
-            .await?
-        }
-    };
+    let provider = provider::choose(opts, report).await?;
 
     // The desktop reads discovery for authorization_endpoint.
     let authorize_endpoint = step(report, "discovery", async {
@@ -474,7 +405,7 @@ pub async fn play(opts: &RunOptions, report: &mut Report) -> Result<Outcome, Fai
         opts.timeout,
     )
     .await
-    .and_then(|turn| judge(turn, opts.provider.is_none()));
+    .and_then(|turn| stream::judge(turn, opts.provider.is_none()));
     let turn = match turn {
         Ok((turn, detail)) => {
             report.ok("turn", &detail, t.elapsed());
@@ -546,53 +477,6 @@ pub async fn play(opts: &RunOptions, report: &mut Report) -> Result<Outcome, Fai
     })
 }
 
-/// Whether the turn did what the demo shows; the step's detail line.
-fn judge(turn: stream::Turn, stand_in: bool) -> anyhow::Result<(stream::Turn, String)> {
-    if turn.outcome != "succeeded" {
-        bail!(
-            "the turn ended {}: {}",
-            turn.outcome,
-            turn.runtime_errors.join("; ")
-        );
-    }
-    if turn.text_chars == 0 {
-        bail!("no text was streamed");
-    }
-    if let Some(m) = turn.mismatches.first() {
-        bail!("the streamed deltas do not add up to the final message: {m}");
-    }
-    if stand_in {
-        // The stand-in always writes then reads (or lists) its note; a failure there is the
-        // stack's, not the model's.
-        for want in ["write", "read"] {
-            let ok = turn
-                .tools
-                .iter()
-                .any(|(n, ok)| *ok && (n == want || (want == "read" && n == "ls")));
-            if !ok {
-                bail!("the {want} tool did not succeed: {:?}", turn.tools);
-            }
-        }
-    }
-    let tools: Vec<String> = turn
-        .tools
-        .iter()
-        .map(|(n, ok)| format!("{n} {}", if *ok { "ok" } else { "error" }))
-        .collect();
-    let detail = format!(
-        "{} chars streamed in {} pieces, first text after {} ms; tools: {}",
-        turn.text_chars,
-        turn.text_pieces,
-        turn.first_text.unwrap_or_default().as_millis(),
-        if tools.is_empty() {
-            "none".into()
-        } else {
-            tools.join(", ")
-        }
-    );
-    Ok((turn, detail))
-}
-
 /// Percent-encodes a query value.
 fn encode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
@@ -623,51 +507,6 @@ mod tests {
         assert_eq!(
             realtime_http_base("wss://rt.example.test/ws?x=1").as_deref(),
             Some("https://rt.example.test")
-        );
-    }
-
-    fn turn(outcome: &str, tools: &[(&str, bool)], chars: usize) -> stream::Turn {
-        stream::Turn {
-            outcome: outcome.into(),
-            text_chars: chars,
-            text_pieces: chars.min(3),
-            tools: tools.iter().map(|(n, ok)| (n.to_string(), *ok)).collect(),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn judges_what_the_turn_showed() {
-        assert!(
-            judge(
-                turn("succeeded", &[("write", true), ("read", true)], 10),
-                true
-            )
-            .is_ok()
-        );
-        assert!(
-            judge(
-                turn("succeeded", &[("write", true), ("ls", true)], 10),
-                true
-            )
-            .is_ok()
-        );
-        assert!(
-            judge(
-                turn("succeeded", &[("write", true), ("read", false)], 10),
-                true
-            )
-            .is_err()
-        );
-        assert!(judge(turn("succeeded", &[], 10), true).is_err());
-        assert!(judge(turn("succeeded", &[], 10), false).is_ok());
-        assert!(judge(turn("failed", &[("write", true), ("read", true)], 10), true).is_err());
-        assert!(
-            judge(
-                turn("succeeded", &[("write", true), ("read", true)], 0),
-                true
-            )
-            .is_err()
         );
     }
 }

@@ -304,6 +304,53 @@ pub async fn watch_turn(
     }
 }
 
+/// Whether the turn did what the demo shows; the step's detail line.
+pub fn judge(turn: Turn, stand_in: bool) -> anyhow::Result<(Turn, String)> {
+    if turn.outcome != "succeeded" {
+        bail!(
+            "the turn ended {}: {}",
+            turn.outcome,
+            turn.runtime_errors.join("; ")
+        );
+    }
+    if turn.text_chars == 0 {
+        bail!("no text was streamed");
+    }
+    if let Some(m) = turn.mismatches.first() {
+        bail!("the streamed deltas do not add up to the final message: {m}");
+    }
+    if stand_in {
+        // The stand-in always writes then reads (or lists) its note; a failure there is the
+        // stack's, not the model's.
+        for want in ["write", "read"] {
+            let ok = turn
+                .tools
+                .iter()
+                .any(|(n, ok)| *ok && (n == want || (want == "read" && n == "ls")));
+            if !ok {
+                bail!("the {want} tool did not succeed: {:?}", turn.tools);
+            }
+        }
+    }
+    let tools: Vec<String> = turn
+        .tools
+        .iter()
+        .map(|(n, ok)| format!("{n} {}", if *ok { "ok" } else { "error" }))
+        .collect();
+    let detail = format!(
+        "{} chars streamed in {} pieces, first text after {} ms; tools: {}",
+        turn.text_chars,
+        turn.text_pieces,
+        turn.first_text.unwrap_or_default().as_millis(),
+        if tools.is_empty() {
+            "none".into()
+        } else {
+            tools.join(", ")
+        }
+    );
+    Ok((turn, detail))
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -344,5 +391,50 @@ mod tests {
         assert_eq!(turn.assistant_messages, 2);
         assert_eq!(turn.mismatches.len(), 1, "{:?}", turn.mismatches);
         assert!(turn.mismatches[0].contains("a2"));
+    }
+
+    fn turn(outcome: &str, tools: &[(&str, bool)], chars: usize) -> Turn {
+        Turn {
+            outcome: outcome.into(),
+            text_chars: chars,
+            text_pieces: chars.min(3),
+            tools: tools.iter().map(|(n, ok)| (n.to_string(), *ok)).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn judges_what_the_turn_showed() {
+        assert!(
+            judge(
+                turn("succeeded", &[("write", true), ("read", true)], 10),
+                true
+            )
+            .is_ok()
+        );
+        assert!(
+            judge(
+                turn("succeeded", &[("write", true), ("ls", true)], 10),
+                true
+            )
+            .is_ok()
+        );
+        assert!(
+            judge(
+                turn("succeeded", &[("write", true), ("read", false)], 10),
+                true
+            )
+            .is_err()
+        );
+        assert!(judge(turn("succeeded", &[], 10), true).is_err());
+        assert!(judge(turn("succeeded", &[], 10), false).is_ok());
+        assert!(judge(turn("failed", &[("write", true), ("read", true)], 10), true).is_err());
+        assert!(
+            judge(
+                turn("succeeded", &[("write", true), ("read", true)], 0),
+                true
+            )
+            .is_err()
+        );
     }
 }
