@@ -121,6 +121,11 @@ pub const SERVICE_ENV: &[EnvVar] = &[
         "`public`: sandboxed commands reach public internet addresses through the worker's filtering HTTP proxy (never the cluster, the node or loopback); `none`: no network.",
     ),
     EnvVar::new(
+        "CHATONS_RUNTIME_SANDBOX_PROC",
+        "true",
+        "`true`: sandboxed commands get a /proc of their own PID namespace; `false` where the container runtime forbids mounting one (they then have no /proc, never the worker's).",
+    ),
+    EnvVar::new(
         "CHATONS_RUNTIME_SANDBOX_MEMORY_MB",
         "4096",
         "Address-space limit of each sandboxed process, in MiB.",
@@ -180,6 +185,7 @@ pub struct Config {
     pub bash_max_timeout: Duration,
     pub sandbox_bwrap: PathBuf,
     pub sandbox_network: Network,
+    pub sandbox_proc: bool,
     pub sandbox_memory_mb: u64,
     pub sandbox_max_processes: u64,
     pub max_command_bytes: usize,
@@ -264,6 +270,7 @@ impl Config {
                     }
                 },
             },
+            sandbox_proc: r.bool("CHATONS_RUNTIME_SANDBOX_PROC", true),
             sandbox_memory_mb: r.int_in("CHATONS_RUNTIME_SANDBOX_MEMORY_MB", 4096, 64, 1 << 20),
             sandbox_max_processes: r.int_in(
                 "CHATONS_RUNTIME_SANDBOX_MAX_PROCESSES",

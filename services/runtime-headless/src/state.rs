@@ -96,6 +96,7 @@ impl AppState {
                 network: config.sandbox_network,
                 memory_bytes: config.sandbox_memory_mb << 20,
                 max_processes: config.sandbox_max_processes,
+                proc: config.sandbox_proc,
                 ..SandboxConfig::default()
             },
             &config.root_dir.join("sandbox"),

@@ -73,6 +73,10 @@ pub struct SandboxConfig {
     /// The runtime-headless binary run inside `public` sandboxes as the proxy forwarder
     /// (`None`: this process's own executable).
     pub helper: Option<PathBuf>,
+    /// A fresh `/proc` of the sandbox's own PID namespace. Off where the container runtime
+    /// forbids mounting one (masked `/proc`): the sandbox then has no `/proc` at all, never
+    /// the worker's.
+    pub proc: bool,
 }
 
 impl Default for SandboxConfig {
@@ -84,6 +88,7 @@ impl Default for SandboxConfig {
             max_processes: 512,
             max_file_bytes: 2 << 30,
             helper: None,
+            proc: true,
         }
     }
 }
@@ -183,7 +188,10 @@ impl Sandbox {
                 .arg(self.runtime_dir.join("etc").join(name))
                 .arg(format!("/etc/{name}"));
         }
-        cmd.args(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"])
+        if self.config.proc {
+            cmd.args(["--proc", "/proc"]);
+        }
+        cmd.args(["--dev", "/dev", "--tmpfs", "/tmp"])
             .arg("--bind")
             .arg(workspace)
             .arg("/workspace")

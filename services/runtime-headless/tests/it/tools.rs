@@ -412,3 +412,22 @@ async fn public_network_reaches_only_public_addresses() {
     .await;
     assert!(!out.text.contains("internal secret page"), "{out:?}");
 }
+
+#[tokio::test]
+async fn without_proc_the_sandbox_still_runs_and_sees_no_processes() {
+    let e = env_with(
+        SandboxConfig {
+            proc: false,
+            ..SandboxConfig::default()
+        },
+        ToolLimits::default(),
+    );
+    let out = call(
+        &e,
+        "bash",
+        json!({"command": "echo ok; ls /proc 2>/dev/null | wc -l"}),
+    )
+    .await;
+    assert!(!out.is_error, "{out:?}");
+    assert!(out.text.starts_with("ok\n0"), "{out:?}");
+}
