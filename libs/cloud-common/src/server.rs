@@ -44,29 +44,38 @@ pub async fn bind(port: u16) -> std::io::Result<TcpListener> {
 
 /// Triggers `shutdown` on the first SIGTERM or SIGINT.
 pub fn trigger_on_signals(shutdown: Shutdown) {
-    tokio::spawn(async move {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::error!(error = %e, "Cannot listen for SIGTERM.");
-                        let _ = ctrl_c.await;
-                        shutdown.trigger();
-                        return;
+    // The handlers are installed here, before the caller starts serving: installed inside the
+    // task, a SIGTERM arriving before the task first ran would kill the process outright
+    // (seen under load), skipping the drain.
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (term, int) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        );
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = int.recv() => tracing::info!("SIGINT received; shutting down."),
+                        _ = term.recv() => tracing::info!("SIGTERM received; shutting down."),
                     }
-                };
-            tokio::select! {
-                _ = ctrl_c => tracing::info!("SIGINT received; shutting down."),
-                _ = term.recv() => tracing::info!("SIGTERM received; shutting down."),
+                    shutdown.trigger();
+                });
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(error = %e, "Cannot listen for SIGTERM/SIGINT.");
+                tokio::spawn(async move {
+                    let _ = tokio::signal::ctrl_c().await;
+                    shutdown.trigger();
+                });
             }
         }
-        #[cfg(not(unix))]
-        {
-            let _ = ctrl_c.await;
-        }
+    }
+    #[cfg(not(unix))]
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
         shutdown.trigger();
     });
 }

@@ -333,6 +333,36 @@ fn unreachable(e: reqwest::Error) -> InternalCallError {
     InternalCallError::Unreachable(e.without_url().to_string())
 }
 
+impl CloudApi {
+    /// `GET` on a public cloud-api route with the user's own token.
+    async fn get_as_user(
+        &self,
+        segments: &[&str],
+        token: &Secret,
+    ) -> Result<reqwest::Response, InternalCallError> {
+        let url = self.url(segments)?;
+        self.client
+            .http()
+            .get(url)
+            .bearer_auth(token.expose())
+            .send()
+            .await
+            .map_err(unreachable)
+    }
+}
+
+/// `Ok(yes)` for a 2xx answer, `Ok(no)` for `no_when`, else an error.
+fn yes_no(resp: &reqwest::Response, no_when: &[u16]) -> Result<bool, InternalCallError> {
+    match resp.status().as_u16() {
+        200..=299 => Ok(true),
+        s if no_when.contains(&s) => Ok(false),
+        status => Err(InternalCallError::Status {
+            status,
+            body: String::new(),
+        }),
+    }
+}
+
 #[async_trait]
 impl GrantClient for CloudApi {
     async fn runtime_access(
@@ -343,23 +373,10 @@ impl GrantClient for CloudApi {
     }
 
     async fn token_is_valid(&self, token: &Secret) -> Result<bool, InternalCallError> {
-        let url = self.url(&["v1", "account"])?;
-        let resp = self
-            .client
-            .http()
-            .get(url)
-            .bearer_auth(token.expose())
-            .send()
-            .await
-            .map_err(unreachable)?;
-        match resp.status().as_u16() {
-            200..=299 => Ok(true),
-            401 | 403 => Ok(false),
-            status => Err(InternalCallError::Status {
-                status,
-                body: String::new(),
-            }),
-        }
+        yes_no(
+            &self.get_as_user(&["v1", "account"], token).await?,
+            &[401, 403],
+        )
     }
 
     async fn conversation_exists(
@@ -367,23 +384,10 @@ impl GrantClient for CloudApi {
         token: &Secret,
         conversation_id: &str,
     ) -> Result<bool, InternalCallError> {
-        let url = self.url(&["v1", "conversations", conversation_id])?;
         let resp = self
-            .client
-            .http()
-            .get(url)
-            .bearer_auth(token.expose())
-            .send()
-            .await
-            .map_err(unreachable)?;
-        match resp.status().as_u16() {
-            404 => Ok(false),
-            200..=299 => Ok(true),
-            status => Err(InternalCallError::Status {
-                status,
-                body: String::new(),
-            }),
-        }
+            .get_as_user(&["v1", "conversations", conversation_id], token)
+            .await?;
+        yes_no(&resp, &[404])
     }
 
     async fn transcript(
@@ -391,15 +395,9 @@ impl GrantClient for CloudApi {
         token: &Secret,
         conversation_id: &str,
     ) -> Result<Option<Vec<TranscriptMessage>>, InternalCallError> {
-        let url = self.url(&["v1", "conversations", conversation_id, "messages"])?;
         let resp = self
-            .client
-            .http()
-            .get(url)
-            .bearer_auth(token.expose())
-            .send()
-            .await
-            .map_err(unreachable)?;
+            .get_as_user(&["v1", "conversations", conversation_id, "messages"], token)
+            .await?;
         if !resp.status().is_success() {
             return Ok(None);
         }

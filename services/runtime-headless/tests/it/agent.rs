@@ -16,7 +16,6 @@ use crate::support::scripted::{ScriptedProvider, Step};
 use crate::support::{BIN, Client, TestUser, eventually};
 
 const WAIT: Duration = Duration::from_secs(30);
-const PASSWORD: &str = "correct horse battery staple";
 
 pub struct Stack {
     pub db: TestDb,
@@ -145,32 +144,7 @@ impl Stack {
     /// project's capability, opens a conversation and the desktop's websocket.
     pub async fn desk(&self, kind: &str, capability: &str) -> Desk {
         let api = self.api.url();
-        let email = format!("agent-{}@example.test", uuid::Uuid::new_v4().simple());
-        let signup = ok(
-            self.http
-                .post(format!("{api}/v1/web/signup"))
-                .json(&json!({"email": email, "displayName": "Agent", "password": PASSWORD}))
-                .send()
-                .await
-                .unwrap(),
-            "signup",
-        )
-        .await;
-        let token = signup["session"]["accessToken"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let id = signup["user"]["id"].as_str().unwrap().to_owned();
-        let boot = ok(
-            self.http
-                .get(format!("{api}/v1/bootstrap"))
-                .bearer_auth(&token)
-                .send()
-                .await
-                .unwrap(),
-            "bootstrap",
-        )
-        .await;
+        let (id, token, boot) = crate::support::signup(&self.http, &api).await;
         let project = boot["projects"][0]["id"].as_str().unwrap().to_owned();
         let model = format!("scripted-{}", uuid::Uuid::new_v4().simple());
         ok(
@@ -317,6 +291,31 @@ impl Stack {
         )
         .await;
         body["messages"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+/// The usual setup: one worker, one desk whose model follows `steps`, its client and session.
+pub struct Solo {
+    pub stack: Stack,
+    pub worker: ServiceProcess,
+    pub desk: Desk,
+    pub client: Client,
+    pub session: String,
+}
+
+pub async fn solo(kind: &str, capability: &str, steps: Vec<Step>) -> Solo {
+    let stack = Stack::new().await;
+    let worker = stack.worker("w1").await;
+    let desk = stack.desk(kind, capability).await;
+    stack.provider.script(&desk.model, steps);
+    let client = Client::new(&worker.url(), &desk.user.token);
+    let session = desk.session(&client).await;
+    Solo {
+        stack,
+        worker,
+        desk,
+        client,
+        session,
     }
 }
 
@@ -590,18 +589,21 @@ async fn coding_turn_over_anthropic_messages() {
 
 #[tokio::test]
 async fn chat_only_projects_get_no_tools() {
-    let stack = Stack::new().await;
-    let worker = stack.worker("w1").await;
-    let desk = stack.desk("openai", "chat_only").await;
-    stack.provider.script(
-        &desk.model,
+    let Solo {
+        stack,
+        worker: _worker,
+        desk,
+        client,
+        session,
+    } = solo(
+        "openai",
+        "chat_only",
         vec![
             Step::tool("write", json!({"path": "x.txt", "content": "nope"})),
             Step::text(&["fine"], 0),
         ],
-    );
-    let client = Client::new(&worker.url(), &desk.user.token);
-    let session = desk.session(&client).await;
+    )
+    .await;
     client.prompt(&session, "write a file").await;
     let events = desk.wait("agent_end", |e| ends(e) == 1).await;
     let requests = stack.provider.requests(&desk.model);
@@ -640,15 +642,11 @@ async fn abort_stops_a_long_tool_and_a_stream_within_a_second() {
     let stack = Stack::new().await;
     let worker = stack.worker("w1").await;
     let desk = stack.desk("openai", "full_tools").await;
-    let slow: Vec<String> = (0..300).map(|i| format!("w{i} ")).collect();
     stack.provider.script(
         &desk.model,
         vec![
             Step::tool("bash", json!({"command": "sleep 30"})),
-            Step::Text {
-                chunks: slow,
-                delay_ms: 100,
-            },
+            Step::slow(300, 100),
         ],
     );
     let client = Client::new(&worker.url(), &desk.user.token);
@@ -743,20 +741,23 @@ async fn abort_stops_a_long_tool_and_a_stream_within_a_second() {
 
 #[tokio::test]
 async fn steer_is_delivered_between_steps_and_follow_ups_after_the_run() {
-    let stack = Stack::new().await;
-    let worker = stack.worker("w1").await;
-    let desk = stack.desk("openai", "full_tools").await;
-    stack.provider.script(
-        &desk.model,
+    let Solo {
+        stack,
+        worker: _worker,
+        desk,
+        client,
+        session,
+    } = solo(
+        "openai",
+        "full_tools",
         vec![
             Step::tool("bash", json!({"command": "sleep 2"})),
             Step::text(&["steered"], 0),
             Step::text(&["followed"], 0),
             Step::text(&["third"], 0),
         ],
-    );
-    let client = Client::new(&worker.url(), &desk.user.token);
-    let session = desk.session(&client).await;
+    )
+    .await;
     client.prompt(&session, "start").await;
     desk.wait("bash running", |e| {
         e.iter().any(|x| x["type"] == "tool_execution_start")
@@ -825,14 +826,13 @@ async fn steer_is_delivered_between_steps_and_follow_ups_after_the_run() {
 
 #[tokio::test]
 async fn every_command_answers_with_the_request_id() {
-    let stack = Stack::new().await;
-    let worker = stack.worker("w1").await;
-    let desk = stack.desk("openai", "full_tools").await;
-    stack
-        .provider
-        .script(&desk.model, vec![Step::text(&["ok"], 0)]);
-    let client = Client::new(&worker.url(), &desk.user.token);
-    let session = desk.session(&client).await;
+    let Solo {
+        stack: _stack,
+        worker: _worker,
+        desk,
+        client,
+        session,
+    } = solo("openai", "full_tools", vec![Step::text(&["ok"], 0)]).await;
     let commands = [
         json!({"type": "get_state"}),
         json!({"type": "get_messages"}),
@@ -925,15 +925,11 @@ async fn a_killed_owner_mid_run_loses_no_finished_step() {
     let a = stack.worker("worker-a").await;
     let b = stack.worker("worker-b").await;
     let desk = stack.desk("openai", "full_tools").await;
-    let slow: Vec<String> = (0..400).map(|i| format!("w{i} ")).collect();
     stack.provider.script(
         &desk.model,
         vec![
             Step::tool("bash", json!({"command": "echo step-one"})),
-            Step::Text {
-                chunks: slow,
-                delay_ms: 50,
-            },
+            Step::slow(400, 50),
         ],
     );
     let ca = Client::new(&a.url(), &desk.user.token);
@@ -977,14 +973,13 @@ async fn a_killed_owner_mid_run_loses_no_finished_step() {
 async fn inputs_reach_the_model(kind: &str) {
     use base64::Engine;
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
-    let stack = Stack::new().await;
-    let worker = stack.worker("w1").await;
-    let desk = stack.desk(kind, "full_tools").await;
-    stack
-        .provider
-        .script(&desk.model, vec![Step::text(&["seen"], 0)]);
-    let client = Client::new(&worker.url(), &desk.user.token);
-    let session = desk.session(&client).await;
+    let Solo {
+        stack,
+        worker: _worker,
+        desk,
+        client,
+        session,
+    } = solo(kind, "full_tools", vec![Step::text(&["seen"], 0)]).await;
     let (_, r) = client
         .command(
             &session,
@@ -1162,20 +1157,23 @@ async fn memory_tools_round_trip_and_stay_in_their_organization() {
 
 #[tokio::test]
 async fn transient_provider_failures_are_retried_unless_auto_retry_is_off() {
-    let stack = Stack::new().await;
-    let worker = stack.worker("w1").await;
-    let desk = stack.desk("anthropic", "chat_only").await;
-    stack.provider.script(
-        &desk.model,
+    let Solo {
+        stack,
+        worker: _worker,
+        desk,
+        client,
+        session,
+    } = solo(
+        "anthropic",
+        "chat_only",
         vec![
             Step::Fail(529),
             Step::Fail(503),
             Step::text(&["recovered"], 0),
             Step::Fail(503),
         ],
-    );
-    let client = Client::new(&worker.url(), &desk.user.token);
-    let session = desk.session(&client).await;
+    )
+    .await;
     client.prompt(&session, "hello").await;
     let events = desk.wait("agent_end", |e| ends(e) == 1).await;
     let starts: Vec<&Value> = events

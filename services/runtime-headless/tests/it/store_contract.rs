@@ -104,6 +104,29 @@ fn new_session(user: &str, conversation: &str, limit: i32) -> NewSession {
     }
 }
 
+/// An acquire that must reuse the conversation's session: (session, taken over).
+async fn reuse(
+    h: &Harness,
+    user: &str,
+    conversation: &str,
+    limit: i32,
+    owner: &str,
+) -> (Session, bool) {
+    match h
+        .store
+        .acquire(new_session(user, conversation, limit), owner, TTL)
+        .await
+        .unwrap()
+    {
+        AcquireOutcome::Reused {
+            session,
+            taken_over,
+            ..
+        } => (session, taken_over),
+        other => panic!("expected a reuse, got {other:?}"),
+    }
+}
+
 async fn create(h: &Harness, user: &str, conversation: &str, owner: &str) -> Session {
     match h
         .store
@@ -133,23 +156,10 @@ async fn acquire_creates_then_reuses_and_enforces_the_quota(h: Harness) {
     assert!(s.id.starts_with("runtime-session-"));
     assert_eq!(s.status, SessionStatus::Ready);
     assert_eq!(s.context.len(), 1);
-    match h
-        .store
-        .acquire(new_session(&user, "c1", 2), "w2", TTL)
-        .await
-        .unwrap()
-    {
-        AcquireOutcome::Reused {
-            session,
-            taken_over,
-            ..
-        } => {
-            assert_eq!(session.id, s.id);
-            assert!(!taken_over, "a live lease is not stolen");
-            assert_eq!(session.owner_id.as_deref(), Some("w1"));
-        }
-        other => panic!("{other:?}"),
-    }
+    let (session, taken_over) = reuse(&h, &user, "c1", 2, "w2").await;
+    assert_eq!(session.id, s.id);
+    assert!(!taken_over, "a live lease is not stolen");
+    assert_eq!(session.owner_id.as_deref(), Some("w1"));
     create_ok(&h, &user, "c2", 2).await;
     match h
         .store
@@ -207,22 +217,8 @@ async fn expired_leases_are_taken_over_and_stale_writes_fenced(h: Harness) {
     );
     h.expire(&s.id).await;
     // An expired lease never blocks the conversation: acquire takes it over.
-    let taken = match h
-        .store
-        .acquire(new_session(&user, "c", 10), "w2", TTL)
-        .await
-        .unwrap()
-    {
-        AcquireOutcome::Reused {
-            session,
-            taken_over,
-            ..
-        } => {
-            assert!(taken_over);
-            session
-        }
-        other => panic!("{other:?}"),
-    };
+    let (taken, taken_over) = reuse(&h, &user, "c", 10, "w2").await;
+    assert!(taken_over);
     assert_eq!(taken.id, s.id);
     assert_eq!(taken.owner_id.as_deref(), Some("w2"));
     assert_eq!(taken.lease_version, old.version + 1);

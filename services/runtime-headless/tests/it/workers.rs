@@ -46,17 +46,34 @@ async fn failed_turn(
     (events, err)
 }
 
+/// A new conversation whose first turn streams a long answer on `client`'s worker, once its
+/// first deltas are out: (conversation, session, turn).
+async fn long_turn(
+    cluster: &Cluster,
+    client: &Client,
+    user: &crate::support::TestUser,
+    prompt: &str,
+) -> (String, String, i64) {
+    let conversation = cluster.conv(user).await;
+    let id = client
+        .session_id(user, &conversation, Some("chunks=400,delay=50"))
+        .await;
+    let turn = turn_id(&client.prompt(&id, prompt).await);
+    cluster
+        .sink
+        .wait_for(&conversation, WAIT, "the first deltas", |e| {
+            count(e, "message_update") >= 3
+        })
+        .await;
+    (conversation, id, turn)
+}
+
 #[tokio::test]
 async fn concurrent_acquires_for_one_conversation_yield_one_session() {
     let cluster = Cluster::new(&[]).await;
-    let a = cluster.worker("worker-a").await;
-    let b = cluster.worker("worker-b").await;
-    let user = cluster.user().await;
+    let (_a, _b, user, ca, cb) = cluster.replicas().await;
     let conversation = cluster.conv(&user).await;
-    let clients = [
-        Client::new(&a.url(), &user.token),
-        Client::new(&b.url(), &user.token),
-    ];
+    let clients = [ca, cb];
     let calls = (0..12).map(|i| {
         let c = clients[i % 2].clone();
         let (user, conversation) = (user.clone(), conversation.clone());
@@ -92,13 +109,8 @@ async fn concurrent_acquires_for_one_conversation_yield_one_session() {
 #[tokio::test]
 async fn concurrent_creates_never_exceed_the_quota() {
     let cluster = Cluster::new(&[]).await;
-    let a = cluster.worker("worker-a").await;
-    let b = cluster.worker("worker-b").await;
-    let user = cluster.user().await;
-    let clients = [
-        Client::new(&a.url(), &user.token),
-        Client::new(&b.url(), &user.token),
-    ];
+    let (_a, _b, user, ca, cb) = cluster.replicas().await;
+    let clients = [ca, cb];
     let mut conversations = Vec::new();
     for _ in 0..12 {
         conversations.push(cluster.conv(&user).await);
@@ -137,24 +149,8 @@ async fn concurrent_creates_never_exceed_the_quota() {
 #[tokio::test]
 async fn killed_owner_mid_turn_is_taken_over_and_the_client_sees_turn_failed() {
     let cluster = Cluster::new(&[]).await;
-    let a = cluster.worker("worker-a").await;
-    let b = cluster.worker("worker-b").await;
-    let user = cluster.user().await;
-    let (ca, cb) = (
-        Client::new(&a.url(), &user.token),
-        Client::new(&b.url(), &user.token),
-    );
-    let conversation = cluster.conv(&user).await;
-    let id = ca
-        .session_id(&user, &conversation, Some("chunks=400,delay=50"))
-        .await;
-    let turn = turn_id(&ca.prompt(&id, "a long answer please").await);
-    cluster
-        .sink
-        .wait_for(&conversation, WAIT, "the first deltas", |e| {
-            count(e, "message_update") >= 3
-        })
-        .await;
+    let (a, _b, user, ca, cb) = cluster.replicas().await;
+    let (conversation, id, turn) = long_turn(&cluster, &ca, &user, "a long answer please").await;
     a.signal("KILL");
     let events = cluster
         .sink
@@ -246,24 +242,8 @@ async fn killed_owner_before_any_output_has_its_turn_retried() {
 #[tokio::test]
 async fn abort_from_another_replica_stops_the_stream() {
     let cluster = Cluster::new(&[]).await;
-    let a = cluster.worker("worker-a").await;
-    let b = cluster.worker("worker-b").await;
-    let user = cluster.user().await;
-    let (ca, cb) = (
-        Client::new(&a.url(), &user.token),
-        Client::new(&b.url(), &user.token),
-    );
-    let conversation = cluster.conv(&user).await;
-    let id = ca
-        .session_id(&user, &conversation, Some("chunks=400,delay=50"))
-        .await;
-    let turn = turn_id(&ca.prompt(&id, "go on forever").await);
-    cluster
-        .sink
-        .wait_for(&conversation, WAIT, "the first deltas", |e| {
-            count(e, "message_update") >= 3
-        })
-        .await;
+    let (_a, _b, user, ca, cb) = cluster.replicas().await;
+    let (conversation, id, turn) = long_turn(&cluster, &ca, &user, "go on forever").await;
     let (status, body) = cb.command(&id, json!({"id": 7, "type": "abort"})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["id"], 7, "the request id is echoed");
@@ -377,13 +357,7 @@ async fn provider_urls_on_private_networks_are_refused_by_default() {
 #[tokio::test]
 async fn transcripts_keep_earlier_messages_across_sessions() {
     let cluster = Cluster::new(&[]).await;
-    let a = cluster.worker("worker-a").await;
-    let b = cluster.worker("worker-b").await;
-    let user = cluster.user().await;
-    let (ca, cb) = (
-        Client::new(&a.url(), &user.token),
-        Client::new(&b.url(), &user.token),
-    );
+    let (_a, _b, user, ca, cb) = cluster.replicas().await;
     let conversation = cluster.conv(&user).await;
     let first = ca
         .session_id(&user, &conversation, Some("chunks=2,delay=5"))

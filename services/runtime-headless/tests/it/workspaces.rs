@@ -161,6 +161,19 @@ async fn repo_project(
         .to_owned()
 }
 
+/// A repository project on a local bare repository. cloud-api takes http(s) clone URLs only; a
+/// `file://` URL is set directly in the database (development setups do the same).
+async fn file_repo_project(stack: &Stack, user: &TestUser, bare: &Path) -> String {
+    let project = repo_project(stack, user, "https://placeholder.example/r.git", None).await;
+    sqlx::query("UPDATE cloud_projects SET repository_clone_url = $2 WHERE id = $1")
+        .bind(&project)
+        .bind(format!("file://{}", bare.display()))
+        .execute(&stack.db.pool)
+        .await
+        .unwrap();
+    project
+}
+
 /// A conversation of `project` watched over its own websocket.
 async fn open(stack: &Stack, base: &Desk, project: &str) -> Desk {
     let user = TestUser {
@@ -336,20 +349,7 @@ async fn file_urls_clone_when_private_networks_are_allowed() {
     let bare = bare_repo(&repos);
     let worker = stack.worker("w1").await;
     let base = stack.desk("openai", "chat_only").await;
-    let project = repo_project(
-        &stack,
-        &base.user,
-        "https://placeholder.example/repo.git",
-        None,
-    )
-    .await;
-    // cloud-api takes http(s) URLs only; a local file URL is set directly (development setups).
-    sqlx::query("UPDATE cloud_projects SET repository_clone_url = $2 WHERE id = $1")
-        .bind(&project)
-        .bind(format!("file://{}", bare.display()))
-        .execute(&stack.db.pool)
-        .await
-        .unwrap();
+    let project = file_repo_project(&stack, &base.user, &bare).await;
     stack.provider.script(
         &base.model,
         vec![
@@ -372,19 +372,7 @@ async fn takeover_restores(kind: &str) {
     let base = stack.desk("openai", "full_tools").await;
     let desk = if kind == "repository" {
         let bare = bare_repo(&stack.root.join("remote"));
-        let project = repo_project(
-            &stack,
-            &base.user,
-            "https://placeholder.example/r.git",
-            None,
-        )
-        .await;
-        sqlx::query("UPDATE cloud_projects SET repository_clone_url = $2 WHERE id = $1")
-            .bind(&project)
-            .bind(format!("file://{}", bare.display()))
-            .execute(&stack.db.pool)
-            .await
-            .unwrap();
+        let project = file_repo_project(&stack, &base.user, &bare).await;
         open(&stack, &base, &project).await
     } else {
         base
@@ -543,19 +531,7 @@ async fn repository_content_cannot_run_code_in_the_worker() {
     let bare = bare_repo(&stack.root.join("remote"));
     let worker = stack.worker("w1").await;
     let base = stack.desk("openai", "chat_only").await;
-    let project = repo_project(
-        &stack,
-        &base.user,
-        "https://placeholder.example/r.git",
-        None,
-    )
-    .await;
-    sqlx::query("UPDATE cloud_projects SET repository_clone_url = $2 WHERE id = $1")
-        .bind(&project)
-        .bind(format!("file://{}", bare.display()))
-        .execute(&stack.db.pool)
-        .await
-        .unwrap();
+    let project = file_repo_project(&stack, &base.user, &bare).await;
     // The agent plants a clean filter and an fsmonitor command: the worker's snapshot of the
     // checkout must not run them outside the sandbox.
     let proof = std::env::temp_dir().join(format!("pwned-{}", uuid::Uuid::new_v4().simple()));

@@ -51,6 +51,35 @@ impl Drop for CloudApi {
     }
 }
 
+/// A new account through the portal's JSON signup: (user id, access token, bootstrap).
+pub async fn signup(http: &reqwest::Client, api: &str) -> (String, String, Value) {
+    let email = format!("u-{}@example.test", uuid::Uuid::new_v4().simple());
+    let signup = ok_json(
+        http.post(format!("{api}/v1/web/signup"))
+            .json(&json!({"email": email, "displayName": "Test", "password": "correct horse battery staple"}))
+            .send()
+            .await
+            .unwrap(),
+        "signup",
+    )
+    .await;
+    let token = signup["session"]["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let id = signup["user"]["id"].as_str().unwrap().to_owned();
+    let boot = ok_json(
+        http.get(format!("{api}/v1/bootstrap"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap(),
+        "bootstrap",
+    )
+    .await;
+    (id, token, boot)
+}
+
 async fn ok_json(resp: reqwest::Response, what: &str) -> Value {
     let status = resp.status();
     let body: Value = resp.json().await.unwrap_or(Value::Null);
@@ -87,32 +116,7 @@ impl CloudApi {
     /// Signup (default plan: 3 parallel sessions), an OpenAI-compatible provider pointing at
     /// the fake, and a registered instance.
     pub async fn user(&self) -> TestUser {
-        let email = format!("u-{}@example.test", uuid::Uuid::new_v4().simple());
-        let signup = ok_json(
-            self.http
-                .post(format!("{}/v1/web/signup", self.base))
-                .json(&json!({"email": email, "displayName": "Test", "password": "correct horse battery staple"}))
-                .send()
-                .await
-                .unwrap(),
-            "signup",
-        )
-        .await;
-        let token = signup["session"]["accessToken"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let id = signup["user"]["id"].as_str().unwrap().to_owned();
-        let boot = ok_json(
-            self.http
-                .get(format!("{}/v1/bootstrap", self.base))
-                .bearer_auth(&token)
-                .send()
-                .await
-                .unwrap(),
-            "bootstrap",
-        )
-        .await;
+        let (id, token, boot) = signup(&self.http, &self.base).await;
         let project = boot["projects"][0]["id"].as_str().unwrap().to_owned();
         ok_json(
             self.http
@@ -233,6 +237,18 @@ impl Cluster {
 
     pub async fn conv(&self, user: &TestUser) -> String {
         self.api.conversation(user).await
+    }
+
+    /// Two workers (`worker-a`, `worker-b`), a user, and that user's client on each.
+    pub async fn replicas(&self) -> (ServiceProcess, ServiceProcess, TestUser, Client, Client) {
+        let a = self.worker("worker-a").await;
+        let b = self.worker("worker-b").await;
+        let user = self.user().await;
+        let (ca, cb) = (
+            Client::new(&a.url(), &user.token),
+            Client::new(&b.url(), &user.token),
+        );
+        (a, b, user, ca, cb)
     }
 }
 

@@ -39,6 +39,14 @@ impl Step {
         }
     }
 
+    /// A long answer: `n` words, `delay_ms` apart.
+    pub fn slow(n: usize, delay_ms: u64) -> Self {
+        Self::Text {
+            chunks: (0..n).map(|i| format!("w{i} ")).collect(),
+            delay_ms,
+        }
+    }
+
     pub fn tool(name: &str, args: Value) -> Self {
         Self::Tools {
             thinking: None,
@@ -195,6 +203,40 @@ async fn openai(State(shared): State<Shared>, body: String) -> Response {
     sse_response(rx)
 }
 
+async fn emit(tx: &mpsc::Sender<Bytes>, name: &str, v: Value) -> bool {
+    tx.send(Bytes::from(format!("event: {name}\ndata: {v}\n\n")))
+        .await
+        .is_ok()
+}
+
+/// One content block: its start, its deltas (`delay_ms` apart), its stop.
+async fn block(
+    tx: &mpsc::Sender<Bytes>,
+    index: usize,
+    content_block: Value,
+    deltas: Vec<Value>,
+    delay_ms: u64,
+) -> bool {
+    let start =
+        json!({"type": "content_block_start", "index": index, "content_block": content_block});
+    if !emit(tx, "content_block_start", start).await {
+        return false;
+    }
+    for delta in deltas {
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        let d = json!({"type": "content_block_delta", "index": index, "delta": delta});
+        if !emit(tx, "content_block_delta", d).await {
+            return false;
+        }
+    }
+    emit(
+        tx,
+        "content_block_stop",
+        json!({"type": "content_block_stop", "index": index}),
+    )
+    .await
+}
+
 async fn anthropic(State(shared): State<Shared>, body: String) -> Response {
     let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     let step = next_step(&shared, &body).unwrap_or_else(|| Step::text(&["no script"], 0));
@@ -203,46 +245,26 @@ async fn anthropic(State(shared): State<Shared>, body: String) -> Response {
     }
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     tokio::spawn(async move {
-        let send = |name: &'static str, v: Value| {
-            let tx = tx.clone();
-            async move {
-                tx.send(Bytes::from(format!("event: {name}\ndata: {v}\n\n")))
-                    .await
-                    .is_ok()
-            }
-        };
-        send(
-            "message_start",
-            json!({"type": "message_start", "message": {"id": "msg_1", "role": "assistant",
-                   "content": [], "usage": {"input_tokens": 120, "output_tokens": 1}}}),
-        )
-        .await;
-        let mut index = 0;
+        let start = json!({"type": "message_start", "message": {"id": "msg_1", "role": "assistant",
+               "content": [], "usage": {"input_tokens": 120, "output_tokens": 1}}});
+        emit(&tx, "message_start", start).await;
         let reason = match step {
             Step::Text { chunks, delay_ms } => {
-                send(
-                    "content_block_start",
-                    json!({"type": "content_block_start", "index": 0,
-                    "content_block": {"type": "text", "text": ""}}),
+                let deltas = chunks
+                    .into_iter()
+                    .map(|c| json!({"type": "text_delta", "text": c}))
+                    .collect();
+                if !block(
+                    &tx,
+                    0,
+                    json!({"type": "text", "text": ""}),
+                    deltas,
+                    delay_ms,
                 )
-                .await;
-                for c in chunks {
-                    tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-                    if !send(
-                        "content_block_delta",
-                        json!({"type": "content_block_delta", "index": 0,
-                        "delta": {"type": "text_delta", "text": c}}),
-                    )
-                    .await
-                    {
-                        return;
-                    }
+                .await
+                {
+                    return;
                 }
-                send(
-                    "content_block_stop",
-                    json!({"type": "content_block_stop", "index": 0}),
-                )
-                .await;
                 "end_turn"
             }
             Step::Tools {
@@ -250,83 +272,45 @@ async fn anthropic(State(shared): State<Shared>, body: String) -> Response {
                 text,
                 calls,
             } => {
+                let mut blocks: Vec<(Value, Vec<Value>)> = Vec::new();
                 if let Some(t) = thinking {
-                    send(
-                        "content_block_start",
-                        json!({"type": "content_block_start", "index": index,
-                        "content_block": {"type": "thinking", "thinking": ""}}),
-                    )
-                    .await;
-                    send(
-                        "content_block_delta",
-                        json!({"type": "content_block_delta", "index": index,
-                        "delta": {"type": "thinking_delta", "thinking": t}}),
-                    )
-                    .await;
-                    send(
-                        "content_block_delta",
-                        json!({"type": "content_block_delta", "index": index,
-                        "delta": {"type": "signature_delta", "signature": "sig-test"}}),
-                    )
-                    .await;
-                    send(
-                        "content_block_stop",
-                        json!({"type": "content_block_stop", "index": index}),
-                    )
-                    .await;
-                    index += 1;
+                    blocks.push((
+                        json!({"type": "thinking", "thinking": ""}),
+                        vec![
+                            json!({"type": "thinking_delta", "thinking": t}),
+                            json!({"type": "signature_delta", "signature": "sig-test"}),
+                        ],
+                    ));
                 }
                 if let Some(t) = text {
-                    send(
-                        "content_block_start",
-                        json!({"type": "content_block_start", "index": index,
-                        "content_block": {"type": "text", "text": ""}}),
-                    )
-                    .await;
-                    send(
-                        "content_block_delta",
-                        json!({"type": "content_block_delta", "index": index,
-                        "delta": {"type": "text_delta", "text": t}}),
-                    )
-                    .await;
-                    send(
-                        "content_block_stop",
-                        json!({"type": "content_block_stop", "index": index}),
-                    )
-                    .await;
-                    index += 1;
+                    blocks.push((
+                        json!({"type": "text", "text": ""}),
+                        vec![json!({"type": "text_delta", "text": t})],
+                    ));
                 }
                 for (name, args) in calls {
                     let id = format!("toolu_{}", uuid::Uuid::new_v4().simple());
-                    send("content_block_start", json!({"type": "content_block_start", "index": index,
-                        "content_block": {"type": "tool_use", "id": id, "name": name, "input": {}}}))
-                    .await;
-                    for piece in split_args(&args) {
-                        send(
-                            "content_block_delta",
-                            json!({"type": "content_block_delta", "index": index,
-                            "delta": {"type": "input_json_delta", "partial_json": piece}}),
-                        )
-                        .await;
+                    blocks.push((
+                        json!({"type": "tool_use", "id": id, "name": name, "input": {}}),
+                        split_args(&args)
+                            .into_iter()
+                            .map(|p| json!({"type": "input_json_delta", "partial_json": p}))
+                            .collect(),
+                    ));
+                }
+                for (index, (content, deltas)) in blocks.into_iter().enumerate() {
+                    if !block(&tx, index, content, deltas, 0).await {
+                        return;
                     }
-                    send(
-                        "content_block_stop",
-                        json!({"type": "content_block_stop", "index": index}),
-                    )
-                    .await;
-                    index += 1;
                 }
                 "tool_use"
             }
             Step::Fail(_) => return,
         };
-        send(
-            "message_delta",
-            json!({"type": "message_delta", "delta": {"stop_reason": reason},
-            "usage": {"output_tokens": 30}}),
-        )
-        .await;
-        send("message_stop", json!({"type": "message_stop"})).await;
+        let delta = json!({"type": "message_delta", "delta": {"stop_reason": reason},
+            "usage": {"output_tokens": 30}});
+        emit(&tx, "message_delta", delta).await;
+        emit(&tx, "message_stop", json!({"type": "message_stop"})).await;
     });
     sse_response(rx)
 }
