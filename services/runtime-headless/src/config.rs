@@ -141,6 +141,11 @@ pub const SERVICE_ENV: &[EnvVar] = &[
         "Characters of conversation sent to the model per step; beyond it the oldest tool output is elided, then the oldest messages.",
     ),
     EnvVar::new(
+        "CHATONS_RUNTIME_GRANT_CACHE_MS",
+        "1000",
+        "How long a runtime grant from cloud-api is reused (every call still checks one): a revoked token or removed member is refused within this time. 0: ask cloud-api on every call.",
+    ),
+    EnvVar::new(
         "CHATONS_RUNTIME_GIT",
         "git",
         "The git binary for repository checkouts and workspace snapshots (a name is looked up on PATH).",
@@ -192,6 +197,7 @@ pub struct Config {
     pub git_binary: PathBuf,
     pub max_snapshot_bytes: usize,
     pub context_char_budget: usize,
+    pub grant_cache: Duration,
 }
 
 impl Config {
@@ -290,6 +296,12 @@ impl Config {
                 10_000,
                 100_000_000,
             ) as usize,
+            grant_cache: Duration::from_millis(r.int_in(
+                "CHATONS_RUNTIME_GRANT_CACHE_MS",
+                1000,
+                0,
+                5000,
+            )),
             git_binary: r
                 .string("CHATONS_RUNTIME_GIT")
                 .map(PathBuf::from)

@@ -13,7 +13,7 @@ use sqlx::PgPool;
 
 use crate::Config;
 use crate::agent::{AgentConfig, AgentDeps};
-use crate::grant::{CloudApi, GrantClient, TranscriptSink};
+use crate::grant::{CachedGrants, CloudApi, GrantClient, TranscriptSink};
 use crate::metrics::RuntimeMetrics;
 use crate::provider::{Providers, ReadLimits};
 use crate::publish::Publisher;
@@ -82,7 +82,14 @@ impl AppState {
             config.cloud_api_url.clone(),
             token.clone().unwrap_or_else(|| Secret::new("")),
         ));
-        let grants: Arc<dyn GrantClient> = Arc::new(cloud.clone());
+        let grants: Arc<dyn GrantClient> = if config.grant_cache.is_zero() {
+            Arc::new(cloud.clone())
+        } else {
+            Arc::new(CachedGrants::new(
+                Arc::new(cloud.clone()),
+                config.grant_cache,
+            ))
+        };
         let transcripts: Arc<dyn TranscriptSink> = Arc::new(cloud);
         let publisher = Publisher::new(config.realtime_publish_url.clone(), token.clone());
         let sealer = Sealer::new(

@@ -68,12 +68,7 @@ async fn dispatch(
                 ));
             };
             let sealed = st.sealer.seal(&spec).map_err(ApiError::internal)?;
-            let running = st
-                .store
-                .turns_of(&session.id)
-                .await?
-                .iter()
-                .any(|t| !t.status.is_terminal());
+            let running = session.status == crate::domain::SessionStatus::Streaming;
             let turn = st
                 .store
                 .enqueue_turn(&session.id, kind, &input, req.request_id(), sealed)

@@ -1220,3 +1220,44 @@ async fn transient_provider_failures_are_retried_unless_auto_retry_is_off() {
         "no retry when it is off"
     );
 }
+
+#[tokio::test]
+async fn a_revoked_token_is_refused_within_a_second_despite_the_grant_cache() {
+    let Solo {
+        stack,
+        worker: _worker,
+        desk,
+        client,
+        session,
+    } = solo("openai", "chat_only", vec![Step::text(&["ok"], 0)]).await;
+    // Warm the cache with a few calls.
+    for i in 0..5 {
+        let (status, _) = client
+            .command(&session, json!({"id": i, "type": "get_state"}))
+            .await;
+        assert_eq!(status, 200);
+    }
+    ok(
+        stack
+            .http()
+            .post(format!("{}/v1/web/logout", stack.api.url()))
+            .bearer_auth(&desk.user.token)
+            .send()
+            .await
+            .unwrap(),
+        "logout",
+    )
+    .await;
+    let revoked = Instant::now();
+    let refused_at = loop {
+        let (status, _) = client
+            .command(&session, json!({"id": "x", "type": "get_state"}))
+            .await;
+        if status == 403 || status == 401 {
+            break revoked.elapsed();
+        }
+        assert!(revoked.elapsed() < Duration::from_secs(5), "still accepted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(refused_at <= Duration::from_millis(1500), "{refused_at:?}");
+}

@@ -4,6 +4,10 @@
 //! The traits keep the HTTP layer and the worker testable; the one implementation talks to the
 //! real cloud-api through [`CloudApiClient`].
 
+mod cache;
+
+pub use cache::CachedGrants;
+
 use async_trait::async_trait;
 use cloud_common::Secret;
 use cloud_common::internal::{CloudApiClient, InternalCallError, RUNTIME_ACCESS_PATH};
