@@ -28,7 +28,7 @@ type Shared = Result<Option<RuntimeGrant>, String>;
 
 enum Entry {
     Ready {
-        grant: RuntimeGrant,
+        grant: Box<RuntimeGrant>,
         at: Instant,
         refreshing: bool,
     },
@@ -89,7 +89,7 @@ impl CachedGrants {
                         map.insert(
                             k,
                             Entry::Ready {
-                                grant: grant.clone(),
+                                grant: Box::new(grant.clone()),
                                 at: Instant::now(),
                                 refreshing: false,
                             },
@@ -144,7 +144,7 @@ impl GrantClient for CachedGrants {
                         drop(map);
                         self.fetch(k, req.clone(), None);
                     }
-                    return Ok(Some(grant));
+                    return Ok(Some(*grant));
                 }
                 Some(Entry::Pending(rx)) => rx.clone(),
                 _ => {
