@@ -215,7 +215,7 @@ pub struct Config {
     pub refresh_reuse_grace: Duration,
     /// Instance ids one user may hold.
     pub max_instances_per_user: usize,
-    pub trusted_proxies: crate::http::client_ip::TrustedProxies,
+    pub trusted_proxies: crate::net::TrustedProxies,
     pub data_dir: std::path::PathBuf,
     pub smtp: Option<SmtpConfig>,
 }
@@ -321,7 +321,7 @@ impl Config {
             )),
             max_instances_per_user: r.int_in("CHATONS_MAX_INSTANCES_PER_USER", 20, 1, 100_000)
                 as usize,
-            trusted_proxies: crate::http::client_ip::TrustedProxies::new(trusted),
+            trusted_proxies: crate::net::TrustedProxies::new(trusted),
             data_dir: r.string_or("CHATONS_DATA_DIR", ".chatons-data").into(),
             smtp,
             common,

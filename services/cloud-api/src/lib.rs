@@ -11,6 +11,7 @@ pub mod domain;
 pub mod http;
 pub mod legacy;
 pub mod mail;
+pub mod net;
 pub mod oidc;
 pub mod password;
 pub mod portal;
@@ -19,6 +20,7 @@ pub mod reseal;
 pub mod sessions;
 pub mod state;
 pub mod store;
+pub mod views;
 pub mod web;
 
 use std::process::ExitCode;

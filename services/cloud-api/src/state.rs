@@ -34,7 +34,7 @@ pub struct AppState {
     pub secrets: SecretBox,
     pub hasher: Hasher,
     pub limiters: Arc<Limiters>,
-    pub plan_cache: Arc<crate::http::access::PlanCache>,
+    pub plan_cache: Arc<crate::store::plan_cache::PlanCache>,
     pub oidc: Arc<crate::oidc::Oidc>,
     pub metrics: Metrics,
     pub readiness: Readiness,

@@ -2,4 +2,5 @@
 //! adapters (`http/`, `portal/`, `oidc/`) only extract input, call one function and render.
 //! Functions return [`crate::domain::DomainError`]; each adapter maps it once.
 
+pub mod access;
 pub mod accounts;

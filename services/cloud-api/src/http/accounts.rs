@@ -9,9 +9,9 @@ use cloud_common::time::iso;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::access::{self, Scope};
+use crate::app::access::{self, Scope};
 use super::extract::{Caller, ClientIp, apply_admin_list};
-use super::views::*;
+use crate::views::*;
 use crate::AppState;
 use crate::domain::rules::{self, MAX_NAME};
 use crate::domain::*;

@@ -7,9 +7,9 @@ use cloud_common::extract::{ApiJson, ApiQuery};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::access::{self, Scope};
+use crate::app::access::{self, Scope};
 use super::extract::{Caller, ListQuery, apply_admin_list, next_cursor, require_admin};
-use super::views::*;
+use crate::views::*;
 use crate::AppState;
 use crate::domain::rules::{self, MAX_NAME};
 use crate::domain::*;

@@ -3,7 +3,7 @@
 use axum::http::StatusCode;
 use cloud_common::ApiError;
 
-use super::views::UsageView;
+use crate::views::UsageView;
 use crate::domain::{DomainError, StoreError};
 
 impl From<DomainError> for ApiError {

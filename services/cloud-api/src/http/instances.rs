@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::extract::{Caller, ListQuery, next_cursor};
-use super::views::*;
+use crate::views::*;
 use crate::AppState;
 use crate::domain::rules::{self, MAX_NAME};
 use crate::domain::*;

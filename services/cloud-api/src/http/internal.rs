@@ -11,10 +11,10 @@ use cloud_common::internal::*;
 use cloud_common::time::iso;
 use serde::Deserialize;
 
-use super::access::{self, Scope};
+use crate::app::access::{self, Scope};
 use super::conversations::{MessageInput, append_checked, parse_messages};
 use super::instances::{Claim, claim};
-use super::views::instance_view;
+use crate::views::instance_view;
 use crate::AppState;
 use crate::domain::rules::{active_grant, effective_plan};
 use crate::domain::*;
@@ -361,6 +361,6 @@ pub async fn memory_upsert(
     input.organization_id = Some(org.to_owned());
     let m = super::memory::upsert(&state, &scope, &user.id, input).await?;
     Ok(Json(super::memory::MemoryItemResponse {
-        item: super::views::MemoryView::from(&m),
+        item: crate::views::MemoryView::from(&m),
     }))
 }

@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
 
-use super::access::{self, Scope};
+use crate::app::access::{self, Scope};
 use super::extract::{Caller, next_cursor, page_req};
-use super::views::*;
+use crate::views::*;
 use crate::AppState;
 use crate::domain::memory::{self as mem, SUPERSEDING_KINDS};
 use crate::domain::rules::{self, MAX_NAME};

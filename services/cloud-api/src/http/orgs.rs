@@ -8,10 +8,10 @@ use cloud_common::extract::{ApiJson, ApiQuery};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::access::{self, Scope};
+use crate::app::access::{self, Scope};
 use super::extract::{Caller, ListQuery, encode_cursor, next_cursor, page_req};
 use super::providers::OrgListQuery;
-use super::views::*;
+use crate::views::*;
 use crate::AppState;
 use crate::crypto::{new_token, token_hash};
 use crate::domain::rules::{self, MAX_NAME};

@@ -9,9 +9,9 @@ use cloud_common::extract::{ApiJson, ApiQuery};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::access::{self, Scope};
+use crate::app::access::{self, Scope};
 use super::extract::{Caller, next_cursor, page_req};
-use super::views::*;
+use crate::views::*;
 use crate::AppState;
 use crate::domain::rules::{self, MAX_NAME};
 use crate::domain::*;

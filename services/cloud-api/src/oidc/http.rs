@@ -984,8 +984,8 @@ async fn token_response(
     } else {
         None
     };
-    let plans = crate::http::access::plans(state).await?;
-    let user_json = serde_json::to_value(crate::http::views::user_view(user, &plans, now))
+    let plans = crate::app::access::plans(state).await?;
+    let user_json = serde_json::to_value(crate::views::user_view(user, &plans, now))
         .unwrap_or(Value::Null);
     let body = TokenResponse {
         access_token: issued.access_token.clone(),

@@ -19,7 +19,7 @@ use crate::crypto::{new_token, token_hash};
 use crate::domain::rules;
 use crate::domain::*;
 use crate::http::extract::ClientIp;
-use crate::http::views::OkBody;
+use crate::views::OkBody;
 use crate::mail::templates;
 use crate::store::EmailTokenKind;
 

@@ -1300,7 +1300,7 @@ async fn find_provider(
     state: &AppState,
     caller: &Caller,
     id: &str,
-) -> Option<crate::http::views::ProviderView> {
+) -> Option<crate::views::ProviderView> {
     let provider = state
         .store
         .provider(&ProviderId(id.to_owned()))
@@ -1325,7 +1325,7 @@ async fn find_provider(
 
 fn edit_page(
     ctx: &Ctx,
-    p: &crate::http::views::ProviderView,
+    p: &crate::views::ProviderView,
     error: Option<(StatusCode, String)>,
 ) -> Response {
     let (status, error) = match error {

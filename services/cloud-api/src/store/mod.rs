@@ -8,6 +8,7 @@
 //! are single methods so each implementation can make them atomic.
 
 pub mod memory;
+pub mod plan_cache;
 pub mod postgres;
 
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! The client address that per-IP rate limits key on.
+//! Which address a request comes from, for per-IP rate limits (pure: no request types).
 //!
 //! Behind an ingress every connection comes from the ingress pods, so keying on the socket
 //! peer would put all users in one bucket (one user's burst would lock out everybody).
@@ -6,14 +6,9 @@
 //! configured trusted proxy, and then from the right, skipping trusted hops, so the address
 //! used is the last one a trusted proxy saw — a client cannot choose it by prepending values.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::str::FromStr;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::request::Parts;
-use cloud_common::ApiError;
-
-use crate::state::AppState;
 
 /// One `address/prefix` network (a bare address is a /32 or /128).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,29 +117,6 @@ impl TrustedProxies {
             }
         }
         client
-    }
-}
-
-/// The client address, for per-IP rate limits (see the module docs).
-pub struct ClientIp(pub IpAddr);
-
-impl FromRequestParts<AppState> for ClientIp {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip())
-            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
-        let forwarded = parts
-            .headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok());
-        Ok(ClientIp(
-            state.config.trusted_proxies.client_of(peer, forwarded),
-        ))
     }
 }
 
