@@ -9,6 +9,7 @@ pub mod crypto;
 pub mod dispatch;
 pub mod domain;
 pub mod http;
+pub mod issuer;
 pub mod legacy;
 pub mod mail;
 pub mod net;

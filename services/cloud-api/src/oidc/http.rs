@@ -21,14 +21,14 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 use url::Url;
 
-use super::claims::{IdTokenInput, id_token_claims};
-use super::clients::{Client, DESKTOP_CALLBACK};
-use super::codes::AuthCode;
-use super::{PORTAL_CLIENT, pkce};
+use crate::issuer::claims::{IdTokenInput, id_token_claims};
+use crate::issuer::clients::{Client, DESKTOP_CALLBACK};
+use crate::issuer::codes::AuthCode;
+use crate::issuer::{PORTAL_CLIENT, pkce};
 use crate::AppState;
 use crate::crypto::{new_token, token_hash};
 use crate::domain::{Session, User, now};
-use crate::http::extract::ClientIp;
+use crate::web::client_ip::ClientIp;
 use crate::sessions::{self, IssuedTokens, Refreshed, SessionPolicy, SessionRequest};
 use crate::web;
 

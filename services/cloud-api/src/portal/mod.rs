@@ -20,8 +20,8 @@ use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
 
 use crate::AppState;
-use crate::http::extract::{Caller, apply_admin_list};
-use crate::oidc::PORTAL_CLIENT;
+use crate::web::caller::{Caller, apply_admin_list};
+use crate::issuer::PORTAL_CLIENT;
 use crate::sessions;
 use crate::web;
 

@@ -10,14 +10,15 @@ use cloud_common::ApiError;
 use cloud_common::extract::{ApiJson, ApiQuery};
 use serde::Deserialize;
 
-use super::{Ctx, auth, parse_form, return_query, safe_return, to_login};
+use super::{Ctx, parse_form, return_query, safe_return, to_login};
 use crate::AppState;
 use crate::domain::*;
-use crate::http::extract::{Caller, ClientIp};
+use crate::web::caller::Caller;
+use crate::web::client_ip::ClientIp;
 use crate::http::providers::{ModelInput, OrgListQuery};
-use crate::http::{accounts, orgs, providers};
+use crate::http::{orgs, providers};
 use crate::mail::templates as mails;
-use crate::oidc::PORTAL_CLIENT;
+use crate::issuer::PORTAL_CLIENT;
 use crate::sessions::{self, SessionPolicy, SessionRequest};
 use crate::web;
 
@@ -376,12 +377,14 @@ pub async fn signup_with_form(
     if throttled(state, ip, "signup", &email) {
         return retry(TOO_MANY.into(), StatusCode::TOO_MANY_REQUESTS);
     }
-    let body = accounts::SignupBody {
-        email: form.email.clone(),
-        display_name: form.display_name.clone(),
-        password: form.password.clone(),
-    };
-    match accounts::register(state, &body).await {
+    match crate::app::accounts::register(
+        state,
+        form.email.as_deref(),
+        form.display_name.as_deref(),
+        form.password.as_deref(),
+    )
+    .await
+    {
         Ok(registered) if legacy => {
             return start_session(state, &ctx, &registered.user, return_to, StatusCode::FOUND)
                 .await;
@@ -401,7 +404,7 @@ pub async fn signup_with_form(
                 .user_by_email(&email.trim().to_lowercase())
                 .await
             {
-                auth::send_already_registered(state, &owner).await;
+                crate::app::email::send_already_registered(state, &owner).await;
             }
         }
         Err(e) if e.status.is_client_error() => {
@@ -633,7 +636,7 @@ pub async fn verify_submit(
         Ok(f) => f,
         Err(r) => return r.respond(&ctx),
     };
-    match auth::verify_email(&state, form.token.as_deref().unwrap_or("").trim()).await {
+    match crate::app::email::verify_email(&state, form.token.as_deref().unwrap_or("").trim()).await {
         Ok(_) if ctx.signed_in() => after_post("/cloud/account?notice=verified"),
         Ok(_) => ctx.notice(
             StatusCode::OK,
@@ -675,7 +678,7 @@ pub async fn verify_resend(
         );
     }
     if caller.user.email_verified_at.is_none() {
-        auth::send_verification(&state, &caller.user).await;
+        crate::app::email::send_verification(&state, &caller.user).await;
     }
     after_post("/cloud/account?notice=resent")
 }
@@ -726,10 +729,10 @@ pub async fn forgot_submit(
     if email.is_empty() {
         return retry("Enter your email.", StatusCode::BAD_REQUEST);
     }
-    if auth::throttle_forgot(&state, &ip, &email).is_err() {
+    if crate::app::email::throttle_forgot(&state, &ip, &email).is_err() {
         return retry(TOO_MANY, StatusCode::TOO_MANY_REQUESTS);
     }
-    auth::forgot_password_detached(&state, email);
+    crate::app::email::forgot_password_detached(&state, email);
     ctx.notice(
         StatusCode::OK,
         "Check your email",
@@ -775,7 +778,7 @@ pub async fn reset_submit(
     };
     let token = form.token.unwrap_or_default().trim().to_owned();
     let password = form.password.unwrap_or_default();
-    match auth::reset_password(&state, &token, &password).await {
+    match crate::app::email::reset_password(&state, &token, &password).await {
         Ok(_) => web::redirect(
             "/cloud/reset-password/done",
             true,
