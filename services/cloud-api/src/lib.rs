@@ -14,6 +14,7 @@ pub mod legacy;
 pub mod mail;
 pub mod net;
 pub mod oidc;
+pub mod paging;
 pub mod password;
 pub mod portal;
 pub mod ratelimit;
