@@ -9,7 +9,6 @@
 use std::net::IpAddr;
 use std::str::FromStr;
 
-
 /// One `address/prefix` network (a bare address is a /32 or /128).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IpNet {

@@ -4,11 +4,11 @@
 
 use cloud_common::ApiError;
 
-use crate::web::caller::Caller;
 use crate::AppState;
 use crate::domain::rules::{effective_plan, has_subscription};
 use crate::domain::*;
 use crate::store::StoreResult;
+use crate::web::caller::Caller;
 
 /// The caller's organizations and which one is active.
 #[derive(Debug, Clone)]

@@ -5,9 +5,9 @@ use cloud_common::ApiError;
 
 use crate::AppState;
 use crate::domain::rules::{self, MAX_NAME};
-use crate::store::NewAccount;
 use crate::domain::*;
 use crate::password::needs_upgrade;
+use crate::store::NewAccount;
 
 /// The user whose email and password these are, or `None` (same time either way: an unknown
 /// email is checked against a dummy hash). A legacy scrypt hash that verifies is replaced by
@@ -155,4 +155,3 @@ pub async fn register(
         plans,
     })
 }
-

@@ -171,4 +171,3 @@ pub fn throttle_forgot(state: &AppState, ip: &ClientIp, email: &str) -> Result<(
         .map_err(|w| ApiError::too_many_requests(w.as_secs().max(1)))?;
     Ok(())
 }
-

@@ -5,3 +5,5 @@
 pub mod access;
 pub mod accounts;
 pub mod email;
+pub mod organizations;
+pub mod providers;

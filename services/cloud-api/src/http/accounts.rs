@@ -9,13 +9,13 @@ use cloud_common::time::iso;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::app::access::{self, Scope};
 use super::extract::{Caller, ClientIp, apply_admin_list};
-use crate::views::*;
 use crate::AppState;
+use crate::app::access::{self, Scope};
 use crate::domain::rules;
 use crate::domain::*;
 use crate::sessions::{self, IssuedTokens, SessionPolicy, SessionRequest};
+use crate::views::*;
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -3,8 +3,8 @@
 use axum::http::StatusCode;
 use cloud_common::ApiError;
 
-use crate::views::UsageView;
 use crate::domain::{DomainError, StoreError};
+use crate::views::UsageView;
 
 impl From<DomainError> for ApiError {
     fn from(e: DomainError) -> Self {

@@ -11,14 +11,14 @@ use cloud_common::internal::*;
 use cloud_common::time::iso;
 use serde::Deserialize;
 
-use crate::app::access::{self, Scope};
 use super::conversations::{MessageInput, append_checked, parse_messages};
 use super::instances::{Claim, claim};
-use crate::views::instance_view;
 use crate::AppState;
+use crate::app::access::{self, Scope};
 use crate::domain::rules::{active_grant, effective_plan};
 use crate::domain::*;
 use crate::sessions;
+use crate::views::instance_view;
 
 fn denied() -> ApiError {
     ApiError::not_found("Cloud access grant not found")

@@ -14,13 +14,13 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::app::access::{self, Scope};
 use super::extract::{Caller, next_cursor, page_req};
-use crate::views::*;
 use crate::AppState;
+use crate::app::access::{self, Scope};
 use crate::domain::memory::{self as mem, SUPERSEDING_KINDS};
 use crate::domain::rules::{self, MAX_NAME};
 use crate::domain::*;
+use crate::views::*;
 
 const MAX_TAGS: usize = 50;
 const MAX_CONTENT: usize = 64 * 1024;

@@ -13,7 +13,6 @@ pub mod orgs;
 pub mod projects;
 pub mod providers;
 
-
 use axum::Router;
 use axum::routing::{delete, get, patch, post};
 

@@ -112,4 +112,3 @@ impl Oidc {
         keys::jwks(&self.signing, &self.retired)
     }
 }
-

@@ -21,16 +21,16 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 use url::Url;
 
+use crate::AppState;
+use crate::crypto::{new_token, token_hash};
+use crate::domain::{Session, User, now};
 use crate::issuer::claims::{IdTokenInput, id_token_claims};
 use crate::issuer::clients::{Client, DESKTOP_CALLBACK};
 use crate::issuer::codes::AuthCode;
 use crate::issuer::{PORTAL_CLIENT, pkce};
-use crate::AppState;
-use crate::crypto::{new_token, token_hash};
-use crate::domain::{Session, User, now};
-use crate::web::client_ip::ClientIp;
 use crate::sessions::{self, IssuedTokens, Refreshed, SessionPolicy, SessionRequest};
 use crate::web;
+use crate::web::client_ip::ClientIp;
 
 // Discovery and keys --------------------------------------------------------------------------
 
@@ -985,8 +985,8 @@ async fn token_response(
         None
     };
     let plans = crate::app::access::plans(state).await?;
-    let user_json = serde_json::to_value(crate::views::user_view(user, &plans, now))
-        .unwrap_or(Value::Null);
+    let user_json =
+        serde_json::to_value(crate::views::user_view(user, &plans, now)).unwrap_or(Value::Null);
     let body = TokenResponse {
         access_token: issued.access_token.clone(),
         token_type: "Bearer",

@@ -8,10 +8,10 @@ use cloud_common::extract::ApiJson;
 use serde::Deserialize;
 
 use crate::AppState;
-use crate::domain::rules;
 use crate::app::email::{forgot_password_detached, reset_password, throttle_forgot, verify_email};
-use crate::web::client_ip::ClientIp;
+use crate::domain::rules;
 use crate::views::OkBody;
+use crate::web::client_ip::ClientIp;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct ForgotBody {

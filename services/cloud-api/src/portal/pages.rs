@@ -7,20 +7,19 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use cloud_common::ApiError;
-use cloud_common::extract::{ApiJson, ApiQuery};
 use serde::Deserialize;
 
 use super::{Ctx, parse_form, return_query, safe_return, to_login};
 use crate::AppState;
+use crate::app::providers::{ModelInput, OrgListQuery};
+use crate::app::{organizations as orgs, providers};
 use crate::domain::*;
-use crate::web::caller::Caller;
-use crate::web::client_ip::ClientIp;
-use crate::http::providers::{ModelInput, OrgListQuery};
-use crate::http::{orgs, providers};
-use crate::mail::templates as mails;
 use crate::issuer::PORTAL_CLIENT;
+use crate::mail::templates as mails;
 use crate::sessions::{self, SessionPolicy, SessionRequest};
 use crate::web;
+use crate::web::caller::Caller;
+use crate::web::client_ip::ClientIp;
 
 // Templates ---------------------------------------------------------------------------------------
 
@@ -848,10 +847,9 @@ async fn render_orgs(
             limit: Some("200".into()),
             cursor: None,
         };
-        match orgs::members(State(state.clone()), caller.clone(), ApiQuery(q())).await {
+        match orgs::members(state, caller, q()).await {
             Ok(list) => {
                 members = list
-                    .0
                     .members
                     .into_iter()
                     .map(|m| MemberRow {
@@ -864,11 +862,8 @@ async fn render_orgs(
             Err(e) => return ok_or_page(ctx, e),
         }
         if can_manage {
-            if let Ok(list) =
-                orgs::invites(State(state.clone()), caller.clone(), ApiQuery(q())).await
-            {
+            if let Ok(list) = orgs::invites(state, caller, q()).await {
                 invites = list
-                    .0
                     .invites
                     .into_iter()
                     .map(|i| InviteRow {
@@ -971,10 +966,10 @@ pub async fn org_create(
         name: form.name,
         slug: None,
     };
-    match orgs::create(State(state.clone()), caller.clone(), ApiJson(body)).await {
-        Ok((_, created)) => after_post(&format!(
+    match orgs::create(&state, &caller, body).await {
+        Ok(created) => after_post(&format!(
             "/cloud/organizations?org={}&notice=created",
-            created.0.organization.id
+            created.organization.id
         )),
         Err(e) if e.status.is_client_error() => {
             render_orgs(
@@ -1007,10 +1002,10 @@ pub async fn org_rename(
         slug: None,
         plan: None,
     };
-    match orgs::update(State(state.clone()), caller.clone(), ApiJson(body)).await {
+    match orgs::update(&state, &caller, body).await {
         Ok(updated) => after_post(&format!(
             "/cloud/organizations?org={}&notice=renamed",
-            updated.0.organization.id
+            updated.organization.id
         )),
         Err(e) if e.status.is_client_error() => {
             render_orgs(
@@ -1042,9 +1037,8 @@ pub async fn org_invite(
         email: form.email,
         role: form.role,
     };
-    match orgs::create_invite(State(state.clone()), caller.clone(), ApiJson(body)).await {
-        Ok((_, created)) => {
-            let created = created.0;
+    match orgs::create_invite(&state, &caller, body).await {
+        Ok(created) => {
             let org_name = match state
                 .store
                 .organization(&OrgId(created.invite.organization_id.clone()))
@@ -1121,10 +1115,10 @@ pub async fn accept_submit(
         return to_login("/cloud/organizations");
     };
     let body = orgs::AcceptInviteBody { token: form.token };
-    match orgs::accept_invite(State(state.clone()), caller, ApiJson(body)).await {
+    match orgs::accept_invite(&state, &caller, body).await {
         Ok(accepted) => after_post(&format!(
             "/cloud/organizations?org={}&notice=joined",
-            accepted.0.organization.id
+            accepted.organization.id
         )),
         Err(e) if e.status.is_client_error() => ctx.notice(
             StatusCode::BAD_REQUEST,
@@ -1157,17 +1151,17 @@ async fn render_providers(
         return ok_or_page(ctx, ApiError::not_found("No organization"));
     };
     let list = match providers::list(
-        State(state.clone()),
-        caller.clone(),
-        ApiQuery(OrgListQuery {
+        state,
+        caller,
+        OrgListQuery {
             organization_id: Some(o.id.0.clone()),
             limit: Some("200".into()),
             cursor: None,
-        }),
+        },
     )
     .await
     {
-        Ok(l) => l.0.providers,
+        Ok(l) => l.providers,
         Err(e) => return ok_or_page(ctx, e),
     };
     let (status, error) = match error {
@@ -1278,10 +1272,10 @@ pub async fn provider_create(
         models: Some(lines(form.models.as_deref())),
         default_model: form.default_model,
     };
-    match providers::create(State(state.clone()), caller.clone(), ApiJson(body)).await {
-        Ok((_, created)) => after_post(&format!(
+    match providers::create(&state, &caller, body).await {
+        Ok(created) => after_post(&format!(
             "/cloud/providers?org={}&notice=added",
-            created.0.provider.organization_id
+            created.provider.organization_id
         )),
         Err(e) if e.status.is_client_error() => {
             render_providers(
@@ -1310,17 +1304,16 @@ async fn find_provider(
         .await
         .ok()??;
     providers::list(
-        State(state.clone()),
-        caller.clone(),
-        ApiQuery(OrgListQuery {
+        state,
+        caller,
+        OrgListQuery {
             organization_id: Some(provider.organization_id.0.clone()),
             limit: Some("200".into()),
             cursor: None,
-        }),
+        },
     )
     .await
     .ok()?
-    .0
     .providers
     .into_iter()
     .find(|p| p.id == id)
@@ -1396,17 +1389,10 @@ pub async fn provider_update(
         models: Some(lines(form.models.as_deref())),
         default_model: form.default_model,
     };
-    match providers::update(
-        State(state.clone()),
-        caller.clone(),
-        Path(id.clone()),
-        ApiJson(body),
-    )
-    .await
-    {
+    match providers::update(&state, &caller, id.clone(), body).await {
         Ok(updated) => after_post(&format!(
             "/cloud/providers?org={}&notice=saved",
-            updated.0.provider.organization_id
+            updated.provider.organization_id
         )),
         Err(e) if e.status.is_client_error() => match find_provider(&state, &caller, &id).await {
             Some(p) => edit_page(&ctx, &p, Some((e.status, e.message.to_string()))),
@@ -1429,7 +1415,7 @@ pub async fn provider_delete(
     let org = find_provider(&state, &caller, &id)
         .await
         .map(|p| p.organization_id);
-    match providers::delete(State(state.clone()), caller, Path(id)).await {
+    match providers::delete(&state, &caller, id).await {
         Ok(_) => after_post(&format!(
             "/cloud/providers?org={}&notice=deleted",
             org.unwrap_or_default()

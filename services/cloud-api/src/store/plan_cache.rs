@@ -32,4 +32,3 @@ impl PlanCache {
         *self.slot.write().unwrap_or_else(|e| e.into_inner()) = None;
     }
 }
-

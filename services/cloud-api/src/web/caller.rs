@@ -47,4 +47,3 @@ pub fn require_admin(caller: &Caller) -> Result<(), ApiError> {
         Err(ApiError::forbidden("Admin access required."))
     }
 }
-

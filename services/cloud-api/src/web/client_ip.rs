@@ -30,4 +30,3 @@ impl FromRequestParts<AppState> for ClientIp {
         ))
     }
 }
-
