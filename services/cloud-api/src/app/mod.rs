@@ -5,5 +5,6 @@
 pub mod access;
 pub mod accounts;
 pub mod email;
+pub mod memory;
 pub mod organizations;
 pub mod providers;

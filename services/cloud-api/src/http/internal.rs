@@ -323,7 +323,7 @@ pub async fn append_transcript(
 pub struct MemoryUpsertBody {
     pub organization_id: Option<String>,
     pub user_id: Option<String>,
-    pub input: Option<super::memory::MemoryInput>,
+    pub input: Option<crate::app::memory::MemoryInput>,
 }
 
 /// Upserts a memory as `userId`, who must be a member of `organizationId` (the first system
@@ -359,7 +359,7 @@ pub async fn memory_upsert(
         return Err(ApiError::not_found("Unable to upsert memory"));
     }
     input.organization_id = Some(org.to_owned());
-    let m = super::memory::upsert(&state, &scope, &user.id, input).await?;
+    let m = crate::app::memory::upsert(&state, &scope, &user.id, input).await?;
     Ok(Json(super::memory::MemoryItemResponse {
         item: crate::views::MemoryView::from(&m),
     }))
