@@ -13,4 +13,5 @@ mod oidc;
 mod openapi;
 mod portal;
 mod production_profile;
+mod side_contract;
 mod store_contract;

@@ -46,8 +46,8 @@ contract!(
     email_tokens_single_use_and_reset_revokes,
 );
 
-struct Account {
-    user: User,
+pub(crate) struct Account {
+    pub(crate) user: User,
     org: Organization,
     project: Project,
 }
@@ -110,7 +110,7 @@ fn conversation_in(p: &Project, title: &str) -> Conversation {
     }
 }
 
-async fn create(store: &DynStore, email: &str) -> Account {
+pub(crate) async fn create(store: &DynStore, email: &str) -> Account {
     let a = account(email);
     store
         .create_account(NewAccount {
