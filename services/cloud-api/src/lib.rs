@@ -41,7 +41,9 @@ pub const SERVICE: &str = "cloud-api";
 
 /// Builds the state: connects (lazily) to Postgres and applies migrations.
 pub async fn build(config: Config, shutdown: Shutdown) -> anyhow::Result<AppState> {
-    AppState::build(config, shutdown).await
+    let state = AppState::build(config, shutdown).await?;
+    app::housekeeping::spawn(state.clone(), state.config.housekeeping_interval);
+    Ok(state)
 }
 
 /// Every route of cloud-api, finished with the standard layers.

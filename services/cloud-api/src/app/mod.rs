@@ -5,6 +5,7 @@
 pub mod access;
 pub mod accounts;
 pub mod email;
+pub mod housekeeping;
 pub mod memory;
 pub mod organizations;
 pub mod providers;

@@ -82,6 +82,9 @@ pub trait SessionStore: Send + Sync + 'static {
     ) -> StoreResult<RotateOutcome>;
     async fn revoke_session(&self, id: &SessionId, now: DateTime<Utc>) -> StoreResult<()>;
     async fn revoke_family(&self, family: &FamilyId, now: DateTime<Utc>) -> StoreResult<()>;
+    /// Deletes sessions whose access and refresh tokens both expired before `before`
+    /// (housekeeping); rotated rows are kept until then, for re-use detection.
+    async fn purge_sessions(&self, before: DateTime<Utc>) -> StoreResult<u64>;
     /// Sets the active organization on every live session of the user.
     async fn set_active_organization(&self, user: &UserId, org: &OrgId) -> StoreResult<()>;
 }
@@ -269,6 +272,8 @@ pub trait EmailTokenStore: Send + Sync + 'static {
         user: &UserId,
         expires_at: DateTime<Utc>,
     ) -> StoreResult<()>;
+    /// Deletes verification and reset tokens that expired before `before` (housekeeping).
+    async fn purge_email_tokens(&self, before: DateTime<Utc>) -> StoreResult<u64>;
     /// Atomically: deletes the unexpired verification token `hash` (single use) and marks the
     /// user's email verified. The user, or `None` when the token is unknown or expired.
     async fn verify_email_token(

@@ -7,6 +7,7 @@ mod desktop;
 mod edges;
 mod foundation;
 mod helpers;
+mod housekeeping;
 mod isolation;
 mod legacy;
 mod oidc;

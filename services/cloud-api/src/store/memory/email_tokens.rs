@@ -63,4 +63,13 @@ impl EmailTokenStore for MemoryStore {
             Some(user)
         })
     }
+
+    async fn purge_email_tokens(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        self.with(|t| {
+            let total = t.email_tokens.len();
+            t.email_tokens
+                .retain(|(_, _, _, expires_at)| *expires_at >= before);
+            (total - t.email_tokens.len()) as u64
+        })
+    }
 }

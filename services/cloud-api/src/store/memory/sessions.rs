@@ -102,4 +102,18 @@ impl SessionStore for MemoryStore {
             });
         })
     }
+
+    async fn purge_sessions(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        self.with(|t| {
+            let rows = std::mem::take(&mut t.sessions).rows;
+            let total = rows.len();
+            for s in rows {
+                let dead = s.expires_at < before && s.refresh_expires_at.is_none_or(|r| r < before);
+                if !dead {
+                    t.sessions.insert(s);
+                }
+            }
+            (total - t.sessions.rows.len()) as u64
+        })
+    }
 }

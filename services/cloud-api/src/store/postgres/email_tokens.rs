@@ -91,4 +91,19 @@ impl EmailTokenStore for PgStore {
         tx.commit().await?;
         Ok(Some(UserId(user)))
     }
+
+    async fn purge_email_tokens(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        let mut purged = 0;
+        for table in [
+            email_token_table(EmailTokenKind::Verification),
+            email_token_table(EmailTokenKind::PasswordReset),
+        ] {
+            let done = sqlx::query(&format!("DELETE FROM {table} WHERE expires_at < $1"))
+                .bind(before)
+                .execute(&self.pool)
+                .await?;
+            purged += done.rows_affected();
+        }
+        Ok(purged)
+    }
 }

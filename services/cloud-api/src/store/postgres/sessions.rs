@@ -137,4 +137,15 @@ impl SessionStore for PgStore {
         .await?;
         Ok(())
     }
+
+    async fn purge_sessions(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "DELETE FROM cloud_sessions WHERE expires_at < $1 \
+             AND (refresh_expires_at IS NULL OR refresh_expires_at < $1)",
+        )
+        .bind(before)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
 }
