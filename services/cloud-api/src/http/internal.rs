@@ -24,13 +24,6 @@ fn denied() -> ApiError {
     ApiError::not_found("Cloud access grant not found")
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RealtimeBody {
-    pub access_token: Option<String>,
-    pub cloud_instance_id: Option<String>,
-}
-
 /// Resolves the user of an access token and checks the instance binding.
 async fn user_and_scope(
     state: &AppState,
@@ -66,12 +59,12 @@ async fn user_and_scope(
 pub async fn realtime_access(
     _: InternalCaller,
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<RealtimeBody>,
+    ApiJson(body): ApiJson<RealtimeAccessRequest>,
 ) -> Result<Json<RealtimeAccess>, ApiError> {
     let (_, user, scope, instance) = user_and_scope(
         &state,
-        body.access_token.as_deref(),
-        body.cloud_instance_id.as_deref(),
+        Some(body.access_token.as_str()),
+        Some(body.cloud_instance_id.as_str()),
     )
     .await?;
     let organization_id = scope.active.clone().ok_or_else(denied)?;
@@ -81,15 +74,6 @@ pub async fn realtime_access(
         organization_id: organization_id.0,
         organization_ids: scope.org_ids().into_iter().map(|o| o.0).collect(),
     }))
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RuntimeBody {
-    pub access_token: Option<String>,
-    pub cloud_instance_id: Option<String>,
-    pub project_id: Option<String>,
-    pub conversation_id: Option<String>,
 }
 
 fn plan_wire(p: &Plan) -> GrantPlan {
@@ -106,12 +90,12 @@ fn plan_wire(p: &Plan) -> GrantPlan {
 pub async fn runtime_access(
     _: InternalCaller,
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<RuntimeBody>,
+    ApiJson(body): ApiJson<RuntimeAccessRequest>,
 ) -> Result<Json<RuntimeGrant>, ApiError> {
     let (_, user, scope, instance) = user_and_scope(
         &state,
-        body.access_token.as_deref(),
-        body.cloud_instance_id.as_deref(),
+        Some(body.access_token.as_str()),
+        Some(body.cloud_instance_id.as_str()),
     )
     .await?;
     let project_id = body
