@@ -142,4 +142,19 @@ async fn outbox_claims_leases_retries_and_counts((_, outbox, _): Backend) {
     assert_eq!(retry.len(), 1);
     assert_eq!(retry[0].attempts, 2);
     assert_eq!(outbox.backlog().await.unwrap(), 1);
+    // Housekeeping deletes delivered mail older than the cut-off, never pending mail.
+    assert_eq!(
+        outbox.purge_sent(t).await.unwrap(),
+        0,
+        "sent at t, not before"
+    );
+    assert_eq!(outbox.purge_sent(t + Span::seconds(1)).await.unwrap(), 1);
+    assert_eq!(outbox.backlog().await.unwrap(), 1);
+    assert!(
+        !outbox
+            .claim_due(t + Span::hours(1), 10, lease)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
