@@ -3,6 +3,9 @@
 //! `Config::from_env` → [`build`] (state: stores, keys, workers) → [`router`]. Tests mount the
 //! same router on port 0; `main` adds signals and the listener.
 
+// Library code never unwraps: a failure is an error for the caller (unit tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod app;
 pub mod config;
 pub mod crypto;
