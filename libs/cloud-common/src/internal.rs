@@ -56,7 +56,10 @@ pub fn validate_instance_id(raw: &str) -> Result<&str, String> {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RealtimeAccessRequest {
+    /// Missing reads as empty, which cloud-api refuses with a clear 400.
+    #[serde(default)]
     pub access_token: String,
+    #[serde(default)]
     pub cloud_instance_id: String,
 }
 
@@ -79,7 +82,10 @@ pub struct RealtimeAccess {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RuntimeAccessRequest {
+    /// Missing reads as empty, which cloud-api refuses with a clear 400.
+    #[serde(default)]
     pub access_token: String,
+    #[serde(default)]
     pub cloud_instance_id: String,
     #[serde(default)]
     pub project_id: Option<String>,

@@ -135,6 +135,11 @@ pub const SERVICE_ENV: &[EnvVar] = &[
         "A refresh token presented again within this many seconds of its rotation returns the same successor pair (the desktop refreshes from several places at once); later re-use revokes the family. 0: no grace.",
     ),
     EnvVar::new(
+        "CHATONS_HOUSEKEEPING_INTERVAL_SECONDS",
+        "3600",
+        "How often expired sessions, authorization codes, email tokens and old delivered mails are deleted.",
+    ),
+    EnvVar::new(
         "CHATONS_MAX_INSTANCES_PER_USER",
         "20",
         "Desktop instance ids one user may hold (registered, or claimed on first use by a realtime or runtime call).",
@@ -213,9 +218,11 @@ pub struct Config {
     pub token_rate_per_second: u64,
     /// How long a rotated refresh token still yields its successor (0: never).
     pub refresh_reuse_grace: Duration,
+    /// Period of the housekeeping pass.
+    pub housekeeping_interval: Duration,
     /// Instance ids one user may hold.
     pub max_instances_per_user: usize,
-    pub trusted_proxies: crate::http::client_ip::TrustedProxies,
+    pub trusted_proxies: crate::net::TrustedProxies,
     pub data_dir: std::path::PathBuf,
     pub smtp: Option<SmtpConfig>,
 }
@@ -319,9 +326,10 @@ impl Config {
                 0,
                 3600,
             )),
+            housekeeping_interval: r.seconds("CHATONS_HOUSEKEEPING_INTERVAL_SECONDS", 3600),
             max_instances_per_user: r.int_in("CHATONS_MAX_INSTANCES_PER_USER", 20, 1, 100_000)
                 as usize,
-            trusted_proxies: crate::http::client_ip::TrustedProxies::new(trusted),
+            trusted_proxies: crate::net::TrustedProxies::new(trusted),
             data_dir: r.string_or("CHATONS_DATA_DIR", ".chatons-data").into(),
             smtp,
             common,

@@ -3,15 +3,21 @@
 //! `Config::from_env` → [`build`] (state: stores, keys, workers) → [`router`]. Tests mount the
 //! same router on port 0; `main` adds signals and the listener.
 
+// Library code never unwraps: a failure is an error for the caller (unit tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod app;
 pub mod config;
 pub mod crypto;
 pub mod dispatch;
 pub mod domain;
 pub mod http;
+pub mod issuer;
 pub mod legacy;
 pub mod mail;
+pub mod net;
 pub mod oidc;
+pub mod paging;
 pub mod password;
 pub mod portal;
 pub mod ratelimit;
@@ -19,6 +25,7 @@ pub mod reseal;
 pub mod sessions;
 pub mod state;
 pub mod store;
+pub mod views;
 pub mod web;
 
 use std::process::ExitCode;
@@ -37,7 +44,9 @@ pub const SERVICE: &str = "cloud-api";
 
 /// Builds the state: connects (lazily) to Postgres and applies migrations.
 pub async fn build(config: Config, shutdown: Shutdown) -> anyhow::Result<AppState> {
-    AppState::build(config, shutdown).await
+    let state = AppState::build(config, shutdown).await?;
+    app::housekeeping::spawn(state.clone(), state.config.housekeeping_interval);
+    Ok(state)
 }
 
 /// Every route of cloud-api, finished with the standard layers.

@@ -34,8 +34,8 @@ pub struct AppState {
     pub secrets: SecretBox,
     pub hasher: Hasher,
     pub limiters: Arc<Limiters>,
-    pub plan_cache: Arc<crate::http::access::PlanCache>,
-    pub oidc: Arc<crate::oidc::Oidc>,
+    pub plan_cache: Arc<crate::store::plan_cache::PlanCache>,
+    pub oidc: Arc<crate::issuer::Oidc>,
     pub metrics: Metrics,
     pub readiness: Readiness,
     pub service_token: ServiceToken,
@@ -83,7 +83,7 @@ impl AppState {
             None => Arc::new(MemoryStore::new()),
         };
         let secrets = secret_box(&config)?;
-        let oidc = Arc::new(crate::oidc::Oidc::build(&config, pool.as_ref())?);
+        let oidc = Arc::new(crate::issuer::Oidc::build(&config, pool.as_ref())?);
         let token_rate = config.token_rate_per_second as f64;
         let mailer = crate::mail::Mailer::new(match &pool {
             Some(pool) => Arc::new(crate::mail::PgOutbox::new(pool.clone())),

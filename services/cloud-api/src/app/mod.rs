@@ -2,4 +2,10 @@
 //! adapters (`http/`, `portal/`, `oidc/`) only extract input, call one function and render.
 //! Functions return [`crate::domain::DomainError`]; each adapter maps it once.
 
+pub mod access;
 pub mod accounts;
+pub mod email;
+pub mod housekeeping;
+pub mod memory;
+pub mod organizations;
+pub mod providers;

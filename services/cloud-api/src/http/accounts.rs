@@ -9,14 +9,13 @@ use cloud_common::time::iso;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::access::{self, Scope};
 use super::extract::{Caller, ClientIp, apply_admin_list};
-use super::views::*;
 use crate::AppState;
-use crate::domain::rules::{self, MAX_NAME};
+use crate::app::access::{self, Scope};
+use crate::domain::rules;
 use crate::domain::*;
 use crate::sessions::{self, IssuedTokens, SessionPolicy, SessionRequest};
-use crate::store::NewAccount;
+use crate::views::*;
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -95,109 +94,6 @@ fn throttle(state: &AppState, ip: &ClientIp, email: Option<&str>) -> Result<(), 
     Ok(())
 }
 
-/// A new account: the user, its personal organization and the plans (for the views).
-pub struct Registered {
-    pub user: User,
-    pub organization: OrgId,
-    pub plans: Vec<Plan>,
-}
-
-/// Validates and creates an account (user, personal organization, default project) and, when
-/// the email must be verified, queues the verification mail. Shared by `POST /v1/web/signup`
-/// and the portal's signup page. Duplicate email → 409.
-pub async fn register(state: &AppState, body: &SignupBody) -> Result<Registered, ApiError> {
-    let (Some(email), Some(name), Some(password)) = (
-        rules::trimmed(body.email.as_deref()),
-        rules::trimmed(body.display_name.as_deref()),
-        body.password.as_deref().filter(|p| !p.is_empty()),
-    ) else {
-        return Err(ApiError::bad_request(
-            "email, displayName, and password are required",
-        ));
-    };
-    let email = rules::normalize_email(&email)?;
-    let name = rules::bounded(name, MAX_NAME, "displayName")?;
-    rules::validate_password(password)?;
-    if state.store.user_by_email(&email).await?.is_some() {
-        return Err(ApiError::conflict(
-            "An account with this email already exists",
-        ));
-    }
-    let hash = state
-        .hasher
-        .hash(password)
-        .await
-        .map_err(DomainError::from)?;
-    let now = now();
-    let plans = access::plans(state).await?;
-    let default_plan = plans
-        .iter()
-        .find(|p| p.is_default)
-        .map(|p| p.id.clone())
-        .unwrap_or_else(|| "plus".into());
-    // Without SMTP no verification mail can be sent, so the address is taken as verified (as the
-    // first system did); with SMTP it stays unverified until the portal's verification flow.
-    let verified = state.config.smtp.is_none().then_some(now);
-    let user = User {
-        id: UserId::generate(),
-        email,
-        display_name: name.clone(),
-        is_admin: false,
-        subscription_plan: Some(default_plan),
-        password_hash: Some(hash),
-        email_verified_at: verified,
-        complimentary: None,
-        created_at: now,
-    };
-    let org = Organization {
-        id: OrgId::generate(),
-        slug: rules::slugify(&name),
-        name: format!("{name}'s organization"),
-        owner_user_id: Some(user.id.clone()),
-        is_personal: true,
-        created_at: now,
-    };
-    let project = Project {
-        id: ProjectId::generate(),
-        organization_id: org.id.clone(),
-        created_by: Some(user.id.clone()),
-        name: "Cloud Workspace".into(),
-        repo_name: org.name.clone(),
-        kind: "conversation_only".into(),
-        workspace_capability: "chat_only".into(),
-        repository: None,
-        cloud_status: "connected".into(),
-        created_at: now,
-        updated_at: now,
-    };
-    let org_id = org.id.clone();
-    match state
-        .store
-        .create_account(NewAccount {
-            user: user.clone(),
-            organization: org,
-            default_project: project,
-        })
-        .await
-    {
-        Ok(()) => {}
-        Err(StoreError::Conflict(_)) => {
-            return Err(ApiError::conflict(
-                "An account with this email already exists",
-            ));
-        }
-        Err(e) => return Err(e.into()),
-    }
-    if user.email_verified_at.is_none() {
-        crate::portal::auth::send_verification(state, &user).await;
-    }
-    Ok(Registered {
-        user,
-        organization: org_id,
-        plans,
-    })
-}
-
 /// Creates an account with its personal organization (owner) and a default project, and signs
 /// it in. Duplicate email → 409.
 #[utoipa::path(post, path = "/v1/web/signup", tag = "accounts", request_body = SignupBody,
@@ -210,11 +106,17 @@ pub async fn signup(
     ApiJson(body): ApiJson<SignupBody>,
 ) -> Result<(StatusCode, Json<SignupResponse>), ApiError> {
     throttle(&state, &ip, body.email.as_deref())?;
-    let Registered {
+    let crate::app::accounts::Registered {
         user,
         organization: org_id,
         plans,
-    } = register(&state, &body).await?;
+    } = crate::app::accounts::register(
+        &state,
+        body.email.as_deref(),
+        body.display_name.as_deref(),
+        body.password.as_deref(),
+    )
+    .await?;
     let now = now();
     let tokens = sessions::issue_session(
         state.store.as_ref(),

@@ -7,13 +7,13 @@ use cloud_common::extract::{ApiJson, ApiQuery};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::access::{self, Scope};
 use super::extract::{Caller, ListQuery, apply_admin_list, next_cursor, require_admin};
-use super::views::*;
 use crate::AppState;
+use crate::app::access::{self, Scope};
 use crate::domain::rules::{self, MAX_NAME};
 use crate::domain::*;
 use crate::store::PlanPatch;
+use crate::views::*;
 
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

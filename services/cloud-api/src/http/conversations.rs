@@ -8,12 +8,12 @@ use cloud_common::extract::{ApiJson, ApiQuery};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::access::{self, Scope};
 use super::extract::{Caller, next_cursor, page_req};
-use super::views::*;
 use crate::AppState;
+use crate::app::access::{self, Scope};
 use crate::domain::rules::{self, MAX_NAME};
 use crate::domain::*;
+use crate::views::*;
 
 const STATUSES: &[&str] = &["active", "done", "archived"];
 

@@ -3,8 +3,8 @@
 use axum::http::StatusCode;
 use cloud_common::ApiError;
 
-use super::views::UsageView;
 use crate::domain::{DomainError, StoreError};
+use crate::views::UsageView;
 
 impl From<DomainError> for ApiError {
     fn from(e: DomainError) -> Self {
@@ -36,8 +36,10 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound => ApiError::not_found("Not found"),
+            // The constraint name is a schema detail: logged, never sent.
             StoreError::Conflict(what) => {
-                ApiError::conflict(format!("Conflicts with an existing record ({what})"))
+                tracing::info!(constraint = %what, "Write refused by a unique constraint.");
+                ApiError::conflict("Conflicts with an existing record")
             }
             StoreError::Invalid(m) => ApiError::bad_request(m),
             StoreError::Unavailable(cause) => {
@@ -52,5 +54,18 @@ impl From<StoreError> for ApiError {
 impl From<crate::password::HashError> for DomainError {
     fn from(e: crate::password::HashError) -> Self {
         DomainError::Store(StoreError::Internal(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constraint_names_never_reach_a_client() {
+        let e = ApiError::from(StoreError::Conflict("cloud_organizations_slug_uidx".into()));
+        assert_eq!(e.status, StatusCode::CONFLICT);
+        assert_eq!(e.code, "conflict");
+        assert!(!e.message.contains("uidx"), "{}", e.message);
     }
 }

@@ -11,10 +11,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::extract::{Caller, ListQuery, next_cursor};
-use super::views::*;
 use crate::AppState;
 use crate::domain::rules::{self, MAX_NAME};
 use crate::domain::*;
+use crate::views::*;
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct RegisterInstanceBody {

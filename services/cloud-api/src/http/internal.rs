@@ -11,24 +11,17 @@ use cloud_common::internal::*;
 use cloud_common::time::iso;
 use serde::Deserialize;
 
-use super::access::{self, Scope};
 use super::conversations::{MessageInput, append_checked, parse_messages};
 use super::instances::{Claim, claim};
-use super::views::instance_view;
 use crate::AppState;
+use crate::app::access::{self, Scope};
 use crate::domain::rules::{active_grant, effective_plan};
 use crate::domain::*;
 use crate::sessions;
+use crate::views::instance_view;
 
 fn denied() -> ApiError {
     ApiError::not_found("Cloud access grant not found")
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RealtimeBody {
-    pub access_token: Option<String>,
-    pub cloud_instance_id: Option<String>,
 }
 
 /// Resolves the user of an access token and checks the instance binding.
@@ -66,12 +59,12 @@ async fn user_and_scope(
 pub async fn realtime_access(
     _: InternalCaller,
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<RealtimeBody>,
+    ApiJson(body): ApiJson<RealtimeAccessRequest>,
 ) -> Result<Json<RealtimeAccess>, ApiError> {
     let (_, user, scope, instance) = user_and_scope(
         &state,
-        body.access_token.as_deref(),
-        body.cloud_instance_id.as_deref(),
+        Some(body.access_token.as_str()),
+        Some(body.cloud_instance_id.as_str()),
     )
     .await?;
     let organization_id = scope.active.clone().ok_or_else(denied)?;
@@ -81,15 +74,6 @@ pub async fn realtime_access(
         organization_id: organization_id.0,
         organization_ids: scope.org_ids().into_iter().map(|o| o.0).collect(),
     }))
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RuntimeBody {
-    pub access_token: Option<String>,
-    pub cloud_instance_id: Option<String>,
-    pub project_id: Option<String>,
-    pub conversation_id: Option<String>,
 }
 
 fn plan_wire(p: &Plan) -> GrantPlan {
@@ -106,12 +90,12 @@ fn plan_wire(p: &Plan) -> GrantPlan {
 pub async fn runtime_access(
     _: InternalCaller,
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<RuntimeBody>,
+    ApiJson(body): ApiJson<RuntimeAccessRequest>,
 ) -> Result<Json<RuntimeGrant>, ApiError> {
     let (_, user, scope, instance) = user_and_scope(
         &state,
-        body.access_token.as_deref(),
-        body.cloud_instance_id.as_deref(),
+        Some(body.access_token.as_str()),
+        Some(body.cloud_instance_id.as_str()),
     )
     .await?;
     let project_id = body
@@ -323,7 +307,7 @@ pub async fn append_transcript(
 pub struct MemoryUpsertBody {
     pub organization_id: Option<String>,
     pub user_id: Option<String>,
-    pub input: Option<super::memory::MemoryInput>,
+    pub input: Option<crate::app::memory::MemoryInput>,
 }
 
 /// Upserts a memory as `userId`, who must be a member of `organizationId` (the first system
@@ -359,8 +343,8 @@ pub async fn memory_upsert(
         return Err(ApiError::not_found("Unable to upsert memory"));
     }
     input.organization_id = Some(org.to_owned());
-    let m = super::memory::upsert(&state, &scope, &user.id, input).await?;
+    let m = crate::app::memory::upsert(&state, &scope, &user.id, input).await?;
     Ok(Json(super::memory::MemoryItemResponse {
-        item: super::views::MemoryView::from(&m),
+        item: crate::views::MemoryView::from(&m),
     }))
 }

@@ -1,9 +1,7 @@
 //! HTTP edge: extract and validate input, call the store through the domain rules, map errors.
 
-pub mod access;
 pub mod accounts;
 pub mod admin;
-pub mod client_ip;
 pub mod conversations;
 pub mod error;
 pub mod extract;
@@ -14,7 +12,6 @@ pub mod openapi;
 pub mod orgs;
 pub mod projects;
 pub mod providers;
-pub mod views;
 
 use axum::Router;
 use axum::routing::{delete, get, patch, post};

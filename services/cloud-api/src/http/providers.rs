@@ -1,118 +1,15 @@
 //! LLM provider configurations of an organization. Secrets are sealed with AES-256-GCM before
-//! they reach the store and are never part of any public answer (`secretHint` is just "set").
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use cloud_common::ApiError;
 use cloud_common::extract::{ApiJson, ApiQuery};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
 
-use super::access::{self, Scope};
-use super::extract::{Caller, next_cursor, page_req};
-use super::views::*;
+use super::extract::Caller;
 use crate::AppState;
-use crate::domain::rules::{self, MAX_NAME};
-use crate::domain::*;
-
-#[derive(Debug, Default, Clone, Deserialize, ToSchema)]
-pub struct ModelInput {
-    pub id: Option<String>,
-    pub label: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct CreateProviderBody {
-    /// Default: the active organization.
-    pub organization_id: Option<String>,
-    /// `openai`, `anthropic`, `google`, `github-copilot` or another OpenAI-compatible kind.
-    #[schema(required = true, min_length = 1, max_length = 64)]
-    pub kind: Option<String>,
-    #[schema(required = true, min_length = 1, max_length = 200)]
-    pub label: Option<String>,
-    /// API key or OAuth token; stored encrypted, never returned.
-    #[schema(required = true, min_length = 1)]
-    pub secret: Option<String>,
-    pub base_url: Option<String>,
-    /// `api_key` (default) or `oauth`.
-    pub credential_type: Option<String>,
-    pub models: Option<Vec<ModelInput>>,
-    pub default_model: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct UpdateProviderBody {
-    pub label: Option<String>,
-    /// Replaces the stored secret.
-    pub secret: Option<String>,
-    pub base_url: Option<String>,
-    pub credential_type: Option<String>,
-    pub models: Option<Vec<ModelInput>>,
-    pub default_model: Option<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ProviderCreatedResponse {
-    pub provider: ProviderView,
-    pub organization: OrganizationView,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ProviderResponse {
-    pub provider: ProviderView,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ProviderListResponse {
-    pub providers: Vec<ProviderView>,
-    pub next_cursor: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(rename_all = "camelCase")]
-pub struct OrgListQuery {
-    /// Default: the active organization.
-    pub organization_id: Option<String>,
-    /// 1-200, default 50.
-    pub limit: Option<String>,
-    pub cursor: Option<String>,
-}
-
-fn models(input: &[ModelInput]) -> Result<Vec<ProviderModel>, ApiError> {
-    if input.len() > rules::MAX_MODELS {
-        return Err(ApiError::bad_request("Too many models"));
-    }
-    let mut out = Vec::new();
-    for m in input {
-        if let Some(id) = rules::trimmed(m.id.as_deref()) {
-            let id = rules::bounded(id, MAX_NAME, "model id")?;
-            let label = rules::trimmed(m.label.as_deref()).unwrap_or_else(|| id.clone());
-            let label = rules::bounded(label, MAX_NAME, "model label")?;
-            out.push(ProviderModel { id, label });
-        }
-    }
-    Ok(out)
-}
-
-fn credential_type(v: Option<&str>) -> String {
-    if v.map(str::trim) == Some("oauth") {
-        "oauth".into()
-    } else {
-        "api_key".into()
-    }
-}
-
-fn secret(v: Option<&str>) -> Result<Option<String>, ApiError> {
-    rules::trimmed(v)
-        .map(|s| rules::bounded(s, rules::MAX_SECRET, "secret"))
-        .transpose()
-        .map_err(Into::into)
-}
+use crate::app::providers::{self, *};
+use crate::views::*;
 
 #[utoipa::path(post, path = "/v1/organization/providers", tag = "providers", security(("bearer" = [])),
     request_body = CreateProviderBody,
@@ -125,58 +22,9 @@ pub async fn create(
     caller: Caller,
     ApiJson(body): ApiJson<CreateProviderBody>,
 ) -> Result<(StatusCode, Json<ProviderCreatedResponse>), ApiError> {
-    let (Some(kind), Some(label), Some(secret)) = (
-        rules::trimmed(body.kind.as_deref()),
-        rules::trimmed(body.label.as_deref()),
-        secret(body.secret.as_deref())?,
-    ) else {
-        return Err(ApiError::bad_request(
-            "kind, label, and secret are required",
-        ));
-    };
-    let kind = rules::bounded(kind, 64, "kind")?;
-    let label = rules::bounded(label, MAX_NAME, "label")?;
-    let scope = Scope::of(&state, &caller).await?;
-    let (org, role) = scope.manage(body.organization_id.as_deref())?.clone();
-    let base_url = match rules::trimmed(body.base_url.as_deref()) {
-        Some(u) => rules::validate_base_url(&u)?,
-        None => rules::default_base_url(&kind).to_owned(),
-    };
-    let models = models(body.models.as_deref().unwrap_or_default())?;
-    let default_model = rules::trimmed(body.default_model.as_deref())
-        .map(|m| rules::bounded(m, MAX_NAME, "defaultModel"))
-        .transpose()?
-        .or_else(|| models.first().map(|m| m.id.clone()));
-    let id = ProviderId::generate();
-    let sealed = state
-        .secrets
-        .seal(&secret, id.as_str())
-        .map_err(ApiError::internal)?;
-    let now = now();
-    let provider = Provider {
-        id,
-        organization_id: org.id.clone(),
-        supports_cloud_runtime: kind != "github-copilot",
-        kind,
-        label,
-        base_url,
-        credential_type: credential_type(body.credential_type.as_deref()),
-        models,
-        default_model,
-        secret: Some(sealed),
-        created_by: Some(caller.user.id.clone()),
-        created_at: now,
-        updated_at: now,
-    };
-    state.store.insert_provider(&provider).await?;
-    let providers = access::all_providers(&state, &org.id).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(ProviderCreatedResponse {
-            provider: ProviderView::from(&provider),
-            organization: org_view(&org, role, &providers),
-        }),
-    ))
+    providers::create(&state, &caller, body)
+        .await
+        .map(|r| (StatusCode::CREATED, Json(r)))
 }
 
 #[utoipa::path(get, path = "/v1/organization/providers", tag = "providers", security(("bearer" = [])),
@@ -189,30 +37,7 @@ pub async fn list(
     caller: Caller,
     ApiQuery(q): ApiQuery<OrgListQuery>,
 ) -> Result<Json<ProviderListResponse>, ApiError> {
-    let page = page_req(q.limit.as_deref(), q.cursor.as_deref(), 50, 200)?;
-    let scope = Scope::of(&state, &caller).await?;
-    let (org, _) = scope.resolve(q.organization_id.as_deref())?;
-    let result = state.store.providers(&org.id, &page).await?;
-    Ok(Json(ProviderListResponse {
-        providers: result.items.iter().map(ProviderView::from).collect(),
-        next_cursor: next_cursor(&result),
-    }))
-}
-
-/// The provider if it belongs to one of the caller's organizations (404 otherwise), and whether
-/// the caller manages that organization.
-async fn visible_provider(
-    state: &AppState,
-    scope: &Scope,
-    id: &str,
-) -> Result<(Provider, Role), ApiError> {
-    match state.store.provider(&ProviderId::from(id)).await? {
-        Some(p) => match scope.role(&p.organization_id) {
-            Some(role) => Ok((p, role)),
-            None => Err(ApiError::not_found("Provider not found")),
-        },
-        None => Err(ApiError::not_found("Provider not found")),
-    }
+    providers::list(&state, &caller, q).await.map(Json)
 }
 
 #[utoipa::path(patch, path = "/v1/organization/providers/{id}", tag = "providers",
@@ -227,46 +52,7 @@ pub async fn update(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<UpdateProviderBody>,
 ) -> Result<Json<ProviderResponse>, ApiError> {
-    let scope = Scope::of(&state, &caller).await?;
-    let (mut p, role) = visible_provider(&state, &scope, &id).await?;
-    if !role.can_manage() {
-        return Err(ApiError::forbidden(
-            "Only owners and admins of the organization can do this.",
-        ));
-    }
-    if body.label.is_some() {
-        p.label = rules::required(body.label.as_deref(), MAX_NAME, "label must not be empty")?;
-    }
-    if let Some(s) = secret(body.secret.as_deref())? {
-        p.secret = Some(
-            state
-                .secrets
-                .seal(&s, p.id.as_str())
-                .map_err(ApiError::internal)?,
-        );
-    }
-    if let Some(u) = body.base_url.as_deref() {
-        p.base_url = match rules::trimmed(Some(u)) {
-            Some(u) => rules::validate_base_url(&u)?,
-            None => rules::default_base_url(&p.kind).to_owned(),
-        };
-    }
-    if body.credential_type.is_some() {
-        p.credential_type = credential_type(body.credential_type.as_deref());
-    }
-    if let Some(m) = &body.models {
-        p.models = models(m)?;
-    }
-    if body.default_model.is_some() {
-        p.default_model = rules::trimmed(body.default_model.as_deref())
-            .map(|m| rules::bounded(m, MAX_NAME, "defaultModel"))
-            .transpose()?;
-    }
-    p.updated_at = now();
-    state.store.update_provider(&p).await?;
-    Ok(Json(ProviderResponse {
-        provider: ProviderView::from(&p),
-    }))
+    providers::update(&state, &caller, id, body).await.map(Json)
 }
 
 #[utoipa::path(delete, path = "/v1/organization/providers/{id}", tag = "providers",
@@ -279,13 +65,5 @@ pub async fn delete(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<OkBody>, ApiError> {
-    let scope = Scope::of(&state, &caller).await?;
-    let (p, role) = visible_provider(&state, &scope, &id).await?;
-    if !role.can_manage() {
-        return Err(ApiError::forbidden(
-            "Only owners and admins of the organization can do this.",
-        ));
-    }
-    state.store.delete_provider(&p.id).await?;
-    Ok(Json(OkBody { ok: true }))
+    providers::delete(&state, &caller, id).await.map(Json)
 }

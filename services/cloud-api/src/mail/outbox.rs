@@ -34,6 +34,8 @@ pub trait MailOutbox: Send + Sync + 'static {
     async fn mark_failed(&self, id: i64, error: &str, next: DateTime<Utc>) -> OutboxResult<()>;
     /// Messages not yet sent.
     async fn backlog(&self) -> OutboxResult<i64>;
+    /// Deletes messages delivered before `before` (housekeeping).
+    async fn purge_sent(&self, before: DateTime<Utc>) -> OutboxResult<u64>;
 }
 
 fn lease_until(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
@@ -136,6 +138,15 @@ impl MailOutbox for PgOutbox {
             .await
             .map_err(|e| e.to_string())
     }
+
+    async fn purge_sent(&self, before: DateTime<Utc>) -> OutboxResult<u64> {
+        sqlx::query("DELETE FROM cloud_mail_outbox WHERE sent_at IS NOT NULL AND sent_at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .map(|d| d.rows_affected())
+            .map_err(|e| e.to_string())
+    }
 }
 
 struct Row_ {
@@ -236,5 +247,13 @@ impl MailOutbox for MemoryOutbox {
 
     async fn backlog(&self) -> OutboxResult<i64> {
         self.with(|rows| rows.iter().filter(|r| r.sent_at.is_none()).count() as i64)
+    }
+
+    async fn purge_sent(&self, before: DateTime<Utc>) -> OutboxResult<u64> {
+        self.with(|rows| {
+            let total = rows.len();
+            rows.retain(|r| r.sent_at.is_none_or(|at| at >= before));
+            (total - rows.len()) as u64
+        })
     }
 }

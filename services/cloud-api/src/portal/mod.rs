@@ -20,10 +20,10 @@ use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
 
 use crate::AppState;
-use crate::http::extract::{Caller, apply_admin_list};
-use crate::oidc::PORTAL_CLIENT;
+use crate::issuer::PORTAL_CLIENT;
 use crate::sessions;
 use crate::web;
+use crate::web::caller::{Caller, apply_admin_list};
 
 /// Portal pages and the reference's JSON email routes.
 pub fn router() -> Router<AppState> {

@@ -8,6 +8,7 @@
 //! are single methods so each implementation can make them atomic.
 
 pub mod memory;
+pub mod plan_cache;
 pub mod postgres;
 
 use std::sync::Arc;
@@ -36,9 +37,9 @@ pub struct PlanPatch {
     pub is_hidden: Option<bool>,
 }
 
+/// Accounts: the user row, its password hash and the admin-managed entitlements.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    // Users ----------------------------------------------------------------------------------
+pub trait UserStore: Send + Sync + 'static {
     /// Creates the user, the personal organization (user = owner) and its default project.
     /// `Conflict` when the email (case-insensitive) is taken.
     async fn create_account(&self, account: NewAccount) -> StoreResult<()>;
@@ -52,8 +53,11 @@ pub trait Store: Send + Sync + 'static {
     /// must not overwrite a password reset that happened meanwhile); true when replaced.
     async fn replace_password_hash(&self, user: &UserId, old: &str, new: &str)
     -> StoreResult<bool>;
+}
 
-    // Sessions -------------------------------------------------------------------------------
+/// Issued token pairs (hashes only), rotation and revocation.
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
     async fn insert_session(&self, session: &Session) -> StoreResult<()>;
     /// The unrevoked, unexpired session whose access token hashes to `hash`.
     async fn session_by_access_hash(
@@ -78,17 +82,26 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<RotateOutcome>;
     async fn revoke_session(&self, id: &SessionId, now: DateTime<Utc>) -> StoreResult<()>;
     async fn revoke_family(&self, family: &FamilyId, now: DateTime<Utc>) -> StoreResult<()>;
+    /// Deletes sessions whose access and refresh tokens both expired before `before`
+    /// (housekeeping); rotated rows are kept until then, for re-use detection.
+    async fn purge_sessions(&self, before: DateTime<Utc>) -> StoreResult<u64>;
     /// Sets the active organization on every live session of the user.
     async fn set_active_organization(&self, user: &UserId, org: &OrgId) -> StoreResult<()>;
+}
 
-    // Plans and usage ------------------------------------------------------------------------
+/// Subscription plans and the runtime sessions counted against them.
+#[async_trait]
+pub trait PlanStore: Send + Sync + 'static {
     async fn plans(&self) -> StoreResult<Vec<Plan>>;
     /// `NotFound` for an unknown plan. Setting `is_default` clears it on the others.
     async fn update_plan(&self, id: &str, patch: &PlanPatch) -> StoreResult<()>;
     /// Runtime sessions of the user not stopped/errored whose lease has not expired.
     async fn active_runtime_sessions(&self, user: &UserId, now: DateTime<Utc>) -> StoreResult<i64>;
+}
 
-    // Organizations --------------------------------------------------------------------------
+/// Organizations and their members.
+#[async_trait]
+pub trait OrganizationStore: Send + Sync + 'static {
     /// Creates an organization with `owner` as its owner.
     async fn create_organization(&self, org: &Organization, owner: &UserId) -> StoreResult<()>;
     async fn organization(&self, id: &OrgId) -> StoreResult<Option<Organization>>;
@@ -105,8 +118,11 @@ pub trait Store: Send + Sync + 'static {
     async fn remove_member(&self, org: &OrgId, user: &UserId) -> StoreResult<()>;
     /// Owners of the organization (to keep at least one).
     async fn owner_count(&self, org: &OrgId) -> StoreResult<i64>;
+}
 
-    // Invites --------------------------------------------------------------------------------
+/// Pending organization invites.
+#[async_trait]
+pub trait InviteStore: Send + Sync + 'static {
     async fn insert_invite(&self, invite: &Invite) -> StoreResult<()>;
     async fn invite_by_token_hash(&self, hash: &str) -> StoreResult<Option<Invite>>;
     /// Pending (not accepted, not revoked) invites, newest last.
@@ -126,8 +142,11 @@ pub trait Store: Send + Sync + 'static {
         invite: &InviteId,
         now: DateTime<Utc>,
     ) -> StoreResult<()>;
+}
 
-    // Instances ------------------------------------------------------------------------------
+/// Desktop instance ids and who holds them.
+#[async_trait]
+pub trait InstanceStore: Send + Sync + 'static {
     /// Registers `instance` to its user unless the id is held (by them: `Existing`; by someone
     /// else: `Taken`) or the user already holds `max` instances (`LimitReached`). Atomic with
     /// respect to concurrent registrations of the same user.
@@ -140,8 +159,11 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_instance(&self, user: &UserId, id: &InstanceId) -> StoreResult<bool>;
     async fn instance(&self, id: &InstanceId) -> StoreResult<Option<Instance>>;
     async fn instances_of(&self, user: &UserId, page: &PageReq) -> StoreResult<Page<Instance>>;
+}
 
-    // Providers ------------------------------------------------------------------------------
+/// LLM provider settings with their sealed secrets.
+#[async_trait]
+pub trait ProviderStore: Send + Sync + 'static {
     async fn insert_provider(&self, provider: &Provider) -> StoreResult<()>;
     async fn provider(&self, id: &ProviderId) -> StoreResult<Option<Provider>>;
     /// Providers of an organization by creation time.
@@ -164,16 +186,22 @@ pub trait Store: Send + Sync + 'static {
         old_nonce: &[u8],
         sealed: &Sealed,
     ) -> StoreResult<bool>;
+}
 
-    // Projects -------------------------------------------------------------------------------
+/// Projects and their repository settings.
+#[async_trait]
+pub trait ProjectStore: Send + Sync + 'static {
     async fn insert_project(&self, project: &Project) -> StoreResult<()>;
     async fn project(&self, id: &ProjectId) -> StoreResult<Option<Project>>;
     /// Projects of these organizations ordered by (name, id).
     async fn projects(&self, orgs: &[OrgId], page: &PageReq) -> StoreResult<Page<Project>>;
     async fn update_project(&self, project: &Project) -> StoreResult<()>;
     async fn delete_project(&self, id: &ProjectId) -> StoreResult<()>;
+}
 
-    // Conversations --------------------------------------------------------------------------
+/// Conversations and their append-only transcripts.
+#[async_trait]
+pub trait ConversationStore: Send + Sync + 'static {
     async fn insert_conversation(&self, conversation: &Conversation) -> StoreResult<()>;
     async fn conversation(&self, id: &ConversationId) -> StoreResult<Option<Conversation>>;
     /// Conversations of these organizations (optionally one project) ordered by (title, id).
@@ -198,8 +226,11 @@ pub trait Store: Send + Sync + 'static {
         conversation: &ConversationId,
         page: &PageReq,
     ) -> StoreResult<Page<Message>>;
+}
 
-    // Memories -------------------------------------------------------------------------------
+/// Memories: visibility, full-text candidates and supersession.
+#[async_trait]
+pub trait MemoriesStore: Send + Sync + 'static {
     async fn memory(&self, id: &MemoryId) -> StoreResult<Option<Memory>>;
     /// Inserts or replaces the row with this id.
     async fn save_memory(&self, memory: &Memory) -> StoreResult<()>;
@@ -228,11 +259,11 @@ pub trait Store: Send + Sync + 'static {
     async fn touch_memory(&self, id: &MemoryId, now: DateTime<Utc>) -> StoreResult<()>;
     async fn mark_memories_seen(&self, ids: &[MemoryId], now: DateTime<Utc>) -> StoreResult<()>;
     async fn delete_memory(&self, id: &MemoryId) -> StoreResult<()>;
+}
 
-    /// Cheap liveness probe (readiness is handled by the pool check).
-    fn kind(&self) -> &'static str;
-
-    // Email tokens (portal) ------------------------------------------------------------------
+/// One-time email verification and password reset tokens.
+#[async_trait]
+pub trait EmailTokenStore: Send + Sync + 'static {
     /// Stores the SHA-256 `hash` of a fresh verification or password-reset token.
     async fn insert_email_token(
         &self,
@@ -241,6 +272,8 @@ pub trait Store: Send + Sync + 'static {
         user: &UserId,
         expires_at: DateTime<Utc>,
     ) -> StoreResult<()>;
+    /// Deletes verification and reset tokens that expired before `before` (housekeeping).
+    async fn purge_email_tokens(&self, before: DateTime<Utc>) -> StoreResult<u64>;
     /// Atomically: deletes the unexpired verification token `hash` (single use) and marks the
     /// user's email verified. The user, or `None` when the token is unknown or expired.
     async fn verify_email_token(
@@ -257,6 +290,25 @@ pub trait Store: Send + Sync + 'static {
         password_hash: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<UserId>>;
+}
+
+/// Every aggregate's store in one object (what the application holds); each implementation
+/// implements the per-aggregate traits and this.
+pub trait Store:
+    UserStore
+    + SessionStore
+    + PlanStore
+    + OrganizationStore
+    + InviteStore
+    + InstanceStore
+    + ProviderStore
+    + ProjectStore
+    + ConversationStore
+    + MemoriesStore
+    + EmailTokenStore
+{
+    /// Cheap liveness probe (readiness is handled by the pool check).
+    fn kind(&self) -> &'static str;
 }
 
 /// The two kinds of one-time tokens mailed to a user.

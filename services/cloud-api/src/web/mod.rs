@@ -6,6 +6,9 @@
 //! the pair. Pages send a CSP without inline script, `frame-ancestors 'none'` and no referrer,
 //! so authorization codes in URLs never leak through Referer headers.
 
+pub mod caller;
+pub mod client_ip;
+
 use axum::http::StatusCode;
 use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};

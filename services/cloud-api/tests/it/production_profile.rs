@@ -8,7 +8,7 @@ use crate::helpers::TEST_SECRETS_KEY;
 #[tokio::test]
 async fn production_profile_refuses_to_start_without_each_required_variable() {
     let db = TestDb::new().await;
-    let (_, pem) = cloud_api::oidc::keys::SigningKey::generate().expect("key");
+    let (_, pem) = cloud_api::issuer::keys::SigningKey::generate().expect("key");
     let data = std::env::temp_dir().join(format!("chatons-prod-{}", uuid::Uuid::new_v4().simple()));
     let valid = vec![
         ("DATABASE_URL", db.url.clone()),

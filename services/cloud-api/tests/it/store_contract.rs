@@ -44,10 +44,11 @@ contract!(
     entitlements_roundtrip,
     password_hash_is_replaced_only_if_unchanged,
     email_tokens_single_use_and_reset_revokes,
+    housekeeping_purges_only_dead_rows,
 );
 
-struct Account {
-    user: User,
+pub(crate) struct Account {
+    pub(crate) user: User,
     org: Organization,
     project: Project,
 }
@@ -110,7 +111,7 @@ fn conversation_in(p: &Project, title: &str) -> Conversation {
     }
 }
 
-async fn create(store: &DynStore, email: &str) -> Account {
+pub(crate) async fn create(store: &DynStore, email: &str) -> Account {
     let a = account(email);
     store
         .create_account(NewAccount {
@@ -1341,5 +1342,78 @@ async fn email_tokens_single_use_and_reset_revokes(store: DynStore) {
             .await
             .unwrap(),
         Some(other.user.id.clone())
+    );
+}
+
+async fn housekeeping_purges_only_dead_rows(store: DynStore) {
+    let a = create(&store, "purge@example.com").await;
+    let t = now();
+    // Dead: access and refresh both expired. Kept: a live access token, a live refresh token
+    // (a rotated row must stay for re-use detection), and a session without refresh.
+    let mut dead = session(&a.user.id, "p-dead", Some("pr-dead"), Duration::hours(-2));
+    dead.refresh_expires_at = Some(t - Duration::hours(1));
+    let mut refreshable = session(&a.user.id, "p-ref", Some("pr-ref"), Duration::hours(-2));
+    refreshable.rotated_at = Some(t - Duration::hours(3));
+    let live = session(&a.user.id, "p-live", None, Duration::hours(1));
+    let dead_plain = session(&a.user.id, "p-dead2", None, Duration::hours(-1));
+    for s in [&dead, &refreshable, &live, &dead_plain] {
+        store.insert_session(s).await.unwrap();
+    }
+    assert_eq!(store.purge_sessions(t).await.unwrap(), 2);
+    assert!(
+        store
+            .session_by_refresh_hash("pr-dead")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .session_by_refresh_hash("pr-ref")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .session_by_access_hash("p-live", t)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(store.purge_sessions(t).await.unwrap(), 0);
+
+    store
+        .insert_email_token(
+            EmailTokenKind::Verification,
+            "pv-old",
+            &a.user.id,
+            t - Duration::seconds(5),
+        )
+        .await
+        .unwrap();
+    store
+        .insert_email_token(
+            EmailTokenKind::PasswordReset,
+            "pp-old",
+            &a.user.id,
+            t - Duration::seconds(5),
+        )
+        .await
+        .unwrap();
+    store
+        .insert_email_token(
+            EmailTokenKind::Verification,
+            "pv-new",
+            &a.user.id,
+            t + Duration::hours(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.purge_email_tokens(t).await.unwrap(), 2);
+    assert_eq!(
+        store.verify_email_token("pv-new", t).await.unwrap(),
+        Some(a.user.id.clone()),
+        "the live token survives"
     );
 }

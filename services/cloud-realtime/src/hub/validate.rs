@@ -2,29 +2,10 @@
 
 use cloud_common::realtime::EventEnvelope;
 
-pub const MAX_INSTANCE_ID_LEN: usize = 200;
-const MAX_FIELD_LEN: usize = 200;
+/// Instance ids name Redis keys: the one rule every service applies lives in cloud-common.
+pub use cloud_common::internal::validate_instance_id;
 
-/// A cloud instance id names Redis keys, so it is kept to a safe alphabet: ASCII letters,
-/// digits, `-`, `_` and `.` (desktop UUIDs and `instance-<userId>` both fit).
-pub fn validate_instance_id(id: &str) -> Result<&str, String> {
-    let id = id.trim();
-    if id.is_empty() {
-        return Err("Missing cloudInstanceId".into());
-    }
-    if id.len() > MAX_INSTANCE_ID_LEN {
-        return Err(format!(
-            "cloudInstanceId is longer than {MAX_INSTANCE_ID_LEN} characters"
-        ));
-    }
-    if !id
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-    {
-        return Err("cloudInstanceId may contain only letters, digits, '-', '_' and '.'".into());
-    }
-    Ok(id)
-}
+const MAX_FIELD_LEN: usize = 200;
 
 /// A publishable envelope: non-empty `id`, `type` and `organizationId`, an object `payload`.
 /// `seq` and `epoch` are assigned by the stream and cleared here; a missing `ts` is filled in.

@@ -1,4 +1,4 @@
-//! The client address that per-IP rate limits key on.
+//! Which address a request comes from, for per-IP rate limits (pure: no request types).
 //!
 //! Behind an ingress every connection comes from the ingress pods, so keying on the socket
 //! peer would put all users in one bucket (one user's burst would lock out everybody).
@@ -6,33 +6,17 @@
 //! configured trusted proxy, and then from the right, skipping trusted hops, so the address
 //! used is the last one a trusted proxy saw — a client cannot choose it by prepending values.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::str::FromStr;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::request::Parts;
-use cloud_common::ApiError;
-
-use crate::state::AppState;
-
-/// One `address/prefix` network (a bare address is a /32 or /128).
+/// One `address/prefix` network (a bare address is a /32 or /128). The arithmetic is the
+/// `ipnet` crate's; this wrapper adds bare addresses and IPv4-mapped IPv6 peers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpNet {
-    addr: IpAddr,
-    prefix: u8,
-}
+pub struct IpNet(ipnet::IpNet);
 
 impl IpNet {
     pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, canonical(ip)) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                prefix_eq(&net.octets(), &ip.octets(), self.prefix)
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                prefix_eq(&net.octets(), &ip.octets(), self.prefix)
-            }
-            _ => false,
-        }
+        self.0.contains(&canonical(ip))
     }
 }
 
@@ -40,24 +24,26 @@ impl FromStr for IpNet {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let (addr, prefix) = match s.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (s, None),
+        let net = match s.split_once('/') {
+            Some((addr, prefix)) => {
+                let addr = canonical(
+                    addr.parse::<IpAddr>()
+                        .map_err(|_| format!("{s:?} is not an IP address or CIDR network"))?,
+                );
+                let max = if addr.is_ipv4() { 32 } else { 128 };
+                let prefix = prefix
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|p| *p <= max)
+                    .ok_or_else(|| format!("{s:?} has a prefix length outside 0-{max}"))?;
+                ipnet::IpNet::new(addr, prefix).map_err(|e| format!("{s:?}: {e}"))?
+            }
+            None => ipnet::IpNet::from(canonical(
+                s.parse::<IpAddr>()
+                    .map_err(|_| format!("{s:?} is not an IP address or CIDR network"))?,
+            )),
         };
-        let addr = canonical(
-            addr.parse::<IpAddr>()
-                .map_err(|_| format!("{s:?} is not an IP address or CIDR network"))?,
-        );
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            None => max,
-            Some(p) => p
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(|| format!("{s:?} has a prefix length outside 0-{max}"))?,
-        };
-        Ok(Self { addr, prefix })
+        Ok(Self(net))
     }
 }
 
@@ -69,18 +55,6 @@ fn canonical(ip: IpAddr) -> IpAddr {
             .map(IpAddr::V4)
             .unwrap_or(IpAddr::V6(v6)),
         v4 => v4,
-    }
-}
-
-fn prefix_eq(a: &[u8], b: &[u8], prefix: u8) -> bool {
-    let full = usize::from(prefix / 8);
-    let rest = prefix % 8;
-    if a[..full] != b[..full] {
-        return false;
-    }
-    rest == 0 || {
-        let mask = 0xffu8 << (8 - rest);
-        a[full] & mask == b[full] & mask
     }
 }
 
@@ -122,29 +96,6 @@ impl TrustedProxies {
             }
         }
         client
-    }
-}
-
-/// The client address, for per-IP rate limits (see the module docs).
-pub struct ClientIp(pub IpAddr);
-
-impl FromRequestParts<AppState> for ClientIp {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip())
-            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
-        let forwarded = parts
-            .headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok());
-        Ok(ClientIp(
-            state.config.trusted_proxies.client_of(peer, forwarded),
-        ))
     }
 }
 

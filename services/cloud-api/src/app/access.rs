@@ -4,11 +4,11 @@
 
 use cloud_common::ApiError;
 
-use super::extract::Caller;
 use crate::AppState;
 use crate::domain::rules::{effective_plan, has_subscription};
 use crate::domain::*;
 use crate::store::StoreResult;
+use crate::web::caller::Caller;
 
 /// The caller's organizations and which one is active.
 #[derive(Debug, Clone)]
@@ -114,36 +114,6 @@ pub async fn visible_conversation(
     }
 }
 
-/// How long a replica keeps the plan list. Plans change only through the admin routes but
-/// are read by every token, grant and account answer; an admin change shows at once on the
-/// replica that made it and within this bound on the others.
-const PLAN_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// The normalised plan list of one replica, refreshed after [`PLAN_CACHE_TTL`].
-#[derive(Default)]
-pub struct PlanCache {
-    slot: std::sync::RwLock<Option<(std::time::Instant, Vec<Plan>)>>,
-}
-
-impl PlanCache {
-    fn fresh(&self) -> Option<Vec<Plan>> {
-        let slot = self.slot.read().unwrap_or_else(|e| e.into_inner());
-        slot.as_ref()
-            .filter(|(at, _)| at.elapsed() < PLAN_CACHE_TTL)
-            .map(|(_, plans)| plans.clone())
-    }
-
-    fn store(&self, plans: &[Plan]) {
-        *self.slot.write().unwrap_or_else(|e| e.into_inner()) =
-            Some((std::time::Instant::now(), plans.to_vec()));
-    }
-
-    /// Forgets the list (after this replica changed a plan).
-    pub fn invalidate(&self) {
-        *self.slot.write().unwrap_or_else(|e| e.into_inner()) = None;
-    }
-}
-
 /// The plans, normalised (sorted, one default).
 pub async fn plans(state: &AppState) -> Result<Vec<Plan>, ApiError> {
     if let Some(plans) = state.plan_cache.fresh() {
@@ -201,11 +171,11 @@ pub async fn all_providers(state: &AppState, org: &OrgId) -> Result<Vec<Provider
 pub async fn org_views(
     state: &AppState,
     scope: &Scope,
-) -> Result<Vec<super::views::OrganizationView>, ApiError> {
+) -> Result<Vec<crate::views::OrganizationView>, ApiError> {
     let mut out = Vec::with_capacity(scope.memberships.len());
     for (org, role) in &scope.memberships {
         let providers = all_providers(state, &org.id).await?;
-        out.push(super::views::org_view(org, *role, &providers));
+        out.push(crate::views::org_view(org, *role, &providers));
     }
     Ok(out)
 }

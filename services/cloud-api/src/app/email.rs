@@ -1,0 +1,173 @@
+//! Email verification and forgot/reset password (used by the JSON routes and the portal pages).
+//!
+//! Tokens are 32 random bytes, stored only as SHA-256, single use, with the configured TTLs
+//! (`CHATONS_CLOUD_EMAIL_VERIFICATION_TTL_SECONDS`, `CHATONS_CLOUD_PASSWORD_RESET_TTL_SECONDS`).
+//! A reset deletes every reset token of the user and revokes all their sessions (the first
+//! system kept both). Forgot-password answers the same, at once, whether or not the account
+//! exists: the lookup and the mail happen after the answer.
+
+use cloud_common::ApiError;
+
+use crate::AppState;
+use crate::crypto::{new_token, token_hash};
+use crate::domain::rules;
+use crate::domain::*;
+use crate::mail::templates;
+use crate::store::EmailTokenKind;
+use crate::web::client_ip::ClientIp;
+
+fn expiry(ttl: std::time::Duration) -> chrono::DateTime<chrono::Utc> {
+    now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::hours(1))
+}
+
+/// Creates a verification token for `user` and queues the mail with its link. Failures are
+/// logged: signup never fails because of mail.
+pub async fn send_verification(state: &AppState, user: &User) {
+    let token = new_token("verify-");
+    let ttl = state.config.email_verification_ttl;
+    if let Err(e) = state
+        .store
+        .insert_email_token(
+            EmailTokenKind::Verification,
+            &token_hash(&token),
+            &user.id,
+            expiry(ttl),
+        )
+        .await
+    {
+        tracing::error!(error = %e, "Could not store an email verification token.");
+        return;
+    }
+    let url = templates::link(&state.config.web_url, "/cloud/verify-email", &token);
+    let hours = (ttl.as_secs() / 3600).max(1);
+    state
+        .mailer
+        .send(templates::verification(
+            &user.email,
+            &user.display_name,
+            &url,
+            hours,
+        ))
+        .await;
+}
+
+/// Someone signed up with an address that already has an account: tell its owner (the page
+/// answers exactly as for a new account).
+pub async fn send_already_registered(state: &AppState, user: &User) {
+    let login = templates::page_url(&state.config.web_url, "/cloud/login");
+    let forgot = templates::page_url(&state.config.web_url, "/cloud/forgot-password");
+    state
+        .mailer
+        .send(templates::already_registered(
+            &user.email,
+            &user.display_name,
+            &login,
+            &forgot,
+        ))
+        .await;
+}
+
+/// Queues a reset mail when `email` has an account; does nothing otherwise.
+pub async fn forgot_password(state: &AppState, email: &str) {
+    let user = match state.store.user_by_email(&email.to_lowercase()).await {
+        Ok(Some(u)) => u,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::error!(error = %e, "Forgot-password lookup failed.");
+            return;
+        }
+    };
+    let token = new_token("reset-");
+    let ttl = state.config.password_reset_ttl;
+    if let Err(e) = state
+        .store
+        .insert_email_token(
+            EmailTokenKind::PasswordReset,
+            &token_hash(&token),
+            &user.id,
+            expiry(ttl),
+        )
+        .await
+    {
+        tracing::error!(error = %e, "Could not store a password reset token.");
+        return;
+    }
+    let url = templates::link(&state.config.web_url, "/cloud/reset-password", &token);
+    let minutes = (ttl.as_secs() / 60).max(1);
+    state
+        .mailer
+        .send(templates::password_reset(
+            &user.email,
+            &user.display_name,
+            &url,
+            minutes,
+        ))
+        .await;
+}
+
+/// Starts [`forgot_password`] in the background so the caller answers in the same time whether
+/// or not the account exists.
+pub fn forgot_password_detached(state: &AppState, email: String) {
+    let state = state.clone();
+    tokio::spawn(async move { forgot_password(&state, &email).await });
+}
+
+/// Sets a new password with a reset token: single use, revokes every session and every other
+/// reset token of the user.
+pub async fn reset_password(
+    state: &AppState,
+    token: &str,
+    password: &str,
+) -> Result<User, ApiError> {
+    rules::validate_password(password)?;
+    let hash = state
+        .hasher
+        .hash(password)
+        .await
+        .map_err(DomainError::from)?;
+    let user = state
+        .store
+        .reset_password_with_token(&token_hash(token), &hash, now())
+        .await?
+        .ok_or(DomainError::InvalidToken(
+            "Invalid or expired password reset token",
+        ))?;
+    let user = state
+        .store
+        .user(&user)
+        .await?
+        .ok_or(DomainError::InvalidToken(
+            "Invalid or expired password reset token",
+        ))?;
+    state
+        .mailer
+        .send(templates::password_changed(&user.email, &user.display_name))
+        .await;
+    Ok(user)
+}
+
+/// Consumes a verification token and marks the address verified.
+pub async fn verify_email(state: &AppState, token: &str) -> Result<UserId, ApiError> {
+    Ok(state
+        .store
+        .verify_email_token(&token_hash(token), now())
+        .await?
+        .ok_or(DomainError::InvalidToken(
+            "Invalid or expired email verification token",
+        ))?)
+}
+
+/// Per-IP and per-address throttle for forgot-password (`forgot:` keys).
+pub fn throttle_forgot(state: &AppState, ip: &ClientIp, email: &str) -> Result<(), ApiError> {
+    state
+        .limiters
+        .per_ip
+        .check(&format!("forgot:{}", ip.0))
+        .map_err(|w| ApiError::too_many_requests(w.as_secs().max(1)))?;
+    state
+        .limiters
+        .per_account
+        .check(&format!("forgot:{}", email.trim().to_lowercase()))
+        .map_err(|w| ApiError::too_many_requests(w.as_secs().max(1)))?;
+    Ok(())
+}

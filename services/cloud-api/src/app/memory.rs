@@ -1,0 +1,283 @@
+//! Memories: the upsert of the first system (§6.8) with membership and ownership checks, and
+//! the input rules shared by create, update and the runtime's internal upsert.
+
+use cloud_common::ApiError;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::app::access::{self, Scope};
+use crate::domain::memory::{self as mem, SUPERSEDING_KINDS};
+use crate::domain::rules::{self, MAX_NAME};
+use crate::domain::*;
+
+const MAX_TAGS: usize = 50;
+const MAX_CONTENT: usize = 64 * 1024;
+
+#[derive(Debug, Default, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemoryInput {
+    /// Client-chosen id (only for a new memory or one the caller can already see).
+    pub id: Option<String>,
+    /// `global` (default) or `project`.
+    pub scope: Option<String>,
+    pub project_id: Option<String>,
+    pub kind: Option<String>,
+    pub title: Option<String>,
+    #[schema(required = true, min_length = 1)]
+    pub content: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub source: Option<String>,
+    pub conversation_id: Option<String>,
+    pub topic_key: Option<String>,
+    pub confidence: Option<f64>,
+    /// `private` or `shared` (project memories are always shared).
+    pub visibility: Option<String>,
+    pub organization_id: Option<String>,
+}
+
+pub(crate) fn tags(input: Option<&[String]>) -> Result<Vec<String>, ApiError> {
+    let tags: Vec<String> = input
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|t| rules::trimmed(Some(t)))
+        .collect();
+    if tags.len() > MAX_TAGS || tags.iter().any(|t| t.chars().count() > 100) {
+        return Err(ApiError::bad_request("At most 50 tags of 100 characters"));
+    }
+    Ok(tags)
+}
+
+pub(crate) fn content(v: Option<&str>) -> Result<String, ApiError> {
+    let c = rules::trimmed(v).ok_or_else(|| ApiError::bad_request("Unable to store memory"))?;
+    if c.len() > MAX_CONTENT {
+        return Err(ApiError::bad_request("content is too large"));
+    }
+    Ok(c)
+}
+
+pub(crate) fn confidence(v: Option<f64>) -> Result<Option<f64>, ApiError> {
+    match v {
+        Some(c) if c.is_finite() => Ok(Some(c.clamp(0.0, 1.0))),
+        Some(_) => Err(ApiError::bad_request(
+            "confidence must be a number from 0 to 1",
+        )),
+        None => Ok(None),
+    }
+}
+
+/// Whether the caller may see (and so change) a memory.
+pub(crate) fn visible(scope: &Scope, user: &UserId, m: &Memory) -> bool {
+    scope.role(&m.organization_id).is_some()
+        && (m.scope == "project" || m.user_id.as_ref() == Some(user))
+}
+
+/// The upsert of the first system (§6.8), with membership checks on the organization, project
+/// and conversation, and ownership checks on a client-chosen id.
+pub async fn upsert(
+    state: &AppState,
+    scope: &Scope,
+    user: &UserId,
+    input: MemoryInput,
+) -> Result<Memory, ApiError> {
+    let content = content(input.content.as_deref())?;
+    let (org, _) = scope.resolve(input.organization_id.as_deref())?.clone();
+    let mem_scope = if input.scope.as_deref().map(str::trim) == Some("project") {
+        "project"
+    } else {
+        "global"
+    };
+    let project_id = if mem_scope == "project" {
+        let id = rules::trimmed(input.project_id.as_deref())
+            .ok_or_else(|| ApiError::bad_request("projectId is required for project memories"))?;
+        let p = access::visible_project(state, scope, &id).await?;
+        if p.organization_id != org.id {
+            return Err(ApiError::bad_request("Unable to store memory"));
+        }
+        Some(p.id)
+    } else {
+        None
+    };
+    let kind = mem::normalize_kind(input.kind.as_deref());
+    let title = rules::trimmed(input.title.as_deref())
+        .map(|t| rules::bounded(t, MAX_NAME, "title"))
+        .transpose()?;
+    let tags = tags(input.tags.as_deref())?;
+    let topic_key = mem::topic_key(
+        input.topic_key.as_deref(),
+        &kind,
+        title.as_deref(),
+        &content,
+        &tags,
+    );
+    let user_for_fp = (mem_scope == "global").then_some(user.as_str());
+    let fingerprint = mem::fingerprint(
+        mem_scope,
+        org.id.as_str(),
+        user_for_fp,
+        project_id.as_ref().map(|p| p.as_str()),
+        &kind,
+        &topic_key,
+    );
+    let conversation = match rules::trimmed(input.conversation_id.as_deref()) {
+        Some(c) => Some(access::visible_conversation(state, scope, &c).await?.id),
+        None => None,
+    };
+    let mut existing = state
+        .store
+        .memory_by_fingerprint(&org.id, &fingerprint)
+        .await?;
+    if let Some(id) = rules::trimmed(input.id.as_deref()) {
+        let id = rules::validate_client_id(&id, "id")?;
+        match state.store.memory(&MemoryId::from(id.as_str())).await? {
+            Some(m) if visible(scope, user, &m) => existing = Some(m),
+            Some(_) => return Err(ApiError::not_found("Memory not found")),
+            None if existing.is_none() => {
+                let fields = NewMemory {
+                    org: &org,
+                    mem_scope,
+                    project_id,
+                    kind,
+                    title,
+                    content,
+                    tags,
+                    topic_key,
+                    fingerprint,
+                    conversation,
+                };
+                return save_new(state, user, fields, &input, MemoryId(id)).await;
+            }
+            None => {}
+        }
+    }
+    match existing {
+        Some(old) => {
+            let now = now();
+            let m = Memory {
+                organization_id: org.id.clone(),
+                user_id: user_for_fp.map(UserId::from),
+                project_id,
+                scope: mem_scope.into(),
+                kind: kind.clone(),
+                title,
+                content,
+                tags,
+                topic_key,
+                confidence: confidence(input.confidence)?.unwrap_or(old.confidence),
+                source_conversation_id: conversation.or(old.source_conversation_id.clone()),
+                status: "active".into(),
+                visibility: visibility(input.visibility.as_deref(), mem_scope),
+                fingerprint: fingerprint.clone(),
+                archived: false,
+                source: rules::trimmed(input.source.as_deref()).unwrap_or(old.source.clone()),
+                updated_at: now,
+                ..old
+            };
+            state.store.save_memory(&m).await?;
+            if SUPERSEDING_KINDS.contains(&kind.as_str()) {
+                state
+                    .store
+                    .supersede_memories(&org.id, &fingerprint, &m.id)
+                    .await?;
+            }
+            Ok(m)
+        }
+        None => {
+            let fields = NewMemory {
+                org: &org,
+                mem_scope,
+                project_id,
+                kind,
+                title,
+                content,
+                tags,
+                topic_key,
+                fingerprint,
+                conversation,
+            };
+            save_new(state, user, fields, &input, MemoryId::generate()).await
+        }
+    }
+}
+
+pub(crate) fn visibility(requested: Option<&str>, scope: &str) -> String {
+    if scope == "project" || requested.map(str::trim) == Some("shared") {
+        "shared".into()
+    } else {
+        "private".into()
+    }
+}
+
+/// The derived fields of a memory being created.
+pub(crate) struct NewMemory<'a> {
+    org: &'a Organization,
+    mem_scope: &'a str,
+    project_id: Option<ProjectId>,
+    kind: String,
+    title: Option<String>,
+    content: String,
+    tags: Vec<String>,
+    topic_key: String,
+    fingerprint: String,
+    conversation: Option<ConversationId>,
+}
+
+pub(crate) async fn save_new(
+    state: &AppState,
+    user: &UserId,
+    f: NewMemory<'_>,
+    input: &MemoryInput,
+    id: MemoryId,
+) -> Result<Memory, ApiError> {
+    let NewMemory {
+        org,
+        mem_scope,
+        project_id,
+        kind,
+        title,
+        content,
+        tags,
+        topic_key,
+        fingerprint,
+        conversation,
+    } = f;
+    let now = now();
+    let m = Memory {
+        id,
+        organization_id: org.id.clone(),
+        user_id: (mem_scope == "global").then(|| user.clone()),
+        project_id,
+        scope: mem_scope.into(),
+        kind: kind.clone(),
+        title,
+        content,
+        tags,
+        topic_key,
+        confidence: confidence(input.confidence)?.unwrap_or(0.5),
+        schema_version: 1,
+        reinforced_at: None,
+        last_used_at: None,
+        times_used: 0,
+        source_conversation_id: conversation,
+        origin_type: "manual".into(),
+        status: "active".into(),
+        visibility: visibility(input.visibility.as_deref(), mem_scope),
+        fingerprint: fingerprint.clone(),
+        archived: false,
+        source: rules::trimmed(input.source.as_deref())
+            .map(|s| rules::bounded(s, 64, "source"))
+            .transpose()?
+            .unwrap_or_else(|| "manual".into()),
+        created_by: Some(user.clone()),
+        created_at: now,
+        updated_at: now,
+    };
+    state.store.save_memory(&m).await?;
+    if SUPERSEDING_KINDS.contains(&kind.as_str()) {
+        state
+            .store
+            .supersede_memories(&org.id, &fingerprint, &m.id)
+            .await?;
+    }
+    Ok(m)
+}

@@ -1,0 +1,601 @@
+//! The authorization endpoint: validation, login and consent pages, code issuance.
+
+use super::*;
+
+// Authorization endpoint -----------------------------------------------------------------------
+
+/// The authorization request, as query parameters (GET) or hidden form fields (POST).
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct AuthorizeParams {
+    response_type: Option<String>,
+    client_id: Option<String>,
+    redirect_uri: Option<String>,
+    scope: Option<String>,
+    state: Option<String>,
+    nonce: Option<String>,
+    code_challenge: Option<String>,
+    code_challenge_method: Option<String>,
+    prompt: Option<String>,
+    max_age: Option<String>,
+    base_url: Option<String>,
+}
+
+impl AuthorizeParams {
+    /// The parameters to carry through the login form, as hidden fields.
+    fn hidden(&self) -> Vec<(String, String)> {
+        let fields = [
+            ("response_type", &self.response_type),
+            ("client_id", &self.client_id),
+            ("redirect_uri", &self.redirect_uri),
+            ("scope", &self.scope),
+            ("state", &self.state),
+            ("nonce", &self.nonce),
+            ("code_challenge", &self.code_challenge),
+            ("code_challenge_method", &self.code_challenge_method),
+            ("prompt", &self.prompt),
+            ("max_age", &self.max_age),
+            ("base_url", &self.base_url),
+        ];
+        fields
+            .into_iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_owned(), v.clone())))
+            .collect()
+    }
+}
+
+/// A request whose client and redirect URI are trusted: further errors may be redirected.
+pub(super) struct Validated<'a> {
+    client: &'a Client,
+    redirect_uri: String,
+    state: Option<String>,
+    scope: String,
+    nonce: Option<String>,
+    challenge: String,
+    prompt: Vec<String>,
+    max_age: Option<i64>,
+    base_url: Option<String>,
+}
+
+pub(super) enum Invalid {
+    /// Shown as a page: the redirect URI cannot be trusted.
+    Page(&'static str, String),
+    /// Sent back to the client.
+    Redirect {
+        redirect_uri: String,
+        state: Option<String>,
+        error: &'static str,
+        description: String,
+    },
+}
+
+pub(super) fn validate<'a>(
+    state: &'a AppState,
+    p: &AuthorizeParams,
+) -> Result<Validated<'a>, Invalid> {
+    let client_id = p.client_id.as_deref().unwrap_or("");
+    let client = state.oidc.client(client_id).ok_or_else(|| {
+        Invalid::Page(
+            "Unknown application",
+            format!("No application is registered as {client_id:?}."),
+        )
+    })?;
+    let redirect_uri = match p.redirect_uri.as_deref() {
+        None if client.id == state.config.client_id => DESKTOP_CALLBACK.to_owned(),
+        None => {
+            return Err(Invalid::Page(
+                "Invalid request",
+                "redirect_uri is required.".into(),
+            ));
+        }
+        Some(uri) if client.accepts_redirect(uri) => uri.to_owned(),
+        Some(_) => {
+            return Err(Invalid::Page(
+                "Invalid redirect",
+                "The redirect_uri is not registered for this application.".into(),
+            ));
+        }
+    };
+    let back = |error: &'static str, description: String| Invalid::Redirect {
+        redirect_uri: redirect_uri.clone(),
+        state: p.state.clone(),
+        error,
+        description,
+    };
+    if p.response_type.as_deref() != Some("code") {
+        return Err(back(
+            "unsupported_response_type",
+            "response_type must be code".into(),
+        ));
+    }
+    let challenge = pkce::check_challenge(
+        p.code_challenge.as_deref(),
+        p.code_challenge_method.as_deref(),
+    )
+    .map_err(|e| back("invalid_request", e.to_string()))?;
+    let prompt: Vec<String> = p
+        .prompt
+        .as_deref()
+        .unwrap_or("")
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    if prompt
+        .iter()
+        .any(|v| !matches!(v.as_str(), "none" | "login" | "consent" | "select_account"))
+    {
+        return Err(back("invalid_request", "unsupported prompt value".into()));
+    }
+    if prompt.iter().any(|v| v == "none") && prompt.len() > 1 {
+        return Err(back(
+            "invalid_request",
+            "prompt=none cannot be combined".into(),
+        ));
+    }
+    let max_age = match p.max_age.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(raw) => Some(raw.parse::<i64>().ok().filter(|v| *v >= 0).ok_or_else(|| {
+            back(
+                "invalid_request",
+                "max_age must be a non-negative integer".into(),
+            )
+        })?),
+    };
+    let scope = p
+        .scope
+        .clone()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| "openid profile email offline_access".to_owned());
+    if scope.len() > 512
+        || p.state.as_deref().map(str::len).unwrap_or(0) > 1024
+        || p.nonce.as_deref().map(str::len).unwrap_or(0) > 512
+    {
+        return Err(back(
+            "invalid_request",
+            "scope, state or nonce is too long".into(),
+        ));
+    }
+    Ok(Validated {
+        client,
+        redirect_uri,
+        state: p.state.clone(),
+        scope,
+        nonce: p.nonce.clone(),
+        challenge,
+        prompt,
+        max_age,
+        base_url: p.base_url.clone(),
+    })
+}
+
+pub(super) fn https(state: &AppState) -> bool {
+    state.config.web_url.scheme() == "https"
+}
+
+/// CSP `form-action` source that lets the login form's answer redirect to the client.
+pub(super) fn form_action_source(redirect_uri: &str) -> Vec<String> {
+    match Url::parse(redirect_uri) {
+        Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {
+            vec![u.origin().ascii_serialization()]
+        }
+        Ok(u) => vec![format!("{}:", u.scheme())],
+        Err(_) => Vec::new(),
+    }
+}
+
+pub(super) fn client_label(client: &Client, state: &AppState) -> String {
+    if client.id == state.config.client_id {
+        "Chatons desktop".to_owned()
+    } else {
+        client.id.clone()
+    }
+}
+
+#[derive(Template)]
+#[template(path = "oidc/login.html")]
+pub(super) struct LoginPage {
+    client_label: String,
+    error: Option<String>,
+    csrf_token: String,
+    hidden: Vec<(String, String)>,
+    email: String,
+}
+
+#[derive(Template)]
+#[template(path = "oidc/consent.html")]
+pub(super) struct ConsentPage {
+    client_label: String,
+    name: String,
+    email: String,
+    offline: bool,
+    csrf_token: String,
+    hidden: Vec<(String, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "oidc/message.html")]
+pub(crate) struct MessagePage {
+    pub title: String,
+    pub message: String,
+    pub is_error: bool,
+}
+
+pub(super) fn render(t: &impl Template) -> String {
+    t.render().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "Template rendering failed.");
+        "<!doctype html><title>Error</title><p>Something went wrong.</p>".to_owned()
+    })
+}
+
+pub(super) fn message_page(
+    state: &AppState,
+    status: StatusCode,
+    title: &str,
+    message: String,
+) -> Response {
+    let page = MessagePage {
+        title: title.to_owned(),
+        message,
+        is_error: status.is_client_error() || status.is_server_error(),
+    };
+    web::html(status, render(&page), &[], https(state))
+}
+
+pub(super) fn invalid_response(state: &AppState, invalid: Invalid, after_post: bool) -> Response {
+    match invalid {
+        Invalid::Page(title, message) => {
+            message_page(state, StatusCode::BAD_REQUEST, title, message)
+        }
+        Invalid::Redirect {
+            redirect_uri,
+            state: st,
+            error,
+            description,
+        } => {
+            let mut pairs = vec![
+                ("error", error.to_owned()),
+                ("error_description", description),
+            ];
+            if let Some(s) = st {
+                pairs.push(("state", s));
+            }
+            pairs.push(("iss", state.oidc.issuer.clone()));
+            web::redirect(&with_query(&redirect_uri, &pairs), after_post, Vec::new())
+        }
+    }
+}
+
+pub(super) fn with_query(base: &str, pairs: &[(&str, String)]) -> String {
+    match Url::parse(base) {
+        Ok(mut url) => {
+            {
+                let mut q = url.query_pairs_mut();
+                for (k, v) in pairs {
+                    q.append_pair(k, v);
+                }
+            }
+            url.to_string()
+        }
+        Err(_) => base.to_owned(),
+    }
+}
+
+/// The browser's portal session, if any.
+pub(super) async fn portal_session(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<(Session, User)>, ApiError> {
+    let Some(token) = web::cookie(headers, web::SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    let found = sessions::authenticate(state.store.as_ref(), token).await?;
+    Ok(found.filter(|(s, _)| s.client_id == PORTAL_CLIENT))
+}
+
+pub(super) fn needs_login(
+    v: &Validated<'_>,
+    session: Option<&Session>,
+    now: DateTime<Utc>,
+) -> bool {
+    let Some(session) = session else { return true };
+    if v.prompt
+        .iter()
+        .any(|p| p == "login" || p == "select_account")
+    {
+        return true;
+    }
+    matches!(v.max_age, Some(max) if (now - session.auth_time).num_seconds() > max)
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn authorize_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiQuery(params): ApiQuery<AuthorizeParams>,
+) -> Response {
+    let v = match validate(&state, &params) {
+        Ok(v) => v,
+        Err(invalid) => return invalid_response(&state, invalid, false),
+    };
+    let session = match portal_session(&state, &headers).await {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    let now = now();
+    if needs_login(&v, session.as_ref().map(|(s, _)| s), now) {
+        if v.prompt.iter().any(|p| p == "none") {
+            return invalid_response(
+                &state,
+                redirect_error(&v, "login_required", "the user is not signed in"),
+                false,
+            );
+        }
+        return login_form(
+            &state,
+            &headers,
+            &params,
+            &v,
+            None,
+            String::new(),
+            StatusCode::OK,
+        );
+    }
+    let Some((session, user)) = session else {
+        return login_form(
+            &state,
+            &headers,
+            &params,
+            &v,
+            None,
+            String::new(),
+            StatusCode::OK,
+        );
+    };
+    if v.prompt.iter().any(|p| p == "consent") {
+        return consent_form(&state, &headers, &params, &v, &user, Vec::new());
+    }
+    issue_code(&state, &v, &user, session.auth_time, Vec::new(), false).await
+}
+
+pub(super) fn redirect_error(v: &Validated<'_>, error: &'static str, description: &str) -> Invalid {
+    Invalid::Redirect {
+        redirect_uri: v.redirect_uri.clone(),
+        state: v.state.clone(),
+        error,
+        description: description.to_owned(),
+    }
+}
+
+pub(super) fn login_form(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &AuthorizeParams,
+    v: &Validated<'_>,
+    error: Option<String>,
+    email: String,
+    status: StatusCode,
+) -> Response {
+    let (csrf, set_cookie) = web::csrf_token(headers, https(state));
+    let page = LoginPage {
+        client_label: client_label(v.client, state),
+        error,
+        csrf_token: csrf,
+        hidden: params.hidden(),
+        email,
+    };
+    let mut response = web::html(
+        status,
+        render(&page),
+        &form_action_source(&v.redirect_uri),
+        https(state),
+    );
+    if let Some(c) = set_cookie {
+        response.headers_mut().append(header::SET_COOKIE, c);
+    }
+    response
+}
+
+pub(super) fn consent_form(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &AuthorizeParams,
+    v: &Validated<'_>,
+    user: &User,
+    extra_cookies: Vec<HeaderValue>,
+) -> Response {
+    let (csrf, set_cookie) = web::csrf_token(headers, https(state));
+    let page = ConsentPage {
+        client_label: client_label(v.client, state),
+        name: user.display_name.clone(),
+        email: user.email.clone(),
+        offline: v.scope.split_whitespace().any(|s| s == "offline_access"),
+        csrf_token: csrf,
+        hidden: params.hidden(),
+    };
+    let mut response = web::html(
+        StatusCode::OK,
+        render(&page),
+        &form_action_source(&v.redirect_uri),
+        https(state),
+    );
+    for c in extra_cookies.into_iter().chain(set_cookie) {
+        response.headers_mut().append(header::SET_COOKIE, c);
+    }
+    response
+}
+
+/// The login / consent form: hidden authorization parameters plus what the user entered.
+#[derive(Debug, Default, Deserialize)]
+pub struct AuthorizeForm {
+    #[serde(flatten)]
+    params: AuthorizeParams,
+    csrf_token: Option<String>,
+    action: Option<String>,
+    email: Option<String>,
+    password: Option<String>,
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn authorize_submit(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    headers: HeaderMap,
+    ApiForm(form): ApiForm<AuthorizeForm>,
+) -> Response {
+    if !web::csrf_ok(&headers, form.csrf_token.as_deref()) {
+        return message_page(
+            &state,
+            StatusCode::BAD_REQUEST,
+            "Please try again",
+            "This form expired or was not sent by Chatons Cloud. Go back and submit it again."
+                .into(),
+        );
+    }
+    let v = match validate(&state, &form.params) {
+        Ok(v) => v,
+        Err(invalid) => return invalid_response(&state, invalid, true),
+    };
+    match form.action.as_deref().unwrap_or("login") {
+        "deny" => invalid_response(
+            &state,
+            redirect_error(&v, "access_denied", "the user declined"),
+            true,
+        ),
+        "approve" => match portal_session(&state, &headers).await {
+            Ok(Some((session, user))) => {
+                issue_code(&state, &v, &user, session.auth_time, Vec::new(), true).await
+            }
+            Ok(None) => login_form(
+                &state,
+                &headers,
+                &form.params,
+                &v,
+                None,
+                String::new(),
+                StatusCode::OK,
+            ),
+            Err(e) => e.into_response(),
+        },
+        "login" => login(&state, &ip, &headers, &form, &v).await,
+        _ => message_page(
+            &state,
+            StatusCode::BAD_REQUEST,
+            "Invalid request",
+            "Unknown action.".into(),
+        ),
+    }
+}
+
+pub(super) async fn login(
+    state: &AppState,
+    ip: &ClientIp,
+    headers: &HeaderMap,
+    form: &AuthorizeForm,
+    v: &Validated<'_>,
+) -> Response {
+    let email = form.email.as_deref().unwrap_or("").trim().to_lowercase();
+    let password = form.password.as_deref().unwrap_or("");
+    let retry = |message: &str, status: StatusCode| {
+        login_form(
+            state,
+            headers,
+            &form.params,
+            v,
+            Some(message.to_owned()),
+            email.clone(),
+            status,
+        )
+    };
+    if state
+        .limiters
+        .per_ip
+        .check(&format!("login:{}", ip.0))
+        .is_err()
+        || (!email.is_empty()
+            && state
+                .limiters
+                .per_account
+                .check(&format!("login:{email}"))
+                .is_err())
+    {
+        return retry(
+            "Too many attempts. Wait a minute and try again.",
+            StatusCode::TOO_MANY_REQUESTS,
+        );
+    }
+    if email.is_empty() || password.is_empty() || password.len() > 1024 {
+        return retry("Email and password are required.", StatusCode::BAD_REQUEST);
+    }
+    let user = match crate::app::accounts::sign_in_with_password(state, &email, password).await {
+        Ok(u) => u,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let Some(user) = user else {
+        return retry("Invalid email or password.", StatusCode::UNAUTHORIZED);
+    };
+    let now = now();
+    let portal = SessionPolicy {
+        access_ttl: state.config.portal_session_ttl,
+        refresh_ttl: state.config.portal_session_ttl,
+    };
+    let request = SessionRequest {
+        user: user.id.clone(),
+        client_id: PORTAL_CLIENT.to_owned(),
+        scope: "portal".to_owned(),
+        active_org: None,
+        with_refresh: false,
+        auth_time: now,
+    };
+    let issued = match sessions::issue_session(state.store.as_ref(), portal, &request).await {
+        Ok(i) => i,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let cookie = web::set_cookie(
+        web::SESSION_COOKIE,
+        &issued.access_token,
+        state.config.portal_session_ttl.as_secs() as i64,
+        https(state),
+    );
+    if v.prompt.iter().any(|p| p == "consent") {
+        return consent_form(state, headers, &form.params, v, &user, vec![cookie]);
+    }
+    issue_code(state, v, &user, now, vec![cookie], true).await
+}
+
+pub(super) async fn issue_code(
+    state: &AppState,
+    v: &Validated<'_>,
+    user: &User,
+    auth_time: DateTime<Utc>,
+    cookies: Vec<HeaderValue>,
+    after_post: bool,
+) -> Response {
+    let code = new_token("");
+    let now = now();
+    let ttl = chrono::Duration::from_std(state.config.auth_code_ttl)
+        .unwrap_or(chrono::Duration::minutes(5));
+    let record = AuthCode {
+        code_hash: token_hash(&code),
+        client_id: v.client.id.clone(),
+        redirect_uri: v.redirect_uri.clone(),
+        user_id: user.id.clone(),
+        scope: v.scope.clone(),
+        nonce: v.nonce.clone(),
+        code_challenge: v.challenge.clone(),
+        auth_time,
+        expires_at: now + ttl,
+        consumed_at: None,
+        family_id: None,
+    };
+    if let Err(e) = state.oidc.codes.insert(&record).await {
+        return ApiError::from(e).into_response();
+    }
+    let mut pairs = vec![("code", code)];
+    if let Some(s) = &v.state {
+        pairs.push(("state", s.clone()));
+    }
+    pairs.push(("iss", state.oidc.issuer.clone()));
+    if let Some(b) = &v.base_url {
+        pairs.push(("base_url", b.clone()));
+    }
+    web::redirect(&with_query(&v.redirect_uri, &pairs), after_post, cookies)
+}

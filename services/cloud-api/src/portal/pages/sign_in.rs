@@ -1,0 +1,297 @@
+//! Signup, login and logout pages.
+
+use super::*;
+
+// Signup ------------------------------------------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ReturnQuery {
+    return_to: Option<String>,
+}
+
+pub async fn signup_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<ReturnQuery>,
+) -> Response {
+    let ctx = Ctx::load(&state, &headers).await;
+    let return_to = safe_return(&state, q.return_to.as_deref()).unwrap_or_default();
+    ctx.page(
+        StatusCode::OK,
+        &SignupPage {
+            signed_in: ctx.signed_in(),
+            csrf_token: ctx.csrf.clone(),
+            error: None,
+            return_query: return_query(&return_to),
+            return_to,
+            email: String::new(),
+            display_name: String::new(),
+        },
+    )
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct SignupForm {
+    email: Option<String>,
+    /// `displayName` is the first system's field name (its forms still post it).
+    #[serde(alias = "displayName")]
+    display_name: Option<String>,
+    password: Option<String>,
+    return_to: Option<String>,
+}
+
+/// Creates the account and asks to check the inbox. An address that already has an account
+/// gets the same answer (after the same password-hashing work) and its owner gets a mail.
+pub async fn signup_submit(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    signup_with_form(&state, &ip, &headers, &body, false).await
+}
+
+/// The signup form. The portal's asks to check the inbox and never tells whether the address
+/// had an account; the first system's `POST /v1/web/signup` form (`legacy`) signs the new
+/// account in and redirects (302) to `return_to`, and says 409 for a taken address as the JSON
+/// route does.
+pub async fn signup_with_form(
+    state: &AppState,
+    ip: &ClientIp,
+    headers: &HeaderMap,
+    body: &[u8],
+    legacy: bool,
+) -> Response {
+    let ctx = Ctx::load(state, headers).await;
+    let form: SignupForm = match parse_form(headers, body) {
+        Ok(f) => f,
+        Err(r) => return r.respond(&ctx),
+    };
+    let return_to = safe_return(state, form.return_to.as_deref()).unwrap_or_default();
+    let email = form.email.clone().unwrap_or_default();
+    let retry = |message: String, status: StatusCode| {
+        ctx.page(
+            status,
+            &SignupPage {
+                signed_in: ctx.signed_in(),
+                csrf_token: ctx.csrf.clone(),
+                error: Some(message),
+                return_query: return_query(&return_to),
+                return_to: return_to.clone(),
+                email: email.trim().to_owned(),
+                display_name: form.display_name.clone().unwrap_or_default(),
+            },
+        )
+    };
+    if throttled(state, ip, "signup", &email) {
+        return retry(TOO_MANY.into(), StatusCode::TOO_MANY_REQUESTS);
+    }
+    match crate::app::accounts::register(
+        state,
+        form.email.as_deref(),
+        form.display_name.as_deref(),
+        form.password.as_deref(),
+    )
+    .await
+    {
+        Ok(registered) if legacy => {
+            return start_session(state, &ctx, &registered.user, return_to, StatusCode::FOUND)
+                .await;
+        }
+        Ok(_) => {}
+        Err(e) if e.status == StatusCode::CONFLICT && legacy => {
+            return retry(e.message.to_string(), e.status);
+        }
+        Err(e) if e.status == StatusCode::CONFLICT => {
+            // Same work and answer as a new account; the owner learns about the attempt.
+            let _ = state
+                .hasher
+                .hash(form.password.as_deref().unwrap_or(""))
+                .await;
+            if let Ok(Some(owner)) = state
+                .store
+                .user_by_email(&email.trim().to_lowercase())
+                .await
+            {
+                crate::app::email::send_already_registered(state, &owner).await;
+            }
+        }
+        Err(e) if e.status.is_client_error() => {
+            return retry(e.message.to_string(), e.status);
+        }
+        Err(e) => return ok_or_page(&ctx, e),
+    }
+    let login = format!("/cloud/login{}", return_query(&return_to));
+    let message = if state.config.smtp.is_some() {
+        format!(
+            "We sent a confirmation link to {}. Open it, then sign in.",
+            email.trim()
+        )
+    } else {
+        "Your account is ready (this server sends no mail: the address counts as confirmed). You can sign in now.".to_owned()
+    };
+    ctx.notice(
+        StatusCode::OK,
+        "Check your email",
+        &message,
+        Some((&login, "Sign in")),
+    )
+}
+
+// Login / logout ----------------------------------------------------------------------------------
+
+pub async fn login_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<ReturnQuery>,
+) -> Response {
+    let ctx = Ctx::load(&state, &headers).await;
+    let return_to = safe_return(&state, q.return_to.as_deref()).unwrap_or_default();
+    ctx.page(
+        StatusCode::OK,
+        &LoginPage {
+            signed_in: ctx.signed_in(),
+            csrf_token: ctx.csrf.clone(),
+            notice: None,
+            error: None,
+            return_query: return_query(&return_to),
+            return_to,
+            email: String::new(),
+        },
+    )
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct LoginForm {
+    email: Option<String>,
+    password: Option<String>,
+    return_to: Option<String>,
+}
+
+pub async fn login_submit(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    login_with_form(&state, &ip, &headers, &body, StatusCode::SEE_OTHER).await
+}
+
+/// The login form (the portal's, or the first system's `POST /v1/web/login` form): CSRF-checked,
+/// throttled; success starts a portal session and redirects with `redirect` (303 for the
+/// portal, 302 as the first system answered).
+pub async fn login_with_form(
+    state: &AppState,
+    ip: &ClientIp,
+    headers: &HeaderMap,
+    body: &[u8],
+    redirect: StatusCode,
+) -> Response {
+    let ctx = Ctx::load(state, headers).await;
+    let form: LoginForm = match parse_form(headers, body) {
+        Ok(f) => f,
+        Err(r) => return r.respond(&ctx),
+    };
+    let return_to = safe_return(state, form.return_to.as_deref()).unwrap_or_default();
+    let email = form.email.as_deref().unwrap_or("").trim().to_lowercase();
+    let password = form.password.as_deref().unwrap_or("");
+    let retry = |message: &str, status: StatusCode| {
+        ctx.page(
+            status,
+            &LoginPage {
+                signed_in: ctx.signed_in(),
+                csrf_token: ctx.csrf.clone(),
+                notice: None,
+                error: Some(message.to_owned()),
+                return_query: return_query(&return_to),
+                return_to: return_to.clone(),
+                email: email.clone(),
+            },
+        )
+    };
+    if throttled(state, ip, "login", &email) {
+        return retry(TOO_MANY, StatusCode::TOO_MANY_REQUESTS);
+    }
+    if email.is_empty() || password.is_empty() || password.len() > 1024 {
+        return retry("Email and password are required.", StatusCode::BAD_REQUEST);
+    }
+    let user = match crate::app::accounts::sign_in_with_password(state, &email, password).await {
+        Ok(u) => u,
+        Err(e) => return ok_or_page(&ctx, e.into()),
+    };
+    let Some(user) = user else {
+        return retry("Invalid email or password.", StatusCode::UNAUTHORIZED);
+    };
+    start_session(state, &ctx, &user, return_to, redirect).await
+}
+
+/// Starts a portal session for `user` (ending this browser's previous one) and redirects to
+/// `return_to` (default: the account page) with the session cookie.
+pub(super) async fn start_session(
+    state: &AppState,
+    ctx: &Ctx,
+    user: &User,
+    return_to: String,
+    redirect: StatusCode,
+) -> Response {
+    let ttl = state.config.portal_session_ttl;
+    let issued = match sessions::issue_session(
+        state.store.as_ref(),
+        SessionPolicy {
+            access_ttl: ttl,
+            refresh_ttl: ttl,
+        },
+        &SessionRequest {
+            user: user.id.clone(),
+            client_id: PORTAL_CLIENT.to_owned(),
+            scope: "portal".to_owned(),
+            active_org: None,
+            with_refresh: false,
+            auth_time: now(),
+        },
+    )
+    .await
+    {
+        Ok(i) => i,
+        Err(e) => return ok_or_page(ctx, e.into()),
+    };
+    // A previous portal session of this browser ends with the new one.
+    if let Some(old) = &ctx.caller {
+        let _ = sessions::revoke_family(state.store.as_ref(), &old.session.family_id).await;
+    }
+    let cookie = web::set_cookie(
+        web::SESSION_COOKIE,
+        &issued.access_token,
+        ttl.as_secs() as i64,
+        ctx.https,
+    );
+    let target = if return_to.is_empty() {
+        "/cloud/account?notice=welcome".to_owned()
+    } else {
+        return_to
+    };
+    let mut response = web::redirect(&target, true, vec![cookie]);
+    *response.status_mut() = redirect;
+    response
+}
+
+pub async fn logout(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let ctx = Ctx::load(&state, &headers).await;
+    #[derive(Default, Deserialize)]
+    struct Empty {}
+    if let Err(r) = parse_form::<Empty>(&headers, &body) {
+        return r.respond(&ctx);
+    }
+    if let Some(caller) = &ctx.caller {
+        if let Err(e) =
+            sessions::revoke_family(state.store.as_ref(), &caller.session.family_id).await
+        {
+            return ok_or_page(&ctx, e.into());
+        }
+    }
+    web::redirect(
+        "/cloud/login",
+        true,
+        vec![web::clear_cookie(web::SESSION_COOKIE, ctx.https)],
+    )
+}

@@ -1,0 +1,87 @@
+//! Pending organization invites.
+
+use super::*;
+
+#[async_trait]
+impl InviteStore for MemoryStore {
+    async fn insert_invite(&self, invite: &Invite) -> StoreResult<()> {
+        self.with(|t| t.invites.push(invite.clone()))
+    }
+
+    async fn invite_by_token_hash(&self, hash: &str) -> StoreResult<Option<Invite>> {
+        self.with(|t| t.invites.iter().find(|i| i.token_hash == hash).cloned())
+    }
+
+    async fn invites(&self, org: &OrgId, page: &PageReq) -> StoreResult<Page<Invite>> {
+        self.with(|t| {
+            let items: Vec<Invite> = t
+                .invites
+                .iter()
+                .filter(|i| {
+                    &i.organization_id == org && i.accepted_at.is_none() && i.revoked_at.is_none()
+                })
+                .cloned()
+                .collect();
+            page_of(items, page, |i| Cursor {
+                key: time_key(i.created_at),
+                id: i.id.0.clone(),
+            })
+        })
+    }
+
+    async fn accept_invite(
+        &self,
+        invite: &InviteId,
+        user: &UserId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        self.with(|t| {
+            let Some(inv) = t.invites.iter_mut().find(|i| {
+                &i.id == invite
+                    && i.accepted_at.is_none()
+                    && i.revoked_at.is_none()
+                    && i.expires_at > now
+            }) else {
+                return Err(StoreError::NotFound);
+            };
+            inv.accepted_at = Some(now);
+            let (org, role) = (inv.organization_id.clone(), inv.role);
+            match t
+                .memberships
+                .iter_mut()
+                .find(|m| m.organization_id == org && &m.user_id == user)
+            {
+                Some(m) => m.role = m.role.min(role),
+                None => t.memberships.push(Membership {
+                    organization_id: org,
+                    user_id: user.clone(),
+                    role,
+                    created_at: now,
+                }),
+            }
+            Ok(())
+        })?
+    }
+
+    async fn revoke_invite(
+        &self,
+        org: &OrgId,
+        invite: &InviteId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        self.with(|t| {
+            match t.invites.iter_mut().find(|i| {
+                &i.id == invite
+                    && &i.organization_id == org
+                    && i.accepted_at.is_none()
+                    && i.revoked_at.is_none()
+            }) {
+                Some(i) => {
+                    i.revoked_at = Some(now);
+                    Ok(())
+                }
+                None => Err(StoreError::NotFound),
+            }
+        })?
+    }
+}

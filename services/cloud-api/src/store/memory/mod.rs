@@ -1,0 +1,204 @@
+//! In-memory store: development without Postgres and the second implementation the contract
+//! suite checks. One mutex over plain tables keeps every method atomic; nothing is awaited while
+//! it is held.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::*;
+use crate::domain::memory::text_matches;
+use crate::domain::*;
+
+#[derive(Default)]
+struct Tables {
+    plans: Vec<Plan>,
+    users: HashMap<UserId, User>,
+    sessions: SessionTable,
+    orgs: HashMap<OrgId, Organization>,
+    memberships: Vec<Membership>,
+    invites: Vec<Invite>,
+    instances: HashMap<InstanceId, Instance>,
+    providers: HashMap<ProviderId, Provider>,
+    projects: HashMap<ProjectId, Project>,
+    conversations: HashMap<ConversationId, Conversation>,
+    messages: HashMap<ConversationId, Vec<Message>>,
+    memories: HashMap<MemoryId, Memory>,
+    email_tokens: Vec<(EmailTokenKind, String, UserId, DateTime<Utc>)>,
+}
+
+/// Sessions with the indexes the token paths need: every access-token check, refresh and
+/// revocation is a hash lookup instead of a scan over every session ever issued.
+#[derive(Default)]
+struct SessionTable {
+    rows: Vec<Session>,
+    by_access: HashMap<String, usize>,
+    by_refresh: HashMap<String, usize>,
+    by_id: HashMap<SessionId, usize>,
+    by_family: HashMap<FamilyId, Vec<usize>>,
+    by_user: HashMap<UserId, Vec<usize>>,
+}
+
+impl SessionTable {
+    fn insert(&mut self, session: Session) {
+        let idx = self.rows.len();
+        self.by_access
+            .insert(session.access_token_hash.clone(), idx);
+        if let Some(h) = &session.refresh_token_hash {
+            self.by_refresh.insert(h.clone(), idx);
+        }
+        self.by_id.insert(session.id.clone(), idx);
+        self.by_family
+            .entry(session.family_id.clone())
+            .or_default()
+            .push(idx);
+        self.by_user
+            .entry(session.user_id.clone())
+            .or_default()
+            .push(idx);
+        self.rows.push(session);
+    }
+
+    fn by_access(&self, hash: &str) -> Option<&Session> {
+        self.by_access.get(hash).map(|&i| &self.rows[i])
+    }
+
+    fn refresh_index(&self, hash: &str) -> Option<usize> {
+        self.by_refresh.get(hash).copied()
+    }
+
+    fn update(rows: &mut [Session], idxs: Option<&Vec<usize>>, mut f: impl FnMut(&mut Session)) {
+        for &i in idxs.into_iter().flatten() {
+            f(&mut rows[i]);
+        }
+    }
+
+    fn update_family(&mut self, family: &FamilyId, f: impl FnMut(&mut Session)) {
+        Self::update(&mut self.rows, self.by_family.get(family), f);
+    }
+
+    fn update_user(&mut self, user: &UserId, f: impl FnMut(&mut Session)) {
+        Self::update(&mut self.rows, self.by_user.get(user), f);
+    }
+}
+
+pub struct MemoryStore {
+    t: Mutex<Tables>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    /// A store seeded with the same plans as the initial migration.
+    pub fn new() -> Self {
+        let plans = vec![
+            plan("plus", "Plus", 3, true),
+            plan("pro", "Pro", 10, false),
+            plan("max", "Max", 30, false),
+        ];
+        Self {
+            t: Mutex::new(Tables {
+                plans,
+                ..Tables::default()
+            }),
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Tables) -> R) -> StoreResult<R> {
+        let mut guard = self
+            .t
+            .lock()
+            .map_err(|_| StoreError::Internal("in-memory store lock poisoned".into()))?;
+        Ok(f(&mut guard))
+    }
+}
+
+fn plan(id: &str, label: &str, limit: i64, default: bool) -> Plan {
+    Plan {
+        id: id.into(),
+        label: label.into(),
+        parallel_sessions_limit: limit,
+        is_default: default,
+        is_hidden: false,
+    }
+}
+
+/// Sorts by (key, id), skips up to the cursor and keeps `limit + 1` for the page logic.
+fn page_of<T: Clone>(mut items: Vec<T>, page: &PageReq, key: impl Fn(&T) -> Cursor) -> Page<T> {
+    items.sort_by(|a, b| {
+        let (ka, kb) = (key(a), key(b));
+        (ka.key, ka.id).cmp(&(kb.key, kb.id))
+    });
+    let start = match &page.after {
+        Some(c) => items
+            .iter()
+            .position(|i| {
+                let k = key(i);
+                (k.key.as_str(), k.id.as_str()) > (c.key.as_str(), c.id.as_str())
+            })
+            .unwrap_or(items.len()),
+        None => 0,
+    };
+    let fetched: Vec<T> = items.into_iter().skip(start).take(page.limit + 1).collect();
+    Page::from_fetched(fetched, page.limit, key)
+}
+
+fn memory_visible(m: &Memory, f: &MemoryFilter) -> bool {
+    if m.organization_id != f.organization_id {
+        return false;
+    }
+    let global = m.scope == "global" && m.user_id.as_ref() == Some(&f.user_id);
+    let project = m.scope == "project" && m.project_id.is_some();
+    let scope_ok = match f.scope.as_str() {
+        "global" => global,
+        "project" => {
+            project
+                && f.project_id
+                    .as_ref()
+                    .is_none_or(|p| m.project_id.as_ref() == Some(p))
+        }
+        _ => {
+            global
+                || (project
+                    && f.project_id
+                        .as_ref()
+                        .is_none_or(|p| m.project_id.as_ref() == Some(p)))
+        }
+    };
+    scope_ok
+        && (f.include_archived || !m.archived)
+        && (!f.active_only || m.status == "active")
+        && f.kind.as_ref().is_none_or(|k| &m.kind == k)
+}
+
+pub fn memory_cursor(m: &Memory) -> Cursor {
+    // Newest first: invert the time so ascending key order is descending time.
+    Cursor {
+        key: format!("{:020}", i64::MAX - m.updated_at.timestamp_micros()),
+        id: m.id.0.clone(),
+    }
+}
+
+mod conversations;
+mod email_tokens;
+mod instances;
+mod invites;
+mod memories;
+mod organizations;
+mod plans;
+mod projects;
+mod providers;
+mod sessions;
+mod users;
+
+impl Store for MemoryStore {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+}

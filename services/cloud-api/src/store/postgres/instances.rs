@@ -1,0 +1,96 @@
+//! Desktop instance ids and who holds them.
+
+use super::*;
+
+#[async_trait]
+impl InstanceStore for PgStore {
+    async fn register_instance(&self, i: &Instance, max: usize) -> StoreResult<RegisterOutcome> {
+        let mut tx = self.tx().await?;
+        // The user row lock serialises this user's registrations, so the count below holds.
+        sqlx::query("SELECT 1 FROM cloud_users WHERE id = $1 FOR UPDATE")
+            .bind(i.user_id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let existing = |row: Option<PgRow>| -> StoreResult<Option<RegisterOutcome>> {
+            Ok(match row.as_ref().map(instance_row).transpose()? {
+                Some(found) if found.user_id == i.user_id => Some(RegisterOutcome::Existing(found)),
+                Some(_) => Some(RegisterOutcome::Taken),
+                None => None,
+            })
+        };
+        let select = "SELECT id, user_id, name, created_at FROM cloud_instances WHERE id = $1";
+        let row = sqlx::query(select)
+            .bind(i.id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(outcome) = existing(row)? {
+            return Ok(outcome);
+        }
+        let (held,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM cloud_instances WHERE user_id = $1")
+                .bind(i.user_id.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+        if held >= max as i64 {
+            return Ok(RegisterOutcome::LimitReached);
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO cloud_instances (id, user_id, name, created_at, updated_at) \
+             VALUES ($1,$2,$3,$4,$4) ON CONFLICT (id) DO NOTHING RETURNING id",
+        )
+        .bind(i.id.as_str())
+        .bind(i.user_id.as_str())
+        .bind(&i.name)
+        .bind(i.created_at)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if inserted.is_none() {
+            // Another user claimed it meanwhile.
+            let row = sqlx::query(select)
+                .bind(i.id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            return existing(row)?.ok_or_else(|| StoreError::Conflict("instance".into()));
+        }
+        tx.commit().await?;
+        Ok(RegisterOutcome::Created(i.clone()))
+    }
+
+    async fn delete_instance(&self, user: &UserId, id: &InstanceId) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM cloud_instances WHERE id = $1 AND user_id = $2")
+            .bind(id.as_str())
+            .bind(user.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn instance(&self, id: &InstanceId) -> StoreResult<Option<Instance>> {
+        let row =
+            sqlx::query("SELECT id, user_id, name, created_at FROM cloud_instances WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.as_ref().map(instance_row).transpose()?)
+    }
+
+    async fn instances_of(&self, user: &UserId, page: &PageReq) -> StoreResult<Page<Instance>> {
+        let (t, id) = time_after(page);
+        let rows = sqlx::query(
+            "SELECT id, user_id, name, created_at FROM cloud_instances WHERE user_id = $1 \
+             AND ($2::timestamptz IS NULL OR (created_at, id COLLATE \"C\") > ($2, $3)) \
+             ORDER BY created_at, id COLLATE \"C\" LIMIT $4",
+        )
+        .bind(user.as_str())
+        .bind(t)
+        .bind(id)
+        .bind(limit_plus_one(page))
+        .fetch_all(&self.pool)
+        .await?;
+        let items = map_all(rows, instance_row)?;
+        Ok(Page::from_fetched(items, page.limit, |i| Cursor {
+            key: time_key(i.created_at),
+            id: i.id.0.clone(),
+        }))
+    }
+}

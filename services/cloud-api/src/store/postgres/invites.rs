@@ -1,0 +1,117 @@
+//! Pending organization invites.
+
+use super::*;
+
+#[async_trait]
+impl InviteStore for PgStore {
+    async fn insert_invite(&self, i: &Invite) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO cloud_organization_invites (id, token_hash, organization_id, invited_email, \
+             role, inviter_user_id, expires_at, created_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
+        )
+        .bind(i.id.as_str())
+        .bind(&i.token_hash)
+        .bind(i.organization_id.as_str())
+        .bind(&i.invited_email)
+        .bind(i.role.as_str())
+        .bind(i.inviter_user_id.as_ref().map(|u| u.0.as_str()))
+        .bind(i.expires_at)
+        .bind(i.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn invite_by_token_hash(&self, hash: &str) -> StoreResult<Option<Invite>> {
+        let row = sqlx::query(&format!(
+            "SELECT {INVITE_COLS} FROM cloud_organization_invites WHERE token_hash = $1"
+        ))
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(invite_row).transpose()?)
+    }
+
+    async fn invites(&self, org: &OrgId, page: &PageReq) -> StoreResult<Page<Invite>> {
+        let (t, id) = time_after(page);
+        let rows = sqlx::query(&format!(
+            "SELECT {INVITE_COLS} FROM cloud_organization_invites \
+             WHERE organization_id = $1 AND accepted_at IS NULL AND revoked_at IS NULL \
+               AND ($2::timestamptz IS NULL OR (created_at, id COLLATE \"C\") > ($2, $3)) \
+             ORDER BY created_at, id COLLATE \"C\" LIMIT $4"
+        ))
+        .bind(org.as_str())
+        .bind(t)
+        .bind(id)
+        .bind(limit_plus_one(page))
+        .fetch_all(&self.pool)
+        .await?;
+        let items = map_all(rows, invite_row)?;
+        Ok(Page::from_fetched(items, page.limit, |i| Cursor {
+            key: time_key(i.created_at),
+            id: i.id.0.clone(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn accept_invite(
+        &self,
+        invite: &InviteId,
+        user: &UserId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let mut tx = self.tx().await?;
+        let row = sqlx::query(
+            "UPDATE cloud_organization_invites SET accepted_at = $2 \
+             WHERE id = $1 AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > $2 \
+             RETURNING organization_id, role",
+        )
+        .bind(invite.as_str())
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Err(StoreError::NotFound);
+        };
+        let org: String = row.try_get("organization_id")?;
+        let role: String = row.try_get("role")?;
+        // Keep the stronger of an existing role and the invited one.
+        sqlx::query(
+            "INSERT INTO cloud_organization_memberships (organization_id, user_id, role, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $4) \
+             ON CONFLICT (organization_id, user_id) DO UPDATE SET role = CASE \
+               WHEN array_position(ARRAY['owner','admin','member','billing_viewer'], cloud_organization_memberships.role) \
+                  <= array_position(ARRAY['owner','admin','member','billing_viewer'], EXCLUDED.role) \
+               THEN cloud_organization_memberships.role ELSE EXCLUDED.role END, updated_at = $4",
+        )
+        .bind(&org)
+        .bind(user.as_str())
+        .bind(&role)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn revoke_invite(
+        &self,
+        org: &OrgId,
+        invite: &InviteId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let done = sqlx::query(
+            "UPDATE cloud_organization_invites SET revoked_at = $3 \
+             WHERE id = $1 AND organization_id = $2 AND accepted_at IS NULL AND revoked_at IS NULL",
+        )
+        .bind(invite.as_str())
+        .bind(org.as_str())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,144 @@
+//! Organizations and their members.
+
+use super::*;
+
+#[async_trait]
+impl OrganizationStore for PgStore {
+    async fn create_organization(&self, org: &Organization, owner: &UserId) -> StoreResult<()> {
+        let mut tx = self.tx().await?;
+        insert_org(&mut tx, org, owner).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn organization(&self, id: &OrgId) -> StoreResult<Option<Organization>> {
+        let row = sqlx::query(&format!(
+            "SELECT {ORG_COLS} FROM cloud_organizations o WHERE o.id = $1"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(org_row).transpose()?)
+    }
+
+    async fn memberships_of(&self, user: &UserId) -> StoreResult<Vec<(Organization, Role)>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ORG_COLS}, m.role FROM cloud_organization_memberships m \
+             JOIN cloud_organizations o ON o.id = m.organization_id \
+             WHERE m.user_id = $1 \
+             ORDER BY (o.is_personal AND o.owner_user_id = $1) DESC, m.created_at, o.id COLLATE \"C\""
+        ))
+        .bind(user.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        map_all(rows, |r| Ok((org_row(r)?, role_of(r.try_get("role")?)?)))
+    }
+
+    async fn role_in(&self, org: &OrgId, user: &UserId) -> StoreResult<Option<Role>> {
+        let role: Option<String> = sqlx::query_scalar(
+            "SELECT role FROM cloud_organization_memberships WHERE organization_id = $1 AND user_id = $2",
+        )
+        .bind(org.as_str())
+        .bind(user.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(role.as_deref().map(role_of).transpose()?)
+    }
+
+    async fn rename_organization(&self, org: &OrgId, name: &str, slug: &str) -> StoreResult<()> {
+        let done = sqlx::query(
+            "UPDATE cloud_organizations SET name = $2, slug = $3, updated_at = now() WHERE id = $1",
+        )
+        .bind(org.as_str())
+        .bind(name)
+        .bind(slug)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn members(&self, org: &OrgId, page: &PageReq) -> StoreResult<Page<Member>> {
+        let (t, id) = time_after(page);
+        let rows = sqlx::query(
+            "SELECT m.organization_id, m.user_id, m.role, m.created_at, u.email, u.display_name \
+             FROM cloud_organization_memberships m JOIN cloud_users u ON u.id = m.user_id \
+             WHERE m.organization_id = $1 \
+               AND ($2::timestamptz IS NULL OR (m.created_at, m.user_id COLLATE \"C\") > ($2, $3)) \
+             ORDER BY m.created_at, m.user_id COLLATE \"C\" LIMIT $4",
+        )
+        .bind(org.as_str())
+        .bind(t)
+        .bind(id)
+        .bind(limit_plus_one(page))
+        .fetch_all(&self.pool)
+        .await?;
+        let items = map_all(rows, |r| {
+            Ok(Member {
+                membership: Membership {
+                    organization_id: OrgId(r.try_get("organization_id")?),
+                    user_id: UserId(r.try_get("user_id")?),
+                    role: role_of(r.try_get("role")?)?,
+                    created_at: r.try_get("created_at")?,
+                },
+                email: r.try_get("email")?,
+                display_name: r.try_get("display_name")?,
+            })
+        })?;
+        Ok(Page::from_fetched(items, page.limit, |m| Cursor {
+            key: time_key(m.membership.created_at),
+            id: m.membership.user_id.0.clone(),
+        }))
+    }
+
+    async fn set_role(&self, org: &OrgId, user: &UserId, role: Role) -> StoreResult<()> {
+        let done = sqlx::query(
+            "UPDATE cloud_organization_memberships SET role = $3, updated_at = now() \
+             WHERE organization_id = $1 AND user_id = $2",
+        )
+        .bind(org.as_str())
+        .bind(user.as_str())
+        .bind(role.as_str())
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn remove_member(&self, org: &OrgId, user: &UserId) -> StoreResult<()> {
+        let mut tx = self.tx().await?;
+        let done = sqlx::query(
+            "DELETE FROM cloud_organization_memberships WHERE organization_id = $1 AND user_id = $2",
+        )
+        .bind(org.as_str())
+        .bind(user.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        sqlx::query(
+            "UPDATE cloud_sessions SET active_organization_id = NULL \
+             WHERE user_id = $2 AND active_organization_id = $1",
+        )
+        .bind(org.as_str())
+        .bind(user.as_str())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn owner_count(&self, org: &OrgId) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT count(*) FROM cloud_organization_memberships WHERE organization_id = $1 AND role = 'owner'",
+        )
+        .bind(org.as_str())
+        .fetch_one(&self.pool)
+        .await?)
+    }
+}
