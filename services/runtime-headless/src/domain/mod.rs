@@ -89,16 +89,8 @@ pub struct Lease {
     pub version: i64,
 }
 
-/// One message of a conversation transcript, as cloud-api stores it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TranscriptMessage {
-    pub id: String,
-    pub role: String,
-    #[serde(default)]
-    pub timestamp: i64,
-    pub content: String,
-}
+/// One message of a conversation transcript (the wire type cloud-api and the runtime share).
+pub use cloud_common::internal::TranscriptMessage;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Session {

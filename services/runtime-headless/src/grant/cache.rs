@@ -199,7 +199,7 @@ mod tests {
     }
 
     fn grant() -> RuntimeGrant {
-        serde_json::from_value(serde_json::json!({"user": {"id": "u"}})).unwrap()
+        super::super::tests::grant_json(|_| {})
     }
 
     #[async_trait]

@@ -8,185 +8,15 @@ mod cache;
 
 pub use cache::CachedGrants;
 
+use crate::domain::TranscriptMessage;
 use async_trait::async_trait;
 use cloud_common::Secret;
-use cloud_common::internal::{CloudApiClient, InternalCallError, RUNTIME_ACCESS_PATH};
-use serde::{Deserialize, Deserializer, Serialize};
+use cloud_common::internal::{CloudApiClient, InternalCallError};
 
-use crate::domain::TranscriptMessage;
-
-/// `POST /v1/internal/runtime/access` body.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AccessRequest {
-    pub access_token: String,
-    pub cloud_instance_id: String,
-    pub project_id: Option<String>,
-    pub conversation_id: Option<String>,
-}
-
-fn secret_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
-    Ok(Option::<String>::deserialize(d)?
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .map(Secret::new))
-}
-
-fn default_true() -> bool {
-    true
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Subscription {
-    #[serde(default)]
-    pub id: Option<String>,
-    #[serde(default)]
-    pub label: Option<String>,
-    #[serde(default)]
-    pub parallel_sessions_limit: Option<i64>,
-}
-
-/// `None` when absent, `Some(None)` when `null`.
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Ok(Some(Option::<T>::deserialize(d)?))
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct GrantUser {
-    pub id: String,
-    /// The effective plan (cloud-api always sends one, the default plan included).
-    #[serde(default)]
-    pub subscription: Option<Subscription>,
-    /// The user's own plan id; `null` (with no complimentary grant) means no subscription.
-    #[serde(default, deserialize_with = "present")]
-    pub subscription_plan: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
-    pub complimentary_grant: Option<Option<serde_json::Value>>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct GrantUsage {
-    #[serde(default)]
-    pub active_parallel_sessions: Option<i64>,
-    #[serde(default)]
-    pub parallel_sessions_limit: Option<i64>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct IdOnly {
-    pub id: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct GrantProject {
-    pub id: String,
-    #[serde(default)]
-    pub kind: Option<String>,
-    /// `full_tools` or `chat_only`; anything else (or nothing) is chat only.
-    #[serde(default)]
-    pub workspace_capability: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct GrantConversation {
-    pub id: String,
-    #[serde(default)]
-    pub model_provider: Option<String>,
-    #[serde(default)]
-    pub model_id: Option<String>,
-    /// Present when cloud-api sends the transcript with the grant.
-    #[serde(default)]
-    pub messages: Option<Vec<TranscriptMessage>>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ProviderModel {
-    pub id: String,
-    #[serde(default)]
-    pub label: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct GrantProvider {
-    pub id: String,
-    pub kind: String,
-    #[serde(default)]
-    pub label: Option<String>,
-    #[serde(default)]
-    pub base_url: Option<String>,
-    #[serde(default, deserialize_with = "secret_opt")]
-    pub secret: Option<Secret>,
-    #[serde(default)]
-    pub models: Vec<ProviderModel>,
-    #[serde(default)]
-    pub default_model: Option<String>,
-    #[serde(default = "default_true")]
-    pub supports_cloud_runtime: bool,
-}
-
-impl GrantProvider {
-    pub fn usable(&self) -> bool {
-        self.supports_cloud_runtime && self.secret.is_some()
-    }
-
-    pub fn matches(&self, name: &str) -> bool {
-        self.id == name || self.kind == name || self.label.as_deref() == Some(name)
-    }
-}
-
-/// The project's repository with its decrypted token (internal answer only).
-#[derive(Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct GrantRepository {
-    pub clone_url: String,
-    #[serde(default)]
-    pub default_branch: Option<String>,
-    #[serde(default)]
-    pub auth_mode: Option<String>,
-    #[serde(default, deserialize_with = "secret_opt")]
-    pub access_token: Option<Secret>,
-}
-
-impl std::fmt::Debug for GrantRepository {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GrantRepository")
-            .field("clone_url", &self.clone_url)
-            .field("default_branch", &self.default_branch)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The grant cloud-api answers with (a superset is fine; unknown fields are ignored).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RuntimeGrant {
-    pub user: GrantUser,
-    #[serde(default)]
-    pub subscription: Option<Subscription>,
-    #[serde(default)]
-    pub usage: Option<GrantUsage>,
-    #[serde(default)]
-    pub organization: Option<IdOnly>,
-    #[serde(default)]
-    pub cloud_instance: Option<IdOnly>,
-    #[serde(default)]
-    pub project: Option<GrantProject>,
-    #[serde(default)]
-    pub conversation: Option<GrantConversation>,
-    #[serde(default)]
-    pub providers: Vec<GrantProvider>,
-    #[serde(default)]
-    pub repository: Option<GrantRepository>,
-}
+pub use cloud_common::internal::{
+    GrantProvider, RuntimeAccessRequest as AccessRequest, RuntimeGrant,
+    TranscriptAppendRequest as AppendRequest,
+};
 
 /// The plan limits a session is created under.
 #[derive(Debug, Clone)]
@@ -196,45 +26,64 @@ pub struct Plan {
     pub parallel_sessions_limit: i64,
 }
 
-impl RuntimeGrant {
-    /// The user's plan: `user.subscription`, else the top-level `subscription`; the limit may
-    /// also come from `usage`. `None` means no active subscription.
-    pub fn plan(&self) -> Option<Plan> {
-        // cloud-api's grant carries the raw fields: no own plan and no complimentary grant
-        // means no active subscription, whatever the effective (default) plan says.
-        if matches!(self.user.subscription_plan, Some(None))
-            && !matches!(self.user.complimentary_grant, Some(Some(ref g)) if !g.is_null())
-        {
+/// What the runtime reads from a grant (the wire types live in cloud-common; these are the
+/// runtime's rules about them).
+pub trait GrantRules {
+    /// The plan sessions are created under; `None` without an active subscription (no own plan
+    /// and no complimentary grant, whatever the effective default plan says).
+    fn plan(&self) -> Option<Plan>;
+    fn usable_providers(&self) -> impl Iterator<Item = &GrantProvider>;
+    fn organization_id(&self) -> Option<String>;
+    /// What the agent may do in this grant's project (no project: chat only).
+    fn capability(&self) -> crate::domain::Capability;
+    /// The repository to check out, for repository projects.
+    fn repo_spec(&self) -> Option<crate::seal::RepoSpec>;
+}
+
+/// A provider turns can run with: cloud runtime allowed and a secret set.
+pub fn usable(p: &GrantProvider) -> bool {
+    p.supports_cloud_runtime && !p.secret.trim().is_empty()
+}
+
+/// Whether a desktop's provider name (id, kind or label) names this provider.
+pub fn names(p: &GrantProvider, name: &str) -> bool {
+    p.id == name || p.kind == name || p.label == name
+}
+
+impl GrantRules for RuntimeGrant {
+    fn plan(&self) -> Option<Plan> {
+        if self.user.subscription_plan.is_none() && self.user.complimentary_grant.is_none() {
             return None;
         }
-        let sub = self
-            .user
-            .subscription
-            .as_ref()
-            .or(self.subscription.as_ref())?;
-        let id = sub.id.clone().filter(|s| !s.is_empty())?;
-        let limit = sub
-            .parallel_sessions_limit
-            .or_else(|| self.usage.as_ref().and_then(|u| u.parallel_sessions_limit))?;
-        Some(Plan {
-            label: sub.label.clone().unwrap_or_else(|| id.clone()),
-            id,
-            parallel_sessions_limit: limit,
+        let sub = &self.user.subscription;
+        (!sub.id.is_empty()).then(|| Plan {
+            id: sub.id.clone(),
+            label: if sub.label.is_empty() {
+                sub.id.clone()
+            } else {
+                sub.label.clone()
+            },
+            parallel_sessions_limit: sub.parallel_sessions_limit,
         })
     }
 
-    pub fn usable_providers(&self) -> impl Iterator<Item = &GrantProvider> {
-        self.providers.iter().filter(|p| p.usable())
+    fn usable_providers(&self) -> impl Iterator<Item = &GrantProvider> {
+        self.providers.iter().filter(|p| usable(p))
     }
 
-    pub fn organization_id(&self) -> Option<String> {
-        self.organization.as_ref().map(|o| o.id.clone())
+    fn organization_id(&self) -> Option<String> {
+        Some(self.organization.id.clone()).filter(|id| !id.is_empty())
     }
 
-    /// The repository to check out, for repository projects.
-    pub fn repo_spec(&self) -> Option<crate::seal::RepoSpec> {
-        let project = self.project.as_ref()?;
-        if project.kind.as_deref() != Some("repository") {
+    fn capability(&self) -> crate::domain::Capability {
+        self.project
+            .as_ref()
+            .map(|p| crate::domain::Capability::parse(&p.workspace_capability))
+            .unwrap_or_default()
+    }
+
+    fn repo_spec(&self) -> Option<crate::seal::RepoSpec> {
+        if self.project.as_ref()?.kind != "repository" {
             return None;
         }
         let r = self.repository.as_ref()?;
@@ -243,19 +92,9 @@ impl RuntimeGrant {
             default_branch: r.default_branch.clone().filter(|b| !b.trim().is_empty()),
             token: r
                 .access_token
-                .as_ref()
-                .filter(|_| r.auth_mode.as_deref() == Some("token"))
-                .map(|t| t.expose().to_owned()),
+                .clone()
+                .filter(|t| r.auth_mode == "token" && !t.trim().is_empty()),
         })
-    }
-
-    /// What the agent may do in this grant's project (no project: chat only).
-    pub fn capability(&self) -> crate::domain::Capability {
-        self.project
-            .as_ref()
-            .and_then(|p| p.workspace_capability.as_deref())
-            .map(crate::domain::Capability::parse)
-            .unwrap_or_default()
     }
 }
 
@@ -284,16 +123,6 @@ pub trait GrantClient: Send + Sync + 'static {
         token: &Secret,
         conversation_id: &str,
     ) -> Result<Option<Vec<TranscriptMessage>>, InternalCallError>;
-}
-
-/// One append: the finished turn's messages, identified so re-sending is idempotent.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AppendRequest {
-    pub user_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub organization_id: Option<String>,
-    pub messages: Vec<TranscriptMessage>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -373,7 +202,7 @@ impl GrantClient for CloudApi {
         &self,
         req: &AccessRequest,
     ) -> Result<Option<RuntimeGrant>, InternalCallError> {
-        self.client.post_internal(RUNTIME_ACCESS_PATH, req).await
+        self.client.runtime_access(req).await
     }
 
     async fn token_is_valid(&self, token: &Secret) -> Result<bool, InternalCallError> {
@@ -456,22 +285,9 @@ impl TranscriptSink for CloudApi {
         conversation_id: &str,
         req: &AppendRequest,
     ) -> Result<AppendOutcome, InternalCallError> {
-        let url = self.url(&[
-            "v1",
-            "internal",
-            "conversations",
-            conversation_id,
-            "messages",
-        ])?;
-        let path = url.path().to_owned();
-        match self
-            .client
-            .post_internal::<_, serde_json::Value>(&path, req)
-            .await
-        {
+        match self.client.append_transcript(conversation_id, req).await {
             Ok(Some(_)) => Ok(AppendOutcome::Appended),
             Ok(None) => Ok(AppendOutcome::Rejected),
-            Err(InternalCallError::Decode(_)) => Ok(AppendOutcome::Appended),
             Err(InternalCallError::Status { status, body }) if (400..500).contains(&status) => {
                 tracing::warn!(status, %body, "cloud-api refused a transcript append.");
                 Ok(AppendOutcome::Rejected)
@@ -485,35 +301,56 @@ impl TranscriptSink for CloudApi {
 mod tests {
     use super::*;
 
-    #[test]
-    fn grant_plan_and_providers() {
-        let g: RuntimeGrant = serde_json::from_value(serde_json::json!({
-            "user": {"id": "u1", "subscription": {"id": "plus", "label": "Plus", "parallelSessionsLimit": 3}},
-            "usage": {"activeParallelSessions": 1, "parallelSessionsLimit": 3},
-            "organization": {"id": "o1"},
+    /// A grant as cloud-api sends it, changed by `edit`.
+    pub fn grant_json(edit: impl FnOnce(&mut serde_json::Value)) -> RuntimeGrant {
+        let plan = serde_json::json!({"id": "plus", "label": "Plus", "parallelSessionsLimit": 3});
+        let mut v = serde_json::json!({
+            "user": {"id": "u1", "email": "u@example.test", "displayName": "U", "isAdmin": false,
+                     "createdAt": "2026-01-01T00:00:00Z", "subscriptionPlan": "plus",
+                     "emailVerifiedAt": null, "subscription": plan, "complimentaryGrant": null},
+            "subscription": plan,
+            "usage": {"activeParallelSessions": 1, "parallelSessionsLimit": 3, "remainingParallelSessions": 2},
+            "organization": {"id": "o1", "slug": "o", "name": "O", "role": "owner"},
+            "cloudInstance": {"id": "i1", "name": "I", "baseUrl": "http://x", "authMode": "oidc",
+                              "connectionStatus": "connected", "lastError": null,
+                              "endpoints": {"apiBaseUrl": "a", "realtimeBaseUrl": "r", "runtimeBaseUrl": "t"}},
+            "project": null, "conversation": null, "repository": null,
             "providers": [
-                {"id": "p1", "kind": "openai", "secret": "sk", "baseUrl": "http://x", "models": [{"id": "m"}]},
-                {"id": "p2", "kind": "openai", "secret": "  "}
+                {"id": "p1", "kind": "openai", "label": "Main", "baseUrl": "http://x", "credentialType": "api-key",
+                 "secret": "sk", "models": [{"id": "m", "label": "M"}], "defaultModel": null, "supportsCloudRuntime": true},
+                {"id": "p2", "kind": "openai", "label": "Empty", "baseUrl": "", "credentialType": "api-key",
+                 "secret": "  ", "models": [], "defaultModel": null, "supportsCloudRuntime": true}
             ]
-        }))
-        .unwrap();
-        let plan = g.plan().unwrap();
-        assert_eq!(plan.parallel_sessions_limit, 3);
+        });
+        edit(&mut v);
+        serde_json::from_value(v).expect("a grant")
+    }
+
+    #[test]
+    fn grant_plan_providers_and_capability() {
+        let g = grant_json(|_| {});
+        assert_eq!(g.plan().unwrap().parallel_sessions_limit, 3);
         assert_eq!(g.usable_providers().count(), 1);
-        assert!(!format!("{g:?}").contains("sk\""));
-        let no_sub: RuntimeGrant =
-            serde_json::from_value(serde_json::json!({"user": {"id": "u"}})).unwrap();
-        assert!(no_sub.plan().is_none());
-        let lapsed: RuntimeGrant = serde_json::from_value(serde_json::json!({"user": {
-            "id": "u", "subscriptionPlan": null, "complimentaryGrant": null,
-            "subscription": {"id": "plus", "label": "Plus", "parallelSessionsLimit": 3}}}))
-        .unwrap();
-        assert!(lapsed.plan().is_none());
-        let granted: RuntimeGrant = serde_json::from_value(serde_json::json!({"user": {
-            "id": "u", "subscriptionPlan": null, "complimentaryGrant": {"planId": "pro"},
-            "subscription": {"id": "pro", "label": "Pro", "parallelSessionsLimit": 10}}}))
-        .unwrap();
-        assert_eq!(granted.plan().unwrap().parallel_sessions_limit, 10);
+        assert!(names(&g.providers[0], "Main") && names(&g.providers[0], "openai"));
+        assert!(!format!("{g:?}").contains("\"sk\""));
+        assert_eq!(g.capability(), crate::domain::Capability::ChatOnly);
+        let lapsed = grant_json(|v| v["user"]["subscriptionPlan"] = serde_json::Value::Null);
+        assert!(
+            lapsed.plan().is_none(),
+            "no own plan and no grant: no subscription"
+        );
+        let repo = grant_json(|v| {
+            v["project"] = serde_json::json!({"id": "pr", "organizationId": "o1", "name": "R",
+                "repoName": "r", "kind": "repository", "workspaceCapability": "full_tools"});
+            v["repository"] = serde_json::json!({"cloneUrl": "https://g/r.git", "defaultBranch": "",
+                "authMode": "token", "accessToken": "ghp_x"});
+        });
+        assert_eq!(repo.capability(), crate::domain::Capability::FullTools);
+        let spec = repo.repo_spec().unwrap();
+        assert_eq!(
+            (spec.default_branch, spec.token.as_deref()),
+            (None, Some("ghp_x"))
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::AppState;
 use crate::domain::command::{SUPPORTED, rpc_response, thinking_levels};
 use crate::domain::thinking::ThinkingLevel;
 use crate::domain::{Command, CommandRequest, Preferences, Session};
-use crate::grant::RuntimeGrant;
+use crate::grant::{GrantRules, RuntimeGrant, names};
 use crate::publish;
 use crate::store::SettingsUpdate;
 use crate::worker::CancelReason;
@@ -100,7 +100,7 @@ async fn dispatch(
         Command::SetModel { provider, model_id } => {
             if let (Some(p), Some(m)) = (&provider, &model_id) {
                 let known = grant.usable_providers().any(|x| {
-                    x.matches(p)
+                    names(x, p)
                         && (x.models.is_empty()
                             || x.models.iter().any(|mm| &mm.id == m)
                             || x.default_model.as_ref() == Some(m))
@@ -178,11 +178,20 @@ async fn dispatch(
 fn models(grant: &RuntimeGrant) -> Vec<Value> {
     let mut out = Vec::new();
     for p in grant.usable_providers() {
-        let label = p.label.clone().unwrap_or_else(|| p.kind.clone());
+        let label = if p.label.is_empty() {
+            p.kind.clone()
+        } else {
+            p.label.clone()
+        };
         let mut ids: Vec<(String, Option<String>)> = p
             .models
             .iter()
-            .map(|m| (m.id.clone(), m.label.clone()))
+            .map(|m| {
+                (
+                    m.id.clone(),
+                    Some(m.label.clone()).filter(|l| !l.is_empty()),
+                )
+            })
             .collect();
         if let Some(d) = &p.default_model
             && !ids.iter().any(|(id, _)| id == d)

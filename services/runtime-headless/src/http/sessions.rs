@@ -15,7 +15,7 @@ use super::views;
 use crate::AppState;
 use crate::domain::thinking::ThinkingLevel;
 use crate::domain::{AcquireOutcome, NewSession, Session};
-use crate::grant::{AccessRequest, RuntimeGrant};
+use crate::grant::{AccessRequest, GrantRules, RuntimeGrant, names};
 use crate::provider::Providers;
 use crate::publish;
 use crate::seal::TurnSpec;
@@ -92,17 +92,13 @@ pub async fn acquire(
         .with_code("subscription_required")
         .with_field("usage", usage_field(usage)));
     };
-    let grant_messages = grant.conversation.as_ref().and_then(|c| c.messages.clone());
-    let has_context = grant_messages.is_some();
     let new = NewSession {
         user_id: grant.user.id.clone(),
         organization_id: grant.organization_id(),
         conversation_id: conversation_id.clone(),
         project_id: project_id.or_else(|| grant.project.as_ref().map(|p| p.id.clone())),
-        cloud_instance_id: grant
-            .cloud_instance
-            .as_ref()
-            .map(|c| c.id.clone())
+        cloud_instance_id: Some(grant.cloud_instance.id.clone())
+            .filter(|id| !id.is_empty())
             .unwrap_or(cloud_instance_id),
         model_provider: non_blank(body.model_provider).or_else(|| {
             grant
@@ -116,7 +112,7 @@ pub async fn acquire(
         subscription_plan: plan.id.clone(),
         subscription_label: plan.label.clone(),
         parallel_sessions_limit: i32::try_from(plan.parallel_sessions_limit).unwrap_or(i32::MAX),
-        context: grant_messages.unwrap_or_default(),
+        context: Vec::new(),
     };
     let outcome = st
         .store
@@ -124,17 +120,15 @@ pub async fn acquire(
         .await?;
     match outcome {
         AcquireOutcome::Created { session, usage } => {
-            if !has_context {
-                // The conversation may already have messages (an earlier session): they are
-                // the new session's context. Never written back, so nothing is wiped.
-                match st.grants.transcript(&token, &conversation_id).await {
-                    Ok(Some(messages)) if !messages.is_empty() => {
-                        st.store.set_context(&session.id, &messages).await?;
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!(error = %e, "Cannot read the transcript for context.")
-                    }
+            // The conversation may already have messages (an earlier session): they are the
+            // new session's context. Never written back, so nothing is wiped.
+            match st.grants.transcript(&token, &conversation_id).await {
+                Ok(Some(messages)) if !messages.is_empty() => {
+                    st.store.set_context(&session.id, &messages).await?;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "Cannot read the transcript for context.")
                 }
             }
             st.publisher.spawn_event(
@@ -258,16 +252,14 @@ pub(super) fn choose_spec(
     let chosen = session
         .model_provider
         .as_deref()
-        .and_then(|p| usable.iter().find(|x| x.matches(p)));
+        .and_then(|p| usable.iter().find(|x| names(x, p)));
     let provider = chosen.or(usable.first())?;
     let model = chosen
         .and(session.model_id.clone())
         .or_else(|| provider.default_model.clone())
         .or_else(|| provider.models.first().map(|m| m.id.clone()))
         .or_else(|| session.model_id.clone())?;
-    let base_url = provider
-        .base_url
-        .clone()
+    let base_url = Some(provider.base_url.clone())
         .filter(|u| !u.trim().is_empty())
         .or_else(|| Providers::default_base_url(&provider.kind).map(str::to_owned))?;
     let parsed = url::Url::parse(&base_url).ok()?;
@@ -279,7 +271,7 @@ pub(super) fn choose_spec(
         provider_kind: provider.kind.clone(),
         base_url,
         model,
-        secret: provider.secret.as_ref()?.expose().to_owned(),
+        secret: provider.secret.clone(),
         thinking_level: session.thinking_level.clone(),
         capability: grant.capability(),
         user_token: Some(user_token.expose().to_owned()),

@@ -479,7 +479,6 @@ async fn transcript_loop(inner: Arc<Inner>) {
             };
             let req = AppendRequest {
                 user_id: p.user_id.clone(),
-                organization_id: p.organization_id.clone(),
                 messages,
             };
             match inner.transcripts.append(&p.conversation_id, &req).await {
