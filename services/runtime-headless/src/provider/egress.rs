@@ -75,16 +75,18 @@ pub async fn check_url(url: &url::Url) -> Result<(), Refused> {
         Some(url::Host::Ipv6(ip)) => vec![SocketAddr::new(ip.into(), port)],
         Some(url::Host::Domain(host)) => tokio::net::lookup_host((host, port))
             .await
-            .map_err(|e| Refused(format!("the provider host {host:?} does not resolve: {e}")))?
+            .map_err(|_| Refused(format!("the provider host {host:?} does not resolve")))?
             .collect(),
         None => return Err(Refused("the provider base URL has no host".to_owned())),
     };
+    // The address itself is not shown: it would tell an organization admin what names resolve
+    // to inside the cluster.
     match addrs.iter().find(|a| !is_public(a.ip())) {
-        Some(private) => Err(Refused(format!(
-            "the provider host resolves to {}, a private or reserved address; \
-             cloud turns only reach public addresses",
-            private.ip()
-        ))),
+        Some(_) => Err(Refused(
+            "the provider host resolves to a private or reserved address; cloud turns only \
+             reach public addresses"
+                .to_owned(),
+        )),
         None if addrs.is_empty() => Err(Refused("the provider host has no address".to_owned())),
         None => Ok(()),
     }
@@ -161,6 +163,12 @@ mod tests {
         ] {
             let err = check_url(&url::Url::parse(url).unwrap()).await.unwrap_err();
             assert!(err.0.contains("private or reserved"), "{url}: {err}");
+            for leaked in ["127.0.0.1", "::1", "169.254"] {
+                assert!(
+                    !err.0.contains(leaked) || url.contains(leaked),
+                    "{url}: the resolved address leaks: {err}"
+                );
+            }
         }
         let err = check_url(&url::Url::parse("file:///etc/passwd").unwrap())
             .await
