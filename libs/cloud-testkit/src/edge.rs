@@ -382,3 +382,124 @@ pub async fn assert_hostile_json_refused(base: &str, route: JsonRoute<'_>) {
         );
     }
 }
+
+/// How one request of [`assert_drain_under_load`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Outcome {
+    Complete,
+    Refused,
+    /// Closed before any byte of a response.
+    Unanswered,
+    /// A response started but did not finish.
+    Truncated(String),
+}
+
+/// Reads one response (head plus `content-length` body) to the end of the connection.
+async fn read_response(stream: &mut TcpStream) -> Outcome {
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(15), stream.read_to_end(&mut got)).await;
+    if got.is_empty() {
+        return Outcome::Unanswered;
+    }
+    let text = String::from_utf8_lossy(&got);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return Outcome::Truncated(text.into_owned());
+    };
+    let length = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())
+                .flatten()
+        })
+        .unwrap_or(0);
+    if body.len() < length {
+        return Outcome::Truncated(text.into_owned());
+    }
+    Outcome::Complete
+}
+
+/// `clients` loops each send requests whose bodies arrive in two halves 200 ms apart (so some
+/// are always in flight) while SIGTERM arrives. Every request whose head was sent more than
+/// 100 ms before the signal gets its complete response; later ones are either answered or
+/// refused; none is ever cut off mid-response; the process exits 0 within `drain` (+5 s).
+pub async fn assert_drain_under_load(
+    process: &mut ServiceProcess,
+    route: JsonRoute<'_>,
+    clients: usize,
+    drain: Duration,
+) {
+    let addr = process.addr;
+    let body = br#"{"a":"b","padding":"xxxxxxxxxxxxxxxxxxxxxxxxxxxx"}"#;
+    let mut head = format!(
+        "POST {} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+        route.path,
+        body.len()
+    );
+    for (k, v) in route.headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let signalled = std::sync::Arc::new(std::sync::OnceLock::<tokio::time::Instant>::new());
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let head = head.clone();
+        let signalled = signalled.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut results = Vec::new();
+            loop {
+                let Ok(mut stream) = TcpStream::connect(addr).await else {
+                    results.push((Outcome::Refused, None));
+                    break;
+                };
+                let sent = tokio::time::Instant::now();
+                if stream.write_all(head.as_bytes()).await.is_err()
+                    || stream.write_all(&body[..10]).await.is_err()
+                {
+                    results.push((Outcome::Unanswered, Some(sent)));
+                    continue;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let _ = stream.write_all(&body[10..]).await;
+                let outcome = read_response(&mut stream).await;
+                results.push((outcome, Some(sent)));
+                if signalled
+                    .get()
+                    .is_some_and(|t| t.elapsed() > Duration::from_secs(1))
+                {
+                    break;
+                }
+            }
+            results
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let _ = signalled.set(tokio::time::Instant::now());
+    process.signal("TERM");
+    let at = *signalled.get().expect("set");
+    let mut complete_in_flight = 0;
+    for task in tasks {
+        for (outcome, sent) in task.await.expect("client task") {
+            let early = sent.is_some_and(|s| s + Duration::from_millis(100) < at);
+            match &outcome {
+                Outcome::Complete
+                    if sent.is_some_and(|s| s < at && s + Duration::from_millis(200) > at) =>
+                {
+                    complete_in_flight += 1
+                }
+                Outcome::Truncated(text) => panic!("a response was cut short: {text:?}"),
+                Outcome::Unanswered | Outcome::Refused if early => {
+                    panic!("a request in flight at SIGTERM was not answered: {outcome:?}")
+                }
+                _ => {}
+            }
+        }
+    }
+    assert!(
+        complete_in_flight > 0,
+        "no request was in flight when SIGTERM arrived"
+    );
+    let status = process.wait_exit(drain + Duration::from_secs(5)).await;
+    assert!(status.success(), "exit status after SIGTERM: {status:?}");
+}

@@ -4,6 +4,7 @@
 mod abuse;
 mod broker_contract;
 mod edges;
+mod faults;
 mod helpers;
 mod production_profile;
 mod replicas;

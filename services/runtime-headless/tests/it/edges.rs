@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use cloud_testkit::edge::{
-    ConnectionLimits, JsonRoute, assert_graceful_drain, assert_json_edges,
+    ConnectionLimits, JsonRoute, assert_drain_under_load, assert_graceful_drain, assert_json_edges,
     assert_slow_clients_are_cut,
 };
 use cloud_testkit::process::ServiceProcess;
@@ -38,6 +38,22 @@ async fn sigterm_drains_in_flight_requests() {
             path: "/v1/runtime/sessions",
             headers: &[("authorization", "Bearer some-token")],
         },
+        Duration::from_secs(5),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn sigterm_under_load_cuts_no_request_short() {
+    let cluster = Cluster::new(&[]).await;
+    let mut a = cluster.worker("worker-a").await;
+    assert_drain_under_load(
+        &mut a,
+        JsonRoute {
+            path: "/v1/runtime/sessions",
+            headers: &[("authorization", "Bearer some-token")],
+        },
+        8,
         Duration::from_secs(5),
     )
     .await;
