@@ -356,6 +356,26 @@ pub const COMMON_ENV: &[EnvVar] = &[
     EnvVar::new("CHATONS_CLOUD_CORS_ORIGINS", "", "Comma-separated browser origins allowed to call with credentials (never reflected)."),
     EnvVar::new("CHATONS_SHUTDOWN_DRAIN_SECONDS", "10", "How long in-flight requests may take to finish after SIGTERM."),
     EnvVar::new(
+        "CHATONS_HTTP_HEADER_TIMEOUT_SECONDS",
+        "10",
+        "A connection must deliver a complete request head within this many seconds of its first byte (or of being opened); otherwise it is closed.",
+    ),
+    EnvVar::new(
+        "CHATONS_HTTP_IDLE_TIMEOUT_SECONDS",
+        "120",
+        "A keep-alive connection with no request for this many seconds is closed (longer than the gateway's own upstream idle timeout, so the gateway closes first).",
+    ),
+    EnvVar::new(
+        "CHATONS_HTTP_BODY_TIMEOUT_SECONDS",
+        "30",
+        "A request body must arrive completely within this many seconds of its head (408 otherwise), and a client that stops reading a response for this long is cut off.",
+    ),
+    EnvVar::new(
+        "CHATONS_HTTP_MAX_CONNECTIONS",
+        "1024",
+        "Open HTTP connections per process; one more is answered 503 and closed at once (upgraded websockets are bounded per instance instead).",
+    ),
+    EnvVar::new(
         "CHATONS_PROFILE",
         "development",
         "`production` (set by the production overlay): every variable required in production must be set, so the in-memory store, in-process fan-out and generated keys are never used; a missing or empty one stops the process (exit 2) naming it.",
@@ -414,6 +434,7 @@ pub struct CommonConfig {
     pub max_body_bytes: usize,
     pub cors_origins: Vec<String>,
     pub drain: Duration,
+    pub limits: crate::limits::ServerLimits,
     pub internal_token: Option<Secret>,
 }
 
@@ -469,6 +490,7 @@ impl CommonConfig {
             ) as usize,
             cors_origins: origins,
             drain: r.seconds("CHATONS_SHUTDOWN_DRAIN_SECONDS", 10),
+            limits: crate::limits::ServerLimits::read(r),
             internal_token: r.secret("CHATONS_INTERNAL_SERVICE_TOKEN"),
         }
     }
@@ -476,7 +498,16 @@ impl CommonConfig {
     pub fn http_options(&self) -> crate::http::HttpOptions {
         crate::http::HttpOptions {
             body_limit: self.max_body_bytes,
+            body_timeout: self.limits.body_timeout,
             cors_origins: self.cors_origins.clone(),
+        }
+    }
+
+    /// The drain bound and connection limits, for [`crate::server::serve_with`].
+    pub fn serve_options(&self) -> crate::server::ServeOptions {
+        crate::server::ServeOptions {
+            drain: self.drain,
+            limits: self.limits,
         }
     }
 }

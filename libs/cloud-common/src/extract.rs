@@ -71,10 +71,15 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = read_body(req, state).await?;
-        serde_urlencoded::from_bytes(&bytes)
-            .map(ApiForm)
-            .map_err(|e| ApiError::bad_request(format!("Invalid form body: {e}")))
+        parse_form(&bytes).map(ApiForm)
     }
+}
+
+/// Parses an `application/x-www-form-urlencoded` body with the same error mapping as
+/// [`ApiForm`] (a 400 naming the problem).
+pub fn parse_form<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_urlencoded::from_bytes(bytes)
+        .map_err(|e| ApiError::bad_request(format!("Invalid form body: {e}")))
 }
 
 /// Reads a whole body, mapping an oversized one to 413 with the limit in the message.
@@ -92,6 +97,12 @@ pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes,
 fn body_error(e: BytesRejection, limit: usize) -> ApiError {
     if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::payload_too_large(limit)
+    } else if crate::limits::is_body_timeout(&e) {
+        ApiError::new(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "The request body did not arrive in time.",
+        )
     } else {
         ApiError::bad_request(format!("Unreadable request body: {}", e.body_text()))
     }

@@ -27,6 +27,8 @@ pub struct BodyLimit(pub usize);
 #[derive(Debug, Clone)]
 pub struct HttpOptions {
     pub body_limit: usize,
+    /// A request body must be complete this long after its head ([`crate::limits`]).
+    pub body_timeout: Duration,
     /// Exact origins allowed to call with credentials. Never reflected from the request.
     pub cors_origins: Vec<String>,
 }
@@ -35,6 +37,7 @@ impl Default for HttpOptions {
     fn default() -> Self {
         Self {
             body_limit: DEFAULT_BODY_LIMIT,
+            body_timeout: crate::limits::ServerLimits::default().body_timeout,
             cors_origins: Vec::new(),
         }
     }
@@ -43,6 +46,7 @@ impl Default for HttpOptions {
 /// Adds the standard fallbacks and layers to a service's router (state already applied).
 pub fn finish(router: Router, options: &HttpOptions, metrics: Metrics) -> Router {
     let limit = options.body_limit;
+    let body_timeout = options.body_timeout;
     let mut router = router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -50,6 +54,9 @@ pub fn finish(router: Router, options: &HttpOptions, metrics: Metrics) -> Router
         .layer(middleware::from_fn(
             move |mut req: Request, next: Next| async move {
                 req.extensions_mut().insert(BodyLimit(limit));
+                let req = req.map(|body| {
+                    axum::body::Body::new(crate::limits::DeadlineBody::new(body, body_timeout))
+                });
                 next.run(req).await
             },
         ))

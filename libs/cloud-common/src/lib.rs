@@ -15,6 +15,7 @@ pub mod extract;
 pub mod health;
 pub mod http;
 pub mod internal;
+pub mod limits;
 pub mod metrics;
 pub mod realtime;
 pub mod secret;

@@ -8,6 +8,7 @@ pub mod oidc;
 pub mod process;
 pub mod profile;
 pub mod proxy;
+pub mod servers;
 
 /// Redis for tests: `TEST_REDIS_URL` or the local server.
 pub fn redis_url() -> String {

@@ -47,9 +47,9 @@ pub fn router(state: AppState) -> Router {
 }
 
 pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
-    let drain = config.common.drain;
+    let serve = config.common.serve_options();
     let state = build(config, shutdown.clone()).await?;
-    let served = server::serve(listener, router(state.clone()), shutdown, drain).await;
+    let served = server::serve_with(listener, router(state.clone()), shutdown, serve).await;
     // HTTP is drained: websockets close with 1001 `server_shutdown` (clients resume elsewhere).
     state.sockets.close_all(Duration::from_secs(3)).await;
     served?;

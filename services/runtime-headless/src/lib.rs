@@ -55,10 +55,10 @@ pub fn router(state: AppState) -> Router {
 }
 
 pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
-    let drain = config.common.drain;
+    let serve = config.common.serve_options();
     let state = build(config, shutdown.clone()).await?;
     state.worker.start();
-    let served = server::serve(listener, router(state.clone()), shutdown, drain).await;
+    let served = server::serve_with(listener, router(state.clone()), shutdown, serve).await;
     // Requests are drained: stop the turns this replica runs and hand its leases over.
     state
         .worker

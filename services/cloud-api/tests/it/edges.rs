@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use cloud_testkit::edge::{JsonRoute, assert_graceful_drain, assert_json_edges};
+use cloud_testkit::edge::{
+    ConnectionLimits, JsonRoute, assert_graceful_drain, assert_json_edges,
+    assert_slow_clients_are_cut,
+};
 use cloud_testkit::process::ServiceProcess;
 
 use crate::helpers::{TEST_SECRETS_KEY, spawn_app};
@@ -56,6 +59,32 @@ async fn the_binary_drains_in_flight_requests_on_sigterm() {
             headers: &[],
         },
         Duration::from_secs(5),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn slow_clients_are_cut_and_connections_capped() {
+    let limits = ConnectionLimits::default();
+    let mut env = vec![
+        (
+            "CHATONS_SECRETS_ENCRYPTION_KEY",
+            TEST_SECRETS_KEY.to_owned(),
+        ),
+        (
+            "CHATONS_INTERNAL_SERVICE_TOKEN",
+            cloud_testkit::random_token(),
+        ),
+    ];
+    env.extend(limits.env());
+    let process = ServiceProcess::spawn(env!("CARGO_BIN_EXE_cloud-api"), &env).await;
+    assert_slow_clients_are_cut(
+        process.addr,
+        JsonRoute {
+            path: "/v1/web/login",
+            headers: &[],
+        },
+        limits,
     )
     .await;
 }

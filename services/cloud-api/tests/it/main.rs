@@ -5,6 +5,7 @@ mod bugs;
 mod control_plane;
 mod desktop;
 mod edges;
+mod faults;
 mod foundation;
 mod helpers;
 mod housekeeping;

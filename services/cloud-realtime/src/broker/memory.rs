@@ -153,6 +153,9 @@ impl Broker for MemoryBroker {
     }
 
     async fn take_token(&self, token: &str) -> BrokerResult<Option<TokenGrant>> {
+        if !super::token_is_well_formed(token) {
+            return Ok(None);
+        }
         let mut inner = self.lock()?;
         Ok(inner
             .tokens

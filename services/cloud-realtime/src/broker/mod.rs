@@ -161,6 +161,16 @@ pub trait Broker: Send + Sync + 'static {
 
 pub type DynBroker = Arc<dyn Broker>;
 
+/// Whether `token` has the shape of a minted websocket token (64 lowercase hex characters, see
+/// `http::token::new_token`). Anything else is unknown without asking the store, so a
+/// client-chosen string never names a store key.
+pub fn token_is_well_formed(token: &str) -> bool {
+    token.len() == 64
+        && token
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// A random epoch: 16 hex characters.
 pub fn new_epoch() -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();

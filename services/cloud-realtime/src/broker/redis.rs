@@ -9,7 +9,14 @@
 //! | `P<instance>:replay` | list | the last N events' JSON, oldest first | same |
 //! | `P<instance>:id:<event id>` | string | `seq:epoch` of a published event id (retry dedup) | 10 min |
 //! | `P<instance>:sockets` | sorted set | socket id → lease expiry (ms) | refreshed by heartbeats |
-//! | `Ptoken:<token>` | string | the token's grant (JSON) | token TTL |
+//! | `P:token:<token>` | string | the token's grant (JSON) | token TTL |
+//!
+//! Instance ids are never empty and never contain `:` (`hub::validate_instance_id`), so no
+//! instance key can start with `P:`: websocket tokens have a namespace of their own. (They used
+//! to live at `Ptoken:<token>`, the key space of an instance named `token`; a token is still
+//! looked up there once, so tokens minted by a replica of the previous release stay valid
+//! during a rolling upgrade. Only well-formed tokens are ever looked up, so no client-chosen
+//! string reaches an instance's keys.)
 //!
 //! One subscriber connection per process (`PSUBSCRIBE P*`) feeds the local fan-out; it
 //! reconnects with backoff, and after each (re)subscription every local socket catches up from
@@ -169,6 +176,11 @@ impl RedisBroker {
     }
 
     fn token_key(&self, token: &str) -> String {
+        format!("{}:token:{token}", self.prefix)
+    }
+
+    /// Where releases before the token namespace stored tokens (see the module doc).
+    fn legacy_token_key(&self, token: &str) -> String {
         format!("{}token:{token}", self.prefix)
     }
 }
@@ -244,11 +256,20 @@ impl Broker for RedisBroker {
     }
 
     async fn take_token(&self, token: &str) -> BrokerResult<Option<TokenGrant>> {
+        if !super::token_is_well_formed(token) {
+            return Ok(None);
+        }
         let mut conn = self.conn.clone();
-        let value: Option<String> = conn
+        let mut value: Option<String> = conn
             .get_del(self.token_key(token))
             .await
             .map_err(unavailable)?;
+        if value.is_none() {
+            value = conn
+                .get_del(self.legacy_token_key(token))
+                .await
+                .map_err(unavailable)?;
+        }
         Ok(value.and_then(|v| serde_json::from_str(&v).ok()))
     }
 

@@ -57,3 +57,22 @@ pub async fn token(
         "websocketUrl": state.config.public_url.as_str(),
     })))
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn minted_tokens_are_well_formed_and_others_are_not() {
+        let token = super::new_token();
+        assert!(crate::broker::token_is_well_formed(&token), "{token}");
+        for bad in [
+            "",
+            "meta",
+            "id:e1",
+            &token[..63],
+            &token.to_uppercase(),
+            &format!("{token}0"),
+        ] {
+            assert!(!crate::broker::token_is_well_formed(bad), "{bad}");
+        }
+    }
+}

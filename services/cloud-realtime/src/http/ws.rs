@@ -9,7 +9,8 @@
 //!
 //! Close codes: 1008 `invalid_token`, 1013 `instance_capacity_reached`, 1013 `unavailable`
 //! (store unreachable; retry), 4008 `slow_consumer` (resume from your position), 1001
-//! `server_shutdown`.
+//! `server_shutdown`; for what a client sends: 1009 `message_too_big` (over 64 KiB), 1008
+//! `message_rate_exceeded` (see `hub::budget`), 1007 `invalid_utf8`, 1002 `protocol_error`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,12 +29,16 @@ use serde_json::json;
 
 use crate::AppState;
 use crate::broker::{Live, Recv, Replay, Subscription, TokenGrant};
-use crate::hub::{Audience, Cursor, LiveStep, StreamPlan};
+use crate::hub::{Audience, ClientMessage, Cursor, LiveStep, MessageBudget, StreamPlan};
 
 pub const CLOSE_INVALID_TOKEN: u16 = 1008;
 pub const CLOSE_TRY_LATER: u16 = 1013;
 pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
 pub const CLOSE_GOING_AWAY: u16 = 1001;
+pub const CLOSE_POLICY: u16 = 1008;
+pub const CLOSE_TOO_BIG: u16 = 1009;
+pub const CLOSE_PROTOCOL: u16 = 1002;
+pub const CLOSE_INVALID_DATA: u16 = 1007;
 
 /// Small buffers: an idle socket should cost a few KB, not the 128 KiB default.
 const READ_BUFFER: usize = 512;
@@ -58,16 +63,6 @@ impl WsQuery {
             seq,
         })
     }
-}
-
-/// A client message; only `resume` is understood.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ClientMessage {
-    #[serde(rename = "type")]
-    kind: String,
-    epoch: Option<String>,
-    after_sequence: Option<u64>,
 }
 
 pub async fn ws(
@@ -146,6 +141,16 @@ impl Conn {
             reason: Utf8Bytes::from_static(reason),
         }));
         let _ = tokio::time::timeout(Duration::from_secs(1), self.socket.send(frame)).await;
+        // Wait briefly for the client's close (RFC 6455 §7.1.1), discarding what it still
+        // sends: closing with unread bytes would reset the connection and lose our close frame.
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            while let Some(Ok(message)) = self.socket.recv().await {
+                if matches!(message, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
     }
 }
 
@@ -211,6 +216,7 @@ async fn serve_socket(state: AppState, query: WsQuery, socket: WebSocket) {
         },
         hello_seq: 0,
         delivered_live: false,
+        budget: MessageBudget::for_clients(Instant::now()),
     };
     let subscription = state.broker.subscribe(&instance);
     let end = session.run(subscription, &grant, position).await;
@@ -234,6 +240,7 @@ struct Session {
     cursor: Cursor,
     hello_seq: u64,
     delivered_live: bool,
+    budget: MessageBudget,
 }
 
 impl Session {
@@ -316,8 +323,13 @@ impl Session {
                 }
                 incoming = self.conn.socket.recv() => {
                     last_heard = Instant::now();
+                    if !self.budget.take(last_heard) {
+                        tracing::info!(instance = %self.instance, "Client frame flood; closed.");
+                        return End::Close(CLOSE_POLICY, "message_rate_exceeded");
+                    }
                     match incoming {
-                        None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return End::Gone,
+                        Some(Err(e)) => return refused_frame(e),
+                        None | Some(Ok(Message::Close(_))) => return End::Gone,
                         Some(Ok(Message::Text(text))) => {
                             if let Err(end) = Box::pin(self.client_message(text.as_str())).await {
                                 return end;
@@ -406,15 +418,8 @@ impl Session {
     /// `{"type":"resume","epoch","afterSequence"}`: honoured while no live event has been
     /// delivered since `hello` (anything else would reorder the stream); later, a resync.
     async fn client_message(&mut self, text: &str) -> Result<(), End> {
-        let Ok(message) = serde_json::from_str::<ClientMessage>(text) else {
+        let Some(ClientMessage::Resume(position)) = ClientMessage::parse(text) else {
             return Ok(());
-        };
-        if message.kind != "resume" {
-            return Ok(());
-        }
-        let position = Cursor {
-            epoch: message.epoch.unwrap_or_default(),
-            seq: message.after_sequence.unwrap_or(0),
         };
         if self.delivered_live || position.seq > self.hello_seq {
             let replay = self.read(u64::MAX).await?;
@@ -436,6 +441,18 @@ impl Session {
             self.cursor = head;
         }
         Ok(())
+    }
+}
+
+/// What a read error means for the peer: a frame this server refuses is answered with its close
+/// code; a broken connection needs no answer.
+fn refused_frame(e: axum::Error) -> End {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    match e.into_inner().downcast_ref::<WsError>() {
+        Some(WsError::Capacity(_)) => End::Close(CLOSE_TOO_BIG, "message_too_big"),
+        Some(WsError::Utf8(_)) => End::Close(CLOSE_INVALID_DATA, "invalid_utf8"),
+        Some(WsError::Protocol(_)) => End::Close(CLOSE_PROTOCOL, "protocol_error"),
+        _ => End::Gone,
     }
 }
 

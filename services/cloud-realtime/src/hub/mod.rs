@@ -3,9 +3,13 @@
 //! stores and moves events, the websocket handler applies these rules.
 
 pub mod audience;
+pub mod budget;
+pub mod client;
 pub mod stream;
 pub mod validate;
 
 pub use audience::Audience;
+pub use budget::MessageBudget;
+pub use client::ClientMessage;
 pub use stream::{Cursor, LiveStep, Snapshot, StreamPlan};
 pub use validate::{validate_envelope, validate_instance_id};

@@ -9,6 +9,7 @@ use cloud_common::server::Shutdown;
 use cloud_realtime::broker::{
     DynBroker, Live, LocalFanout, MemoryBroker, Recv, RedisBroker, TokenGrant,
 };
+use cloud_realtime::http::token::new_token;
 use cloud_realtime::hub::Audience;
 use futures_util::future::BoxFuture;
 use serde_json::json;
@@ -238,23 +239,25 @@ async fn tokens_are_single_use_and_expire(s: Subject) {
         },
         expires_at: "2026-01-01T00:00:00.000Z".into(),
     };
+    let (t1, t2) = (new_token(), new_token());
     s.broker
-        .put_token("t1", &grant, Duration::from_secs(60))
+        .put_token(&t1, &grant, Duration::from_secs(60))
         .await
         .unwrap();
-    assert_eq!(
-        s.broker.take_token("t1").await.unwrap(),
-        Some(grant.clone())
-    );
-    assert_eq!(s.broker.take_token("t1").await.unwrap(), None, "single use");
-    assert_eq!(s.broker.take_token("never").await.unwrap(), None);
+    assert_eq!(s.broker.take_token(&t1).await.unwrap(), Some(grant.clone()));
+    assert_eq!(s.broker.take_token(&t1).await.unwrap(), None, "single use");
+    assert_eq!(s.broker.take_token(&new_token()).await.unwrap(), None);
     s.broker
-        .put_token("t2", &grant, Duration::from_millis(150))
+        .put_token(&t2, &grant, Duration::from_millis(150))
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
     s.broker.sweep().await;
-    assert_eq!(s.broker.take_token("t2").await.unwrap(), None, "expired");
+    assert_eq!(s.broker.take_token(&t2).await.unwrap(), None, "expired");
+    // A string that was never minted is unknown without a look-up, whatever it is named after.
+    for odd in ["meta", "replay", "sockets", "id:e1", "", "*"] {
+        assert_eq!(s.broker.take_token(odd).await.unwrap(), None, "{odd:?}");
+    }
 }
 
 contract!(socket_slots_are_capped_and_released);

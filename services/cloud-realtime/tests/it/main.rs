@@ -1,8 +1,10 @@
 //! cloud-realtime integration tests: the broker contract (Redis and in process), and the
 //! service as real processes (two replicas on one Redis) with real websocket clients.
 
+mod abuse;
 mod broker_contract;
 mod edges;
+mod faults;
 mod helpers;
 mod production_profile;
 mod replicas;

@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use cloud_testkit::edge::{JsonRoute, assert_graceful_drain, assert_json_edges};
+use cloud_testkit::edge::{
+    ConnectionLimits, JsonRoute, assert_drain_under_load, assert_graceful_drain, assert_json_edges,
+    assert_slow_clients_are_cut,
+};
 use cloud_testkit::process::ServiceProcess;
 use serde_json::json;
 
@@ -36,6 +39,40 @@ async fn sigterm_drains_in_flight_requests() {
             headers: &[("authorization", "Bearer some-token")],
         },
         Duration::from_secs(5),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn sigterm_under_load_cuts_no_request_short() {
+    let cluster = Cluster::new(&[]).await;
+    let mut a = cluster.worker("worker-a").await;
+    assert_drain_under_load(
+        &mut a,
+        JsonRoute {
+            path: "/v1/runtime/sessions",
+            headers: &[("authorization", "Bearer some-token")],
+        },
+        8,
+        Duration::from_secs(5),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn slow_clients_are_cut_and_connections_capped() {
+    let limits = ConnectionLimits::default();
+    let env: Vec<(&'static str, String)> = limits.env();
+    let extra: Vec<(&'static str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let cluster = Cluster::new(&extra).await;
+    let a = cluster.worker("worker-a").await;
+    assert_slow_clients_are_cut(
+        a.addr,
+        JsonRoute {
+            path: "/v1/runtime/sessions",
+            headers: &[("authorization", "Bearer some-token")],
+        },
+        limits,
     )
     .await;
 }
