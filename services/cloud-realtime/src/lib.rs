@@ -6,6 +6,7 @@ pub mod broker;
 pub mod config;
 pub mod http;
 pub mod hub;
+pub mod serve;
 pub mod state;
 
 use std::process::ExitCode;
@@ -49,7 +50,7 @@ pub fn router(state: AppState) -> Router {
 pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
     let drain = config.common.drain;
     let state = build(config, shutdown.clone()).await?;
-    let served = server::serve(listener, router(state.clone()), shutdown, drain).await;
+    let served = serve::serve(listener, router(state.clone()), shutdown, drain).await;
     // HTTP is drained: websockets close with 1001 `server_shutdown` (clients resume elsewhere).
     state.sockets.close_all(Duration::from_secs(3)).await;
     served?;
