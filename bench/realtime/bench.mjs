@@ -26,6 +26,7 @@ const cfg = {
   bin: env.BENCH_REALTIME_BIN,
   out: env.BENCH_OUT || 'results.json',
   targets: (env.BENCH_TARGETS || 'chatons,socketio').split(','),
+  parts: (env.BENCH_PARTS || 'fanout,idle').split(','),
 };
 const TICK = 100; // clock ticks per second (/proc/<pid>/stat)
 const here = new URL('.', import.meta.url).pathname;
@@ -66,7 +67,7 @@ async function startReplica(target, prefix) {
   if (target === 'chatons') {
     child = spawn(cfg.bin, [], {
       env: {
-        PATH: env.PATH, PORT: '0', LOG_FORMAT: 'json', RUST_LOG: 'warn,cloud_common::server=info',
+        PATH: env.PATH, PORT: '0', LOG_FORMAT: 'json', RUST_LOG: 'warn,cloud_common::server=info,cloud_realtime::serve=info',
         REDIS_URL: cfg.redisUrl, CHATONS_REALTIME_CHANNEL_PREFIX: prefix,
         CHATONS_INTERNAL_SERVICE_TOKEN: serviceToken, CHATONS_CLOUD_API_URL: accessUrl,
         CHATONS_REALTIME_MAX_SOCKETS_PER_INSTANCE: '100000',
@@ -200,11 +201,17 @@ async function idle(target) {
 
 const results = { config: cfg, targets: {} };
 for (const target of cfg.targets) {
-  log(`=== ${target}: fan-out over two replicas`);
-  const f = await fanout(target);
-  log(`=== ${target}: idle memory at ${cfg.idleConns} connections`);
-  const i = await idle(target);
-  log(`${target} idle:`, JSON.stringify(i));
+  let f = { connected: 0, connectFailed: 0, phases: [] };
+  let i = null;
+  if (cfg.parts.includes('fanout')) {
+    log(`=== ${target}: fan-out over two replicas`);
+    f = await fanout(target);
+  }
+  if (cfg.parts.includes('idle')) {
+    log(`=== ${target}: idle memory at ${cfg.idleConns} connections`);
+    i = await idle(target);
+    log(`${target} idle:`, JSON.stringify(i));
+  }
   results.targets[target] = { fanout: f, idle: i };
 }
 access.close();

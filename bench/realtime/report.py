@@ -80,6 +80,8 @@ def render(r):
     out.append("|---|---|---|---|---|")
     for key, t in r["targets"].items():
         i = t["idle"]
+        if not i:
+            continue
         out.append(
             f"| {names.get(key, key)} | {i['connections']:,} ({i['failed']} failed) | {i['rssBeforeKib'] / 1024:,.1f} MiB | "
             f"{i['rssAfterKib'] / 1024:,.1f} MiB | {fmt(i['kibPerConnection'], 2)} KiB |"

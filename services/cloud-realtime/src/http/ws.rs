@@ -90,7 +90,9 @@ pub async fn ws(
     };
     let response = handshake.response();
     tokio::spawn(async move {
-        match handshake.stream().await {
+        // Only the live loop stays inline: the task's future is what an idle socket keeps in
+        // memory, so every short-lived step is boxed and freed once done.
+        match Box::pin(handshake.stream()).await {
             Ok((stream, leftover)) => serve_socket(Arc::new(state), query, stream, leftover).await,
             Err(e) => tracing::warn!(error = %e, "Websocket upgrade failed."),
         }
@@ -109,9 +111,35 @@ enum End {
 }
 
 async fn serve_socket(state: Arc<AppState>, query: WsQuery, stream: TcpStream, leftover: Bytes) {
+    let _registered = state.sockets.enter();
+    let Some((mut session, attachment, opening)) =
+        Box::pin(admit(state.clone(), query, stream, leftover)).await
+    else {
+        return;
+    };
+    let end = session.run(opening).await;
+    drop(attachment);
+    Box::pin(session.finish(end)).await;
+}
+
+/// What `open` needs, held only until the socket is live.
+struct Opening {
+    grant: TokenGrant,
+    position: Option<Cursor>,
+    /// Client bytes arrived with the upgrade (already fed to the decoder), or they were bad.
+    early: Result<bool, wire::DecodeError>,
+}
+
+/// Checks the token and the instance's socket cap; on success the socket is attached to the
+/// fan-out (before the buffer is read: nothing published from here on can be missed).
+async fn admit(
+    state: Arc<AppState>,
+    query: WsQuery,
+    stream: TcpStream,
+    leftover: Bytes,
+) -> Option<(Session, crate::broker::Attachment, Opening)> {
     let position = query.position();
     let token = query.token.unwrap_or_default();
-    let _registered = state.sockets.enter();
     let token = token.trim();
     let grant = if token.is_empty() {
         None
@@ -120,12 +148,14 @@ async fn serve_socket(state: Arc<AppState>, query: WsQuery, stream: TcpStream, l
             Ok(grant) => grant,
             Err(e) => {
                 tracing::warn!(error = %e, "Cannot check a websocket token.");
-                return refuse(stream, CLOSE_TRY_LATER, "unavailable").await;
+                refuse(stream, CLOSE_TRY_LATER, "unavailable").await;
+                return None;
             }
         }
     };
     let Some(grant) = grant else {
-        return refuse(stream, CLOSE_INVALID_TOKEN, "invalid_token").await;
+        refuse(stream, CLOSE_INVALID_TOKEN, "invalid_token").await;
+        return None;
     };
     let instance = grant.cloud_instance_id.clone();
     let socket_id = uuid::Uuid::new_v4().simple().to_string();
@@ -137,10 +167,14 @@ async fn serve_socket(state: Arc<AppState>, query: WsQuery, stream: TcpStream, l
         .await
     {
         Ok(true) => {}
-        Ok(false) => return refuse(stream, CLOSE_TRY_LATER, "instance_capacity_reached").await,
+        Ok(false) => {
+            refuse(stream, CLOSE_TRY_LATER, "instance_capacity_reached").await;
+            return None;
+        }
         Err(e) => {
             tracing::warn!(error = %e, "Cannot count the instance's sockets.");
-            return refuse(stream, CLOSE_TRY_LATER, "unavailable").await;
+            refuse(stream, CLOSE_TRY_LATER, "unavailable").await;
+            return None;
         }
     }
     state.realtime.open_websockets.inc();
@@ -151,30 +185,26 @@ async fn serve_socket(state: Arc<AppState>, query: WsQuery, stream: TcpStream, l
     );
     // Attached before the buffer is read: nothing published from here on can be missed.
     let attachment = state.broker.attach(&instance, peer.clone());
-    let mut session = Session {
-        state: state.clone(),
+    let mut decoder = Decoder::new(MAX_CLIENT_MESSAGE);
+    // Bytes the client sent right after its request; fed now so the (possibly large) read
+    // buffer they point into is not kept for the socket's lifetime.
+    let early = decoder.feed(&leftover).map(|()| !leftover.is_empty());
+    drop(leftover);
+    let session = Session {
+        state,
         peer,
         instance,
         socket_id,
         hello_seq: 0,
-        decoder: Decoder::new(MAX_CLIENT_MESSAGE),
+        decoder,
         last_heard: Instant::now(),
     };
-    let end = session.run(&grant, position, &leftover).await;
-    drop(attachment);
-    match end {
-        End::Gone => {}
-        End::Close(code, reason) => session.close(wire::close(code, reason), true).await,
-        End::Answer(code) => session.close(wire::close(code, ""), false).await,
-    }
-    state.realtime.open_websockets.dec();
-    if let Err(e) = state
-        .broker
-        .release_slot(&session.instance, &session.socket_id)
-        .await
-    {
-        tracing::debug!(error = %e, "Socket slot not released; it lapses with its lease.");
-    }
+    let opening = Opening {
+        grant,
+        position,
+        early,
+    };
+    Some((session, attachment, opening))
 }
 
 /// Closes a socket that never went live (bad token, capacity, store down).
@@ -254,18 +284,16 @@ struct Session {
 impl Session {
     /// The opening frames (boxed: that future is large and short-lived), then the live loop,
     /// whose future is what an idle socket keeps in memory.
-    async fn run(&mut self, grant: &TokenGrant, position: Option<Cursor>, leftover: &[u8]) -> End {
-        if !leftover.is_empty()
-            && let Err(e) = self.decoder.feed(leftover)
-        {
-            return End::Close(e.code(), e.reason());
-        }
-        if let Err(end) = Box::pin(self.open(grant, position)).await {
+    async fn run(&mut self, opening: Opening) -> End {
+        let early = match opening.early {
+            Ok(early) => early,
+            Err(e) => return End::Close(e.code(), e.reason()),
+        };
+        if let Err(end) = Box::pin(self.open(&opening.grant, opening.position)).await {
             return end;
         }
-        if !leftover.is_empty()
-            && let Err(end) = Box::pin(self.client_frames()).await
-        {
+        drop(opening.grant);
+        if early && let Err(end) = Box::pin(self.client_messages()).await {
             return end;
         }
         self.live().await
@@ -306,8 +334,6 @@ impl Session {
         let send_timeout = self.state.config.send_timeout;
         let mut tick = tokio::time::interval_at(Instant::now() + interval, interval);
         let closing = self.state.sockets.closing().clone();
-        // (bytes written when the backlog was last seen moving, when that was)
-        let mut progress: Option<(u64, Instant)> = None;
         loop {
             let work = self.peer.work();
             match work.stop {
@@ -321,14 +347,12 @@ impl Session {
                 }
                 continue;
             }
-            progress = match progress {
-                Some((written, at)) if work.backlog && written == work.written => {
-                    Some((written, at))
+            if work.backlog {
+                if let Err(end) = Box::pin(self.drain(send_timeout)).await {
+                    return end;
                 }
-                _ if work.backlog => Some((work.written, Instant::now())),
-                _ => None,
-            };
-            let deadline = progress.map_or_else(Instant::now, |(_, at)| at + send_timeout);
+                continue;
+            }
             tokio::select! {
                 () = closing.wait() => return End::Close(CLOSE_GOING_AWAY, "server_shutdown"),
                 () = self.peer.woken() => {}
@@ -338,18 +362,6 @@ impl Session {
                     }
                     if let Err(end) = Box::pin(self.client_frames()).await {
                         return end;
-                    }
-                }
-                ready = self.peer.stream().writable(), if work.backlog => {
-                    if ready.is_err() {
-                        return End::Gone;
-                    }
-                    self.peer.flush();
-                }
-                () = tokio::time::sleep_until(deadline), if work.backlog => {
-                    if self.peer.work().written == work.written {
-                        tracing::info!(instance = %self.instance, "Socket took nothing within the send timeout.");
-                        return self.slow();
                     }
                 }
                 _ = tick.tick() => {
@@ -380,6 +392,11 @@ impl Session {
             return Err(End::Gone);
         }
         self.last_heard = Instant::now();
+        self.client_messages().await
+    }
+
+    /// Answers the complete messages the decoder holds.
+    async fn client_messages(&mut self) -> Result<(), End> {
         loop {
             let message = self
                 .decoder
@@ -469,8 +486,68 @@ impl Session {
         Ok(())
     }
 
-    async fn close(&mut self, frame: Bytes, await_answer: bool) {
-        finish_close(&self.peer, frame, await_answer, &mut self.decoder).await;
+    /// Closes as `end` says, then gives the instance slot back.
+    async fn finish(mut self, end: End) {
+        match end {
+            End::Gone => {}
+            End::Close(code, reason) => {
+                finish_close(
+                    &self.peer,
+                    wire::close(code, reason),
+                    true,
+                    &mut self.decoder,
+                )
+                .await;
+            }
+            End::Answer(code) => {
+                finish_close(&self.peer, wire::close(code, ""), false, &mut self.decoder).await;
+            }
+        }
+        self.state.realtime.open_websockets.dec();
+        if let Err(e) = self
+            .state
+            .broker
+            .release_slot(&self.instance, &self.socket_id)
+            .await
+        {
+            tracing::debug!(error = %e, "Socket slot not released; it lapses with its lease.");
+        }
+    }
+
+    /// Waits for the socket to take its backlog, for at most the send timeout without progress.
+    async fn drain(&mut self, send_timeout: Duration) -> Result<(), End> {
+        let closing = self.state.sockets.closing().clone();
+        let mut seen = self.peer.work().written;
+        let mut deadline = Instant::now() + send_timeout;
+        loop {
+            let work = self.peer.work();
+            match work.stop {
+                Some(Stop::Gone) => return Err(End::Gone),
+                Some(Stop::Slow) => return Err(self.slow()),
+                None if !work.backlog => return Ok(()),
+                None => {}
+            }
+            if work.written != seen {
+                seen = work.written;
+                deadline = Instant::now() + send_timeout;
+            }
+            tokio::select! {
+                () = closing.wait() => return Err(End::Close(CLOSE_GOING_AWAY, "server_shutdown")),
+                () = self.peer.woken() => {}
+                ready = self.peer.stream().writable() => {
+                    if ready.is_err() {
+                        return Err(End::Gone);
+                    }
+                    self.peer.flush();
+                }
+                () = tokio::time::sleep_until(deadline) => {
+                    if self.peer.work().written == seen {
+                        tracing::info!(instance = %self.instance, "Socket took nothing within the send timeout.");
+                        return Err(self.slow());
+                    }
+                }
+            }
+        }
     }
 }
 
