@@ -89,14 +89,9 @@ pub async fn ws(
         Err(e) => return e.into_response(),
     };
     let response = handshake.response();
-    tokio::spawn(async move {
-        // Only the live loop stays inline: the task's future is what an idle socket keeps in
-        // memory, so every short-lived step is boxed and freed once done.
-        match Box::pin(handshake.stream()).await {
-            Ok((stream, leftover)) => serve_socket(Arc::new(state), query, stream, leftover).await,
-            Err(e) => tracing::warn!(error = %e, "Websocket upgrade failed."),
-        }
-    });
+    // Everything the socket's task captures stays in its future for the socket's lifetime:
+    // only two pointers go in; the rest is boxed and dropped once the socket is live.
+    tokio::spawn(serve_socket(Arc::new(state), Box::new((query, handshake))));
     response
 }
 
@@ -110,14 +105,16 @@ enum End {
     Answer(u16),
 }
 
-async fn serve_socket(state: Arc<AppState>, query: WsQuery, stream: TcpStream, leftover: Bytes) {
+async fn serve_socket(state: Arc<AppState>, pending: Box<(WsQuery, Handshake)>) {
     let _registered = state.sockets.enter();
-    let Some((mut session, attachment, opening)) =
-        Box::pin(admit(state.clone(), query, stream, leftover)).await
+    let Some((mut session, attachment, opening)) = Box::pin(admit(state.clone(), pending)).await
     else {
         return;
     };
-    let end = session.run(opening).await;
+    let end = match Box::pin(session.open(opening)).await {
+        Ok(()) => session.live().await,
+        Err(end) => end,
+    };
     drop(attachment);
     Box::pin(session.finish(end)).await;
 }
@@ -134,10 +131,16 @@ struct Opening {
 /// fan-out (before the buffer is read: nothing published from here on can be missed).
 async fn admit(
     state: Arc<AppState>,
-    query: WsQuery,
-    stream: TcpStream,
-    leftover: Bytes,
+    pending: Box<(WsQuery, Handshake)>,
 ) -> Option<(Session, crate::broker::Attachment, Opening)> {
+    let (query, handshake) = *pending;
+    let (stream, leftover) = match handshake.stream().await {
+        Ok(upgraded) => upgraded,
+        Err(e) => {
+            tracing::warn!(error = %e, "Websocket upgrade failed.");
+            return None;
+        }
+    };
     let position = query.position();
     let token = query.token.unwrap_or_default();
     let token = token.trim();
@@ -282,24 +285,25 @@ struct Session {
 }
 
 impl Session {
-    /// The opening frames (boxed: that future is large and short-lived), then the live loop,
-    /// whose future is what an idle socket keeps in memory.
-    async fn run(&mut self, opening: Opening) -> End {
-        let early = match opening.early {
-            Ok(early) => early,
-            Err(e) => return End::Close(e.code(), e.reason()),
-        };
-        if let Err(end) = Box::pin(self.open(&opening.grant, opening.position)).await {
-            return end;
+    /// The opening frames, then what the client sent along with its upgrade. (The caller
+    /// boxes this future: it is large and short-lived; the live loop's future is what an idle
+    /// socket keeps in memory.)
+    async fn open(&mut self, opening: Opening) -> Result<(), End> {
+        let early = opening
+            .early
+            .map_err(|e| End::Close(e.code(), e.reason()))?;
+        self.open_frames(&opening.grant, opening.position).await?;
+        if early {
+            self.client_messages().await?;
         }
-        drop(opening.grant);
-        if early && let Err(end) = Box::pin(self.client_messages()).await {
-            return end;
-        }
-        self.live().await
+        Ok(())
     }
 
-    async fn open(&mut self, grant: &TokenGrant, position: Option<Cursor>) -> Result<(), End> {
+    async fn open_frames(
+        &mut self,
+        grant: &TokenGrant,
+        position: Option<Cursor>,
+    ) -> Result<(), End> {
         let after = position.as_ref().map_or(u64::MAX, |p| p.seq);
         let replay = self.read(after).await?;
         self.hello_seq = replay.snapshot.last_seq;
