@@ -8,6 +8,7 @@ pub mod http;
 pub mod hub;
 pub mod serve;
 pub mod state;
+pub mod wire;
 
 use std::process::ExitCode;
 use std::time::Duration;

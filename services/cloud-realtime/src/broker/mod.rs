@@ -48,9 +48,9 @@ impl StoredEvent {
     pub fn from_json(json: &[u8]) -> Option<Self> {
         let text = std::str::from_utf8(json).ok()?;
         let head: EventHead = serde_json::from_str(text).ok()?;
-        let json_at = crate::http::wire::header_len(json.len());
+        let json_at = crate::wire::header_len(json.len());
         let mut frame = BytesMut::with_capacity(json_at + json.len());
-        crate::http::wire::put_header(&mut frame, crate::http::wire::OP_TEXT, json.len());
+        crate::wire::put_header(&mut frame, crate::wire::OP_TEXT, json.len());
         frame.put_slice(json);
         Some(Self {
             seq: head.seq,

@@ -6,7 +6,6 @@ pub mod publish;
 pub mod replay;
 pub mod token;
 pub mod upgrade;
-pub mod wire;
 pub mod ws;
 
 use axum::Router;

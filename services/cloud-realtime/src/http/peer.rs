@@ -369,7 +369,7 @@ fn apply(st: &mut PeerState, audience: &Audience, position: &Cursor, replay: &Re
                 "epoch": replay.snapshot.epoch,
                 "sequence": replay.snapshot.last_seq,
             });
-            st.out.push_back(super::wire::text(&resync.to_string()));
+            st.out.push_back(crate::wire::text(&resync.to_string()));
         }
     }
     st.cursor = replay.snapshot.head();

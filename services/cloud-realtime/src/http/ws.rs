@@ -32,10 +32,10 @@ use tokio::time::Instant;
 
 use super::peer::{Applied, Peer, Stop};
 use super::upgrade::Handshake;
-use super::wire::{self, Decoder, Incoming};
 use crate::AppState;
 use crate::broker::{Replay, TokenGrant};
 use crate::hub::Cursor;
+use crate::wire::{self, Decoder, Incoming};
 
 pub const CLOSE_NORMAL: u16 = 1000;
 pub const CLOSE_INVALID_TOKEN: u16 = 1008;
