@@ -9,6 +9,10 @@ with ours / peer / ratio from this run) and the plots (hand-written SVG, no depe
 
 Called by scripts/bench; reads the harnesses' raw JSON and their sections of RESULTS.md.
 """
+import sys
+
+sys.dont_write_bytecode = True  # report.py is imported from the tree; leave no __pycache__ there
+
 import argparse
 import datetime
 import glob
