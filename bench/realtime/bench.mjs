@@ -14,9 +14,12 @@ import { createInterface } from 'node:readline';
 const env = process.env;
 const cfg = {
   subs: Number(env.BENCH_SUBS || 1000),
-  workers: Number(env.BENCH_WORKERS || 2),
+  workers: Number(env.BENCH_WORKERS || 4),
   rate: Number(env.BENCH_RATE || 20),
   rateSeconds: Number(env.BENCH_RATE_SECONDS || 10),
+  // Extra fixed-rate phases (msgs/s) for the latency-against-offered-load plot.
+  sweep: (env.BENCH_SWEEP_RATES ?? '5,10,40,80').split(',').filter(Boolean).map(Number),
+  sweepSeconds: Number(env.BENCH_SWEEP_SECONDS || 4),
   maxMessages: Number(env.BENCH_MAX_MESSAGES || 1000),
   inflight: Number(env.BENCH_INFLIGHT || 16),
   idleConns: Number(env.BENCH_IDLE_CONNS || 10000),
@@ -26,6 +29,7 @@ const cfg = {
   bin: env.BENCH_REALTIME_BIN,
   out: env.BENCH_OUT || 'results.json',
   targets: (env.BENCH_TARGETS || 'chatons,socketio').split(','),
+  parts: (env.BENCH_PARTS || 'fanout,idle').split(','),
 };
 const TICK = 100; // clock ticks per second (/proc/<pid>/stat)
 const here = new URL('.', import.meta.url).pathname;
@@ -66,7 +70,7 @@ async function startReplica(target, prefix) {
   if (target === 'chatons') {
     child = spawn(cfg.bin, [], {
       env: {
-        PATH: env.PATH, PORT: '0', LOG_FORMAT: 'json', RUST_LOG: 'warn,cloud_common::server=info',
+        PATH: env.PATH, PORT: '0', LOG_FORMAT: 'json', RUST_LOG: 'warn,cloud_common::server=info,cloud_realtime::serve=info',
         REDIS_URL: cfg.redisUrl, CHATONS_REALTIME_CHANNEL_PREFIX: prefix,
         CHATONS_INTERNAL_SERVICE_TOKEN: serviceToken, CHATONS_CLOUD_API_URL: accessUrl,
         CHATONS_REALTIME_MAX_SOCKETS_PER_INSTANCE: '100000',
@@ -129,6 +133,7 @@ async function connectAll(workers, target, urls, total, rooms) {
 async function runPhase(workers, replicas, target, spec) {
   const pids = replicas.map((r) => r.pid);
   const cpu0 = pids.map(cpuTicks);
+  const clientCpu0 = workers.map((w) => cpuTicks(w.pid));
   const redis0 = cpuTicks(cfg.redisPid);
   const started = Date.now();
   const waits = workers.map((w, k) => {
@@ -143,17 +148,19 @@ async function runPhase(workers, replicas, target, spec) {
   const res = await Promise.all(waits);
   const end = Math.max(...res.map((r) => r.lastRecv || started));
   const cpu = pids.map(cpuTicks).reduce((a, v, i) => a + v - cpu0[i], 0) / TICK;
+  const clientCpu = workers.map((w) => cpuTicks(w.pid)).reduce((a, v, i) => a + v - clientCpu0[i], 0) / TICK;
   const redisCpu = (cpuTicks(cfg.redisPid) - redis0) / TICK;
   const delivered = res.reduce((a, r) => a + r.received, 0);
   const expected = res.reduce((a, r) => a + r.expected, 0);
   const lat = res[0];
   const seconds = Math.max(0.001, (end - started) / 1000);
   return {
-    phase: spec.name, messages: spec.messages, subscribers: cfg.subs, expected, delivered,
+    phase: spec.name, rate: spec.rate || null, messages: spec.messages, subscribers: cfg.subs, expected, delivered,
     seconds, deliveredPerSecond: delivered / seconds,
     p50ms: lat.p50, p99ms: lat.p99, maxMs: lat.max, latencySamples: lat.samples,
     serverCpuSeconds: cpu, serverCpuUsPerDelivery: delivered ? (cpu * 1e6) / delivered : null,
     redisCpuSeconds: redisCpu, disconnects: Math.max(...res.map((r) => r.disconnects)),
+    clientCpuSeconds: clientCpu, clientCpuUsPerDelivery: delivered ? (clientCpu * 1e6) / delivered : null,
   };
 }
 
@@ -172,6 +179,12 @@ async function fanout(target) {
   await sleep(1000);
   results.push(await runPhase(workers, replicas, target, { name: 'max', messages: cfg.maxMessages, deadlineMs: 120000 }));
   log(`${target} max:`, JSON.stringify(results.at(-1)));
+  for (const rate of cfg.sweep) {
+    await sleep(1000);
+    const name = `sweep-${rate}`;
+    results.push(await runPhase(workers, replicas, target, { name, messages: Math.max(1, Math.round(rate * cfg.sweepSeconds)), rate, deadlineMs: cfg.sweepSeconds * 1000 + 30000 }));
+    log(`${target} ${name}:`, JSON.stringify(results.at(-1)));
+  }
   for (const w of workers) w.send({ cmd: 'exit' });
   await sleep(500);
   for (const r of replicas) await stop(r);
@@ -200,11 +213,17 @@ async function idle(target) {
 
 const results = { config: cfg, targets: {} };
 for (const target of cfg.targets) {
-  log(`=== ${target}: fan-out over two replicas`);
-  const f = await fanout(target);
-  log(`=== ${target}: idle memory at ${cfg.idleConns} connections`);
-  const i = await idle(target);
-  log(`${target} idle:`, JSON.stringify(i));
+  let f = { connected: 0, connectFailed: 0, phases: [] };
+  let i = null;
+  if (cfg.parts.includes('fanout')) {
+    log(`=== ${target}: fan-out over two replicas`);
+    f = await fanout(target);
+  }
+  if (cfg.parts.includes('idle')) {
+    log(`=== ${target}: idle memory at ${cfg.idleConns} connections`);
+    i = await idle(target);
+    log(`${target} idle:`, JSON.stringify(i));
+  }
   results.targets[target] = { fanout: f, idle: i };
 }
 access.close();

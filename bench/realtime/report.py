@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Renders bench/realtime results JSON as the realtime section of bench/RESULTS.md (only the
-text between the realtime markers is replaced; the file is created when missing)."""
+text between the realtime markers is replaced; the file is created when missing).
+
+    report.py results.json RESULTS.md|-
+"""
 import datetime
 import json
 import os
@@ -10,6 +13,7 @@ import subprocess
 import sys
 
 BEGIN, END = "<!-- realtime:begin -->", "<!-- realtime:end -->"
+NAMES = {"chatons": "cloud-realtime (Rust)", "socketio": "socket.io 4.8 + redis-adapter 8"}
 
 
 def machine():
@@ -42,9 +46,51 @@ def fmt(v, digits=1):
     return f"{v:,}"
 
 
+def phase(r, target, name):
+    t = r["targets"].get(target)
+    if not t:
+        return None
+    return next((p for p in t["fanout"]["phases"] if p["phase"] == name), None)
+
+
+def ratio(a, b):
+    if a is None or b is None or not b:
+        return None
+    return a / b
+
+
+def targets(r):
+    """The issue-17 targets, ours against the peer, from this run."""
+    rows = []
+    mx, mxp = phase(r, "chatons", "max"), phase(r, "socketio", "max")
+    rt, rtp = phase(r, "chatons", "rate"), phase(r, "socketio", "rate")
+    idle = (r["targets"].get("chatons") or {}).get("idle")
+
+    def row(what, ours, peer, unit, goal, better_high, digits=1):
+        q = ratio(ours, peer)
+        met = None if q is None else (q >= goal if better_high else q <= goal)
+        rows.append({"what": what, "ours": ours, "peer": peer, "unit": unit, "ratio": q,
+                     "goal": (f"≥ {goal:g}×" if better_high else f"≤ {goal:g}×"), "met": met, "digits": digits})
+
+    row("delivered msgs/s at 1,000 subscribers (max throughput)",
+        mx and mx["deliveredPerSecond"], mxp and mxp["deliveredPerSecond"], "msgs/s", 4, True, 0)
+    row("server CPU per delivery (max throughput)",
+        mx and mx["serverCpuUsPerDelivery"], mxp and mxp["serverCpuUsPerDelivery"], "µs", 0.2, False, 2)
+    row("server CPU per delivery (fixed rate)",
+        rt and rt["serverCpuUsPerDelivery"], rtp and rtp["serverCpuUsPerDelivery"], "µs", 0.2, False, 2)
+    row("p99 latency at a fixed rate",
+        rt and rt["p99ms"], rtp and rtp["p99ms"], "ms", 0.2, False, 2)
+    if idle and idle.get("kibPerConnection") is not None:
+        peer_idle = (r["targets"].get("socketio") or {}).get("idle") or {}
+        rows.append({"what": f"RSS per idle connection at {idle['connections']:,}", "ours": idle["kibPerConnection"],
+                     "peer": peer_idle.get("kibPerConnection"), "unit": "KiB",
+                     "ratio": ratio(idle["kibPerConnection"], peer_idle.get("kibPerConnection")),
+                     "goal": "≤ 6 KiB", "met": idle["kibPerConnection"] <= 6, "digits": 2})
+    return rows
+
+
 def render(r):
     c = r["config"]
-    names = {"chatons": "cloud-realtime (Rust)", "socketio": "socket.io 4.8 + redis-adapter 8"}
     out = [BEGIN, "## Realtime fan-out (`bench/realtime/run`)", ""]
     out.append(f"Run {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} on {machine()}.")
     out.append(
@@ -52,8 +98,8 @@ def render(r):
         f"both replicas, publishes over HTTP alternating between replicas ({c['inflight']} in flight in the max phase), "
         f"~200-byte events, clients in {c['workers']} node processes (`ws` for cloud-realtime, `socket.io-client` "
         "websocket-only for socket.io). Latency = publish call → client receipt, measured in the publishing process. "
-        "Server CPU = both replicas' user+system time (Redis excluded, shown apart). Everything shares the 2 cores, "
-        "so absolute numbers include client load; compare the columns."
+        "Server CPU = both replicas' user+system time (Redis excluded, shown apart); client CPU = the client "
+        "processes' time. Everything shares the 2 cores, so absolute numbers include client load; compare the columns."
     )
     try:
         load = open("/proc/loadavg").read().split()[:3]
@@ -65,23 +111,38 @@ def render(r):
     except OSError:
         pass
     out.append("")
-    out.append("| system | phase | msgs × subs | delivered | delivered msgs/s | p50 ms | p99 ms | server CPU µs / delivery | Redis CPU s | disconnects |")
-    out.append("|---|---|---|---|---|---|---|---|---|---|")
+    rows = targets(r)
+    if any(x["ours"] is not None for x in rows):
+        out.append("| target (issue 17) | cloud-realtime | socket.io | ratio | goal | met |")
+        out.append("|---|---:|---:|---:|---|---|")
+        for x in rows:
+            met = "—" if x["met"] is None else ("**yes**" if x["met"] else "**no**")
+            out.append(f"| {x['what']} | {fmt(x['ours'], x['digits'])} {x['unit']} | {fmt(x['peer'], x['digits'])} {x['unit']} | "
+                       f"{fmt(x['ratio'], 3)} | {x['goal']} | {met} |")
+        out.append("")
+    out.append("| system | phase | msgs × subs | delivered | delivered msgs/s | p50 ms | p99 ms | server CPU µs / delivery | client CPU µs / delivery | Redis CPU s | disconnects |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for key, t in r["targets"].items():
         for p in t["fanout"]["phases"]:
-            label = f"fixed {c['rate']} msgs/s" if p["phase"] == "rate" else "max throughput"
+            if p["phase"] == "max":
+                label = "max throughput"
+            else:
+                label = f"fixed {p.get('rate') or c['rate']} msgs/s" + (" (sweep)" if p["phase"].startswith("sweep") else "")
             out.append(
-                f"| {names.get(key, key)} | {label} | {p['messages']:,} × {t['fanout']['connected']:,} | "
+                f"| {NAMES.get(key, key)} | {label} | {p['messages']:,} × {t['fanout']['connected']:,} | "
                 f"{p['delivered']:,} / {p['expected']:,} | {fmt(p['deliveredPerSecond'], 0)} | {fmt(p['p50ms'], 2)} | "
-                f"{fmt(p['p99ms'], 2)} | {fmt(p['serverCpuUsPerDelivery'], 2)} | {fmt(p['redisCpuSeconds'], 2)} | {p['disconnects']} |"
+                f"{fmt(p['p99ms'], 2)} | {fmt(p['serverCpuUsPerDelivery'], 2)} | {fmt(p.get('clientCpuUsPerDelivery'), 2)} | "
+                f"{fmt(p['redisCpuSeconds'], 2)} | {p['disconnects']} |"
             )
     out.append("")
     out.append("| system | idle connections | RSS before | RSS after | RSS per idle connection |")
     out.append("|---|---|---|---|---|")
     for key, t in r["targets"].items():
         i = t["idle"]
+        if not i:
+            continue
         out.append(
-            f"| {names.get(key, key)} | {i['connections']:,} ({i['failed']} failed) | {i['rssBeforeKib'] / 1024:,.1f} MiB | "
+            f"| {NAMES.get(key, key)} | {i['connections']:,} ({i['failed']} failed) | {i['rssBeforeKib'] / 1024:,.1f} MiB | "
             f"{i['rssAfterKib'] / 1024:,.1f} MiB | {fmt(i['kibPerConnection'], 2)} KiB |"
         )
     out.append("")

@@ -7,6 +7,7 @@ pub mod config;
 pub mod http;
 pub mod hub;
 pub mod state;
+pub mod wire;
 
 use std::process::ExitCode;
 use std::time::Duration;

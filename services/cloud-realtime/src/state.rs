@@ -44,9 +44,10 @@ impl AppState {
         let metrics = Metrics::new(crate::SERVICE);
         let realtime = RealtimeMetrics::register(&metrics);
         let mut readiness = Readiness::new(shutdown.clone());
-        let fanout = LocalFanout::with_dropped_counter(
+        let fanout = LocalFanout::with_counters(
             config.socket_queue_size,
             realtime.events_dropped.clone(),
+            realtime.events_delivered.clone(),
         );
         let broker: DynBroker = if let Some(url) = &config.redis_url {
             let client = redis::Client::open(url.expose())?;

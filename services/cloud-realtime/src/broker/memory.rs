@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use cloud_common::realtime::EventEnvelope;
 
 use super::{
-    Broker, BrokerError, BrokerResult, Live, LocalFanout, Published, Replay, StoredEvent,
-    Subscription, TokenGrant, new_epoch,
+    Broker, BrokerError, BrokerResult, LocalFanout, Published, Replay, StoredEvent, TokenGrant,
+    new_epoch,
 };
 use crate::hub::Snapshot;
 
@@ -105,12 +105,10 @@ impl Broker for MemoryBroker {
         let seq = stream.seq + 1;
         let text = StoredEvent::render(event, &stream.epoch, seq)
             .ok_or_else(|| BrokerError::Corrupt("event does not serialise".into()))?;
-        let stored = Arc::new(StoredEvent {
-            seq,
-            epoch: stream.epoch.clone(),
-            organization_id: event.organization_id.clone(),
-            text: text.into(),
-        });
+        let stored = Arc::new(
+            StoredEvent::from_text(text)
+                .ok_or_else(|| BrokerError::Corrupt("event does not parse back".into()))?,
+        );
         stream.seq = seq;
         stream.buffer.push_back((event.id.clone(), stored.clone()));
         while stream.buffer.len() > self.buffer_size {
@@ -118,7 +116,7 @@ impl Broker for MemoryBroker {
         }
         let epoch = stream.epoch.to_string();
         // Sent under the lock, so local order is seq order.
-        let evicted = self.fanout.send(instance, Live::Event(stored));
+        let evicted = self.fanout.send(instance, std::slice::from_ref(&stored));
         if evicted > 0 {
             tracing::debug!(%instance, evicted, "Slow sockets evicted.");
         }
@@ -140,8 +138,8 @@ impl Broker for MemoryBroker {
         })
     }
 
-    fn subscribe(&self, instance: &str) -> Subscription {
-        self.fanout.subscribe(instance)
+    fn fanout(&self) -> &Arc<LocalFanout> {
+        &self.fanout
     }
 
     async fn put_token(&self, token: &str, grant: &TokenGrant, ttl: Duration) -> BrokerResult<()> {

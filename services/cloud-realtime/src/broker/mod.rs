@@ -11,24 +11,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use axum::extract::ws::Utf8Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use cloud_common::realtime::EventEnvelope;
 use serde::{Deserialize, Serialize};
 
 use crate::hub::{Audience, Snapshot};
 
-pub use fanout::{LocalFanout, Recv, Subscription};
+pub use fanout::{Attachment, LocalFanout, Offered, Recv, Subscriber, Subscription};
 pub use memory::MemoryBroker;
 pub use redis::RedisBroker;
 
-/// One stored event: its stream position, its audience and its exact JSON text (shared by every
-/// socket that receives it, never re-serialised).
+/// One stored event: its stream position, its audience and its websocket frame — a text frame
+/// holding the exact stored JSON, built once per process and written as is to every socket that
+/// receives it (server frames are unmasked, so the bytes are the same for all of them).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEvent {
     pub seq: u64,
     pub epoch: Arc<str>,
     pub organization_id: Option<String>,
-    pub text: Utf8Bytes,
+    frame: Bytes,
+    /// Where the JSON starts in `frame` (after the frame header).
+    json_at: u8,
 }
 
 #[derive(Deserialize)]
@@ -41,15 +44,35 @@ struct EventHead {
 }
 
 impl StoredEvent {
-    /// Parses the fields the fan-out needs from a stored JSON text.
-    pub fn parse(text: String) -> Option<Self> {
-        let head: EventHead = serde_json::from_str(&text).ok()?;
+    /// Parses the fields the fan-out needs from a stored JSON text and frames it.
+    pub fn from_json(json: &[u8]) -> Option<Self> {
+        let text = std::str::from_utf8(json).ok()?;
+        let head: EventHead = serde_json::from_str(text).ok()?;
+        let json_at = crate::wire::header_len(json.len());
+        let mut frame = BytesMut::with_capacity(json_at + json.len());
+        crate::wire::put_header(&mut frame, crate::wire::OP_TEXT, json.len());
+        frame.put_slice(json);
         Some(Self {
             seq: head.seq,
             epoch: head.epoch.into(),
             organization_id: head.organization_id,
-            text: Utf8Bytes::from(text),
+            frame: frame.freeze(),
+            json_at: json_at as u8,
         })
+    }
+
+    pub fn from_text(text: String) -> Option<Self> {
+        Self::from_json(text.as_bytes())
+    }
+
+    /// The stored JSON text.
+    pub fn json(&self) -> &[u8] {
+        &self.frame[usize::from(self.json_at)..]
+    }
+
+    /// The websocket text frame carrying [`Self::json`].
+    pub fn frame(&self) -> &Bytes {
+        &self.frame
     }
 
     /// The stored text of `event` at `(epoch, seq)`: `seq` and `epoch` first, then the
@@ -126,9 +149,20 @@ pub trait Broker: Send + Sync + 'static {
     /// buffered events with `seq > after_seq`.
     async fn read(&self, instance: &str, after_seq: u64) -> BrokerResult<Replay>;
 
-    /// This process's live channel for the instance. Subscribe before [`Broker::read`] so no
-    /// event falls between the two.
-    fn subscribe(&self, instance: &str) -> Subscription;
+    /// This process's listeners.
+    fn fanout(&self) -> &Arc<LocalFanout>;
+
+    /// A queue listener of the instance on this process. Subscribe before [`Broker::read`] so
+    /// no event falls between the two.
+    fn subscribe(&self, instance: &str) -> Subscription {
+        self.fanout().subscribe(instance)
+    }
+
+    /// Registers a listener of the instance on this process (same ordering rule as
+    /// [`Broker::subscribe`]).
+    fn attach(&self, instance: &str, subscriber: Arc<dyn Subscriber>) -> Attachment {
+        self.fanout().attach(instance, subscriber)
+    }
 
     async fn put_token(&self, token: &str, grant: &TokenGrant, ttl: Duration) -> BrokerResult<()>;
 

@@ -28,13 +28,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use cloud_common::realtime::EventEnvelope;
 use cloud_common::server::Shutdown;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 
 use super::{
-    Broker, BrokerError, BrokerResult, Live, LocalFanout, Published, Replay, StoredEvent,
-    Subscription, TokenGrant, envelope_body, new_epoch,
+    Broker, BrokerError, BrokerResult, LocalFanout, Published, Replay, StoredEvent, TokenGrant,
+    envelope_body, new_epoch,
 };
 use crate::hub::Snapshot;
 
@@ -222,7 +222,7 @@ impl Broker for RedisBroker {
             .map_err(unavailable)?;
         let events = texts
             .into_iter()
-            .filter_map(StoredEvent::parse)
+            .filter_map(StoredEvent::from_text)
             .map(Arc::new)
             .filter(|e| e.seq > after_seq && *e.epoch == *epoch)
             .collect();
@@ -236,8 +236,8 @@ impl Broker for RedisBroker {
         })
     }
 
-    fn subscribe(&self, instance: &str) -> Subscription {
-        self.fanout.subscribe(instance)
+    fn fanout(&self) -> &Arc<LocalFanout> {
+        &self.fanout
     }
 
     async fn put_token(&self, token: &str, grant: &TokenGrant, ttl: Duration) -> BrokerResult<()> {
@@ -376,7 +376,26 @@ async fn subscriber(
                                 tracing::warn!("Redis subscription lost; reconnecting.");
                                 break;
                             };
-                            dispatch(&prefix, &fanout, msg);
+                            // Everything already received goes out together: a burst becomes
+                            // one write per socket instead of one per event.
+                            let mut batch = Batch::default();
+                            batch.add(&prefix, &fanout, msg);
+                            let mut lost = false;
+                            while batch.len < MAX_BATCH {
+                                match stream.next().now_or_never() {
+                                    Some(Some(msg)) => batch.add(&prefix, &fanout, msg),
+                                    Some(None) => {
+                                        lost = true;
+                                        break;
+                                    }
+                                    None => break,
+                                }
+                            }
+                            batch.deliver(&fanout);
+                            if lost {
+                                tracing::warn!("Redis subscription lost; reconnecting.");
+                                break;
+                            }
                         }
                         _ = ping.tick() => {
                             let pong = tokio::time::timeout(COMMAND_TIMEOUT, sink.ping::<redis::Value>()).await;
@@ -400,25 +419,44 @@ async fn subscriber(
     }
 }
 
-fn dispatch(prefix: &str, fanout: &LocalFanout, msg: redis::Msg) {
-    let channel = msg.get_channel_name();
-    let Some(instance) = channel.strip_prefix(prefix) else {
-        return;
-    };
-    if !fanout.has(instance) {
-        return;
+/// Events per fan-out round at most (bounds the time one round holds the subscriber task).
+const MAX_BATCH: usize = 256;
+
+/// Received events grouped in runs of one instance, in arrival order.
+#[derive(Default)]
+struct Batch {
+    runs: Vec<(String, Vec<Arc<StoredEvent>>)>,
+    len: usize,
+}
+
+impl Batch {
+    fn add(&mut self, prefix: &str, fanout: &LocalFanout, msg: redis::Msg) {
+        self.len += 1;
+        let channel = msg.get_channel_name();
+        let Some(instance) = channel.strip_prefix(prefix) else {
+            return;
+        };
+        let same = self.runs.last().is_some_and(|(i, _)| i == instance);
+        if !same && !fanout.has(instance) {
+            return;
+        }
+        let Some(event) = StoredEvent::from_json(msg.get_payload_bytes()) else {
+            tracing::warn!(%instance, "Unparsable event on the Redis channel; skipped.");
+            return;
+        };
+        match self.runs.last_mut() {
+            Some((i, run)) if i == instance => run.push(Arc::new(event)),
+            _ => self.runs.push((instance.to_owned(), vec![Arc::new(event)])),
+        }
     }
-    let Ok(text) = String::from_utf8(msg.get_payload_bytes().to_vec()) else {
-        return;
-    };
-    match StoredEvent::parse(text) {
-        Some(event) => {
-            let evicted = fanout.send(instance, Live::Event(Arc::new(event)));
+
+    fn deliver(self, fanout: &LocalFanout) {
+        for (instance, run) in self.runs {
+            let evicted = fanout.send(&instance, &run);
             if evicted > 0 {
                 tracing::debug!(%instance, evicted, "Slow sockets evicted.");
             }
         }
-        None => tracing::warn!(%instance, "Unparsable event on the Redis channel; skipped."),
     }
 }
 

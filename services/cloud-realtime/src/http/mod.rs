@@ -1,9 +1,11 @@
 //! The HTTP edge: extract, validate, map errors. Domain rules live in `hub`, storage and
 //! fan-out in `broker`.
 
+pub mod peer;
 pub mod publish;
 pub mod replay;
 pub mod token;
+pub mod upgrade;
 pub mod ws;
 
 use axum::Router;

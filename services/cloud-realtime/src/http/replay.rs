@@ -76,9 +76,9 @@ pub async fn replay(
     })
     .to_string();
     // Events are spliced in as stored, never re-serialised.
-    let mut body = String::with_capacity(head.len() + 64 * replay.events.len());
-    body.push_str(head.trim_end_matches('}'));
-    body.push_str(",\"events\":[");
+    let mut body = Vec::with_capacity(head.len() + 64 * replay.events.len());
+    body.extend_from_slice(head.trim_end_matches('}').as_bytes());
+    body.extend_from_slice(b",\"events\":[");
     let mut first = true;
     for event in replay
         .events
@@ -86,12 +86,12 @@ pub async fn replay(
         .filter(|e| audience.admits(e.organization_id.as_deref()))
     {
         if !first {
-            body.push(',');
+            body.push(b',');
         }
         first = false;
-        body.push_str(event.text.as_str());
+        body.extend_from_slice(event.json());
     }
-    body.push_str("]}");
+    body.extend_from_slice(b"]}");
     Ok((
         [
             (header::CONTENT_TYPE, "application/json"),

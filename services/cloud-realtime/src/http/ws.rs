@@ -3,9 +3,13 @@
 //! Frames, in order: `hello` (epoch and last assigned sequence), a `cloud.instance.status`
 //! "Realtime connected" envelope (what existing desktops expect), then — when the client gave a
 //! position — the buffered events after it, or a `resync`; then live events, with no gap and no
-//! duplicate: the socket subscribes before it reads the buffer, and skips live events it has
-//! already replayed. A hole in the live stream (a Redis reconnect, a lost publish) makes the
-//! socket catch up from the buffer again, or resync when the buffer no longer covers it.
+//! duplicate: the socket is attached to the fan-out before it reads the buffer, and skips live
+//! events it has already replayed. A hole in the live stream (a Redis reconnect, a lost
+//! publish) makes the socket catch up from the buffer again, or resync when the buffer no
+//! longer covers it.
+//!
+//! Live events are written by the fan-out itself ([`super::peer`]); this task handles the
+//! client's frames, heartbeats, catch-ups, backlogs and the close.
 //!
 //! Close codes: 1008 `invalid_token`, 1013 `instance_capacity_reached`, 1013 `unavailable`
 //! (store unreachable; retry), 4008 `slow_consumer` (resume from your position), 1001
@@ -13,38 +17,38 @@
 //! `message_rate_exceeded` (see `hub::budget`), 1007 `invalid_utf8`, 1002 `protocol_error`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::State;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use cloud_common::ApiError;
 use cloud_common::extract::ApiQuery;
 use cloud_common::realtime::EventEnvelope;
-use futures_util::SinkExt;
+use hyper::upgrade::OnUpgrade;
 use serde::Deserialize;
 use serde_json::json;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
 
+use super::peer::{Applied, Peer, Stop};
+use super::upgrade::Handshake;
 use crate::AppState;
-use crate::broker::{Live, Recv, Replay, Subscription, TokenGrant};
-use crate::hub::{Audience, ClientMessage, Cursor, LiveStep, MessageBudget, StreamPlan};
+use crate::broker::{Replay, TokenGrant};
+use crate::hub::{ClientMessage, Cursor, MessageBudget};
+use crate::wire::{self, Decoder, Incoming};
 
+pub const CLOSE_NORMAL: u16 = 1000;
 pub const CLOSE_INVALID_TOKEN: u16 = 1008;
+/// Policy violation (1008 too): a client flooding the socket with frames.
+pub const CLOSE_POLICY: u16 = 1008;
 pub const CLOSE_TRY_LATER: u16 = 1013;
 pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
 pub const CLOSE_GOING_AWAY: u16 = 1001;
-pub const CLOSE_POLICY: u16 = 1008;
-pub const CLOSE_TOO_BIG: u16 = 1009;
-pub const CLOSE_PROTOCOL: u16 = 1002;
-pub const CLOSE_INVALID_DATA: u16 = 1007;
 
-/// Small buffers: an idle socket should cost a few KB, not the 128 KiB default.
-const READ_BUFFER: usize = 512;
-/// Frames are written out once this much is queued, or when the socket's queue runs dry.
-const WRITE_BUFFER: usize = 16 * 1024;
 const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
+/// How long a close may take (our close frame out, the client's answer in).
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -67,22 +71,21 @@ impl WsQuery {
 
 pub async fn ws(
     State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
     ApiQuery(query): ApiQuery<WsQuery>,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    mut request: axum::extract::Request,
 ) -> Response {
-    let upgrade = match upgrade {
-        Ok(u) => u,
-        Err(e) => {
-            return ApiError::bad_request(format!("Expected a websocket upgrade: {e}"))
-                .into_response();
-        }
+    let on_upgrade = request.extensions_mut().remove::<OnUpgrade>();
+    let handshake = match Handshake::check(&method, &headers, on_upgrade) {
+        Ok(h) => h,
+        Err(e) => return e.into_response(),
     };
-    upgrade
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
-        .max_message_size(MAX_CLIENT_MESSAGE)
-        .max_frame_size(MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| serve_socket(state, query, socket))
+    let response = handshake.response();
+    // Everything the socket's task captures stays in its future for the socket's lifetime:
+    // only two pointers go in; the rest is boxed and dropped once the socket is live.
+    tokio::spawn(serve_socket(Arc::new(state), Box::new((query, handshake))));
+    response
 }
 
 /// Why a socket ended.
@@ -91,79 +94,48 @@ enum End {
     Gone,
     /// Close with this code and reason.
     Close(u16, &'static str),
+    /// The client closed: answer with this code and stop.
+    Answer(u16),
 }
 
-struct Conn {
-    socket: WebSocket,
-    send_timeout: Duration,
+async fn serve_socket(state: Arc<AppState>, pending: Box<(WsQuery, Handshake)>) {
+    let _registered = state.sockets.enter();
+    let Some((mut session, attachment, opening)) = Box::pin(admit(state.clone(), pending)).await
+    else {
+        return;
+    };
+    let end = match Box::pin(session.open(opening)).await {
+        Ok(()) => session.live().await,
+        Err(end) => end,
+    };
+    drop(attachment);
+    Box::pin(session.finish(end)).await;
 }
 
-/// A socket write bounded by the send timeout: a peer that does not take its frames in time is
-/// a slow consumer and is told to resume elsewhere.
-async fn bounded(
-    limit: Duration,
-    write: impl Future<Output = Result<(), axum::Error>>,
-) -> Result<(), End> {
-    match tokio::time::timeout(limit, write).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(_)) => Err(End::Gone),
-        Err(_) => Err(End::Close(CLOSE_SLOW_CONSUMER, "slow_consumer")),
-    }
+/// What `open` needs, held only until the socket is live.
+struct Opening {
+    grant: TokenGrant,
+    position: Option<Cursor>,
+    /// Client bytes arrived with the upgrade (already fed to the decoder), or they were bad.
+    early: Result<bool, wire::DecodeError>,
 }
 
-impl Conn {
-    async fn send(&mut self, message: Message) -> Result<(), End> {
-        bounded(self.send_timeout, self.socket.send(message)).await
-    }
-
-    async fn send_text(&mut self, text: impl Into<Utf8Bytes>) -> Result<(), End> {
-        self.send(Message::Text(text.into())).await
-    }
-
-    /// Queues a frame in the socket's write buffer (written once [`WRITE_BUFFER`] fills up or at
-    /// the next [`Conn::flush`]): a burst of events costs a few writes, not one per event.
-    async fn feed_text(&mut self, text: Utf8Bytes) -> Result<(), End> {
-        bounded(
-            self.send_timeout,
-            SinkExt::feed(&mut self.socket, Message::Text(text)),
-        )
-        .await
-    }
-
-    /// Writes out what [`Conn::feed_text`] queued (nothing to do when the buffer is empty).
-    async fn flush(&mut self) -> Result<(), End> {
-        bounded(self.send_timeout, SinkExt::flush(&mut self.socket)).await
-    }
-
-    async fn close(mut self, code: u16, reason: &'static str) {
-        let frame = Message::Close(Some(CloseFrame {
-            code,
-            reason: Utf8Bytes::from_static(reason),
-        }));
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.socket.send(frame)).await;
-        // Wait briefly for the client's close (RFC 6455 §7.1.1), discarding what it still
-        // sends: closing with unread bytes would reset the connection and lose our close frame.
-        let _ = tokio::time::timeout(Duration::from_secs(1), async {
-            while let Some(Ok(message)) = self.socket.recv().await {
-                if matches!(message, Message::Close(_)) {
-                    break;
-                }
-            }
-        })
-        .await;
-    }
-}
-
-async fn serve_socket(state: AppState, query: WsQuery, socket: WebSocket) {
-    // One shared copy of the state per socket, not one per helper.
-    let state = Arc::new(state);
+/// Checks the token and the instance's socket cap; on success the socket is attached to the
+/// fan-out (before the buffer is read: nothing published from here on can be missed).
+async fn admit(
+    state: Arc<AppState>,
+    pending: Box<(WsQuery, Handshake)>,
+) -> Option<(Session, crate::broker::Attachment, Opening)> {
+    let (query, handshake) = *pending;
+    let (stream, leftover) = match handshake.stream().await {
+        Ok(upgraded) => upgraded,
+        Err(e) => {
+            tracing::warn!(error = %e, "Websocket upgrade failed.");
+            return None;
+        }
+    };
     let position = query.position();
     let token = query.token.unwrap_or_default();
-    let _registered = state.sockets.enter();
-    let conn = Conn {
-        socket,
-        send_timeout: state.config.send_timeout,
-    };
     let token = token.trim();
     let grant = if token.is_empty() {
         None
@@ -172,97 +144,164 @@ async fn serve_socket(state: AppState, query: WsQuery, socket: WebSocket) {
             Ok(grant) => grant,
             Err(e) => {
                 tracing::warn!(error = %e, "Cannot check a websocket token.");
-                return conn.close(CLOSE_TRY_LATER, "unavailable").await;
+                refuse(stream, CLOSE_TRY_LATER, "unavailable").await;
+                return None;
             }
         }
     };
     let Some(grant) = grant else {
-        return conn.close(CLOSE_INVALID_TOKEN, "invalid_token").await;
+        refuse(stream, CLOSE_INVALID_TOKEN, "invalid_token").await;
+        return None;
     };
     let instance = grant.cloud_instance_id.clone();
     let socket_id = uuid::Uuid::new_v4().simple().to_string();
     let lease = state.config.ping_interval * 4;
+    let cap = state.config.max_sockets_per_instance;
     match state
         .broker
-        .acquire_slot(
-            &instance,
-            &socket_id,
-            state.config.max_sockets_per_instance,
-            lease,
-        )
+        .acquire_slot(&instance, &socket_id, cap, lease)
         .await
     {
         Ok(true) => {}
         Ok(false) => {
-            return conn
-                .close(CLOSE_TRY_LATER, "instance_capacity_reached")
-                .await;
+            refuse(stream, CLOSE_TRY_LATER, "instance_capacity_reached").await;
+            return None;
         }
         Err(e) => {
             tracing::warn!(error = %e, "Cannot count the instance's sockets.");
-            return conn.close(CLOSE_TRY_LATER, "unavailable").await;
+            refuse(stream, CLOSE_TRY_LATER, "unavailable").await;
+            return None;
         }
     }
     state.realtime.open_websockets.inc();
-    let mut session = Session {
-        state: state.clone(),
-        conn,
-        audience: grant.audience.clone(),
-        instance: instance.clone(),
-        socket_id: socket_id.clone(),
-        cursor: Cursor {
-            epoch: String::new(),
-            seq: 0,
-        },
+    let peer = Peer::new(
+        stream,
+        grant.audience.clone(),
+        state.config.socket_queue_size,
+    );
+    // Attached before the buffer is read: nothing published from here on can be missed.
+    let attachment = state.broker.attach(&instance, peer.clone());
+    let mut decoder = Decoder::new(MAX_CLIENT_MESSAGE);
+    // Bytes the client sent right after its request; fed now so the (possibly large) read
+    // buffer they point into is not kept for the socket's lifetime.
+    let early = decoder.feed(&leftover).map(|()| !leftover.is_empty());
+    drop(leftover);
+    let session = Session {
+        state,
+        peer,
+        instance,
+        socket_id,
         hello_seq: 0,
-        delivered_live: false,
-        budget: MessageBudget::for_clients(Instant::now()),
+        decoder,
+        last_heard: Instant::now(),
+        budget: MessageBudget::for_clients(std::time::Instant::now()),
     };
-    let subscription = state.broker.subscribe(&instance);
-    let end = session.run(subscription, &grant, position).await;
-    let Session { conn, .. } = session;
-    match end {
-        End::Gone => {}
-        End::Close(code, reason) => conn.close(code, reason).await,
+    let opening = Opening {
+        grant,
+        position,
+        early,
+    };
+    Some((session, attachment, opening))
+}
+
+/// Closes a socket that never went live (bad token, capacity, store down).
+async fn refuse(stream: TcpStream, code: u16, reason: &'static str) {
+    let peer = Peer::new(stream, crate::hub::Audience::default(), 1);
+    let mut decoder = Decoder::new(MAX_CLIENT_MESSAGE);
+    finish_close(&peer, wire::close(code, reason), true, &mut decoder).await;
+}
+
+/// Sends `frame` (a close) and, when we started the close, waits briefly for the client's
+/// answer, so the connection ends with a FIN after everything was read, not a reset.
+async fn finish_close(peer: &Peer, frame: Bytes, await_answer: bool, decoder: &mut Decoder) {
+    let deadline = Instant::now() + CLOSE_GRACE;
+    let mut pending = peer.close_with(frame);
+    while pending {
+        match tokio::time::timeout_at(deadline, peer.stream().writable()).await {
+            Ok(Ok(())) => {
+                peer.flush();
+                pending = peer.work().backlog && peer.work().stop != Some(Stop::Gone);
+            }
+            _ => return,
+        }
     }
-    state.realtime.open_websockets.dec();
-    if let Err(e) = state.broker.release_slot(&instance, &socket_id).await {
-        tracing::debug!(error = %e, "Socket slot not released; it lapses with its lease.");
+    if !await_answer {
+        return;
+    }
+    loop {
+        match tokio::time::timeout_at(deadline, peer.stream().readable()).await {
+            Ok(Ok(())) => match read_some(peer.stream(), decoder) {
+                Ok(true) => {}
+                Ok(false) | Err(_) => return,
+            },
+            _ => return,
+        }
+        loop {
+            match decoder.next_message() {
+                Ok(Some(Incoming::Close(_))) | Err(_) => return,
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+            }
+        }
+    }
+}
+
+/// Reads what the socket has into the decoder: `Ok(true)` when bytes came (or none were ready),
+/// `Ok(false)` at end of stream.
+fn read_some(stream: &TcpStream, decoder: &mut Decoder) -> Result<bool, End> {
+    let mut buf = [0u8; 2048];
+    loop {
+        match stream.try_read(&mut buf) {
+            Ok(0) => return Ok(false),
+            Ok(n) => {
+                decoder
+                    .feed(&buf[..n])
+                    .map_err(|e| End::Close(e.code(), e.reason()))?;
+                if n < buf.len() {
+                    return Ok(true);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return Err(End::Gone),
+        }
     }
 }
 
 struct Session {
     state: Arc<AppState>,
-    conn: Conn,
-    audience: Audience,
+    peer: Arc<Peer>,
     instance: String,
     socket_id: String,
-    cursor: Cursor,
     hello_seq: u64,
-    delivered_live: bool,
+    decoder: Decoder,
+    last_heard: Instant,
+    /// Frames the client may still send (a flood is closed, not served).
     budget: MessageBudget,
 }
 
 impl Session {
-    /// The opening frames (boxed: that future is large and short-lived), then the live loop,
-    /// whose future is what an idle socket keeps in memory.
-    async fn run(
-        &mut self,
-        mut live: Subscription,
-        grant: &TokenGrant,
-        position: Option<Cursor>,
-    ) -> End {
-        if let Err(end) = Box::pin(self.open(grant, position)).await {
-            return end;
+    /// The opening frames, then what the client sent along with its upgrade. (The caller
+    /// boxes this future: it is large and short-lived; the live loop's future is what an idle
+    /// socket keeps in memory.)
+    async fn open(&mut self, opening: Opening) -> Result<(), End> {
+        let early = opening
+            .early
+            .map_err(|e| End::Close(e.code(), e.reason()))?;
+        self.open_frames(&opening.grant, opening.position).await?;
+        if early {
+            self.client_messages().await?;
         }
-        self.live_loop(&mut live).await
+        Ok(())
     }
 
-    async fn open(&mut self, grant: &TokenGrant, position: Option<Cursor>) -> Result<(), End> {
-        // Subscribed above, before this read: nothing published from here on can be missed.
+    async fn open_frames(
+        &mut self,
+        grant: &TokenGrant,
+        position: Option<Cursor>,
+    ) -> Result<(), End> {
         let after = position.as_ref().map_or(u64::MAX, |p| p.seq);
         let replay = self.read(after).await?;
-        self.cursor = replay.snapshot.head();
         self.hello_seq = replay.snapshot.last_seq;
         let hello = json!({
             "type": "hello",
@@ -270,86 +309,68 @@ impl Session {
             "sequence": replay.snapshot.last_seq,
             "cloudInstanceId": grant.cloud_instance_id,
         });
-        self.conn.send_text(hello.to_string()).await?;
-        self.status("Realtime connected").await?;
-        if let Some(position) = position {
-            self.apply(&position, replay).await?;
+        self.peer.send([
+            wire::text(&hello.to_string()),
+            self.status("Realtime connected"),
+        ]);
+        match position {
+            Some(position) => {
+                let applied = self.peer.apply_and_release(&position, replay, None);
+                self.count(applied);
+            }
+            None => {
+                let delivered = self.peer.start_at(replay.snapshot.head());
+                self.state
+                    .realtime
+                    .events_delivered
+                    .inc_by(delivered as u64);
+            }
         }
         Ok(())
     }
 
-    async fn live_loop(&mut self, live: &mut Subscription) -> End {
+    async fn live(&mut self) -> End {
         let interval = self.state.config.ping_interval;
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-        let mut last_heard = Instant::now();
+        let send_timeout = self.state.config.send_timeout;
+        let mut tick = tokio::time::interval_at(Instant::now() + interval, interval);
         let closing = self.state.sockets.closing().clone();
         loop {
+            let work = self.peer.work();
+            match work.stop {
+                Some(Stop::Gone) => return End::Gone,
+                Some(Stop::Slow) => return self.slow(),
+                None => {}
+            }
+            if work.catch_up {
+                if let Err(end) = Box::pin(self.catch_up()).await {
+                    return end;
+                }
+                continue;
+            }
+            if work.backlog {
+                if let Err(end) = Box::pin(self.drain(send_timeout)).await {
+                    return end;
+                }
+                continue;
+            }
             tokio::select! {
                 () = closing.wait() => return End::Close(CLOSE_GOING_AWAY, "server_shutdown"),
-                msg = live.recv() => {
-                    let step = match msg {
-                        Recv::Live(Live::Event(event)) => {
-                            match self.cursor.step(&event.epoch, event.seq) {
-                                LiveStep::Deliver => {
-                                    self.cursor.seq = event.seq;
-                                    if self.audience.admits(event.organization_id.as_deref()) {
-                                        self.delivered_live = true;
-                                        self.deliver(event.text.clone()).await
-                                    } else {
-                                        Ok(())
-                                    }
-                                }
-                                LiveStep::Duplicate => Ok(()),
-                                LiveStep::Gap => Box::pin(self.catch_up()).await,
-                            }
-                        }
-                        Recv::Live(Live::Reset) => Box::pin(self.catch_up()).await,
-                        Recv::Lagged => {
-                            tracing::info!(instance = %self.instance, "Slow consumer closed.");
-                            Err(End::Close(CLOSE_SLOW_CONSUMER, "slow_consumer"))
-                        }
-                    };
-                    // Whatever this burst queued goes out once nothing else is waiting.
-                    let step = match step {
-                        Ok(()) if live.is_empty() => self.conn.flush().await,
-                        other => other,
-                    };
-                    if let Err(end) = step {
-                        if matches!(end, End::Close(CLOSE_SLOW_CONSUMER, _)) {
-                            self.state.realtime.slow_consumers.inc();
-                        }
+                () = self.peer.woken() => {}
+                ready = self.peer.stream().readable() => {
+                    if ready.is_err() {
+                        return End::Gone;
+                    }
+                    if let Err(end) = Box::pin(self.client_frames()).await {
                         return end;
-                    }
-                }
-                incoming = self.conn.socket.recv() => {
-                    last_heard = Instant::now();
-                    if !self.budget.take(last_heard) {
-                        tracing::info!(instance = %self.instance, "Client frame flood; closed.");
-                        return End::Close(CLOSE_POLICY, "message_rate_exceeded");
-                    }
-                    match incoming {
-                        Some(Err(e)) => return refused_frame(e),
-                        None | Some(Ok(Message::Close(_))) => return End::Gone,
-                        Some(Ok(Message::Text(text))) => {
-                            if let Err(end) = Box::pin(self.client_message(text.as_str())).await {
-                                return end;
-                            }
-                        }
-                        Some(Ok(_)) => {}
                     }
                 }
                 _ = tick.tick() => {
-                    if last_heard.elapsed() > interval * 2 {
+                    if self.last_heard.elapsed() > interval * 2 {
                         tracing::info!(instance = %self.instance, "Peer silent for two ping periods; dropped.");
                         return End::Gone;
                     }
-                    if let Err(end) = self.conn.send(Message::Ping(Bytes::new())).await {
-                        return end;
-                    }
                     let message = if self.state.config.redis_url.is_some() { "Heartbeat ok (redis)" } else { "Heartbeat ok" };
-                    if let Err(end) = Box::pin(self.status(message)).await {
-                        return end;
-                    }
+                    self.peer.send([wire::frame(wire::OP_PING, &[]), self.status(message)]);
                     let lease = interval * 4;
                     if let Err(e) = self.state.broker.refresh_slot(&self.instance, &self.socket_id, lease).await {
                         tracing::debug!(error = %e, "Socket slot not refreshed.");
@@ -359,59 +380,81 @@ impl Session {
         }
     }
 
-    /// Queues one event; the caller flushes when no more are waiting.
-    async fn deliver(&mut self, text: Utf8Bytes) -> Result<(), End> {
-        self.conn.feed_text(text).await?;
-        self.state.realtime.events_delivered.inc();
-        Ok(())
+    fn slow(&self) -> End {
+        tracing::info!(instance = %self.instance, "Slow consumer closed.");
+        self.state.realtime.slow_consumers.inc();
+        End::Close(CLOSE_SLOW_CONSUMER, "slow_consumer")
     }
 
-    async fn status(&mut self, message: &str) -> Result<(), End> {
+    /// Reads and answers what the client sent.
+    async fn client_frames(&mut self) -> Result<(), End> {
+        if !read_some(self.peer.stream(), &mut self.decoder)? {
+            return Err(End::Gone);
+        }
+        self.last_heard = Instant::now();
+        self.client_messages().await
+    }
+
+    /// Answers the complete messages the decoder holds.
+    async fn client_messages(&mut self) -> Result<(), End> {
+        loop {
+            let message = self
+                .decoder
+                .next_message()
+                .map_err(|e| End::Close(e.code(), e.reason()))?;
+            if message.is_some() && !self.budget.take(std::time::Instant::now()) {
+                return Err(End::Close(CLOSE_POLICY, "message_rate_exceeded"));
+            }
+            match message {
+                None => return Ok(()),
+                Some(Incoming::Text(text)) => self.client_message(&text).await?,
+                Some(Incoming::Ping(payload)) => {
+                    self.peer.send([wire::frame(wire::OP_PONG, &payload)]);
+                }
+                Some(Incoming::Binary | Incoming::Pong) => {}
+                Some(Incoming::Close(code)) => {
+                    let code = match code {
+                        Some(c @ (1000..=1003 | 1007..=1011 | 3000..=4999)) => c,
+                        _ => CLOSE_NORMAL,
+                    };
+                    return Err(End::Answer(code));
+                }
+            }
+        }
+    }
+
+    fn status(&self, message: &str) -> Bytes {
         let mut event = EventEnvelope::new(
             "cloud.instance.status",
             json!({"cloudInstanceId": self.instance, "status": "connected", "message": message}),
         );
-        event.organization_id = Some(self.audience.organization_id.clone());
-        let text = serde_json::to_string(&event).unwrap_or_default();
-        self.conn.send_text(text).await
+        event.organization_id = Some(self.peer.audience().organization_id.clone());
+        wire::text(&serde_json::to_string(&event).unwrap_or_default())
     }
 
-    /// See [`read_buffer`] (owned arguments keep the future `Send`: the socket is not `Sync`).
+    fn count(&self, applied: Applied) {
+        let m = &self.state.realtime;
+        m.events_delivered.inc_by(applied.delivered as u64);
+        if applied.replayed {
+            m.replays.inc();
+        }
+        if applied.resynced {
+            m.resyncs.inc();
+        }
+    }
+
+    /// See [`read_buffer`] (owned arguments keep the future `Send`).
     fn read(&self, after: u64) -> impl Future<Output = Result<Replay, End>> + Send + 'static {
         read_buffer(self.state.clone(), self.instance.clone(), after)
     }
 
     /// Brings the cursor to the stream's head: the buffered events after it, or a resync.
     async fn catch_up(&mut self) -> Result<(), End> {
-        let replay = self.read(self.cursor.seq).await?;
-        let position = self.cursor.clone();
-        self.apply(&position, replay).await
-    }
-
-    async fn apply(&mut self, position: &Cursor, replay: Replay) -> Result<(), End> {
-        match replay.snapshot.plan(position) {
-            StreamPlan::Replay => {
-                if !replay.events.is_empty() {
-                    self.state.realtime.replays.inc();
-                }
-                for event in replay.events.iter().filter(|e| e.seq > position.seq) {
-                    if self.audience.admits(event.organization_id.as_deref()) {
-                        self.deliver(event.text.clone()).await?;
-                    }
-                }
-                self.conn.flush().await?;
-            }
-            StreamPlan::Resync => {
-                self.state.realtime.resyncs.inc();
-                let resync = json!({
-                    "type": "resync",
-                    "epoch": replay.snapshot.epoch,
-                    "sequence": replay.snapshot.last_seq,
-                });
-                self.conn.send_text(resync.to_string()).await?;
-            }
-        }
-        self.cursor = replay.snapshot.head();
+        self.peer.hold();
+        let position = self.peer.cursor();
+        let replay = self.read(position.seq).await?;
+        let applied = self.peer.apply_and_release(&position, replay, None);
+        self.count(applied);
         Ok(())
     }
 
@@ -421,38 +464,86 @@ impl Session {
         let Some(ClientMessage::Resume(position)) = ClientMessage::parse(text) else {
             return Ok(());
         };
-        if self.delivered_live || position.seq > self.hello_seq {
+        self.peer.hold();
+        if self.peer.delivered_live() || position.seq > self.hello_seq {
             let replay = self.read(u64::MAX).await?;
-            let forced = Cursor {
-                epoch: String::new(),
-                seq: 0,
-            };
-            return self.apply(&forced, replay).await;
+            let applied = self
+                .peer
+                .apply_and_release(&Cursor::default(), replay, None);
+            self.count(applied);
+            return Ok(());
         }
-        // Only events up to the hello's sequence may be replayed; later ones come live.
+        // Only events up to the live cursor may be replayed; later ones come live.
         let mut replay = self.read(position.seq).await?;
-        let limit = self.cursor.seq;
-        replay.events.retain(|e| e.seq <= limit);
-        let plan = replay.snapshot.plan(&position);
-        let head = self.cursor.clone();
-        self.apply(&position, replay).await?;
-        if plan == StreamPlan::Replay && head.epoch == self.cursor.epoch {
-            // Keep the live cursor where it was: events after it are still to come live.
-            self.cursor = head;
-        }
+        let head = self.peer.cursor();
+        replay.events.retain(|e| e.seq <= head.seq);
+        let applied = self.peer.apply_and_release(&position, replay, Some(head));
+        self.count(applied);
         Ok(())
     }
-}
 
-/// What a read error means for the peer: a frame this server refuses is answered with its close
-/// code; a broken connection needs no answer.
-fn refused_frame(e: axum::Error) -> End {
-    use tokio_tungstenite::tungstenite::Error as WsError;
-    match e.into_inner().downcast_ref::<WsError>() {
-        Some(WsError::Capacity(_)) => End::Close(CLOSE_TOO_BIG, "message_too_big"),
-        Some(WsError::Utf8(_)) => End::Close(CLOSE_INVALID_DATA, "invalid_utf8"),
-        Some(WsError::Protocol(_)) => End::Close(CLOSE_PROTOCOL, "protocol_error"),
-        _ => End::Gone,
+    /// Closes as `end` says, then gives the instance slot back.
+    async fn finish(mut self, end: End) {
+        match end {
+            End::Gone => {}
+            End::Close(code, reason) => {
+                finish_close(
+                    &self.peer,
+                    wire::close(code, reason),
+                    true,
+                    &mut self.decoder,
+                )
+                .await;
+            }
+            End::Answer(code) => {
+                finish_close(&self.peer, wire::close(code, ""), false, &mut self.decoder).await;
+            }
+        }
+        self.state.realtime.open_websockets.dec();
+        if let Err(e) = self
+            .state
+            .broker
+            .release_slot(&self.instance, &self.socket_id)
+            .await
+        {
+            tracing::debug!(error = %e, "Socket slot not released; it lapses with its lease.");
+        }
+    }
+
+    /// Waits for the socket to take its backlog, for at most the send timeout without progress.
+    async fn drain(&mut self, send_timeout: Duration) -> Result<(), End> {
+        let closing = self.state.sockets.closing().clone();
+        let mut seen = self.peer.work().written;
+        let mut deadline = Instant::now() + send_timeout;
+        loop {
+            let work = self.peer.work();
+            match work.stop {
+                Some(Stop::Gone) => return Err(End::Gone),
+                Some(Stop::Slow) => return Err(self.slow()),
+                None if !work.backlog => return Ok(()),
+                None => {}
+            }
+            if work.written != seen {
+                seen = work.written;
+                deadline = Instant::now() + send_timeout;
+            }
+            tokio::select! {
+                () = closing.wait() => return Err(End::Close(CLOSE_GOING_AWAY, "server_shutdown")),
+                () = self.peer.woken() => {}
+                ready = self.peer.stream().writable() => {
+                    if ready.is_err() {
+                        return Err(End::Gone);
+                    }
+                    self.peer.flush();
+                }
+                () = tokio::time::sleep_until(deadline) => {
+                    if self.peer.work().written == seen {
+                        tracing::info!(instance = %self.instance, "Socket took nothing within the send timeout.");
+                        return Err(self.slow());
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use cloud_common::internal::RealtimeAccess;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Audience {
     pub user_id: String,

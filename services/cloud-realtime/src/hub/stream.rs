@@ -5,7 +5,7 @@
 //! event relates to it (deliver, duplicate, or a hole to fill first).
 
 /// A position in one instance's stream: the last event seen (`seq` 0 = none yet).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Cursor {
     pub epoch: String,
     pub seq: u64,

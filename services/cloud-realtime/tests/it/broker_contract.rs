@@ -142,7 +142,7 @@ async fn sequences_start_at_one_and_replay_in_order(s: Subject) {
     assert_eq!(r.snapshot.first_seq, 1);
     let seqs: Vec<u64> = r.events.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, vec![2, 3]);
-    let stored: serde_json::Value = serde_json::from_str(r.events[0].text.as_str()).unwrap();
+    let stored: serde_json::Value = serde_json::from_slice(r.events[0].json()).unwrap();
     assert_eq!(stored["seq"], 2);
     assert_eq!(stored["epoch"], r.snapshot.epoch.as_str());
     assert_eq!(
