@@ -33,22 +33,28 @@ async fn publish_retrying(replica: &Replica, user: &User, label: &str) -> u64 {
     panic!("{label} was never accepted");
 }
 
-/// What a client saw after the restart: a resync naming a new epoch, then the new events.
+/// What a client saw after the restart: a resync naming the new epoch and the position the
+/// stream continues from, then every event after that position, in order. Events published
+/// before this replica's subscription came back are covered by the resync (the client reloads
+/// what it shows), so the resync's sequence may be past 0; nothing after it may be missing.
 async fn after_restart(c: &mut WsClient, old_epoch: &str, want: &[String]) {
     let mut got = Vec::new();
-    let mut resynced = false;
-    while got.len() < want.len() {
+    let mut resumed_at = None;
+    while resumed_at.is_none_or(|from: usize| from + got.len() < want.len()) {
         match c.frame().await {
             Frame::Json(v) if v["type"] == "resync" => {
                 assert_ne!(
                     v["epoch"], old_epoch,
                     "a resync must name the new epoch: {v}"
                 );
-                resynced = true;
+                assert!(got.is_empty(), "a second resync after events: {v}");
+                let from = v["sequence"].as_u64().expect("resync sequence") as usize;
+                assert!(from <= want.len(), "resync ahead of the stream: {v}");
+                resumed_at = Some(from);
             }
             Frame::Json(v) if v["seq"].is_u64() => {
                 assert!(
-                    resynced,
+                    resumed_at.is_some(),
                     "an event of the new stream arrived before any resync: {v}"
                 );
                 assert_ne!(v["epoch"], old_epoch, "{v}");
@@ -58,21 +64,19 @@ async fn after_restart(c: &mut WsClient, old_epoch: &str, want: &[String]) {
             Frame::Closed(c) => panic!("socket closed ({c:?}) during the restart"),
         }
     }
-    assert_eq!(labels(&got), want);
-    assert_eq!(seqs(&got), (1..=want.len() as u64).collect::<Vec<_>>());
+    let from = resumed_at.unwrap_or_default();
+    assert_eq!(labels(&got), want[from..]);
+    assert_eq!(
+        seqs(&got),
+        (from as u64 + 1..=want.len() as u64).collect::<Vec<_>>()
+    );
 }
 
 /// Redis is killed and restarted empty (no persistence): publishes are refused as retryable
 /// while it is down, sockets stay open, and once it is back every socket is told to resync (the
 /// stream's history is gone) and then receives every new event in order — nothing is missed
 /// silently.
-///
-/// FINDING (open): publishing recovers (202 with seq 1, 2, … of a new stream) but the sockets
-/// that stayed open receive neither a resync nor the new events (only heartbeats) — see
-/// docs/RELIABILITY.md. Run with `--run-ignored` once the fan-out's resubscription handles an
-/// emptied Redis.
 #[tokio::test]
-#[ignore = "open finding: sockets open across a Redis restart that lost every key receive nothing afterwards"]
 async fn a_redis_restart_makes_every_socket_resync_and_loses_nothing_after() {
     let mut redis = PrivateRedis::start();
     let access = AccessService::start().await;
