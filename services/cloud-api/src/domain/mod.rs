@@ -82,6 +82,9 @@ pub enum DomainError {
     /// 400 `invalid_token`.
     #[error("{0}")]
     InvalidToken(&'static str),
+    /// 429 `rate_limited` with `Retry-After` (seconds).
+    #[error("Too many requests; retry in {0} s")]
+    RateLimited(u64),
     /// 403 `subscription_required` with the usage.
     #[error("An active subscription is required to use Chatons Cloud.")]
     SubscriptionRequired(Box<Usage>),

@@ -22,6 +22,7 @@ impl From<DomainError> for ApiError {
             DomainError::InvalidToken(m) => {
                 ApiError::new(StatusCode::BAD_REQUEST, "invalid_token", m)
             }
+            DomainError::RateLimited(secs) => ApiError::too_many_requests(secs),
             DomainError::SubscriptionRequired(usage) => {
                 ApiError::forbidden("An active subscription is required to use Chatons Cloud.")
                     .with_code("subscription_required")

@@ -6,6 +6,7 @@ mod control_plane;
 mod desktop;
 mod edges;
 mod faults;
+mod findings;
 mod foundation;
 mod helpers;
 mod housekeeping;

@@ -505,30 +505,20 @@ pub(super) async fn login(
             status,
         )
     };
-    if state
-        .limiters
-        .per_ip
-        .check(&format!("login:{}", ip.0))
-        .is_err()
-        || (!email.is_empty()
-            && state
-                .limiters
-                .per_account
-                .check(&format!("login:{email}"))
-                .is_err())
-    {
-        return retry(
-            "Too many attempts. Wait a minute and try again.",
-            StatusCode::TOO_MANY_REQUESTS,
-        );
-    }
     if email.is_empty() || password.is_empty() || password.len() > 1024 {
         return retry("Email and password are required.", StatusCode::BAD_REQUEST);
     }
-    let user = match crate::app::accounts::sign_in_with_password(state, &email, password).await {
-        Ok(u) => u,
-        Err(e) => return ApiError::from(e).into_response(),
-    };
+    let user =
+        match crate::app::accounts::sign_in_with_password(state, ip.0, &email, password).await {
+            Ok(u) => u,
+            Err(crate::domain::DomainError::RateLimited(_)) => {
+                return retry(
+                    "Too many attempts. Wait a minute and try again.",
+                    StatusCode::TOO_MANY_REQUESTS,
+                );
+            }
+            Err(e) => return ApiError::from(e).into_response(),
+        };
     let Some(user) = user else {
         return retry("Invalid email or password.", StatusCode::UNAUTHORIZED);
     };

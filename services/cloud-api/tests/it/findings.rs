@@ -1,0 +1,175 @@
+//! The cloud-api findings of the hostile review (issue 16), one test each: every one of them
+//! failed against the code before its fix.
+
+use cloud_api::Config;
+use cloud_common::config::Env;
+use serde_json::{Value, json};
+
+use crate::helpers::{TEST_SECRETS_KEY, TestApp, spawn_app_with};
+
+fn production_env(extra: &[(&str, &str)]) -> Env {
+    let mut vars: Vec<(String, String)> = [
+        ("CHATONS_PROFILE", "production"),
+        ("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test"),
+        ("CHATONS_INTERNAL_SERVICE_TOKEN", "internal-token-for-tests"),
+        ("CHATONS_CLOUD_PUBLIC_URL", "https://cloud.example.test"),
+        ("JWT_SIGNING_KEY", "placeholder"),
+        ("CHATONS_SECRETS_ENCRYPTION_KEY", TEST_SECRETS_KEY),
+        ("REDIS_URL", "redis://127.0.0.1:6379"),
+    ]
+    .iter()
+    .chain(extra)
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    vars.dedup_by(|a, b| a.0 == b.0);
+    Env::from_pairs(vars)
+}
+
+// High: admin needs a proven address --------------------------------------------------------------
+
+/// Without SMTP, the first signup with an address of `CHATONS_ADMIN_EMAILS` used to be marked
+/// verified, hence an admin at once. Now it is an admin only after opening the link.
+#[tokio::test]
+async fn an_admin_address_is_admin_only_once_its_link_was_opened() {
+    let admin_email = format!("root{}@example.com", cloud_testkit::random_token());
+    let app = spawn_app_with(&[("CHATONS_ADMIN_EMAILS", admin_email.as_str())]).await;
+    let squatter = app.signup_unverified(&admin_email).await;
+    assert_eq!(squatter.body["user"]["isAdmin"], false, "{}", squatter.body);
+    assert_eq!(squatter.body["user"]["emailVerified"], false);
+    assert_eq!(squatter.body["requiresEmailVerification"], true);
+    let (status, _) = app.get("/v1/admin/users", &squatter.access).await;
+    assert_eq!(status, 403, "an unproven admin address grants nothing");
+    app.verify_email(&admin_email).await;
+    let (status, body) = app.get("/v1/admin/users", &squatter.access).await;
+    assert_eq!(status, 200, "the proven address is an admin: {body}");
+}
+
+/// A production server that can send no mail could never prove an admin address: it refuses
+/// the list at start, and refuses the development shortcut outright.
+#[test]
+fn production_refuses_an_admin_list_that_can_never_be_verified() {
+    assert!(Config::from_env(&production_env(&[])).is_ok());
+    let err = Config::from_env(&production_env(&[(
+        "CHATONS_ADMIN_EMAILS",
+        "a@example.com",
+    )]))
+    .expect_err("admin list without SMTP");
+    assert!(err.to_string().contains("CHATONS_ADMIN_EMAILS"), "{err}");
+    assert!(
+        Config::from_env(&production_env(&[
+            ("CHATONS_ADMIN_EMAILS", "a@example.com"),
+            ("SMTP_HOST", "smtp.example.test"),
+        ]))
+        .is_ok()
+    );
+    let err = Config::from_env(&production_env(&[(
+        "CHATONS_DEV_AUTO_VERIFY_EMAILS",
+        "true",
+    )]))
+    .expect_err("development shortcut in production");
+    assert!(
+        err.to_string().contains("CHATONS_DEV_AUTO_VERIFY_EMAILS"),
+        "{err}"
+    );
+}
+
+/// The explicit development setting counts addresses as verified (what scripts/dev may use).
+#[tokio::test]
+async fn the_development_setting_verifies_at_signup() {
+    let admin_email = format!("dev{}@example.com", cloud_testkit::random_token());
+    let app = spawn_app_with(&[
+        ("CHATONS_ADMIN_EMAILS", admin_email.as_str()),
+        ("CHATONS_DEV_AUTO_VERIFY_EMAILS", "true"),
+    ])
+    .await;
+    let dev = app.signup_unverified(&admin_email).await;
+    assert_eq!(dev.body["user"]["isAdmin"], true, "{}", dev.body);
+    assert_eq!(dev.body["requiresEmailVerification"], false);
+}
+
+// Low: signup and login --------------------------------------------------------------------------
+
+async fn post(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(app.url(path))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// The JSON signup answered 409 for a registered address. A server that mails answers both the
+/// same (202, no session); the owner of the address is told by mail.
+#[tokio::test]
+async fn json_signup_does_not_reveal_a_registered_address() {
+    // Port 9 (discard) is closed here: mails stay queued, which is all this test reads.
+    let app = spawn_app_with(&[("SMTP_HOST", "127.0.0.1"), ("SMTP_PORT", "9")]).await;
+    let signup = |email: &str| json!({"email": email, "displayName": "Someone", "password": "correct horse battery"});
+    let taken = format!("taken{}@example.com", cloud_testkit::random_token());
+    let fresh = format!("fresh{}@example.com", cloud_testkit::random_token());
+    let first = post(&app, "/v1/web/signup", signup(&taken)).await;
+    assert_eq!(first.0, 202, "{}", first.1);
+    let again = post(&app, "/v1/web/signup", signup(&taken)).await;
+    let new = post(&app, "/v1/web/signup", signup(&fresh)).await;
+    assert_eq!(again, new, "a taken address answers like a new one");
+    assert_eq!(again.0, 202);
+    let pool = &app.db.as_ref().unwrap().pool;
+    let told: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM cloud_mail_outbox WHERE recipient = $1 AND subject LIKE '%already have%'",
+    )
+    .bind(&taken)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(told, 1, "the owner learns about the attempt");
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM cloud_users WHERE email = $1")
+        .bind(&taken)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(users, 1);
+}
+
+/// The per-account login budget was split: the JSON API and the portal counted separately.
+#[tokio::test]
+async fn one_login_budget_per_account_across_endpoints() {
+    let app = spawn_app_with(&[]).await;
+    let u = app.signup().await;
+    let wrong = json!({"email": u.email, "password": "not the password"});
+    for _ in 0..10 {
+        assert_eq!(post(&app, "/v1/web/login", wrong.clone()).await.0, 401);
+    }
+    assert_eq!(post(&app, "/v1/web/login", wrong.clone()).await.0, 429);
+    // The portal's form draws from the same bucket, as does the authorization page's.
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let html = browser
+        .get(app.url("/cloud/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = cloud_testkit::oidc::csrf_from(&html);
+    let resp = browser
+        .post(app.url("/cloud/login"))
+        .form(&[
+            ("email", u.email.to_uppercase().as_str()),
+            ("password", u.password.as_str()),
+            ("csrf_token", csrf.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        429,
+        "the portal shares the JSON API's budget"
+    );
+}
