@@ -145,6 +145,16 @@ pub const SERVICE_ENV: &[EnvVar] = &[
         "How often expired sessions, authorization codes, email tokens and old delivered mails are deleted.",
     ),
     EnvVar::new(
+        "CHATONS_INVITES_PER_HOUR_PER_ACCOUNT",
+        "20",
+        "Invitations one account may create per hour (all organizations together); 429 beyond.",
+    ),
+    EnvVar::new(
+        "CHATONS_INVITES_PER_HOUR_PER_ORG",
+        "50",
+        "Invitations one organization may receive per hour (all its managers together); 429 beyond.",
+    ),
+    EnvVar::new(
         "CHATONS_MAX_INSTANCES_PER_USER",
         "20",
         "Desktop instance ids one user may hold (registered, or claimed on first use by a realtime or runtime call).",
@@ -227,6 +237,9 @@ pub struct Config {
     pub refresh_reuse_grace: Duration,
     /// Period of the housekeeping pass.
     pub housekeeping_interval: Duration,
+    /// Invitations per rolling hour: per inviting account, per organization.
+    pub invites_per_hour_per_account: u64,
+    pub invites_per_hour_per_org: u64,
     /// Instance ids one user may hold.
     pub max_instances_per_user: usize,
     pub trusted_proxies: crate::net::TrustedProxies,
@@ -342,6 +355,13 @@ impl Config {
                 3600,
             )),
             housekeeping_interval: r.seconds("CHATONS_HOUSEKEEPING_INTERVAL_SECONDS", 3600),
+            invites_per_hour_per_account: r.int_in(
+                "CHATONS_INVITES_PER_HOUR_PER_ACCOUNT",
+                20,
+                1,
+                100_000,
+            ),
+            invites_per_hour_per_org: r.int_in("CHATONS_INVITES_PER_HOUR_PER_ORG", 50, 1, 100_000),
             max_instances_per_user: r.int_in("CHATONS_MAX_INSTANCES_PER_USER", 20, 1, 100_000)
                 as usize,
             trusted_proxies: crate::net::TrustedProxies::new(trusted),

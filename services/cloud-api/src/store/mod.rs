@@ -135,6 +135,13 @@ pub trait InviteStore: Send + Sync + 'static {
         user: &UserId,
         now: DateTime<Utc>,
     ) -> StoreResult<()>;
+    /// Invites created after `since` (accepted and revoked ones included): `(in org, by inviter)`.
+    async fn recent_invite_counts(
+        &self,
+        org: &OrgId,
+        inviter: &UserId,
+        since: DateTime<Utc>,
+    ) -> StoreResult<(u64, u64)>;
     /// `NotFound` unless the invite is pending in `org`.
     async fn revoke_invite(
         &self,

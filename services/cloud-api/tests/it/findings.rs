@@ -5,7 +5,7 @@ use cloud_api::Config;
 use cloud_common::config::Env;
 use serde_json::{Value, json};
 
-use crate::helpers::{TEST_SECRETS_KEY, TestApp, spawn_app_with};
+use crate::helpers::{TEST_SECRETS_KEY, TestApp, TestUser, spawn_app_with};
 
 fn production_env(extra: &[(&str, &str)]) -> Env {
     let mut vars: Vec<(String, String)> = [
@@ -171,5 +171,94 @@ async fn one_login_budget_per_account_across_endpoints() {
         resp.status(),
         429,
         "the portal shares the JSON API's budget"
+    );
+}
+
+// Medium: invitations -----------------------------------------------------------------------------
+
+async fn invite(app: &TestApp, token: &str, org: Option<&str>, n: usize) -> (u16, Value) {
+    let mut body = json!({"email": format!("guest{n}@example.com")});
+    if let Some(org) = org {
+        body["organizationId"] = json!(org);
+    }
+    app.post("/v1/organization/invites", token, body).await
+}
+
+async fn team(app: &TestApp, owner: &TestUser) -> String {
+    let (status, body) = app
+        .post(
+            "/v1/organizations",
+            &owner.access,
+            json!({"name": format!("Team {}", cloud_testkit::random_token())}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    body["organization"]["id"].as_str().unwrap().to_owned()
+}
+
+/// Unverified accounts could send any number of invitation mails (their text in the subject).
+#[tokio::test]
+async fn invitations_need_a_verified_sender() {
+    let app = spawn_app_with(&[]).await;
+    let email = format!("spam{}@example.com", cloud_testkit::random_token());
+    let spammer = app.signup_unverified(&email).await;
+    let org = team(&app, &spammer).await;
+    let (status, body) = invite(&app, &spammer.access, Some(&org), 0).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"], "forbidden");
+    let pool = &app.db.as_ref().unwrap().pool;
+    let invites: i64 = sqlx::query_scalar("SELECT count(*) FROM cloud_organization_invites")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(invites, 0, "the refused request changed nothing");
+    app.verify_email(&email).await;
+    assert_eq!(invite(&app, &spammer.access, Some(&org), 0).await.0, 201);
+}
+
+/// Per account (all organizations) and per organization (all managers), per rolling hour.
+#[tokio::test]
+async fn invitations_are_rate_limited_per_account_and_per_organization() {
+    let app = spawn_app_with(&[
+        ("CHATONS_INVITES_PER_HOUR_PER_ACCOUNT", "3"),
+        ("CHATONS_INVITES_PER_HOUR_PER_ORG", "4"),
+    ])
+    .await;
+    let owner = app.signup().await;
+    let admin = app.signup().await;
+    let (first, second) = (team(&app, &owner).await, team(&app, &owner).await);
+    let (status, body) = app
+        .post(
+            "/v1/organization/invites",
+            &owner.access,
+            json!({"email": admin.email, "role": "admin", "organizationId": first}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let token = body["token"].as_str().unwrap().to_owned();
+    let (status, _) = app
+        .post(
+            "/v1/organization/invites/accept",
+            &admin.access,
+            json!({ "token": token }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(invite(&app, &owner.access, Some(&first), 1).await.0, 201);
+    assert_eq!(invite(&app, &owner.access, Some(&second), 2).await.0, 201);
+    let (status, body) = invite(&app, &owner.access, Some(&second), 3).await;
+    assert_eq!(
+        status, 429,
+        "the account's budget spans organizations: {body}"
+    );
+    assert_eq!(body["error"], "rate_limited");
+    // The admin has a full budget, the first organization two invitations left.
+    for n in 4..6 {
+        assert_eq!(invite(&app, &admin.access, Some(&first), n).await.0, 201);
+    }
+    let (status, body) = invite(&app, &admin.access, Some(&first), 6).await;
+    assert_eq!(
+        status, 429,
+        "the organization's budget spans managers: {body}"
     );
 }

@@ -597,6 +597,31 @@ async fn organizations_members_and_invites(store: DynStore) {
         store.accept_invite(&second.id, &b.user.id, now()).await,
         Err(StoreError::NotFound)
     ));
+
+    // Rate counts: accepted and revoked invites count too; other orgs and inviters do not.
+    let hour_ago = now() - chrono::Duration::hours(1);
+    assert_eq!(
+        store
+            .recent_invite_counts(&team.id, &a.user.id, hour_ago)
+            .await
+            .unwrap(),
+        (2, 2)
+    );
+    assert_eq!(
+        store
+            .recent_invite_counts(&a.org.id, &b.user.id, hour_ago)
+            .await
+            .unwrap(),
+        (0, 0)
+    );
+    assert_eq!(
+        store
+            .recent_invite_counts(&team.id, &a.user.id, now())
+            .await
+            .unwrap(),
+        (0, 0),
+        "only invites after `since`"
+    );
 }
 
 async fn instances_register_once(store: DynStore) {
