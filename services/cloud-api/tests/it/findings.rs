@@ -262,3 +262,112 @@ async fn invitations_are_rate_limited_per_account_and_per_organization() {
         "the organization's budget spans managers: {body}"
     );
 }
+
+// Low: projects and addresses ---------------------------------------------------------------------
+
+/// A member could point the owner's repository project at another server and keep the owner's
+/// token, which the runtime would then present to that server.
+#[tokio::test]
+async fn repointing_a_repository_does_not_keep_its_token() {
+    let app = spawn_app_with(&[]).await;
+    let owner = app.signup().await;
+    let member = app.signup().await;
+    let org = team(&app, &owner).await;
+    let (_, body) = app
+        .post(
+            "/v1/organization/invites",
+            &owner.access,
+            json!({"email": member.email, "organizationId": org}),
+        )
+        .await;
+    let token = body["token"].as_str().unwrap().to_owned();
+    let (status, _) = app
+        .post(
+            "/v1/organization/invites/accept",
+            &member.access,
+            json!({ "token": token }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = app
+        .post("/v1/projects", &owner.access, json!({"name": "Repo", "kind": "repository",
+            "organizationId": org,
+            "repository": {"cloneUrl": "https://github.com/acme/widgets.git", "authMode": "token", "accessToken": "ghp_owner_token"}}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["project"]["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/projects/{id}");
+    // Same URL (a branch change): the token stays.
+    let (status, body) = app
+        .patch(
+            &path,
+            &member.access,
+            json!({"repository": {"cloneUrl": "https://github.com/acme/widgets.git",
+            "defaultBranch": "dev", "authMode": "token"}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["project"]["repository"]["hasAccessToken"], true);
+    // Another URL with token auth and no new token: refused, nothing changed.
+    let (status, body) = app
+        .patch(
+            &path,
+            &member.access,
+            json!({"repository": {"cloneUrl": "https://evil.example/acme/widgets.git",
+            "authMode": "token"}}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let (_, body) = app.get(&path, &owner.access).await;
+    assert_eq!(
+        body["project"]["repository"]["cloneUrl"],
+        "https://github.com/acme/widgets.git"
+    );
+    // Another URL without token auth: the stored token is dropped.
+    let (status, body) = app
+        .patch(
+            &path,
+            &member.access,
+            json!({"repository": {"cloneUrl": "https://evil.example/acme/widgets.git"}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["project"]["repository"]["hasAccessToken"], false);
+}
+
+/// Look-alike addresses (Cyrillic, full-width, zero-width, combining marks) were distinct
+/// accounts. Full-width forms now fold to the ASCII address; the rest is refused.
+#[tokio::test]
+async fn look_alike_addresses_are_not_distinct_accounts() {
+    let app = spawn_app_with(&[]).await;
+    let signup = |email: String| {
+        let url = app.url("/v1/web/signup");
+        async move {
+            let resp = reqwest::Client::new()
+                .post(url)
+                .json(&json!({"email": email, "displayName": "Ada", "password": "correct horse battery"}))
+                .send()
+                .await
+                .unwrap();
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+        }
+    };
+    let local = format!("ada{}", cloud_testkit::random_token().to_lowercase());
+    assert_eq!(signup(format!("{local}@example.com")).await.0, 201);
+    let full_width: String = local
+        .chars()
+        .map(|c| char::from_u32(c as u32 + 0xFEE0).unwrap())
+        .collect();
+    let (status, body) = signup(format!("{full_width}@example.com")).await;
+    assert_eq!(status, 409, "full-width folds to the same account: {body}");
+    for look_alike in [
+        format!("\u{0430}{}@example.com", &local[1..]),
+        format!("a\u{200b}{}@example.com", &local[1..]),
+        format!("a\u{0301}{}@example.com", &local[1..]),
+        format!("{local}@ex\u{0430}mple.com"),
+    ] {
+        let (status, body) = signup(look_alike.clone()).await;
+        assert_eq!(status, 400, "{look_alike:?}: {body}");
+        assert_eq!(body["error"], "invalid_request");
+    }
+}

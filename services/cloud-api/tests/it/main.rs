@@ -7,6 +7,7 @@ mod desktop;
 mod edges;
 mod faults;
 mod findings;
+mod findings_web;
 mod foundation;
 mod helpers;
 mod housekeeping;

@@ -303,7 +303,9 @@ pub(super) fn needs_login(
     {
         return true;
     }
-    matches!(v.max_age, Some(max) if (now - session.auth_time).num_seconds() > max)
+    // max_age=0 asks for a fresh login every time (whole seconds would let the first second
+    // pass); otherwise the login must be at most max_age seconds old.
+    matches!(v.max_age, Some(max) if max == 0 || now - session.auth_time > chrono::Duration::seconds(max))
 }
 
 #[tracing::instrument(skip_all)]
