@@ -280,14 +280,8 @@ pub async fn update_member(
             "Only owners can grant or change the owner role.",
         ));
     }
-    if member.membership.role == Role::Owner
-        && role != Role::Owner
-        && state.store.owner_count(&org.id).await? <= 1
-    {
-        return Err(ApiError::bad_request(
-            "An organization keeps at least one owner.",
-        ));
-    }
+    // The store refuses to demote the last owner, atomically (two owners demoting each other
+    // at once keep one).
     state.store.set_role(&org.id, &target, role).await?;
     let mut member = member;
     member.membership.role = role;
@@ -317,11 +311,6 @@ pub async fn remove_member(
     if member.membership.role == Role::Owner {
         if my_role != Role::Owner {
             return Err(ApiError::forbidden("Only owners can remove an owner."));
-        }
-        if state.store.owner_count(&org.id).await? <= 1 {
-            return Err(ApiError::bad_request(
-                "An organization keeps at least one owner.",
-            ));
         }
     }
     state.store.remove_member(&org.id, &target).await?;

@@ -27,6 +27,9 @@ pub enum StoreError {
     NotFound,
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The change would leave an organization without an owner (checked atomically with it).
+    #[error("an organization keeps at least one owner")]
+    LastOwner,
     /// The database refused a value (e.g. a NUL character in text).
     #[error("invalid value: {0}")]
     Invalid(String),

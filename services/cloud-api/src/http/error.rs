@@ -43,6 +43,9 @@ impl From<StoreError> for ApiError {
                 ApiError::conflict("Conflicts with an existing record")
             }
             StoreError::Invalid(m) => ApiError::bad_request(m),
+            StoreError::LastOwner => {
+                ApiError::bad_request("An organization keeps at least one owner.")
+            }
             StoreError::Unavailable(cause) => {
                 tracing::warn!(error = %cause, "Storage unavailable.");
                 ApiError::unavailable("The database is unavailable; retry later.")

@@ -371,3 +371,61 @@ async fn look_alike_addresses_are_not_distinct_accounts() {
         assert_eq!(body["error"], "invalid_request");
     }
 }
+
+// Low: owners -------------------------------------------------------------------------------------
+
+/// Two owners demoting each other at the same moment both passed the "another owner is left"
+/// check and left the organization without an owner.
+#[tokio::test]
+async fn two_owners_demoting_each_other_at_once_keep_one_owner() {
+    let app = spawn_app_with(&[]).await;
+    for round in 0..8 {
+        let a = app.signup().await;
+        let b = app.signup().await;
+        let org = team(&app, &a).await;
+        let (_, body) = app
+            .post(
+                "/v1/organization/invites",
+                &a.access,
+                json!({"email": b.email, "role": "admin", "organizationId": org}),
+            )
+            .await;
+        let token = body["token"].as_str().unwrap().to_owned();
+        app.post(
+            "/v1/organization/invites/accept",
+            &b.access,
+            json!({ "token": token }),
+        )
+        .await;
+        let promote = json!({"role": "owner", "organizationId": org});
+        let (status, body) = app
+            .patch(
+                &format!("/v1/organization/members/{}", b.id),
+                &a.access,
+                promote,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let demote = json!({"role": "admin", "organizationId": org});
+        let path_a = format!("/v1/organization/members/{}", a.id);
+        let path_b = format!("/v1/organization/members/{}", b.id);
+        let (ra, rb) = tokio::join!(
+            app.patch(&path_b, &a.access, demote.clone()),
+            app.patch(&path_a, &b.access, demote.clone()),
+        );
+        let pool = &app.db.as_ref().unwrap().pool;
+        let owners: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM cloud_organization_memberships WHERE organization_id = $1 AND role = 'owner'",
+        )
+        .bind(&org)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        assert_eq!(owners, 1, "round {round}: {ra:?} {rb:?}");
+        let statuses = [ra.0, rb.0];
+        assert!(
+            statuses.contains(&200) && statuses.iter().all(|s| [200, 400, 403].contains(s)),
+            "round {round}: {ra:?} {rb:?}"
+        );
+    }
+}

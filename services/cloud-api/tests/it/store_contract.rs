@@ -558,6 +558,20 @@ async fn organizations_members_and_invites(store: DynStore) {
         Some(Role::Member)
     );
     assert_eq!(store.owner_count(&team.id).await.unwrap(), 1);
+    // The last owner can be neither demoted nor removed; promoting keeps working.
+    assert!(matches!(
+        store.set_role(&team.id, &a.user.id, Role::Admin).await,
+        Err(StoreError::LastOwner)
+    ));
+    assert!(matches!(
+        store.remove_member(&team.id, &a.user.id).await,
+        Err(StoreError::LastOwner)
+    ));
+    store
+        .set_role(&team.id, &a.user.id, Role::Owner)
+        .await
+        .unwrap();
+    assert_eq!(store.owner_count(&team.id).await.unwrap(), 1);
     store
         .rename_organization(&team.id, "Renamed", "renamed-x")
         .await
