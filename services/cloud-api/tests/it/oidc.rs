@@ -123,7 +123,12 @@ async fn token_form(app: &TestApp, form: &[(&str, &str)]) -> (u16, Value) {
     (resp.status().as_u16(), resp.json().await.unwrap())
 }
 
-async fn exchange(app: &TestApp, code: &str, verifier: &str, redirect_uri: &str) -> (u16, Value) {
+pub(crate) async fn exchange(
+    app: &TestApp,
+    code: &str,
+    verifier: &str,
+    redirect_uri: &str,
+) -> (u16, Value) {
     token_form(
         app,
         &[

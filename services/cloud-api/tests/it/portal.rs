@@ -274,9 +274,26 @@ async fn form_posts_without_or_with_a_wrong_csrf_token_are_rejected_and_change_n
             .await
             .unwrap();
     assert_eq!(count, 0);
+    // Signed in, the forms carry a token bound to the new session: the one from before the
+    // login no longer passes.
     let resp = b
         .post(format!("{}/cloud/organizations", app.base))
-        .form(&[("name", "Real Org"), ("csrf_token", &csrf)])
+        .form(&[("name", "Sneaky Org"), ("csrf_token", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let page = b
+        .get(format!("{}/cloud/organizations", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let resp = b
+        .post(format!("{}/cloud/organizations", app.base))
+        .form(&[("name", "Real Org"), ("csrf_token", &csrf_from(&page))])
         .send()
         .await
         .unwrap();

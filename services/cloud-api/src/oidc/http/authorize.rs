@@ -353,7 +353,7 @@ pub async fn authorize_page(
         );
     };
     if v.prompt.iter().any(|p| p == "consent") {
-        return consent_form(&state, &headers, &params, &v, &user, Vec::new());
+        return consent_form(&state, &headers, &params, &v, &user, None);
     }
     issue_code(&state, &v, &user, session.auth_time, Vec::new(), false).await
 }
@@ -396,15 +396,21 @@ pub(super) fn login_form(
     response
 }
 
+/// The consent page. `new_session` is the session cookie this very response sets (after the
+/// login form), whose CSRF token the page must carry.
 pub(super) fn consent_form(
     state: &AppState,
     headers: &HeaderMap,
     params: &AuthorizeParams,
     v: &Validated<'_>,
     user: &User,
-    extra_cookies: Vec<HeaderValue>,
+    new_session: Option<(&str, HeaderValue)>,
 ) -> Response {
-    let (csrf, set_cookie) = web::csrf_token(headers, https(state));
+    let (csrf, set_cookie) = match &new_session {
+        Some((token, _)) => (web::session_csrf(token), None),
+        None => web::csrf_token(headers, https(state)),
+    };
+    let extra_cookies = new_session.map(|(_, c)| c);
     let page = ConsentPage {
         client_label: client_label(v.client, state),
         name: user.display_name.clone(),
@@ -548,7 +554,8 @@ pub(super) async fn login(
         https(state),
     );
     if v.prompt.iter().any(|p| p == "consent") {
-        return consent_form(state, headers, &form.params, v, &user, vec![cookie]);
+        let new_session = Some((issued.access_token.as_str(), cookie));
+        return consent_form(state, headers, &form.params, v, &user, new_session);
     }
     issue_code(state, v, &user, now, vec![cookie], true).await
 }
