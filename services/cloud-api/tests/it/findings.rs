@@ -429,3 +429,55 @@ async fn two_owners_demoting_each_other_at_once_keep_one_owner() {
         );
     }
 }
+
+// Low: realtime audience --------------------------------------------------------------------------
+
+/// The re-check cloud-realtime makes for open sockets (see cloud-realtime's
+/// `a_member_removed_from_an_organization_stops_receiving_its_events`): the current
+/// organizations of a user on an instance they hold, 404 otherwise.
+#[tokio::test]
+async fn the_realtime_audience_lists_current_memberships_only() {
+    let app = spawn_app_with(&[]).await;
+    let owner = app.signup().await;
+    let other = app.signup().await;
+    let org = team(&app, &owner).await;
+    let instance = format!("instance-{}", owner.id);
+    let ask = |user: &str, instance: &str| json!({"userId": user, "cloudInstanceId": instance});
+    // The canonical instance is claimed on first use by the access check.
+    let (status, _) = app
+        .internal(
+            "/v1/internal/realtime/access",
+            json!({"accessToken": owner.access, "cloudInstanceId": instance}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = app
+        .internal("/v1/internal/realtime/audience", ask(&owner.id, &instance))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["organizationIds"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(org))
+    );
+    let (status, _) = app
+        .internal("/v1/internal/realtime/audience", ask(&other.id, &instance))
+        .await;
+    assert_eq!(status, 404, "another user's instance");
+    let (status, _) = app
+        .internal(
+            "/v1/internal/realtime/audience",
+            json!({"userId": owner.id}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    let (status, _) = app
+        .post(
+            "/v1/internal/realtime/audience",
+            &owner.access,
+            ask(&owner.id, &instance),
+        )
+        .await;
+    assert_eq!(status, 401, "a user's token is not the service token");
+}
