@@ -100,7 +100,7 @@ pub async fn sign_in_with_password(
 
 /// What a signup did, as far as the caller may know.
 pub enum Signup {
-    Created(Registered),
+    Created(Box<Registered>),
     /// The address already had an account; its owner was told by mail. Same work (a password
     /// hash) as a new account, so neither the answer nor its timing tells.
     AlreadyRegistered,
@@ -116,7 +116,7 @@ pub async fn sign_up(
     password: Option<&str>,
 ) -> Result<Signup, ApiError> {
     match register(state, email, display_name, password).await {
-        Ok(r) => Ok(Signup::Created(r)),
+        Ok(r) => Ok(Signup::Created(Box::new(r))),
         Err(e) if e.status == axum::http::StatusCode::CONFLICT => {
             let _ = state.hasher.hash(password.unwrap_or("")).await;
             let email = rules::normalize_email(email.unwrap_or(""))?;

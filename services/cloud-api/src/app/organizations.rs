@@ -308,10 +308,8 @@ pub async fn remove_member(
         scope.manage(q.organization_id.as_deref())?.clone()
     };
     let member = member_of(state, &org.id, &target).await?;
-    if member.membership.role == Role::Owner {
-        if my_role != Role::Owner {
-            return Err(ApiError::forbidden("Only owners can remove an owner."));
-        }
+    if member.membership.role == Role::Owner && my_role != Role::Owner {
+        return Err(ApiError::forbidden("Only owners can remove an owner."));
     }
     state.store.remove_member(&org.id, &target).await?;
     Ok(OkBody { ok: true })

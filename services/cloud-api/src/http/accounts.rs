@@ -121,7 +121,7 @@ pub async fn signup(
     );
     let registered = if state.config.signup_hides_accounts() {
         match crate::app::accounts::sign_up(&state, email, name, password).await? {
-            Signup::Created(r) if r.user.email_verified_at.is_some() => r,
+            Signup::Created(r) if r.user.email_verified_at.is_some() => *r,
             Signup::Created(_) | Signup::AlreadyRegistered => {
                 let pending = SignupPendingResponse {
                     ok: true,

@@ -97,7 +97,7 @@ pub async fn signup_with_form(
             form.password.as_deref(),
         )
         .await
-        .map(crate::app::accounts::Signup::Created)
+        .map(|r| crate::app::accounts::Signup::Created(Box::new(r)))
     } else {
         crate::app::accounts::sign_up(
             state,
