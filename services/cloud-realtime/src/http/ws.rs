@@ -445,7 +445,7 @@ impl Session {
             "cloud.instance.status",
             json!({"cloudInstanceId": self.instance, "status": "connected", "message": message}),
         );
-        event.organization_id = Some(self.peer.audience().organization_id.clone());
+        event.organization_id = Some(self.peer.audience().organization_id);
         wire::text(&serde_json::to_string(&event).unwrap_or_default())
     }
 
