@@ -10,6 +10,7 @@ use url::Url;
 use crate::Secret;
 
 pub const REALTIME_ACCESS_PATH: &str = "/v1/internal/realtime/access";
+pub const REALTIME_AUDIENCE_PATH: &str = "/v1/internal/realtime/audience";
 pub const RUNTIME_ACCESS_PATH: &str = "/v1/internal/runtime/access";
 pub const MEMORY_UPSERT_PATH: &str = "/v1/internal/memory/upsert";
 
@@ -59,6 +60,19 @@ pub struct RealtimeAccessRequest {
     /// Missing reads as empty, which cloud-api refuses with a clear 400.
     #[serde(default)]
     pub access_token: String,
+    #[serde(default)]
+    pub cloud_instance_id: String,
+}
+
+/// `POST /v1/internal/realtime/audience` body: re-checks an open socket's access without the
+/// access token it was opened with. Answer: [`RealtimeAccess`] as of now (`organizationIds` =
+/// the user's current organizations), or 404 when the user is gone or no longer holds the
+/// instance.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RealtimeAudienceRequest {
+    #[serde(default)]
+    pub user_id: String,
     #[serde(default)]
     pub cloud_instance_id: String,
 }
@@ -344,6 +358,14 @@ impl CloudApiClient {
         req: &RealtimeAccessRequest,
     ) -> Result<Option<RealtimeAccess>, InternalCallError> {
         self.post_internal(REALTIME_ACCESS_PATH, req).await
+    }
+
+    /// The current audience of an open socket; `Ok(None)` when the user lost access.
+    pub async fn realtime_audience(
+        &self,
+        req: &RealtimeAudienceRequest,
+    ) -> Result<Option<RealtimeAccess>, InternalCallError> {
+        self.post_internal(REALTIME_AUDIENCE_PATH, req).await
     }
 
     /// The runtime grant; `Ok(None)` when denied (unknown token, foreign instance/project/conversation).

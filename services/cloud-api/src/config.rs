@@ -107,7 +107,12 @@ pub const SERVICE_ENV: &[EnvVar] = &[
     EnvVar::new(
         "CHATONS_ADMIN_EMAILS",
         "",
-        "Comma-separated emails that are global admins once verified (no account becomes admin by itself).",
+        "Comma-separated emails that are global admins once the address is proven by the verification link (no account becomes admin by signing up). Under the production profile it needs SMTP_HOST, or no address could ever be proven.",
+    ),
+    EnvVar::new(
+        "CHATONS_DEV_AUTO_VERIFY_EMAILS",
+        "false",
+        "Development only (refused under CHATONS_PROFILE=production): new accounts count as email-verified at signup, so local tools work without SMTP; a listed admin address is then an admin at once. Unset, a server without SMTP writes the verification links to its log.",
     ),
     EnvVar::new(
         "JWT_RETIRED_PUBLIC_KEYS",
@@ -138,6 +143,16 @@ pub const SERVICE_ENV: &[EnvVar] = &[
         "CHATONS_HOUSEKEEPING_INTERVAL_SECONDS",
         "3600",
         "How often expired sessions, authorization codes, email tokens and old delivered mails are deleted.",
+    ),
+    EnvVar::new(
+        "CHATONS_INVITES_PER_HOUR_PER_ACCOUNT",
+        "20",
+        "Invitations one account may create per hour (all organizations together); 429 beyond.",
+    ),
+    EnvVar::new(
+        "CHATONS_INVITES_PER_HOUR_PER_ORG",
+        "50",
+        "Invitations one organization may receive per hour (all its managers together); 429 beyond.",
     ),
     EnvVar::new(
         "CHATONS_MAX_INSTANCES_PER_USER",
@@ -212,6 +227,8 @@ pub struct Config {
     pub secrets_previous_keys: Option<Secret>,
     /// Lower-cased emails that are admins (once verified).
     pub admin_emails: Vec<String>,
+    /// Development only: signup marks the address verified without a link.
+    pub dev_auto_verify_emails: bool,
     pub oidc_retired_keys: Option<String>,
     pub oidc_extra_clients: Option<String>,
     pub portal_session_ttl: Duration,
@@ -220,6 +237,9 @@ pub struct Config {
     pub refresh_reuse_grace: Duration,
     /// Period of the housekeeping pass.
     pub housekeeping_interval: Duration,
+    /// Invitations per rolling hour: per inviting account, per organization.
+    pub invites_per_hour_per_account: u64,
+    pub invites_per_hour_per_org: u64,
     /// Instance ids one user may hold.
     pub max_instances_per_user: usize,
     pub trusted_proxies: crate::net::TrustedProxies,
@@ -230,6 +250,13 @@ pub struct Config {
 const HTTP: &[&str] = &["http", "https"];
 
 impl Config {
+    /// Whether the signup answer must not tell if an address already has an account: always,
+    /// except on a development server without SMTP, whose local tools get the first system's
+    /// answer (a session at once, 409 for a taken address).
+    pub fn signup_hides_accounts(&self) -> bool {
+        self.smtp.is_some() || self.common.profile.is_production()
+    }
+
     pub fn from_env(env: &Env) -> Result<Self, ConfigErrors> {
         let mut r = Reader::new(env);
         let common = CommonConfig::read(&mut r, DEFAULT_PORT);
@@ -316,6 +343,7 @@ impl Config {
                 .into_iter()
                 .map(|e| e.to_lowercase())
                 .collect(),
+            dev_auto_verify_emails: r.bool("CHATONS_DEV_AUTO_VERIFY_EMAILS", false),
             oidc_retired_keys: r.string("JWT_RETIRED_PUBLIC_KEYS"),
             oidc_extra_clients: r.string("OIDC_EXTRA_CLIENTS"),
             portal_session_ttl: r.seconds("CHATONS_PORTAL_SESSION_TTL_SECONDS", 43_200),
@@ -327,6 +355,13 @@ impl Config {
                 3600,
             )),
             housekeeping_interval: r.seconds("CHATONS_HOUSEKEEPING_INTERVAL_SECONDS", 3600),
+            invites_per_hour_per_account: r.int_in(
+                "CHATONS_INVITES_PER_HOUR_PER_ACCOUNT",
+                20,
+                1,
+                100_000,
+            ),
+            invites_per_hour_per_org: r.int_in("CHATONS_INVITES_PER_HOUR_PER_ORG", 50, 1, 100_000),
             max_instances_per_user: r.int_in("CHATONS_MAX_INSTANCES_PER_USER", 20, 1, 100_000)
                 as usize,
             trusted_proxies: crate::net::TrustedProxies::new(trusted),
@@ -334,6 +369,20 @@ impl Config {
             smtp,
             common,
         };
+        if config.common.profile.is_production() {
+            if config.dev_auto_verify_emails {
+                r.fail(
+                    "CHATONS_DEV_AUTO_VERIFY_EMAILS",
+                    "is development-only: under CHATONS_PROFILE=production an address is verified only by its link",
+                );
+            }
+            if !config.admin_emails.is_empty() && config.smtp.is_none() {
+                r.fail(
+                    "CHATONS_ADMIN_EMAILS",
+                    "admins must prove their address with the verification mail, and SMTP_HOST is not set (no mail can be sent)",
+                );
+            }
+        }
         r.finish()?;
         let mut config = config;
         if config.common.cors_origins.is_empty() {

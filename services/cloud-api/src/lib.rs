@@ -32,7 +32,7 @@ use std::process::ExitCode;
 
 use axum::Router;
 use cloud_common::ServiceInfo;
-use cloud_common::cli::{self, Command};
+use cloud_common::cli;
 use cloud_common::config::Env;
 use cloud_common::server::{self, Shutdown};
 use tokio::net::TcpListener;
@@ -87,55 +87,38 @@ fn leak(s: String) -> &'static str {
     Box::leak(s.into_boxed_str())
 }
 
-/// Entry point of the binary.
-pub fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let vars = config::env_vars();
-    let command = match cli::parse(&args, &vars) {
-        Command::PrintedAndExit(code) => return code,
-        other => other,
-    };
-    let env = Env::from_process();
-    let config = match Config::from_env(&env) {
-        Ok(c) => c,
-        Err(e) => return cli::report_config_errors(SERVICE, &e),
-    };
-    cloud_common::telemetry::init(config.common.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("{SERVICE}: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async move {
-        match command {
-            Command::Serve => {
-                let shutdown = Shutdown::new();
-                server::trigger_on_signals(shutdown.clone());
-                let listener = server::bind(config.common.port).await?;
-                run(config, listener, shutdown).await
-            }
-            Command::Other(cmd) if cmd == "migrate" => state::migrate_only(&config).await,
-            Command::Other(cmd) if cmd == "reseal-secrets" => reseal::run(&config).await,
-            Command::Other(cmd) if cmd == "import-legacy" => {
-                legacy::command(&config, &args[1..]).await
-            }
-            Command::Other(cmd) => anyhow::bail!(
-                "unknown command {cmd:?} (commands: serve, env, migrate, reseal-secrets, import-legacy --from <url>)"
+impl cli::Service for Config {
+    const NAME: &'static str = SERVICE;
+
+    fn env_vars() -> Vec<cloud_common::config::EnvVar> {
+        config::env_vars()
+    }
+
+    fn from_env(env: &Env) -> Result<Self, cloud_common::config::ConfigErrors> {
+        Config::from_env(env)
+    }
+
+    fn common(&self) -> &cloud_common::config::CommonConfig {
+        &self.common
+    }
+
+    async fn serve(self, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
+        run(self, listener, shutdown).await
+    }
+
+    async fn command(self, name: String, args: Vec<String>) -> anyhow::Result<()> {
+        match name.as_str() {
+            "migrate" => state::migrate_only(&self).await,
+            "reseal-secrets" => reseal::run(&self).await,
+            "import-legacy" => legacy::command(&self, &args).await,
+            _ => anyhow::bail!(
+                "unknown command {name:?} (commands: serve, env, migrate, reseal-secrets, import-legacy --from <url>)"
             ),
-            Command::PrintedAndExit(_) => Ok(()),
-        }
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "Stopped with an error.");
-            eprintln!("{SERVICE}: {e:#}");
-            ExitCode::FAILURE
         }
     }
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    cli::main::<Config>(std::env::args().skip(1).collect())
 }

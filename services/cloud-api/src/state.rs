@@ -95,9 +95,18 @@ impl AppState {
             "Mails queued and not yet delivered",
             backlog.clone(),
         );
+        if config.smtp.is_none()
+            && !config.admin_emails.is_empty()
+            && !config.dev_auto_verify_emails
+        {
+            tracing::warn!(
+                "CHATONS_ADMIN_EMAILS is set and SMTP_HOST is not: an admin proves the address by opening the verification link written to this log."
+            );
+        }
         crate::mail::spawn_worker(
             mailer.clone(),
             config.smtp.clone(),
+            !config.common.profile.is_production(),
             backlog,
             shutdown.clone(),
         );

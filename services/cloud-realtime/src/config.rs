@@ -61,6 +61,11 @@ pub const SERVICE_ENV: &[EnvVar] = &[
         "A socket that cannot take one frame within this time is closed as a slow consumer.",
     ),
     EnvVar::new(
+        "CHATONS_REALTIME_ACCESS_RECHECK_SECONDS",
+        "60",
+        "How often an open socket asks cloud-api again which organizations its user belongs to: a member removed from one stops getting its events within this time; a user who lost the instance is closed with 4003 `access_revoked`.",
+    ),
+    EnvVar::new(
         "CHATONS_REALTIME_PING_INTERVAL_SECONDS",
         "15",
         "Websocket ping and `cloud.instance.status` heartbeat period; a peer silent for two periods is dropped.",
@@ -85,6 +90,7 @@ pub struct Config {
     pub socket_queue_size: usize,
     pub send_timeout: Duration,
     pub ping_interval: Duration,
+    pub access_recheck: Duration,
 }
 
 impl Config {
@@ -122,6 +128,7 @@ impl Config {
                 as usize,
             send_timeout: r.seconds("CHATONS_REALTIME_SEND_TIMEOUT_SECONDS", 10),
             ping_interval: r.seconds("CHATONS_REALTIME_PING_INTERVAL_SECONDS", 15),
+            access_recheck: r.seconds("CHATONS_REALTIME_ACCESS_RECHECK_SECONDS", 60),
             common,
         };
         r.finish()?;

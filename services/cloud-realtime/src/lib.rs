@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use axum::Router;
 use cloud_common::ServiceInfo;
-use cloud_common::cli::{self, Command};
+use cloud_common::cli;
 use cloud_common::config::Env;
 use cloud_common::server::{self, Shutdown};
 use tokio::net::TcpListener;
@@ -67,42 +67,30 @@ pub fn bind(port: u16) -> std::io::Result<TcpListener> {
     socket.listen(1024)
 }
 
-pub fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let vars = config::env_vars();
-    let command = match cli::parse(&args, &vars) {
-        Command::PrintedAndExit(code) => return code,
-        other => other,
-    };
-    let config = match Config::from_env(&Env::from_process()) {
-        Ok(c) => c,
-        Err(e) => return cli::report_config_errors(SERVICE, &e),
-    };
-    cloud_common::telemetry::init(config.common.log_format);
-    let Ok(runtime) = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    else {
-        eprintln!("{SERVICE}: cannot start the async runtime");
-        return ExitCode::FAILURE;
-    };
-    let result = runtime.block_on(async move {
-        match command {
-            Command::Serve => {
-                let shutdown = Shutdown::new();
-                server::trigger_on_signals(shutdown.clone());
-                let listener = bind(config.common.port)?;
-                run(config, listener, shutdown).await
-            }
-            Command::Other(cmd) => anyhow::bail!("unknown command {cmd:?} (try --help)"),
-            Command::PrintedAndExit(_) => Ok(()),
-        }
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("{SERVICE}: {e:#}");
-            ExitCode::FAILURE
-        }
+impl cli::Service for Config {
+    const NAME: &'static str = SERVICE;
+
+    fn env_vars() -> Vec<cloud_common::config::EnvVar> {
+        config::env_vars()
     }
+
+    fn from_env(env: &Env) -> Result<Self, cloud_common::config::ConfigErrors> {
+        Config::from_env(env)
+    }
+
+    fn common(&self) -> &cloud_common::config::CommonConfig {
+        &self.common
+    }
+
+    async fn bind(&self) -> std::io::Result<TcpListener> {
+        bind(self.common.port)
+    }
+
+    async fn serve(self, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
+        run(self, listener, shutdown).await
+    }
+}
+
+pub fn main() -> ExitCode {
+    cli::main::<Config>(std::env::args().skip(1).collect())
 }

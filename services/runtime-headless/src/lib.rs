@@ -21,7 +21,7 @@ use std::process::ExitCode;
 
 use axum::Router;
 use cloud_common::ServiceInfo;
-use cloud_common::cli::{self, Command};
+use cloud_common::cli;
 use cloud_common::config::Env;
 use cloud_common::server::{self, Shutdown};
 use tokio::net::TcpListener;
@@ -69,6 +69,26 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
     Ok(())
 }
 
+impl cli::Service for Config {
+    const NAME: &'static str = SERVICE;
+
+    fn env_vars() -> Vec<cloud_common::config::EnvVar> {
+        config::env_vars()
+    }
+
+    fn from_env(env: &Env) -> Result<Self, cloud_common::config::ConfigErrors> {
+        Config::from_env(env)
+    }
+
+    fn common(&self) -> &cloud_common::config::CommonConfig {
+        &self.common
+    }
+
+    async fn serve(self, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
+        run(self, listener, shutdown).await
+    }
+}
+
 pub fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // Inside a `public` sandbox this binary relays the proxy port, then runs the script.
@@ -77,40 +97,5 @@ pub fn main() -> ExitCode {
     {
         return tools::proxy::forward(listen, socket, command);
     }
-    let vars = config::env_vars();
-    let command = match cli::parse(&args, &vars) {
-        Command::PrintedAndExit(code) => return code,
-        other => other,
-    };
-    let config = match Config::from_env(&Env::from_process()) {
-        Ok(c) => c,
-        Err(e) => return cli::report_config_errors(SERVICE, &e),
-    };
-    cloud_common::telemetry::init(config.common.log_format);
-    let Ok(runtime) = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    else {
-        eprintln!("{SERVICE}: cannot start the async runtime");
-        return ExitCode::FAILURE;
-    };
-    let result = runtime.block_on(async move {
-        match command {
-            Command::Serve => {
-                let shutdown = Shutdown::new();
-                server::trigger_on_signals(shutdown.clone());
-                let listener = server::bind(config.common.port).await?;
-                run(config, listener, shutdown).await
-            }
-            Command::Other(cmd) => anyhow::bail!("unknown command {cmd:?} (try --help)"),
-            Command::PrintedAndExit(_) => Ok(()),
-        }
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("{SERVICE}: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::main::<Config>(args)
 }

@@ -9,20 +9,70 @@ use crate::domain::*;
 use crate::password::needs_upgrade;
 use crate::store::NewAccount;
 
-/// The user whose email and password these are, or `None` (same time either way: an unknown
-/// email is checked against a dummy hash). A legacy scrypt hash that verifies is replaced by
+/// A credential attempt, for the rate limits (`crate::ratelimit`). Each kind has one bucket per
+/// client IP and one per account, shared by every endpoint that takes it (JSON API, portal,
+/// authorization page), so switching endpoints buys no extra guesses.
+#[derive(Debug, Clone, Copy)]
+pub enum Attempt {
+    Login,
+    Signup,
+}
+
+impl Attempt {
+    fn key(self) -> &'static str {
+        match self {
+            Attempt::Login => "login",
+            Attempt::Signup => "signup",
+        }
+    }
+}
+
+/// Takes one attempt of `kind` from the client's and (when given) the account's bucket;
+/// [`DomainError::RateLimited`] when either is empty.
+pub fn throttle(
+    state: &AppState,
+    ip: std::net::IpAddr,
+    kind: Attempt,
+    email: Option<&str>,
+) -> DomainResult<()> {
+    let limited = |wait: std::time::Duration| DomainError::RateLimited(wait.as_secs().max(1));
+    state
+        .limiters
+        .per_ip
+        .check(&format!("{}:{ip}", kind.key()))
+        .map_err(limited)?;
+    let account = email.map(account_key).filter(|e| !e.is_empty());
+    if let Some(account) = account {
+        state
+            .limiters
+            .per_account
+            .check(&format!("{}:{account}", kind.key()))
+            .map_err(limited)?;
+    }
+    Ok(())
+}
+
+/// The key an address is counted under: its normalized form when it has one, so variants of
+/// one address (case, full-width letters) share a bucket.
+fn account_key(email: &str) -> String {
+    rules::normalize_email(email).unwrap_or_else(|_| email.trim().to_lowercase())
+}
+
+/// Throttled ([`Attempt::Login`]) password sign-in: the user whose email and password these
+/// are, or `None` (same time either way: an unknown email is checked against a dummy hash). A legacy scrypt hash that verifies is replaced by
 /// argon2id here, at the first login that knows the password; a failure to store the new hash
 /// is logged and the login still succeeds (the next one retries).
 #[tracing::instrument(skip_all)]
 pub async fn sign_in_with_password(
     state: &AppState,
+    ip: std::net::IpAddr,
     email: &str,
     password: &str,
 ) -> DomainResult<Option<User>> {
-    let user = state
-        .store
-        .user_by_email(&email.trim().to_lowercase())
-        .await?;
+    throttle(state, ip, Attempt::Login, Some(email))?;
+    // An account imported from the first system may predate the address rules: look it up as
+    // typed when the address does not normalize.
+    let user = state.store.user_by_email(&account_key(email)).await?;
     let stored = user.as_ref().and_then(|u| u.password_hash.clone());
     let ok = state.hasher.verify(password, stored.as_deref()).await?;
     let Some(mut user) = user.filter(|_| ok) else {
@@ -46,6 +96,37 @@ pub async fn sign_in_with_password(
         }
     }
     Ok(Some(user))
+}
+
+/// What a signup did, as far as the caller may know.
+pub enum Signup {
+    Created(Box<Registered>),
+    /// The address already had an account; its owner was told by mail. Same work (a password
+    /// hash) as a new account, so neither the answer nor its timing tells.
+    AlreadyRegistered,
+}
+
+/// [`register`], except that a taken address is not an error: its owner gets an "already
+/// registered" mail and the caller gets [`Signup::AlreadyRegistered`] (adapters that must not
+/// reveal accounts answer both cases alike).
+pub async fn sign_up(
+    state: &AppState,
+    email: Option<&str>,
+    display_name: Option<&str>,
+    password: Option<&str>,
+) -> Result<Signup, ApiError> {
+    match register(state, email, display_name, password).await {
+        Ok(r) => Ok(Signup::Created(Box::new(r))),
+        Err(e) if e.status == axum::http::StatusCode::CONFLICT => {
+            let _ = state.hasher.hash(password.unwrap_or("")).await;
+            let email = rules::normalize_email(email.unwrap_or(""))?;
+            if let Ok(Some(owner)) = state.store.user_by_email(&email).await {
+                crate::app::email::send_already_registered(state, &owner).await;
+            }
+            Ok(Signup::AlreadyRegistered)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// A new account: the user, its personal organization and the plans (for the views).
@@ -93,9 +174,10 @@ pub async fn register(
         .find(|p| p.is_default)
         .map(|p| p.id.clone())
         .unwrap_or_else(|| "plus".into());
-    // Without SMTP no verification mail can be sent, so the address is taken as verified (as the
-    // first system did); with SMTP it stays unverified until the portal's verification flow.
-    let verified = state.config.smtp.is_none().then_some(now);
+    // An address is verified only by its link (the first system took it as verified when it
+    // sent no mail, which made the first signup with an admin address an admin). Development
+    // can opt out explicitly; production refuses that setting.
+    let verified = state.config.dev_auto_verify_emails.then_some(now);
     let user = User {
         id: UserId::generate(),
         email,

@@ -69,7 +69,9 @@ pub async fn send_already_registered(state: &AppState, user: &User) {
 
 /// Queues a reset mail when `email` has an account; does nothing otherwise.
 pub async fn forgot_password(state: &AppState, email: &str) {
-    let user = match state.store.user_by_email(&email.to_lowercase()).await {
+    let email = crate::domain::rules::normalize_email(email)
+        .unwrap_or_else(|_| email.trim().to_lowercase());
+    let user = match state.store.user_by_email(&email).await {
         Ok(Some(u)) => u,
         Ok(None) => return,
         Err(e) => {

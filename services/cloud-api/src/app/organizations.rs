@@ -15,6 +15,8 @@ use crate::views::*;
 use crate::web::caller::Caller;
 
 const INVITE_TTL_DAYS: i64 = 7;
+/// `Retry-After` of a refused invitation: the limits count a rolling hour.
+const INVITE_RETRY_SECS: u64 = 600;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OrganizationResponse {
@@ -278,14 +280,8 @@ pub async fn update_member(
             "Only owners can grant or change the owner role.",
         ));
     }
-    if member.membership.role == Role::Owner
-        && role != Role::Owner
-        && state.store.owner_count(&org.id).await? <= 1
-    {
-        return Err(ApiError::bad_request(
-            "An organization keeps at least one owner.",
-        ));
-    }
+    // The store refuses to demote the last owner, atomically (two owners demoting each other
+    // at once keep one).
     state.store.set_role(&org.id, &target, role).await?;
     let mut member = member;
     member.membership.role = role;
@@ -312,15 +308,8 @@ pub async fn remove_member(
         scope.manage(q.organization_id.as_deref())?.clone()
     };
     let member = member_of(state, &org.id, &target).await?;
-    if member.membership.role == Role::Owner {
-        if my_role != Role::Owner {
-            return Err(ApiError::forbidden("Only owners can remove an owner."));
-        }
-        if state.store.owner_count(&org.id).await? <= 1 {
-            return Err(ApiError::bad_request(
-                "An organization keeps at least one owner.",
-            ));
-        }
+    if member.membership.role == Role::Owner && my_role != Role::Owner {
+        return Err(ApiError::forbidden("Only owners can remove an owner."));
     }
     state.store.remove_member(&org.id, &target).await?;
     Ok(OkBody { ok: true })
@@ -395,8 +384,24 @@ pub async fn create_invite(
     if !scope.role(&org.id).is_some_and(Role::can_manage) {
         return Err(ApiError::forbidden("Invite creation not allowed"));
     }
-    let token = new_token("invite-");
+    // Invitations put the sender's words in someone else's mailbox: only a proven address may
+    // send them, and only so many an hour.
+    if caller.user.email_verified_at.is_none() {
+        return Err(
+            DomainError::Forbidden("Confirm your email address before inviting anyone.").into(),
+        );
+    }
     let now = now();
+    let (in_org, by_caller) = state
+        .store
+        .recent_invite_counts(&org.id, &caller.user.id, now - chrono::Duration::hours(1))
+        .await?;
+    if by_caller >= state.config.invites_per_hour_per_account
+        || in_org >= state.config.invites_per_hour_per_org
+    {
+        return Err(DomainError::RateLimited(INVITE_RETRY_SECS).into());
+    }
+    let token = new_token("invite-");
     let invite = Invite {
         id: InviteId::generate(),
         token_hash: token_hash(&token),

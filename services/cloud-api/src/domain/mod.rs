@@ -27,6 +27,9 @@ pub enum StoreError {
     NotFound,
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The change would leave an organization without an owner (checked atomically with it).
+    #[error("an organization keeps at least one owner")]
+    LastOwner,
     /// The database refused a value (e.g. a NUL character in text).
     #[error("invalid value: {0}")]
     Invalid(String),
@@ -82,6 +85,9 @@ pub enum DomainError {
     /// 400 `invalid_token`.
     #[error("{0}")]
     InvalidToken(&'static str),
+    /// 429 `rate_limited` with `Retry-After` (seconds).
+    #[error("Too many requests; retry in {0} s")]
+    RateLimited(u64),
     /// 403 `subscription_required` with the usage.
     #[error("An active subscription is required to use Chatons Cloud.")]
     SubscriptionRequired(Box<Usage>),

@@ -41,7 +41,16 @@ pub fn bounded(s: String, max: usize, what: &str) -> DomainResult<String> {
 /// A plausible address: one `@`, something on both sides, a dot in the domain, no spaces.
 /// Lower-cased so lookups are case-insensitive.
 pub fn normalize_email(raw: &str) -> DomainResult<String> {
-    let email = raw.trim().to_lowercase();
+    use unicode_normalization::UnicodeNormalization;
+    // NFKC folds compatibility forms (full-width `ａ` → `a`); what is left outside ASCII
+    // (Cyrillic or Greek look-alikes, zero-width characters, combining marks) is refused, so two
+    // accounts can never differ only by characters a reader cannot see.
+    let email = raw.trim().nfkc().collect::<String>().to_lowercase();
+    if !email.is_ascii() {
+        return Err(DomainError::invalid(
+            "Email addresses must be written in plain ASCII letters, digits and symbols",
+        ));
+    }
     let ok = email.len() <= MAX_EMAIL
         && !email.chars().any(char::is_whitespace)
         && match email.split_once('@') {

@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use cloud_common::ApiError;
 use cloud_common::extract::{ApiJson, ApiQuery};
 use cloud_common::time::iso;
@@ -12,6 +13,7 @@ use utoipa::ToSchema;
 use super::extract::{Caller, ClientIp, apply_admin_list};
 use crate::AppState;
 use crate::app::access::{self, Scope};
+use crate::app::accounts::{Attempt, Signup};
 use crate::domain::rules;
 use crate::domain::*;
 use crate::sessions::{self, IssuedTokens, SessionPolicy, SessionRequest};
@@ -42,6 +44,15 @@ pub struct SignupResponse {
     pub user: UserView,
     pub session: SessionView,
     pub requires_email_verification: bool,
+}
+
+/// The signup answer that tells nothing about the address (see `signup`).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SignupPendingResponse {
+    pub ok: bool,
+    pub requires_email_verification: bool,
+    pub message: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -78,45 +89,56 @@ pub fn session_view(t: &IssuedTokens) -> SessionView {
     }
 }
 
-fn throttle(state: &AppState, ip: &ClientIp, email: Option<&str>) -> Result<(), ApiError> {
-    state
-        .limiters
-        .per_ip
-        .check(&ip.0.to_string())
-        .map_err(|wait| ApiError::too_many_requests(wait.as_secs().max(1)))?;
-    if let Some(email) = email {
-        state
-            .limiters
-            .per_account
-            .check(&email.trim().to_lowercase())
-            .map_err(|wait| ApiError::too_many_requests(wait.as_secs().max(1)))?;
-    }
-    Ok(())
+fn throttle(
+    state: &AppState,
+    ip: &ClientIp,
+    kind: Attempt,
+    email: Option<&str>,
+) -> Result<(), ApiError> {
+    Ok(crate::app::accounts::throttle(state, ip.0, kind, email)?)
 }
 
-/// Creates an account with its personal organization (owner) and a default project, and signs
-/// it in. Duplicate email → 409.
+/// Creates an account with its personal organization (owner) and a default project. Where the
+/// server verifies addresses by mail (SMTP configured, or the production profile) the answer is
+/// 202 with no session, the same whether or not the address already had an account (its owner
+/// is told by mail): sign in once the address is confirmed. A development server without SMTP
+/// keeps the first system's answer: 201 with a session, 409 for a taken address.
 #[utoipa::path(post, path = "/v1/web/signup", tag = "accounts", request_body = SignupBody,
-    responses((status = 201, body = SignupResponse), (status = 400, body = ErrorBody),
-              (status = 409, body = ErrorBody), (status = 429, body = ErrorBody)))]
+    responses((status = 201, body = SignupResponse), (status = 202, body = SignupPendingResponse),
+              (status = 400, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 429, body = ErrorBody)))]
 #[tracing::instrument(skip_all)]
 pub async fn signup(
     State(state): State<AppState>,
     ip: ClientIp,
     ApiJson(body): ApiJson<SignupBody>,
-) -> Result<(StatusCode, Json<SignupResponse>), ApiError> {
-    throttle(&state, &ip, body.email.as_deref())?;
+) -> Result<Response, ApiError> {
+    throttle(&state, &ip, Attempt::Signup, body.email.as_deref())?;
+    let (email, name, password) = (
+        body.email.as_deref(),
+        body.display_name.as_deref(),
+        body.password.as_deref(),
+    );
+    let registered = if state.config.signup_hides_accounts() {
+        match crate::app::accounts::sign_up(&state, email, name, password).await? {
+            Signup::Created(r) if r.user.email_verified_at.is_some() => *r,
+            Signup::Created(_) | Signup::AlreadyRegistered => {
+                let pending = SignupPendingResponse {
+                    ok: true,
+                    requires_email_verification: true,
+                    message: "If the address can be used, a mail was sent to it: open its link, then sign in.".into(),
+                };
+                return Ok((StatusCode::ACCEPTED, Json(pending)).into_response());
+            }
+        }
+    } else {
+        crate::app::accounts::register(&state, email, name, password).await?
+    };
     let crate::app::accounts::Registered {
         user,
         organization: org_id,
         plans,
-    } = crate::app::accounts::register(
-        &state,
-        body.email.as_deref(),
-        body.display_name.as_deref(),
-        body.password.as_deref(),
-    )
-    .await?;
+    } = registered;
     let now = now();
     let tokens = sessions::issue_session(
         state.store.as_ref(),
@@ -126,14 +148,12 @@ pub async fn signup(
     .await?;
     let mut user = user;
     apply_admin_list(&state.config.admin_emails, &mut user);
-    Ok((
-        StatusCode::CREATED,
-        Json(SignupResponse {
-            user: user_view(&user, &plans, now),
-            session: session_view(&tokens),
-            requires_email_verification: user.email_verified_at.is_none(),
-        }),
-    ))
+    let created = SignupResponse {
+        user: user_view(&user, &plans, now),
+        session: session_view(&tokens),
+        requires_email_verification: user.email_verified_at.is_none(),
+    };
+    Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
 /// Signs in with email and password. Unknown email and wrong password answer the same 401 in
@@ -147,7 +167,6 @@ pub async fn login(
     ip: ClientIp,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> Result<Json<LoginResponse>, ApiError> {
-    throttle(&state, &ip, body.email.as_deref())?;
     let (Some(email), Some(password)) = (
         rules::trimmed(body.email.as_deref()),
         body.password.as_deref().filter(|p| !p.is_empty()),
@@ -158,7 +177,7 @@ pub async fn login(
         return Err(DomainError::InvalidCredentials.into());
     }
     let Some(mut user) =
-        crate::app::accounts::sign_in_with_password(&state, &email, password).await?
+        crate::app::accounts::sign_in_with_password(&state, ip.0, &email, password).await?
     else {
         return Err(DomainError::InvalidCredentials.into());
     };

@@ -22,6 +22,7 @@ impl From<DomainError> for ApiError {
             DomainError::InvalidToken(m) => {
                 ApiError::new(StatusCode::BAD_REQUEST, "invalid_token", m)
             }
+            DomainError::RateLimited(secs) => ApiError::too_many_requests(secs),
             DomainError::SubscriptionRequired(usage) => {
                 ApiError::forbidden("An active subscription is required to use Chatons Cloud.")
                     .with_code("subscription_required")
@@ -42,6 +43,9 @@ impl From<StoreError> for ApiError {
                 ApiError::conflict("Conflicts with an existing record")
             }
             StoreError::Invalid(m) => ApiError::bad_request(m),
+            StoreError::LastOwner => {
+                ApiError::bad_request("An organization keeps at least one owner.")
+            }
             StoreError::Unavailable(cause) => {
                 tracing::warn!(error = %cause, "Storage unavailable.");
                 ApiError::unavailable("The database is unavailable; retry later.")

@@ -76,6 +76,43 @@ pub async fn realtime_access(
     }))
 }
 
+/// cloud-realtime re-checks each open socket with this (it holds no access token): the user
+/// must still exist and hold the instance; the answer lists the organizations the user is a
+/// member of now, so a member removed from one stops receiving its events.
+#[tracing::instrument(skip_all)]
+pub async fn realtime_audience(
+    _: InternalCaller,
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RealtimeAudienceRequest>,
+) -> Result<Json<RealtimeAccess>, ApiError> {
+    let (user, instance) = (body.user_id.trim(), body.cloud_instance_id.trim());
+    if user.is_empty() || instance.is_empty() {
+        return Err(ApiError::bad_request(
+            "userId and cloudInstanceId are required",
+        ));
+    }
+    let user = UserId::from(user);
+    // The canonical `instance-<userId>` is implicitly the user's (never stored); any other id
+    // must be registered to them.
+    let holds = InstanceId::canonical(&user).0 == instance
+        || state
+            .store
+            .instance(&InstanceId::from(instance))
+            .await?
+            .is_some_and(|i| i.user_id == user);
+    if !holds || state.store.user(&user).await?.is_none() {
+        return Err(denied());
+    }
+    let scope = Scope::load(&state, &user, None).await?;
+    let organization_id = scope.active.clone().ok_or_else(denied)?;
+    Ok(Json(RealtimeAccess {
+        user_id: user.0,
+        cloud_instance_id: instance.to_owned(),
+        organization_id: organization_id.0,
+        organization_ids: scope.org_ids().into_iter().map(|o| o.0).collect(),
+    }))
+}
+
 fn plan_wire(p: &Plan) -> GrantPlan {
     GrantPlan {
         id: p.id.clone(),

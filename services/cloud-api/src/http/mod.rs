@@ -97,6 +97,10 @@ pub fn routes() -> Router<AppState> {
             post(internal::realtime_access),
         )
         .route(
+            "/v1/internal/realtime/audience",
+            post(internal::realtime_audience),
+        )
+        .route(
             "/v1/internal/runtime/access",
             post(internal::runtime_access),
         )

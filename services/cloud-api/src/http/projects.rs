@@ -158,10 +158,17 @@ fn apply_repository(
                                 .map_err(ApiError::internal)?,
                         )
                     }
-                    None => project
-                        .repository
-                        .as_ref()
-                        .and_then(|old| old.token.clone()),
+                    // The stored token stays with the repository it was given for: repointing
+                    // the project elsewhere must not hand it to another server.
+                    None => match project.repository.as_ref() {
+                        Some(old) if old.clone_url == clone_url => old.token.clone(),
+                        Some(old) if old.token.is_some() && auth_mode == "token" => {
+                            return Err(ApiError::bad_request(
+                                "A new accessToken is required when the repository URL changes",
+                            ));
+                        }
+                        _ => None,
+                    },
                 };
                 project.repository = Some(Repository {
                     clone_url,

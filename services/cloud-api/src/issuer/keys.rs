@@ -181,6 +181,46 @@ impl SigningKey {
     }
 }
 
+/// The claims of a compact JWS signed by one of `keys` (public JWKs, matched by `kid`; ES256 or
+/// RS256 as the key says), or `None` when the signature does not verify. Only the signature
+/// is checked here; the caller judges the claims.
+pub fn verify_jws(token: &str, keys: &[&Value]) -> Option<Value> {
+    let mut parts = token.split('.');
+    let (h, p, sig) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(h).ok()?).ok()?;
+    let key = keys.iter().find(|k| k["kid"] == header["kid"])?;
+    if key["alg"] != header["alg"] {
+        return None;
+    }
+    let sig = URL_SAFE_NO_PAD.decode(sig).ok()?;
+    let input = &token.as_bytes()[..h.len() + 1 + p.len()];
+    let field = |name: &str| URL_SAFE_NO_PAD.decode(key[name].as_str()?).ok();
+    let verified = match key["alg"].as_str()? {
+        "ES256" => {
+            let mut point = vec![0x04];
+            point.extend(field("x")?);
+            point.extend(field("y")?);
+            signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
+                .verify(input, &sig)
+                .is_ok()
+        }
+        "RS256" => signature::RsaPublicKeyComponents {
+            n: field("n")?,
+            e: field("e")?,
+        }
+        .verify(&signature::RSA_PKCS1_2048_8192_SHA256, input, &sig)
+        .is_ok(),
+        _ => false,
+    };
+    if !verified {
+        return None;
+    }
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p).ok()?).ok()
+}
+
 /// The published key set: the active key first, then retired keys.
 pub fn jwks(active: &SigningKey, retired: &[Value]) -> Value {
     let mut keys = vec![active.jwk.clone()];
@@ -285,6 +325,25 @@ fn rsa_public_components(der: &[u8]) -> Option<(&[u8], &[u8])> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verifies_its_own_signatures_only() {
+        let (key, _) = SigningKey::generate().unwrap_or_else(|_| unreachable!());
+        let token = key
+            .sign_jwt(&json!({"sub": "u1"}))
+            .unwrap_or_else(|_| unreachable!());
+        assert_eq!(verify_jws(&token, &[&key.jwk]), Some(json!({"sub": "u1"})));
+        let (other, _) = SigningKey::generate().unwrap_or_else(|_| unreachable!());
+        assert_eq!(verify_jws(&token, &[&other.jwk]), None, "another key");
+        let mut forged = token.clone();
+        forged.truncate(token.rfind('.').unwrap_or(0));
+        let unsigned = format!("{forged}.");
+        assert_eq!(verify_jws(&unsigned, &[&key.jwk]), None);
+        let payload = URL_SAFE_NO_PAD.encode(json!({"sub": "admin"}).to_string());
+        let parts: Vec<&str> = token.split('.').collect();
+        let swapped = format!("{}.{payload}.{}", parts[0], parts[2]);
+        assert_eq!(verify_jws(&swapped, &[&key.jwk]), None, "claims changed");
+    }
 
     #[test]
     fn generated_key_signs_a_verifiable_es256_jwt() {

@@ -111,4 +111,13 @@ impl Oidc {
     pub fn jwks(&self) -> Value {
         keys::jwks(&self.signing, &self.retired)
     }
+
+    /// The claims of an id_token this issuer signed (active or retired key, `iss` ours); the
+    /// expiry is not checked: an end-session hint may be an old token.
+    pub fn verified_id_token(&self, token: &str) -> Option<Value> {
+        let keys: Vec<&Value> = std::iter::once(&self.signing.jwk)
+            .chain(&self.retired)
+            .collect();
+        keys::verify_jws(token, &keys).filter(|c| c["iss"] == self.issuer.as_str())
+    }
 }

@@ -5,8 +5,9 @@
 //!   `FOR UPDATE SKIP LOCKED` so several replicas share it; or in memory).
 //! - [`Mailer`]: what handlers use: renders a message and enqueues it, then wakes the worker.
 //! - [`run_worker`]: claims due messages, sends them with lettre, retries failures with
-//!   exponential backoff. Without SMTP configured, messages (with their links) are logged at info
-//!   level and marked sent: the documented local-development behaviour.
+//!   exponential backoff. Without SMTP configured, messages are logged at info level and marked
+//!   sent: with their bodies (and links) in development, so a developer can open a verification
+//!   link; without them in production, where a link in a log would be a credential in a log.
 
 pub mod outbox;
 pub mod templates;
@@ -84,24 +85,34 @@ impl Mailer {
 pub fn spawn_worker(
     mailer: Mailer,
     smtp: Option<SmtpConfig>,
+    log_bodies: bool,
     backlog: Gauge,
     shutdown: Shutdown,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(run_worker(mailer, smtp, backlog, shutdown))
+    tokio::spawn(run_worker(mailer, smtp, log_bodies, backlog, shutdown))
 }
 
 enum Transport {
-    Log,
+    /// No SMTP: each mail is logged; its body only when `bodies` (development).
+    Log {
+        bodies: bool,
+    },
     /// Settings that cannot work (bad host): every attempt fails and is retried, so a fixed
     /// configuration still delivers the queue.
     Broken(String),
     Smtp(Box<AsyncSmtpTransport<Tokio1Executor>>, String),
 }
 
-fn transport(smtp: Option<&SmtpConfig>) -> Transport {
+fn transport(smtp: Option<&SmtpConfig>, log_bodies: bool) -> Transport {
     let Some(cfg) = smtp else {
-        tracing::info!("SMTP_HOST is not set: mails (and their links) are logged, not sent.");
-        return Transport::Log;
+        if log_bodies {
+            tracing::info!("SMTP_HOST is not set: mails (and their links) are logged, not sent.");
+        } else {
+            tracing::warn!(
+                "SMTP_HOST is not set: mails are dropped (only recipients and subjects are logged)."
+            );
+        }
+        return Transport::Log { bodies: log_bodies };
     };
     let builder = if cfg.implicit_tls {
         AsyncSmtpTransport::<Tokio1Executor>::relay(&cfg.host)
@@ -133,12 +144,20 @@ fn is_local(host: &str) -> bool {
 
 async fn deliver(t: &Transport, mail: &Mail) -> Result<(), String> {
     match t {
-        Transport::Log => {
+        Transport::Log { bodies: true } => {
             tracing::info!(
                 to = %mail.recipient,
                 subject = %mail.subject,
                 body = %mail.text_body,
                 "Mail (SMTP not configured; logged instead of sent)."
+            );
+            Ok(())
+        }
+        Transport::Log { bodies: false } => {
+            tracing::warn!(
+                to = %mail.recipient,
+                subject = %mail.subject,
+                "Mail not sent: SMTP is not configured."
             );
             Ok(())
         }
@@ -173,10 +192,11 @@ async fn deliver(t: &Transport, mail: &Mail) -> Result<(), String> {
 pub async fn run_worker(
     mailer: Mailer,
     smtp: Option<SmtpConfig>,
+    log_bodies: bool,
     backlog: Gauge,
     shutdown: Shutdown,
 ) {
-    let transport = transport(smtp.as_ref());
+    let transport = transport(smtp.as_ref(), log_bodies);
     loop {
         if shutdown.is_triggered() {
             break;

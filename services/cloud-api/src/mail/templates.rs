@@ -139,7 +139,8 @@ pub fn already_registered(to: &str, name: &str, login_url: &str, forgot_url: &st
 pub fn invite(to: &str, inviter: &str, org: &str, url: &str) -> Mail {
     mail(
         to,
-        &format!("{inviter} invited you to {org} on Chatons Cloud"),
+        // A fixed subject: what an inviter types only appears inside the mail, escaped.
+        "You are invited to an organization on Chatons Cloud",
         "Hello,",
         vec![format!(
             "{inviter} invited you to join the organization \u{201c}{org}\u{201d} on Chatons Cloud. Sign in (or create an account with this address), then accept the invitation."

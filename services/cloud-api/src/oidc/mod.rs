@@ -24,7 +24,7 @@ pub fn router() -> Router<AppState> {
         .route("/oidc/token", post(http::token))
         .route("/oidc/userinfo", get(http::userinfo).post(http::userinfo))
         .route("/oidc/revoke", post(http::revoke))
-        .route("/oidc/logout", get(http::logout))
+        .route("/oidc/logout", get(http::logout).post(http::logout_confirm))
         .route("/desktop/auth", get(http::desktop_auth))
         .route("/v1/auth/desktop/exchange", post(http::desktop_exchange))
         .route("/static/portal.css", get(crate::web::stylesheet))

@@ -196,22 +196,30 @@ impl FormRejected {
 }
 
 /// A same-site place to go back to: a local path (`/…`, not `//…`) or an absolute URL on the
-/// web or issuer origin. Anything else → `None`.
+/// web or issuer origin. Anything else → `None`. Control and space characters are refused
+/// outright: browsers drop tabs and newlines from URLs, so `/\t/evil.example/` would be read
+/// as `//evil.example/`, another site. A path is also resolved against the web URL (as a browser
+/// would) and must stay on its origin.
 pub(crate) fn safe_return(state: &AppState, raw: Option<&str>) -> Option<String> {
     let raw = raw?.trim();
-    if raw.is_empty() || raw.len() > 4096 {
+    if raw.is_empty()
+        || raw.len() > 4096
+        || raw.chars().any(|c| c.is_control() || c.is_whitespace())
+    {
         return None;
     }
+    let web = &state.config.web_url;
     if raw.starts_with('/') {
         if raw.starts_with("//") || raw.contains('\\') {
             return None;
         }
-        return Some(raw.to_owned());
+        let resolved = web.join(raw).ok()?;
+        return (resolved.origin() == web.origin()).then(|| raw.to_owned());
     }
     let url = url::Url::parse(raw).ok()?;
     let origin = url.origin();
     let allowed = [
-        state.config.web_url.origin(),
+        web.origin(),
         state.config.public_url.origin(),
         url::Url::parse(&state.oidc.issuer).ok()?.origin(),
     ];

@@ -112,9 +112,10 @@ pub trait OrganizationStore: Send + Sync + 'static {
     async fn rename_organization(&self, org: &OrgId, name: &str, slug: &str) -> StoreResult<()>;
     /// Members ordered by join time.
     async fn members(&self, org: &OrgId, page: &PageReq) -> StoreResult<Page<Member>>;
-    /// `NotFound` when the user is not a member.
+    /// `NotFound` when the user is not a member; `LastOwner` when it would demote the last
+    /// owner (checked atomically: two owners demoting each other at once keep one).
     async fn set_role(&self, org: &OrgId, user: &UserId, role: Role) -> StoreResult<()>;
-    /// `NotFound` when the user is not a member.
+    /// `NotFound` when the user is not a member; `LastOwner` as for [`Self::set_role`].
     async fn remove_member(&self, org: &OrgId, user: &UserId) -> StoreResult<()>;
     /// Owners of the organization (to keep at least one).
     async fn owner_count(&self, org: &OrgId) -> StoreResult<i64>;
@@ -135,6 +136,13 @@ pub trait InviteStore: Send + Sync + 'static {
         user: &UserId,
         now: DateTime<Utc>,
     ) -> StoreResult<()>;
+    /// Invites created after `since` (accepted and revoked ones included): `(in org, by inviter)`.
+    async fn recent_invite_counts(
+        &self,
+        org: &OrgId,
+        inviter: &UserId,
+        since: DateTime<Utc>,
+    ) -> StoreResult<(u64, u64)>;
     /// `NotFound` unless the invite is pending in `org`.
     async fn revoke_invite(
         &self,

@@ -1,9 +1,11 @@
 //! Browser-facing plumbing shared by the OIDC pages and the portal: cookies, the CSRF
 //! double-submit token, security headers and HTML responses.
 //!
-//! Every form carries a `csrf_token` field equal to the `chatons_csrf` cookie (random, HttpOnly,
-//! SameSite=Lax); a cross-site page can neither read the cookie nor set it, so it cannot forge
-//! the pair. Pages send a CSP without inline script, `frame-ancestors 'none'` and no referrer,
+//! Every form carries a `csrf_token` field. A browser with a session cookie gets a token derived
+//! from that session (a labelled SHA-256 of it), so the token is bound to the session: a token
+//! planted by another site (e.g. a cookie set from a sibling subdomain) never matches, and a
+//! new session means new tokens. Before sign-in, the token equals the `chatons_csrf` cookie
+//! (random, HttpOnly, SameSite=Lax), which a cross-site page can neither read nor set. Pages send a CSP without inline script, `frame-ancestors 'none'` and no referrer,
 //! so authorization codes in URLs never leak through Referer headers.
 
 pub mod caller;
@@ -45,6 +47,9 @@ pub fn clear_cookie(name: &str, secure: bool) -> HeaderValue {
 
 /// The CSRF token of this browser, and the `Set-Cookie` to send when it is new.
 pub fn csrf_token(headers: &HeaderMap, secure: bool) -> (String, Option<HeaderValue>) {
+    if let Some(session) = cookie(headers, SESSION_COOKIE) {
+        return (session_csrf(session), None);
+    }
     match cookie(headers, CSRF_COOKIE).filter(|v| v.len() >= 32) {
         Some(existing) => (existing.to_owned(), None),
         None => {
@@ -55,11 +60,27 @@ pub fn csrf_token(headers: &HeaderMap, secure: bool) -> (String, Option<HeaderVa
     }
 }
 
-/// The submitted form token equals the cookie (compared in constant time).
+/// The CSRF token of forms shown to the holder of session cookie `session` (see the module
+/// docs). Labelled, so it is not the session's stored hash.
+pub fn session_csrf(session: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(
+        format!("chatons-csrf\0{session}").as_bytes(),
+    ))
+}
+
+/// The submitted form token is this browser's (compared in constant time).
 pub fn csrf_ok(headers: &HeaderMap, submitted: Option<&str>) -> bool {
-    match (cookie(headers, CSRF_COOKIE), submitted) {
-        (Some(cookie), Some(form)) if !cookie.is_empty() => {
-            bool::from(cookie.as_bytes().ct_eq(form.as_bytes()))
+    let expected = match cookie(headers, SESSION_COOKIE) {
+        Some(session) => session_csrf(session),
+        None => match cookie(headers, CSRF_COOKIE) {
+            Some(c) => c.to_owned(),
+            None => return false,
+        },
+    };
+    match submitted {
+        Some(form) if !expected.is_empty() => {
+            bool::from(expected.as_bytes().ct_eq(form.as_bytes()))
         }
         _ => false,
     }

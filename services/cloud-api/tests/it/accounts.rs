@@ -457,6 +457,10 @@ async fn the_first_systems_form_posts_redirect_with_a_session_and_need_csrf() {
     let account = b.get(app.url("/cloud/account")).send().await.unwrap();
     assert_eq!(account.status(), 200);
     assert!(account.text().await.unwrap().contains(&email));
+    // Signed in now: the form's token is bound to the new session.
+    assert_eq!(signup(Some(&csrf), &email).await.unwrap().status(), 400);
+    let page = b.get(app.url("/cloud/signup")).send().await.unwrap();
+    let csrf = cloud_testkit::oidc::csrf_from(&page.text().await.unwrap());
     let resp = signup(Some(&csrf), &email).await.unwrap();
     assert_eq!(resp.status(), 409, "the address is taken");
 

@@ -67,14 +67,7 @@ async fn bug34_org_listing_of_a_multi_org_user() {
 async fn bug37_runtime_grant_with_subscription() {
     let admin_email = format!("root{}@example.com", cloud_testkit::random_token());
     let app = spawn_app_with(&[("CHATONS_ADMIN_EMAILS", admin_email.as_str())]).await;
-    let resp = reqwest::Client::new()
-        .post(app.url("/v1/web/signup"))
-        .json(&json!({"email": admin_email, "displayName": "Root", "password": "root password"}))
-        .send()
-        .await
-        .unwrap();
-    let admin: Value = resp.json().await.unwrap();
-    let admin = admin["session"]["accessToken"].as_str().unwrap().to_owned();
+    let admin = app.signup_as(&admin_email).await.access;
     let u = app.signup().await;
     let req = json!({"accessToken": u.access, "cloudInstanceId": format!("instance-{}", u.id)});
     let (status, g) = app

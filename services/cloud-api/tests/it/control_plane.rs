@@ -737,19 +737,12 @@ async fn organizations_invites_roles_and_members() {
 async fn admin_manages_plans_users_and_grants() {
     let admin_email = format!("admin{}@example.com", cloud_testkit::random_token());
     let app = spawn_app_with(&[("CHATONS_ADMIN_EMAILS", admin_email.as_str())]).await;
-    let client = reqwest::Client::new();
-    let resp = client
-        .post(app.url("/v1/web/signup"))
-        .json(&json!({"email": admin_email, "displayName": "Admin", "password": "admin password"}))
-        .send()
-        .await
-        .unwrap();
-    let body: Value = resp.json().await.unwrap();
+    let admin = app.signup_as(&admin_email).await.access;
+    let (_, body) = app.get("/v1/account", &admin).await;
     assert_eq!(
         body["user"]["isAdmin"], true,
-        "named by CHATONS_ADMIN_EMAILS"
+        "named by CHATONS_ADMIN_EMAILS, address verified"
     );
-    let admin = body["session"]["accessToken"].as_str().unwrap().to_owned();
     let u = app.signup().await;
 
     let (status, _) = app.get("/v1/admin/users", &u.access).await;

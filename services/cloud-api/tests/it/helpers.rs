@@ -116,9 +116,25 @@ impl TestApp {
         format!("{}{}", self.base, path)
     }
 
-    /// Signs up a fresh user (random email).
+    /// Signs up a fresh user (random email) and, on Postgres, proves the address with the
+    /// verification link (as a real user would): only verified accounts may invite, and only a
+    /// verified listed address is an admin.
     pub async fn signup(&self) -> TestUser {
         let email = format!("u{}@example.com", cloud_testkit::random_token());
+        self.signup_as(&email).await
+    }
+
+    /// [`TestApp::signup`] with this email.
+    pub async fn signup_as(&self, email: &str) -> TestUser {
+        let user = self.signup_unverified(email).await;
+        if self.db.is_some() {
+            self.verify_email(email).await;
+        }
+        user
+    }
+
+    /// Signs up `email` without opening the verification link.
+    pub async fn signup_unverified(&self, email: &str) -> TestUser {
         let password = "correct horse battery".to_string();
         let resp = reqwest::Client::new()
             .post(self.url("/v1/web/signup"))
@@ -130,7 +146,7 @@ impl TestApp {
         let body: serde_json::Value = resp.json().await.expect("signup body");
         TestUser {
             id: body["user"]["id"].as_str().expect("user id").to_owned(),
-            email,
+            email: email.to_owned(),
             password,
             access: body["session"]["accessToken"]
                 .as_str()
@@ -142,6 +158,42 @@ impl TestApp {
                 .to_owned(),
             body,
         }
+    }
+
+    /// The token of the latest verification link mailed to `email` (read from the outbox).
+    pub async fn verification_token(&self, email: &str) -> String {
+        let pool = &self
+            .db
+            .as_ref()
+            .expect("the outbox is read from Postgres")
+            .pool;
+        let body: String = sqlx::query_scalar(
+            "SELECT text_body FROM cloud_mail_outbox WHERE recipient = $1 \
+             AND subject LIKE 'Confirm%' ORDER BY id DESC LIMIT 1",
+        )
+        .bind(email)
+        .fetch_one(pool)
+        .await
+        .expect("a verification mail was queued");
+        let marker = "/cloud/verify-email?token=";
+        let start = body.find(marker).expect("link in mail") + marker.len();
+        body[start..]
+            .split(|c: char| c.is_whitespace())
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Opens the verification link mailed to `email`.
+    pub async fn verify_email(&self, email: &str) {
+        let token = self.verification_token(email).await;
+        let resp = reqwest::Client::new()
+            .post(self.url("/v1/web/verify-email"))
+            .json(&serde_json::json!({ "token": token }))
+            .send()
+            .await
+            .expect("verify");
+        assert_eq!(resp.status(), 200, "verify-email status");
     }
 
     /// A request with the user's bearer token; returns (status, JSON body or Null).

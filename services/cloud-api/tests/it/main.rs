@@ -6,6 +6,8 @@ mod control_plane;
 mod desktop;
 mod edges;
 mod faults;
+mod findings;
+mod findings_web;
 mod foundation;
 mod helpers;
 mod housekeeping;

@@ -20,11 +20,11 @@ use sha2::{Digest, Sha256};
 
 use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 
-const PASSWORD: &str = "correct horse battery staple";
-const LOOPBACK: &str = "http://127.0.0.1:53682/callback";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const LOOPBACK: &str = "http://127.0.0.1:53682/callback";
 const DESKTOP: &str = "chatons://cloud/auth/callback";
 
-fn browser() -> reqwest::Client {
+pub(crate) fn browser() -> reqwest::Client {
     reqwest::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
@@ -32,7 +32,7 @@ fn browser() -> reqwest::Client {
         .unwrap()
 }
 
-async fn signup(app: &TestApp, email: &str) -> Value {
+pub(crate) async fn signup(app: &TestApp, email: &str) -> Value {
     let resp = reqwest::Client::new()
         .post(format!("{}/v1/web/signup", app.base))
         .json(&json!({"email": email, "displayName": "Ada Lovelace", "password": PASSWORD}))
@@ -45,7 +45,7 @@ async fn signup(app: &TestApp, email: &str) -> Value {
 
 /// Opens `authorize_url` in a cookie-keeping client, fills the login form, and returns the
 /// final redirect's `Location`.
-async fn login_through(
+pub(crate) async fn login_through(
     browser: &reqwest::Client,
     app: &TestApp,
     authorize_url: &str,
@@ -87,7 +87,7 @@ async fn login_through(
     resp.headers()["location"].to_str().unwrap().to_owned()
 }
 
-fn desktop_authorize_url(
+pub(crate) fn desktop_authorize_url(
     app: &TestApp,
     redirect_uri: &str,
     challenge: &str,
@@ -123,7 +123,12 @@ async fn token_form(app: &TestApp, form: &[(&str, &str)]) -> (u16, Value) {
     (resp.status().as_u16(), resp.json().await.unwrap())
 }
 
-async fn exchange(app: &TestApp, code: &str, verifier: &str, redirect_uri: &str) -> (u16, Value) {
+pub(crate) async fn exchange(
+    app: &TestApp,
+    code: &str,
+    verifier: &str,
+    redirect_uri: &str,
+) -> (u16, Value) {
     token_form(
         app,
         &[

@@ -558,6 +558,20 @@ async fn organizations_members_and_invites(store: DynStore) {
         Some(Role::Member)
     );
     assert_eq!(store.owner_count(&team.id).await.unwrap(), 1);
+    // The last owner can be neither demoted nor removed; promoting keeps working.
+    assert!(matches!(
+        store.set_role(&team.id, &a.user.id, Role::Admin).await,
+        Err(StoreError::LastOwner)
+    ));
+    assert!(matches!(
+        store.remove_member(&team.id, &a.user.id).await,
+        Err(StoreError::LastOwner)
+    ));
+    store
+        .set_role(&team.id, &a.user.id, Role::Owner)
+        .await
+        .unwrap();
+    assert_eq!(store.owner_count(&team.id).await.unwrap(), 1);
     store
         .rename_organization(&team.id, "Renamed", "renamed-x")
         .await
@@ -597,6 +611,31 @@ async fn organizations_members_and_invites(store: DynStore) {
         store.accept_invite(&second.id, &b.user.id, now()).await,
         Err(StoreError::NotFound)
     ));
+
+    // Rate counts: accepted and revoked invites count too; other orgs and inviters do not.
+    let hour_ago = now() - chrono::Duration::hours(1);
+    assert_eq!(
+        store
+            .recent_invite_counts(&team.id, &a.user.id, hour_ago)
+            .await
+            .unwrap(),
+        (2, 2)
+    );
+    assert_eq!(
+        store
+            .recent_invite_counts(&a.org.id, &b.user.id, hour_ago)
+            .await
+            .unwrap(),
+        (0, 0)
+    );
+    assert_eq!(
+        store
+            .recent_invite_counts(&team.id, &a.user.id, now())
+            .await
+            .unwrap(),
+        (0, 0),
+        "only invites after `since`"
+    );
 }
 
 async fn instances_register_once(store: DynStore) {

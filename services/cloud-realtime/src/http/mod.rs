@@ -1,6 +1,7 @@
 //! The HTTP edge: extract, validate, map errors. Domain rules live in `hub`, storage and
 //! fan-out in `broker`.
 
+pub mod access;
 pub mod peer;
 pub mod publish;
 pub mod replay;

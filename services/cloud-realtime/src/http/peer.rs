@@ -35,7 +35,6 @@ pub enum Stop {
 
 pub struct Peer {
     stream: TcpStream,
-    audience: Audience,
     /// Frames or held events a socket may lag behind before it is cut off.
     limit: usize,
     state: Mutex<PeerState>,
@@ -45,6 +44,8 @@ pub struct Peer {
 
 #[derive(Default)]
 struct PeerState {
+    /// Who may see what; replaced when the socket re-checks its access with cloud-api.
+    audience: Audience,
     cursor: Cursor,
     /// Live events are kept in `held` instead of written (the task is using the buffer).
     holding: bool,
@@ -84,9 +85,9 @@ impl Peer {
     pub fn new(stream: TcpStream, audience: Audience, limit: usize) -> Arc<Self> {
         Arc::new(Self {
             stream,
-            audience,
             limit: limit.max(1),
             state: Mutex::new(PeerState {
+                audience,
                 holding: true,
                 ..PeerState::default()
             }),
@@ -98,8 +99,13 @@ impl Peer {
         &self.stream
     }
 
-    pub fn audience(&self) -> &Audience {
-        &self.audience
+    pub fn audience(&self) -> Audience {
+        self.lock().audience.clone()
+    }
+
+    /// From now on, live and replayed events are filtered by `audience`.
+    pub fn set_audience(&self, audience: Audience) {
+        self.lock().audience = audience;
     }
 
     /// Resolves when the fan-out left work for the task (a stored permit counts).
@@ -163,7 +169,7 @@ impl Peer {
         keep_cursor: Option<Cursor>,
     ) -> Applied {
         let mut st = self.lock();
-        let applied = apply(&mut st, &self.audience, position, &replay);
+        let applied = apply(&mut st, position, &replay);
         if let Some(head) = keep_cursor
             && head.epoch == st.cursor.epoch
             && !applied.resynced
@@ -185,7 +191,7 @@ impl Peer {
     fn release(&self, st: &mut PeerState) -> usize {
         st.holding = false;
         let held = std::mem::take(&mut st.held);
-        let delivered = take_live(st, &self.audience, &held);
+        let delivered = take_live(st, &held);
         self.write_out(st);
         delivered
     }
@@ -280,7 +286,7 @@ impl Subscriber for Peer {
             };
         }
         let idle = st.out.is_empty();
-        let delivered = take_live(&mut st, &self.audience, events);
+        let delivered = take_live(&mut st, events);
         if idle && !st.out.is_empty() {
             self.write_out(&mut st);
             if !st.out.is_empty() {
@@ -324,13 +330,13 @@ impl Peer {
 /// Live events through the cursor rules: the next one is framed (when the audience admits
 /// it), duplicates are skipped, and a hole makes the peer hold the rest and ask for a
 /// catch-up. Returns the frames queued.
-fn take_live(st: &mut PeerState, audience: &Audience, events: &[Arc<StoredEvent>]) -> usize {
+fn take_live(st: &mut PeerState, events: &[Arc<StoredEvent>]) -> usize {
     let mut delivered = 0;
     for (i, event) in events.iter().enumerate() {
         match st.cursor.step(&event.epoch, event.seq) {
             LiveStep::Deliver => {
                 st.cursor.seq = event.seq;
-                if audience.admits(event.organization_id.as_deref()) {
+                if st.audience.admits(event.organization_id.as_deref()) {
                     st.out.push_back(event.frame().clone());
                     st.delivered_live = true;
                     delivered += 1;
@@ -350,13 +356,13 @@ fn take_live(st: &mut PeerState, audience: &Audience, events: &[Arc<StoredEvent>
 
 /// Brings the cursor from `position` to the buffer's head: the buffered events after it that
 /// the audience admits, or a `resync` frame when the buffer cannot honour it.
-fn apply(st: &mut PeerState, audience: &Audience, position: &Cursor, replay: &Replay) -> Applied {
+fn apply(st: &mut PeerState, position: &Cursor, replay: &Replay) -> Applied {
     let mut applied = Applied::default();
     match replay.snapshot.plan(position) {
         StreamPlan::Replay => {
             applied.replayed = !replay.events.is_empty();
             for event in replay.events.iter().filter(|e| e.seq > position.seq) {
-                if audience.admits(event.organization_id.as_deref()) {
+                if st.audience.admits(event.organization_id.as_deref()) {
                     st.out.push_back(event.frame().clone());
                     applied.delivered += 1;
                 }

@@ -11,9 +11,14 @@
 //! Live events are written by the fan-out itself ([`super::peer`]); this task handles the
 //! client's frames, heartbeats, catch-ups, backlogs and the close.
 //!
+//! Every `CHATONS_REALTIME_ACCESS_RECHECK_SECONDS` the socket asks cloud-api again which
+//! organizations its user belongs to (the token's answer is only a snapshot), so a member removed
+//! from an organization stops receiving its events; when cloud-api cannot answer, the last
+//! answer stands.
+//!
 //! Close codes: 1008 `invalid_token`, 1013 `instance_capacity_reached`, 1013 `unavailable`
-//! (store unreachable; retry), 4008 `slow_consumer` (resume from your position), 1001
-//! `server_shutdown`; for what a client sends: 1009 `message_too_big` (over 64 KiB), 1008
+//! (store unreachable; retry), 4003 `access_revoked` (the user no longer holds the instance),
+//! 4008 `slow_consumer` (resume from your position), 1001 `server_shutdown`; for what a client sends: 1009 `message_too_big` (over 64 KiB), 1008
 //! `message_rate_exceeded` (see `hub::budget`), 1007 `invalid_utf8`, 1002 `protocol_error`.
 
 use std::sync::Arc;
@@ -31,6 +36,7 @@ use serde_json::json;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::access::{self, Recheck};
 use super::peer::{Applied, Peer, Stop};
 use super::upgrade::Handshake;
 use crate::AppState;
@@ -44,6 +50,7 @@ pub const CLOSE_INVALID_TOKEN: u16 = 1008;
 pub const CLOSE_POLICY: u16 = 1008;
 pub const CLOSE_TRY_LATER: u16 = 1013;
 pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
+pub const CLOSE_ACCESS_REVOKED: u16 = 4003;
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 
 const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
@@ -334,6 +341,8 @@ impl Session {
         let send_timeout = self.state.config.send_timeout;
         let mut tick = tokio::time::interval_at(Instant::now() + interval, interval);
         let closing = self.state.sockets.closing().clone();
+        let every = self.state.config.access_recheck;
+        let mut recheck = tokio::time::interval_at(Instant::now() + every, every);
         loop {
             let work = self.peer.work();
             match work.stop {
@@ -356,6 +365,14 @@ impl Session {
             tokio::select! {
                 () = closing.wait() => return End::Close(CLOSE_GOING_AWAY, "server_shutdown"),
                 () = self.peer.woken() => {}
+                _ = recheck.tick() => {
+                    let current = self.peer.audience();
+                    match Box::pin(access::recheck(&self.state, &current, &self.instance)).await {
+                        Recheck::Now(audience) => self.peer.set_audience(audience),
+                        Recheck::Revoked => return End::Close(CLOSE_ACCESS_REVOKED, "access_revoked"),
+                        Recheck::Keep => {}
+                    }
+                }
                 ready = self.peer.stream().readable() => {
                     if ready.is_err() {
                         return End::Gone;
@@ -428,7 +445,7 @@ impl Session {
             "cloud.instance.status",
             json!({"cloudInstanceId": self.instance, "status": "connected", "message": message}),
         );
-        event.organization_id = Some(self.peer.audience().organization_id.clone());
+        event.organization_id = Some(self.peer.audience().organization_id);
         wire::text(&serde_json::to_string(&event).unwrap_or_default())
     }
 

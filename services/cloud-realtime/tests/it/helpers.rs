@@ -48,6 +48,12 @@ impl AccessService {
                 "CHATONS_DATA_DIR".to_owned(),
                 data_dir.to_string_lossy().into_owned(),
             ),
+            // Addresses count as verified (the in-memory store has no mailbox to read), so
+            // test users can invite one another.
+            (
+                "CHATONS_DEV_AUTO_VERIFY_EMAILS".to_owned(),
+                "true".to_owned(),
+            ),
         ];
         let config = cloud_api::Config::from_env(&Env::from_pairs(vars)).expect("cloud-api config");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -71,6 +77,25 @@ impl AccessService {
     }
 
     /// Signs a new user up and registers a new desktop instance for it.
+    /// `POST`/`DELETE` with a user's bearer token on cloud-api: `(status, JSON body)`.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        user: &User,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = reqwest::Client::new()
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&user.access_token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.expect("cloud-api call");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
     pub async fn user(&self) -> User {
         let client = reqwest::Client::new();
         let email = format!("rt{}@example.com", cloud_testkit::random_token());

@@ -208,3 +208,71 @@ async fn readiness_follows_redis() {
     proxy.restore();
     wait_for(&a.base, 204, "Redis back").await;
 }
+
+/// A member removed from an organization kept receiving its events on an open socket: the
+/// socket's audience was the token's snapshot. Sockets re-check it with cloud-api.
+#[tokio::test]
+async fn a_member_removed_from_an_organization_stops_receiving_its_events() {
+    let access = AccessService::start().await;
+    let setup = Setup::new(&access)
+        .without_redis()
+        .with("CHATONS_REALTIME_ACCESS_RECHECK_SECONDS", "1");
+    let a = setup.replica().await;
+    let owner = access.user().await;
+    let member = access.user().await;
+    let (status, body) = access
+        .call(
+            reqwest::Method::POST,
+            &owner,
+            "/v1/organizations",
+            Some(json!({"name": "Team"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let team = body["organization"]["id"].as_str().unwrap().to_owned();
+    let (_, account) = access
+        .call(reqwest::Method::GET, &member, "/v1/account", None)
+        .await;
+    let (member_id, email) = (
+        account["user"]["id"].clone(),
+        account["user"]["email"].clone(),
+    );
+    let (status, body) = access
+        .call(
+            reqwest::Method::POST,
+            &owner,
+            "/v1/organization/invites",
+            Some(json!({"organizationId": team, "email": email})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let accept = json!({"token": body["token"]});
+    let (status, _) = access
+        .call(
+            reqwest::Method::POST,
+            &member,
+            "/v1/organization/invites/accept",
+            Some(accept),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let mut c = a.connect(&member).await;
+    a.publish(&member.instance_id, &team, "team-1").await;
+    assert_eq!(labels(&c.events(1).await), vec!["team-1"]);
+
+    let path = format!(
+        "/v1/organization/members/{}?organizationId={team}",
+        member_id.as_str().unwrap()
+    );
+    let (status, body) = access
+        .call(reqwest::Method::DELETE, &owner, &path, None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // Within two re-check periods the socket no longer sees the team's events.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    a.publish(&member.instance_id, &team, "team-after-removal")
+        .await;
+    a.publish(&member.instance_id, &member.org_id, "personal")
+        .await;
+    assert_eq!(labels(&c.events(1).await), vec!["personal"]);
+}

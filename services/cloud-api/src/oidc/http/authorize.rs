@@ -303,7 +303,9 @@ pub(super) fn needs_login(
     {
         return true;
     }
-    matches!(v.max_age, Some(max) if (now - session.auth_time).num_seconds() > max)
+    // max_age=0 asks for a fresh login every time (whole seconds would let the first second
+    // pass); otherwise the login must be at most max_age seconds old.
+    matches!(v.max_age, Some(max) if max == 0 || now - session.auth_time > chrono::Duration::seconds(max))
 }
 
 #[tracing::instrument(skip_all)]
@@ -351,7 +353,7 @@ pub async fn authorize_page(
         );
     };
     if v.prompt.iter().any(|p| p == "consent") {
-        return consent_form(&state, &headers, &params, &v, &user, Vec::new());
+        return consent_form(&state, &headers, &params, &v, &user, None);
     }
     issue_code(&state, &v, &user, session.auth_time, Vec::new(), false).await
 }
@@ -394,15 +396,21 @@ pub(super) fn login_form(
     response
 }
 
+/// The consent page. `new_session` is the session cookie this very response sets (after the
+/// login form), whose CSRF token the page must carry.
 pub(super) fn consent_form(
     state: &AppState,
     headers: &HeaderMap,
     params: &AuthorizeParams,
     v: &Validated<'_>,
     user: &User,
-    extra_cookies: Vec<HeaderValue>,
+    new_session: Option<(&str, HeaderValue)>,
 ) -> Response {
-    let (csrf, set_cookie) = web::csrf_token(headers, https(state));
+    let (csrf, set_cookie) = match &new_session {
+        Some((token, _)) => (web::session_csrf(token), None),
+        None => web::csrf_token(headers, https(state)),
+    };
+    let extra_cookies = new_session.map(|(_, c)| c);
     let page = ConsentPage {
         client_label: client_label(v.client, state),
         name: user.display_name.clone(),
@@ -505,30 +513,20 @@ pub(super) async fn login(
             status,
         )
     };
-    if state
-        .limiters
-        .per_ip
-        .check(&format!("login:{}", ip.0))
-        .is_err()
-        || (!email.is_empty()
-            && state
-                .limiters
-                .per_account
-                .check(&format!("login:{email}"))
-                .is_err())
-    {
-        return retry(
-            "Too many attempts. Wait a minute and try again.",
-            StatusCode::TOO_MANY_REQUESTS,
-        );
-    }
     if email.is_empty() || password.is_empty() || password.len() > 1024 {
         return retry("Email and password are required.", StatusCode::BAD_REQUEST);
     }
-    let user = match crate::app::accounts::sign_in_with_password(state, &email, password).await {
-        Ok(u) => u,
-        Err(e) => return ApiError::from(e).into_response(),
-    };
+    let user =
+        match crate::app::accounts::sign_in_with_password(state, ip.0, &email, password).await {
+            Ok(u) => u,
+            Err(crate::domain::DomainError::RateLimited(_)) => {
+                return retry(
+                    "Too many attempts. Wait a minute and try again.",
+                    StatusCode::TOO_MANY_REQUESTS,
+                );
+            }
+            Err(e) => return ApiError::from(e).into_response(),
+        };
     let Some(user) = user else {
         return retry("Invalid email or password.", StatusCode::UNAUTHORIZED);
     };
@@ -556,7 +554,8 @@ pub(super) async fn login(
         https(state),
     );
     if v.prompt.iter().any(|p| p == "consent") {
-        return consent_form(state, headers, &form.params, v, &user, vec![cookie]);
+        let new_session = Some((issued.access_token.as_str(), cookie));
+        return consent_form(state, headers, &form.params, v, &user, new_session);
     }
     issue_code(state, v, &user, now, vec![cookie], true).await
 }

@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use super::{Ctx, parse_form, return_query, safe_return, to_login};
 use crate::AppState;
+use crate::app::accounts::Attempt;
 use crate::app::providers::{ModelInput, OrgListQuery};
 use crate::app::{organizations as orgs, providers};
 use crate::domain::*;
@@ -247,20 +248,6 @@ fn lines(raw: Option<&str>) -> Vec<ModelInput> {
 
 fn after_post(location: &str) -> Response {
     web::redirect(location, true, Vec::new())
-}
-
-fn throttled(state: &AppState, ip: &ClientIp, what: &str, email: &str) -> bool {
-    state
-        .limiters
-        .per_ip
-        .check(&format!("{what}:{}", ip.0))
-        .is_err()
-        || (!email.is_empty()
-            && state
-                .limiters
-                .per_account
-                .check(&format!("{what}:{}", email.trim().to_lowercase()))
-                .is_err())
 }
 
 const TOO_MANY: &str = "Too many attempts. Wait a minute and try again.";

@@ -83,39 +83,36 @@ pub async fn signup_with_form(
             },
         )
     };
-    if throttled(state, ip, "signup", &email) {
+    if crate::app::accounts::throttle(state, ip.0, Attempt::Signup, Some(&email)).is_err() {
         return retry(TOO_MANY.into(), StatusCode::TOO_MANY_REQUESTS);
     }
-    match crate::app::accounts::register(
-        state,
-        form.email.as_deref(),
-        form.display_name.as_deref(),
-        form.password.as_deref(),
-    )
-    .await
-    {
-        Ok(registered) if legacy => {
+    let hides = state.config.signup_hides_accounts();
+    let outcome = if legacy && !hides {
+        // A development server without SMTP: the first system's form signs in at once and
+        // says when the address is taken.
+        crate::app::accounts::register(
+            state,
+            form.email.as_deref(),
+            form.display_name.as_deref(),
+            form.password.as_deref(),
+        )
+        .await
+        .map(|r| crate::app::accounts::Signup::Created(Box::new(r)))
+    } else {
+        crate::app::accounts::sign_up(
+            state,
+            form.email.as_deref(),
+            form.display_name.as_deref(),
+            form.password.as_deref(),
+        )
+        .await
+    };
+    match outcome {
+        Ok(crate::app::accounts::Signup::Created(registered)) if legacy && !hides => {
             return start_session(state, &ctx, &registered.user, return_to, StatusCode::FOUND)
                 .await;
         }
         Ok(_) => {}
-        Err(e) if e.status == StatusCode::CONFLICT && legacy => {
-            return retry(e.message.to_string(), e.status);
-        }
-        Err(e) if e.status == StatusCode::CONFLICT => {
-            // Same work and answer as a new account; the owner learns about the attempt.
-            let _ = state
-                .hasher
-                .hash(form.password.as_deref().unwrap_or(""))
-                .await;
-            if let Ok(Some(owner)) = state
-                .store
-                .user_by_email(&email.trim().to_lowercase())
-                .await
-            {
-                crate::app::email::send_already_registered(state, &owner).await;
-            }
-        }
         Err(e) if e.status.is_client_error() => {
             return retry(e.message.to_string(), e.status);
         }
@@ -127,8 +124,10 @@ pub async fn signup_with_form(
             "We sent a confirmation link to {}. Open it, then sign in.",
             email.trim()
         )
+    } else if state.config.dev_auto_verify_emails {
+        "Your account is ready (development server: CHATONS_DEV_AUTO_VERIFY_EMAILS counts addresses as confirmed). You can sign in now.".to_owned()
     } else {
-        "Your account is ready (this server sends no mail: the address counts as confirmed). You can sign in now.".to_owned()
+        "This server sends no mail: the confirmation link was written to its log. Open it, then sign in.".to_owned()
     };
     ctx.notice(
         StatusCode::OK,
@@ -209,16 +208,17 @@ pub async fn login_with_form(
             },
         )
     };
-    if throttled(state, ip, "login", &email) {
-        return retry(TOO_MANY, StatusCode::TOO_MANY_REQUESTS);
-    }
     if email.is_empty() || password.is_empty() || password.len() > 1024 {
         return retry("Email and password are required.", StatusCode::BAD_REQUEST);
     }
-    let user = match crate::app::accounts::sign_in_with_password(state, &email, password).await {
-        Ok(u) => u,
-        Err(e) => return ok_or_page(&ctx, e.into()),
-    };
+    let user =
+        match crate::app::accounts::sign_in_with_password(state, ip.0, &email, password).await {
+            Ok(u) => u,
+            Err(DomainError::RateLimited(_)) => {
+                return retry(TOO_MANY, StatusCode::TOO_MANY_REQUESTS);
+            }
+            Err(e) => return ok_or_page(&ctx, e.into()),
+        };
     let Some(user) = user else {
         return retry("Invalid email or password.", StatusCode::UNAUTHORIZED);
     };

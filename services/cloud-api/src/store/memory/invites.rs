@@ -29,6 +29,23 @@ impl InviteStore for MemoryStore {
         })
     }
 
+    async fn recent_invite_counts(
+        &self,
+        org: &OrgId,
+        inviter: &UserId,
+        since: DateTime<Utc>,
+    ) -> StoreResult<(u64, u64)> {
+        self.with(|t| {
+            let recent = t.invites.iter().filter(|i| i.created_at > since);
+            let (mut in_org, mut by_inviter) = (0, 0);
+            for i in recent {
+                in_org += u64::from(&i.organization_id == org);
+                by_inviter += u64::from(i.inviter_user_id.as_ref() == Some(inviter));
+            }
+            (in_org, by_inviter)
+        })
+    }
+
     async fn accept_invite(
         &self,
         invite: &InviteId,

@@ -93,6 +93,9 @@ impl OrganizationStore for MemoryStore {
 
     async fn set_role(&self, org: &OrgId, user: &UserId, role: Role) -> StoreResult<()> {
         self.with(|t| {
+            if role != Role::Owner && last_owner(t, org, user) {
+                return Err(StoreError::LastOwner);
+            }
             match t
                 .memberships
                 .iter_mut()
@@ -109,6 +112,9 @@ impl OrganizationStore for MemoryStore {
 
     async fn remove_member(&self, org: &OrgId, user: &UserId) -> StoreResult<()> {
         self.with(|t| {
+            if last_owner(t, org, user) {
+                return Err(StoreError::LastOwner);
+            }
             let before = t.memberships.len();
             t.memberships
                 .retain(|m| !(&m.organization_id == org && &m.user_id == user));
@@ -132,4 +138,13 @@ impl OrganizationStore for MemoryStore {
                 .count() as i64
         })
     }
+}
+
+/// Whether `user` is the organization's only owner.
+fn last_owner(t: &Tables, org: &OrgId, user: &UserId) -> bool {
+    let mut owners = t
+        .memberships
+        .iter()
+        .filter(|m| &m.organization_id == org && m.role == Role::Owner);
+    matches!((owners.next(), owners.next()), (Some(m), None) if &m.user_id == user)
 }

@@ -53,6 +53,26 @@ impl InviteStore for PgStore {
         }))
     }
 
+    async fn recent_invite_counts(
+        &self,
+        org: &OrgId,
+        inviter: &UserId,
+        since: DateTime<Utc>,
+    ) -> StoreResult<(u64, u64)> {
+        let (in_org, by_inviter): (i64, i64) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE organization_id = $1), \
+                    count(*) FILTER (WHERE inviter_user_id = $2) \
+             FROM cloud_organization_invites \
+             WHERE created_at > $3 AND (organization_id = $1 OR inviter_user_id = $2)",
+        )
+        .bind(org.as_str())
+        .bind(inviter.as_str())
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((in_org.max(0) as u64, by_inviter.max(0) as u64))
+    }
+
     #[tracing::instrument(skip_all)]
     async fn accept_invite(
         &self,

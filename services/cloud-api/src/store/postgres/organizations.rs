@@ -94,6 +94,10 @@ impl OrganizationStore for PgStore {
     }
 
     async fn set_role(&self, org: &OrgId, user: &UserId, role: Role) -> StoreResult<()> {
+        let mut tx = self.tx().await?;
+        if role != Role::Owner {
+            keeps_an_owner(&mut tx, org, user).await?;
+        }
         let done = sqlx::query(
             "UPDATE cloud_organization_memberships SET role = $3, updated_at = now() \
              WHERE organization_id = $1 AND user_id = $2",
@@ -101,16 +105,18 @@ impl OrganizationStore for PgStore {
         .bind(org.as_str())
         .bind(user.as_str())
         .bind(role.as_str())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
+        tx.commit().await?;
         Ok(())
     }
 
     async fn remove_member(&self, org: &OrgId, user: &UserId) -> StoreResult<()> {
         let mut tx = self.tx().await?;
+        keeps_an_owner(&mut tx, org, user).await?;
         let done = sqlx::query(
             "DELETE FROM cloud_organization_memberships WHERE organization_id = $1 AND user_id = $2",
         )
@@ -141,4 +147,25 @@ impl OrganizationStore for PgStore {
         .fetch_one(&self.pool)
         .await?)
     }
+}
+
+/// Locks the organization's owner rows and refuses when `user` is the only one. Two concurrent
+/// demotions serialize on these locks; the second re-reads the rows the first changed (READ
+/// COMMITTED re-checks `role` on the new version) and sees a single owner left.
+async fn keeps_an_owner(
+    tx: &mut Transaction<'static, Postgres>,
+    org: &OrgId,
+    user: &UserId,
+) -> StoreResult<()> {
+    let owners: Vec<String> = sqlx::query_scalar(
+        "SELECT user_id FROM cloud_organization_memberships \
+         WHERE organization_id = $1 AND role = 'owner' ORDER BY user_id FOR UPDATE",
+    )
+    .bind(org.as_str())
+    .fetch_all(&mut **tx)
+    .await?;
+    if owners.len() <= 1 && owners.iter().any(|o| o == user.as_str()) {
+        return Err(StoreError::LastOwner);
+    }
+    Ok(())
 }
