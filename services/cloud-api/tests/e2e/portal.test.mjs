@@ -113,14 +113,16 @@ try {
   assert.ok(orgId, 'organization id in the URL');
 
   step('the invitee gets the mail, signs up, signs in and accepts');
-  const inviteMail = await waitMail(invitee, 'invited you', seen);
+  const inviteMail = await waitMail(invitee, 'You are invited to an organization', seen);
   const inviteLink = linkIn(inviteMail, '/cloud/accept-invite');
   const signup = await fetch(`${BASE}/v1/web/signup`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ email: invitee, displayName: 'Charles Babbage', password: 'charles password 1' }),
   });
-  assert.equal(signup.status, 201);
+  // With a mailing server every JSON signup answers 202 and no session (a taken address must
+  // look like a new one); the invitee signs in with the password just chosen.
+  assert.equal(signup.status, 202, await signup.text());
   {
     const guestDir = mkdtempSync(join(tmpdir(), 'chatons-e2e-guest-'));
     const guest = await chromium.launchPersistentContext(guestDir, {
