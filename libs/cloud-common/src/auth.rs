@@ -78,6 +78,13 @@ where
 #[derive(Debug, Clone)]
 pub struct BearerToken(pub Secret);
 
+impl BearerToken {
+    /// For routes where a missing token is not an error by itself.
+    pub fn from_headers(headers: &HeaderMap) -> Option<Secret> {
+        bearer(headers).map(Secret::new)
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for BearerToken {
     type Rejection = ApiError;
 

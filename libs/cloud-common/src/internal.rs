@@ -12,6 +12,7 @@ use crate::Secret;
 pub const REALTIME_ACCESS_PATH: &str = "/v1/internal/realtime/access";
 pub const REALTIME_AUDIENCE_PATH: &str = "/v1/internal/realtime/audience";
 pub const RUNTIME_ACCESS_PATH: &str = "/v1/internal/runtime/access";
+pub const RUNTIME_SESSION_ACCESS_PATH: &str = "/v1/internal/runtime/session-access";
 pub const MEMORY_UPSERT_PATH: &str = "/v1/internal/memory/upsert";
 
 /// `POST /v1/internal/conversations/{conversationId}/messages` (transcript append).
@@ -105,6 +106,31 @@ pub struct RuntimeAccessRequest {
     pub project_id: Option<String>,
     #[serde(default)]
     pub conversation_id: Option<String>,
+}
+
+/// `POST /v1/internal/runtime/session-access` body: whether the user of a runtime session may
+/// still read its conversation, asked without an access token (the shipped desktop reads
+/// snapshots without `Authorization`). Answer: [`RuntimeSessionAccess`], or 404 when the user is
+/// gone, no longer holds the instance, or no longer sees the conversation (or its project).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuntimeSessionAccessRequest {
+    #[serde(default)]
+    pub user_id: String,
+    #[serde(default)]
+    pub cloud_instance_id: String,
+    #[serde(default)]
+    pub conversation_id: String,
+    #[serde(default)]
+    pub project_id: Option<String>,
+}
+
+/// `POST /v1/internal/runtime/session-access` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuntimeSessionAccess {
+    pub user_id: String,
+    pub conversation_id: String,
 }
 
 /// A subscription plan as every service sees it.
@@ -374,6 +400,14 @@ impl CloudApiClient {
         req: &RuntimeAccessRequest,
     ) -> Result<Option<RuntimeGrant>, InternalCallError> {
         self.post_internal(RUNTIME_ACCESS_PATH, req).await
+    }
+
+    /// Whether a runtime session's user may still read its conversation; `Ok(None)` when not.
+    pub async fn runtime_session_access(
+        &self,
+        req: &RuntimeSessionAccessRequest,
+    ) -> Result<Option<RuntimeSessionAccess>, InternalCallError> {
+        self.post_internal(RUNTIME_SESSION_ACCESS_PATH, req).await
     }
 
     /// Appends messages to a conversation's transcript; `Ok(None)` when the conversation is not

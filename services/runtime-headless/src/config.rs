@@ -146,6 +146,11 @@ pub const SERVICE_ENV: &[EnvVar] = &[
         "How long a runtime grant from cloud-api is reused (every call still checks one): a revoked token or removed member is refused within this time. 0: ask cloud-api on every call.",
     ),
     EnvVar::new(
+        "CHATONS_RUNTIME_TOKENLESS_SNAPSHOTS",
+        "true",
+        "`true`: `GET /v1/runtime/sessions/{id}` without `Authorization` (the shipped desktop sends none) is answered while the session is active and cloud-api confirms its user still sees the conversation, so the session id acts as a read-only capability; `false`: such requests get 401.",
+    ),
+    EnvVar::new(
         "CHATONS_RUNTIME_GIT",
         "git",
         "The git binary for repository checkouts and workspace snapshots (a name is looked up on PATH).",
@@ -198,6 +203,7 @@ pub struct Config {
     pub max_snapshot_bytes: usize,
     pub context_char_budget: usize,
     pub grant_cache: Duration,
+    pub tokenless_snapshots: bool,
 }
 
 impl Config {
@@ -277,6 +283,7 @@ impl Config {
                 },
             },
             sandbox_proc: r.bool("CHATONS_RUNTIME_SANDBOX_PROC", true),
+            tokenless_snapshots: r.bool("CHATONS_RUNTIME_TOKENLESS_SNAPSHOTS", true),
             sandbox_memory_mb: r.int_in("CHATONS_RUNTIME_SANDBOX_MEMORY_MB", 4096, 64, 1 << 20),
             sandbox_max_processes: r.int_in(
                 "CHATONS_RUNTIME_SANDBOX_MAX_PROCESSES",

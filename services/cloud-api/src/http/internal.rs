@@ -91,9 +91,25 @@ pub async fn realtime_audience(
             "userId and cloudInstanceId are required",
         ));
     }
+    let (user, scope) = holder_scope(&state, user, instance).await?;
+    let organization_id = scope.active.clone().ok_or_else(denied)?;
+    Ok(Json(RealtimeAccess {
+        user_id: user.0,
+        cloud_instance_id: instance.to_owned(),
+        organization_id: organization_id.0,
+        organization_ids: scope.org_ids().into_iter().map(|o| o.0).collect(),
+    }))
+}
+
+/// The user's current scope, for callers that hold no access token: the user must still exist
+/// and hold the instance. The canonical `instance-<userId>` is implicitly the user's (never
+/// stored); any other id must be registered to them.
+async fn holder_scope(
+    state: &AppState,
+    user: &str,
+    instance: &str,
+) -> Result<(UserId, Scope), ApiError> {
     let user = UserId::from(user);
-    // The canonical `instance-<userId>` is implicitly the user's (never stored); any other id
-    // must be registered to them.
     let holds = InstanceId::canonical(&user).0 == instance
         || state
             .store
@@ -103,13 +119,39 @@ pub async fn realtime_audience(
     if !holds || state.store.user(&user).await?.is_none() {
         return Err(denied());
     }
-    let scope = Scope::load(&state, &user, None).await?;
-    let organization_id = scope.active.clone().ok_or_else(denied)?;
-    Ok(Json(RealtimeAccess {
+    let scope = Scope::load(state, &user, None).await?;
+    Ok((user, scope))
+}
+
+/// runtime-headless asks this before it serves a snapshot without an access token: the
+/// session's user must still hold the instance and see the conversation (and its project).
+#[tracing::instrument(skip_all)]
+pub async fn runtime_session_access(
+    _: InternalCaller,
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RuntimeSessionAccessRequest>,
+) -> Result<Json<RuntimeSessionAccess>, ApiError> {
+    let (user, instance, conversation) = (
+        body.user_id.trim(),
+        body.cloud_instance_id.trim(),
+        body.conversation_id.trim(),
+    );
+    if user.is_empty() || instance.is_empty() || conversation.is_empty() {
+        return Err(ApiError::bad_request(
+            "userId, cloudInstanceId and conversationId are required",
+        ));
+    }
+    let (user, scope) = holder_scope(&state, user, instance).await?;
+    let found = access::visible_conversation(&state, &scope, conversation)
+        .await
+        .map_err(|_| denied())?;
+    let project = body.project_id.as_deref().map(str::trim);
+    if project.is_some_and(|p| !p.is_empty() && p != found.project_id.as_str()) {
+        return Err(denied());
+    }
+    Ok(Json(RuntimeSessionAccess {
         user_id: user.0,
-        cloud_instance_id: instance.to_owned(),
-        organization_id: organization_id.0,
-        organization_ids: scope.org_ids().into_iter().map(|o| o.0).collect(),
+        conversation_id: found.id.0,
     }))
 }
 

@@ -104,6 +104,10 @@ pub fn routes() -> Router<AppState> {
             "/v1/internal/runtime/access",
             post(internal::runtime_access),
         )
+        .route(
+            "/v1/internal/runtime/session-access",
+            post(internal::runtime_session_access),
+        )
         .route("/v1/internal/memory/upsert", post(internal::memory_upsert))
         .route(
             "/v1/internal/conversations/{id}/messages",

@@ -247,6 +247,23 @@ impl TestApp {
         self.call(reqwest::Method::DELETE, path, token, None).await
     }
 
+    /// POSTs a creation that must answer 201 and returns the id of `body[kind]`
+    /// (`"project"`, `"conversation"`, `"organization"`…).
+    pub async fn create(
+        &self,
+        path: &str,
+        token: &str,
+        kind: &str,
+        body: serde_json::Value,
+    ) -> String {
+        let (status, answer) = self.post(path, token, body).await;
+        assert_eq!(status, 201, "POST {path}: {answer}");
+        answer[kind]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("POST {path}: no {kind}.id in {answer}"))
+            .to_owned()
+    }
+
     /// An internal call with the service token.
     pub async fn internal(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
         let token = self.token.clone();

@@ -368,3 +368,85 @@ async fn another_tenant_can_neither_read_nor_write_by_id() {
         "refused requests changed the database"
     );
 }
+
+/// runtime-headless serves the desktop's tokenless snapshot only after this check: the
+/// session's user must still hold the instance and see the conversation, and the project must
+/// be the conversation's. Anyone else, or the same user after the conversation is deleted, is
+/// denied with the one 404.
+#[tokio::test]
+async fn runtime_session_access_follows_the_users_current_access() {
+    let app = spawn_app().await;
+    let owner = app.signup().await;
+    let stranger = app.signup().await;
+    let project = app
+        .create(
+            "/v1/projects",
+            &owner.access,
+            "project",
+            json!({"name": "Snapshots"}),
+        )
+        .await;
+    let conversation = app
+        .create(
+            "/v1/conversations",
+            &owner.access,
+            "conversation",
+            json!({"projectId": project}),
+        )
+        .await;
+    let instance = format!("instance-{}", owner.id);
+    let ask = |user: &str, instance: &str, project: Option<&str>| {
+        json!({"userId": user, "cloudInstanceId": instance,
+               "conversationId": conversation, "projectId": project})
+    };
+    let path = "/v1/internal/runtime/session-access";
+
+    let (status, body) = app
+        .internal(path, ask(&owner.id, &instance, Some(&project)))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({"userId": owner.id, "conversationId": conversation})
+    );
+    let (status, _) = app.internal(path, ask(&owner.id, &instance, None)).await;
+    assert_eq!(status, 200, "the project is optional");
+
+    for (why, req) in [
+        (
+            "another user",
+            ask(&stranger.id, &format!("instance-{}", stranger.id), None),
+        ),
+        (
+            "an instance the user does not hold",
+            ask(&owner.id, "desktop-not-held", None),
+        ),
+        (
+            "another project",
+            ask(&owner.id, &instance, Some("project-elsewhere")),
+        ),
+        (
+            "an unknown user",
+            ask("user-unknown", "instance-user-unknown", None),
+        ),
+    ] {
+        let (status, body) = app.internal(path, req).await;
+        assert_eq!(status, 404, "{why}: {body}");
+    }
+    let (status, body) = app.internal(path, json!({"userId": owner.id})).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
+    let (status, _) = app
+        .post(path, &owner.access, ask(&owner.id, &instance, None))
+        .await;
+    assert_eq!(status, 401, "a user's token is not the service token");
+
+    let (status, _) = app
+        .delete(&format!("/v1/conversations/{conversation}"), &owner.access)
+        .await;
+    assert!(status < 300, "delete: {status}");
+    let (status, _) = app.internal(path, ask(&owner.id, &instance, None)).await;
+    assert_eq!(status, 404, "a deleted conversation");
+}

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cloud_common::Secret;
-use cloud_common::internal::InternalCallError;
+use cloud_common::internal::{InternalCallError, RuntimeSessionAccessRequest};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -171,6 +171,15 @@ impl GrantClient for CachedGrants {
         self.inner.token_is_valid(token).await
     }
 
+    /// Not cached: it is asked only for snapshots without a token, and must follow a removed
+    /// member at once.
+    async fn session_access(
+        &self,
+        req: &RuntimeSessionAccessRequest,
+    ) -> Result<bool, InternalCallError> {
+        self.inner.session_access(req).await
+    }
+
     async fn conversation_exists(
         &self,
         token: &Secret,
@@ -213,6 +222,12 @@ mod tests {
             Ok(self.allow.load(Ordering::SeqCst).then(grant))
         }
         async fn token_is_valid(&self, _: &Secret) -> Result<bool, InternalCallError> {
+            Ok(true)
+        }
+        async fn session_access(
+            &self,
+            _: &RuntimeSessionAccessRequest,
+        ) -> Result<bool, InternalCallError> {
             Ok(true)
         }
         async fn conversation_exists(

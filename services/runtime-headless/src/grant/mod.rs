@@ -11,7 +11,7 @@ pub use cache::CachedGrants;
 use crate::domain::TranscriptMessage;
 use async_trait::async_trait;
 use cloud_common::Secret;
-use cloud_common::internal::{CloudApiClient, InternalCallError};
+use cloud_common::internal::{CloudApiClient, InternalCallError, RuntimeSessionAccessRequest};
 
 pub use cloud_common::internal::{
     GrantProvider, RuntimeAccessRequest as AccessRequest, RuntimeGrant,
@@ -109,6 +109,13 @@ pub trait GrantClient: Send + Sync + 'static {
     /// Whether `token` identifies a signed-in user at all (used to answer 404 rather than 403
     /// for unknown session ids, without letting anonymous callers probe ids).
     async fn token_is_valid(&self, token: &Secret) -> Result<bool, InternalCallError>;
+
+    /// Whether the session's user may still read its conversation, asked without a token (the
+    /// desktop's snapshot request carries none): `false` on a clear denial.
+    async fn session_access(
+        &self,
+        req: &RuntimeSessionAccessRequest,
+    ) -> Result<bool, InternalCallError>;
 
     /// Whether the conversation still exists for the user (`false` only on a clear 404).
     async fn conversation_exists(
@@ -210,6 +217,13 @@ impl GrantClient for CloudApi {
             &self.get_as_user(&["v1", "account"], token).await?,
             &[401, 403],
         )
+    }
+
+    async fn session_access(
+        &self,
+        req: &RuntimeSessionAccessRequest,
+    ) -> Result<bool, InternalCallError> {
+        Ok(self.client.runtime_session_access(req).await?.is_some())
     }
 
     async fn conversation_exists(

@@ -11,7 +11,7 @@ use cloud_testkit::process::ServiceProcess;
 use serde_json::json;
 
 use crate::support::sink::count;
-use crate::support::{BIN, Client, CloudApi, Cluster, EventSink, FakeProvider};
+use crate::support::{BIN, Client, CloudApi, Cluster, EventSink, FakeProvider, eventually};
 
 #[tokio::test]
 async fn acquire_route_answers_json_errors() {
@@ -260,4 +260,97 @@ async fn readiness_follows_the_database_and_its_migrations() {
     cloud_testkit::wait_for_readiness(&p.url(), 503, "database unreachable").await;
     proxy.restore();
     cloud_testkit::wait_for_readiness(&p.url(), 204, "database back").await;
+}
+
+/// The shipped desktop reads snapshots without `Authorization` (and drops the session on a 404):
+/// the session id is a read-only capability while the session is active and its user still
+/// sees the conversation. Commands and stop still need the token; the operator can turn it off.
+#[tokio::test]
+async fn a_tokenless_snapshot_is_served_while_the_sessions_user_may_read_it() {
+    let cluster = Cluster::new(&[]).await;
+    let a = cluster.worker("worker-a").await;
+    let alice = cluster.user().await;
+    let ca = Client::new(&a.url(), &alice.token);
+    let conversation = cluster.conv(&alice).await;
+    let id = ca
+        .session_id(&alice, &conversation, Some("chunks=2,delay=5"))
+        .await;
+    ca.prompt(&id, "hello").await;
+    let with_token = eventually(Duration::from_secs(20), "the turn to end", || async {
+        let (status, body) = ca.get(&id).await;
+        (status == 200
+            && body["state"]["isStreaming"] == false
+            && body["messages"].as_array().is_some_and(|m| m.len() >= 2))
+        .then_some(body)
+    })
+    .await;
+
+    let http = reqwest::Client::new();
+    let snapshot = |id: String| {
+        let http = http.clone();
+        let url = format!("{}/v1/runtime/sessions/{id}", a.url());
+        async move { http.get(url).send().await.expect("snapshot request") }
+    };
+    let r = snapshot(id.clone()).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["id"], id.as_str());
+    assert_eq!(body["messages"], with_token["messages"]);
+    assert_eq!(snapshot("runtime-session-nope".into()).await.status(), 404);
+
+    // Without the token nothing else is allowed.
+    let r = http
+        .post(format!("{}/v1/runtime/sessions/{id}/commands", a.url()))
+        .json(&json!({"type": "abort"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = http
+        .delete(format!("{}/v1/runtime/sessions/{id}", a.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    // Once the user no longer sees the conversation, the id opens nothing.
+    let r = http
+        .delete(format!(
+            "{}/v1/conversations/{conversation}",
+            cluster.api.base
+        ))
+        .bearer_auth(&alice.token)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.status().is_success(),
+        "delete conversation: {}",
+        r.status()
+    );
+    assert_eq!(snapshot(id.clone()).await.status(), 404);
+
+    // A stopped session is not served either.
+    let other = cluster.conv(&alice).await;
+    let second = ca.session_id(&alice, &other, None).await;
+    assert_eq!(snapshot(second.clone()).await.status(), 200);
+    assert_eq!(ca.delete(&second).await, 204);
+    assert_eq!(snapshot(second).await.status(), 404);
+}
+
+#[tokio::test]
+async fn tokenless_snapshots_can_be_turned_off() {
+    let cluster = Cluster::new(&[("CHATONS_RUNTIME_TOKENLESS_SNAPSHOTS", "false")]).await;
+    let a = cluster.worker("worker-a").await;
+    let alice = cluster.user().await;
+    let ca = Client::new(&a.url(), &alice.token);
+    let id = ca
+        .session_id(&alice, &cluster.conv(&alice).await, None)
+        .await;
+    let r = reqwest::get(format!("{}/v1/runtime/sessions/{id}", a.url()))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(ca.get(&id).await.0, 200, "with the token it is served");
 }
