@@ -1,4 +1,5 @@
-//! The web portal: server-rendered pages (askama, `templates/portal/`) for signup, login,
+//! The web portal: server-rendered pages (askama, `templates/portal/`): the root page (`/`,
+//! also JSON for API clients), signup, login,
 //! logout, email verification, forgot/reset password, organizations (create, rename, invite,
 //! accept), provider settings, the account page and the desktop hand-off.
 //!
@@ -28,6 +29,7 @@ use crate::web::caller::{Caller, apply_admin_list};
 /// Portal pages and the reference's JSON email routes.
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/", get(pages::home))
         .route("/v1/web/forgot-password", post(auth::forgot_json))
         .route("/v1/web/reset-password", post(auth::reset_json))
         .route("/v1/web/verify-email", post(auth::verify_json))
