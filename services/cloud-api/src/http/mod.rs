@@ -13,6 +13,7 @@ pub mod openapi;
 pub mod orgs;
 pub mod projects;
 pub mod providers;
+pub mod schema;
 
 use axum::Router;
 use axum::routing::{delete, get, patch, post};
