@@ -33,14 +33,7 @@ pub struct OrganizationListResponse {
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct CreateOrganizationBody {
-    /// Trimmed; must not be blank.
-    #[schema(
-        required = true,
-        nullable = false,
-        min_length = 1,
-        max_length = 200,
-        pattern = "\\S"
-    )]
+    #[schema(required = true, schema_with = crate::http::schema::name)]
     pub name: Option<String>,
     /// Lower-case letters, digits and dashes; generated from the name when absent.
     pub slug: Option<String>,

@@ -6,7 +6,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::header::{self, HeaderValue};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 use crate::AppState;
 use crate::web;
@@ -37,19 +37,9 @@ pub async fn page(State(state): State<AppState>) -> Response {
 /// The Redoc bundle: JavaScript, cached for a day (its URL does not change with its content,
 /// so not `immutable`).
 pub async fn redoc() -> Response {
-    let mut r = REDOC.into_response();
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/javascript; charset=utf-8"),
-    );
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=86400"),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    r
+    web::asset(
+        REDOC,
+        "text/javascript; charset=utf-8",
+        "public, max-age=86400",
+    )
 }

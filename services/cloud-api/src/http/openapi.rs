@@ -320,20 +320,10 @@ fn add_links(doc: &mut Value) {
         let mut link = Map::new();
         link.insert("operationId".into(), l.target.into());
         if !l.parameters.is_empty() {
-            let params: Map<String, Value> = l
-                .parameters
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), Value::from(*v)))
-                .collect();
-            link.insert("parameters".into(), params.into());
+            link.insert("parameters".into(), object(l.parameters));
         }
         if !l.body.is_empty() {
-            let body: Map<String, Value> = l
-                .body
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), Value::from(*v)))
-                .collect();
-            link.insert("requestBody".into(), body.into());
+            link.insert("requestBody".into(), object(l.body));
         }
         if let Some(links) = response
             .entry("links")
@@ -367,9 +357,20 @@ fn add_links(doc: &mut Value) {
 )]
 pub struct ApiDoc;
 
+fn object(pairs: &[(&str, &str)]) -> Value {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), Value::from(*v)))
+        .collect::<Map<String, Value>>()
+        .into()
+}
+
 /// The document as served: utoipa's, with the links added.
 pub fn document() -> Value {
-    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_else(|_| Value::Null);
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "The OpenAPI document does not serialize.");
+        Value::Null
+    });
     add_links(&mut doc);
     doc
 }

@@ -33,14 +33,7 @@ pub struct RepositoryInput {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateProjectBody {
-    /// Trimmed; must not be blank.
-    #[schema(
-        required = true,
-        nullable = false,
-        min_length = 1,
-        max_length = 200,
-        pattern = "\\S"
-    )]
+    #[schema(required = true, schema_with = crate::http::schema::name)]
     pub name: Option<String>,
     /// Default: the active organization.
     pub organization_id: Option<String>,

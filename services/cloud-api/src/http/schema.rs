@@ -3,6 +3,19 @@
 
 use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 
+use crate::domain::rules::MAX_NAME;
+
+/// A required name (`rules::required` with `MAX_NAME`): trimmed, not blank, at most 200 chars.
+pub fn name() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(MAX_NAME))
+        .pattern(Some("\\S"))
+        .description(Some("Trimmed; must not be blank; at most 200 characters."))
+        .build()
+}
+
 fn one_of(values: &[&str], description: &str) -> Object {
     ObjectBuilder::new()
         .schema_type(Type::String)

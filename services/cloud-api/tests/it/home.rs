@@ -1,20 +1,28 @@
 //! `GET /` (a portal page for browsers, a JSON description for API clients), `/docs` (the API
 //! reference page) and the vendored Redoc bundle it loads.
 
-use crate::helpers::spawn_app;
+use crate::helpers::{TestApp, spawn_app};
+
+fn content_type(r: &reqwest::Response) -> &str {
+    r.headers()["content-type"].to_str().unwrap()
+}
+
+async fn get_accepting(app: &TestApp, accept: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(app.url("/"))
+        .header("accept", accept)
+        .send()
+        .await
+        .unwrap()
+}
 
 #[tokio::test]
 async fn root_is_a_page_for_browsers() {
     let app = spawn_app().await;
-    let r = reqwest::Client::new()
-        .get(app.url("/"))
-        .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
-        .send()
-        .await
-        .unwrap();
+    let r = get_accepting(&app, "text/html,application/xhtml+xml,*/*;q=0.8").await;
     assert_eq!(r.status(), 200);
     let h = r.headers().clone();
-    assert!(h["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(content_type(&r).starts_with("text/html"));
     let csp = h["content-security-policy"].to_str().unwrap();
     assert!(!csp.contains("unsafe-inline"), "{csp}");
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
@@ -32,30 +40,15 @@ async fn root_is_a_page_for_browsers() {
     assert!(!body.contains("<script"), "the root page has no script");
     // No Accept header at all (curl, a plain link): the page too.
     let r = reqwest::get(app.url("/")).await.unwrap();
-    assert!(
-        r.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/html")
-    );
+    assert!(content_type(&r).starts_with("text/html"));
 }
 
 #[tokio::test]
 async fn root_describes_the_service_to_json_clients() {
     let app = spawn_app().await;
-    let r = reqwest::Client::new()
-        .get(app.url("/"))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap();
+    let r = get_accepting(&app, "application/json").await;
     assert_eq!(r.status(), 200);
-    assert!(
-        r.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("application/json")
-    );
+    assert!(content_type(&r).starts_with("application/json"));
     let vary: Vec<_> = r
         .headers()
         .get_all("vary")
@@ -97,12 +90,7 @@ async fn docs_page_loads_the_vendored_renderer() {
     let app = spawn_app().await;
     let r = reqwest::get(app.url("/docs")).await.unwrap();
     assert_eq!(r.status(), 200);
-    assert!(
-        r.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/html")
-    );
+    assert!(content_type(&r).starts_with("text/html"));
     let csp = r.headers()["content-security-policy"]
         .to_str()
         .unwrap()
