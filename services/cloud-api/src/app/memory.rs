@@ -34,7 +34,7 @@ pub struct MemoryInput {
     pub conversation_id: Option<String>,
     pub topic_key: Option<String>,
     pub confidence: Option<f64>,
-    #[schema(schema_with = crate::http::schema::memory_visibility)]
+    #[schema(schema_with = crate::schema::memory_visibility)]
     pub visibility: Option<String>,
     pub organization_id: Option<String>,
 }

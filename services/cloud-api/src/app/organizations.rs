@@ -33,7 +33,7 @@ pub struct OrganizationListResponse {
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct CreateOrganizationBody {
-    #[schema(required = true, schema_with = crate::http::schema::name)]
+    #[schema(required = true, schema_with = crate::schema::name)]
     pub name: Option<String>,
     /// Lower-case letters, digits and dashes; generated from the name when absent.
     pub slug: Option<String>,
@@ -212,7 +212,7 @@ pub struct MemberResponse {
 pub struct UpdateMemberBody {
     /// Default: the active organization.
     pub organization_id: Option<String>,
-    #[schema(required = true, schema_with = crate::http::schema::member_role)]
+    #[schema(required = true, schema_with = crate::schema::member_role)]
     pub role: Option<String>,
 }
 
@@ -323,7 +323,7 @@ pub struct CreateInviteBody {
     pub organization_id: Option<String>,
     #[schema(required = true, nullable = false, format = Email, min_length = 3, max_length = 254)]
     pub email: Option<String>,
-    #[schema(schema_with = crate::http::schema::invite_role)]
+    #[schema(schema_with = crate::schema::invite_role)]
     pub role: Option<String>,
 }
 

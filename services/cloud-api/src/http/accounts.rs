@@ -24,7 +24,7 @@ use crate::views::*;
 pub struct SignupBody {
     #[schema(required = true, nullable = false, format = Email, min_length = 3, max_length = 254)]
     pub email: Option<String>,
-    #[schema(required = true, schema_with = crate::http::schema::name)]
+    #[schema(required = true, schema_with = crate::schema::name)]
     pub display_name: Option<String>,
     #[schema(required = true, nullable = false, min_length = 8, max_length = 1024)]
     pub password: Option<String>,

@@ -37,7 +37,7 @@ pub struct CreateConversationBody {
 pub struct UpdateConversationBody {
     #[schema(max_length = 200)]
     pub title: Option<String>,
-    #[schema(schema_with = crate::http::schema::conversation_status)]
+    #[schema(schema_with = crate::schema::conversation_status)]
     pub status: Option<String>,
     #[schema(max_length = 200)]
     pub model_provider: Option<String>,

@@ -31,11 +31,11 @@ pub struct MemoryPatch {
     pub kind: Option<String>,
     pub tags: Option<Vec<String>>,
     pub archived: Option<bool>,
-    #[schema(schema_with = crate::http::schema::memory_status)]
+    #[schema(schema_with = crate::schema::memory_status)]
     pub status: Option<String>,
     pub topic_key: Option<String>,
     pub confidence: Option<f64>,
-    #[schema(schema_with = crate::http::schema::memory_visibility)]
+    #[schema(schema_with = crate::schema::memory_visibility)]
     pub visibility: Option<String>,
 }
 
@@ -72,7 +72,7 @@ pub struct MemoryStatsResponse {
 #[serde(rename_all = "camelCase")]
 pub struct MemoryListQuery {
     pub organization_id: Option<String>,
-    #[param(schema_with = crate::http::schema::memory_scope)]
+    #[param(schema_with = crate::schema::memory_scope)]
     pub scope: Option<String>,
     pub project_id: Option<String>,
     pub kind: Option<String>,
@@ -98,7 +98,7 @@ pub struct MemorySearchQuery {
     )]
     pub query: Option<String>,
     pub organization_id: Option<String>,
-    #[param(schema_with = crate::http::schema::memory_scope)]
+    #[param(schema_with = crate::schema::memory_scope)]
     pub scope: Option<String>,
     pub project_id: Option<String>,
     pub kind: Option<String>,

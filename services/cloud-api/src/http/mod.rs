@@ -13,7 +13,7 @@ pub mod openapi;
 pub mod orgs;
 pub mod projects;
 pub mod providers;
-pub mod schema;
+pub mod service;
 
 use axum::Router;
 use axum::routing::{delete, get, patch, post};

@@ -13,7 +13,6 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::*;
-use crate::portal::pages as portal_pages;
 
 struct BearerAuth;
 
@@ -340,7 +339,7 @@ fn add_links(doc: &mut Value) {
     info(title = "Chatons Cloud API", description = "Control plane of Chatons Cloud."),
     modifiers(&BearerAuth, &UniqueOperationIds),
     paths(
-        portal_pages::home,
+        service::describe,
         accounts::signup, accounts::login, accounts::logout, accounts::account, accounts::bootstrap,
         instances::register, instances::list, instances::delete,
         orgs::list, orgs::create, orgs::update, orgs::set_active, orgs::members, orgs::update_member,

@@ -23,7 +23,7 @@ pub struct RepositoryInput {
     pub clone_url: Option<String>,
     #[schema(max_length = 200)]
     pub default_branch: Option<String>,
-    #[schema(schema_with = crate::http::schema::repository_auth)]
+    #[schema(schema_with = crate::schema::repository_auth)]
     pub auth_mode: Option<String>,
     /// Stored encrypted; never returned.
     #[schema(max_length = 16384)]
@@ -33,11 +33,11 @@ pub struct RepositoryInput {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateProjectBody {
-    #[schema(required = true, schema_with = crate::http::schema::name)]
+    #[schema(required = true, schema_with = crate::schema::name)]
     pub name: Option<String>,
     /// Default: the active organization.
     pub organization_id: Option<String>,
-    #[schema(schema_with = crate::http::schema::project_kind)]
+    #[schema(schema_with = crate::schema::project_kind)]
     pub kind: Option<String>,
     pub repository: Option<RepositoryInput>,
     /// `chat_only` (default) or `full_tools` (the cloud agent gets a scratch workspace with file
@@ -52,13 +52,13 @@ pub struct UpdateProjectBody {
     /// Trimmed; must not be blank.
     #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub name: Option<String>,
-    #[schema(schema_with = crate::http::schema::project_kind)]
+    #[schema(schema_with = crate::schema::project_kind)]
     pub kind: Option<String>,
     pub repository: Option<RepositoryInput>,
     /// `chat_only` or `full_tools`; owners and admins only (see the create body).
     #[schema(value_type = Option<String>, pattern = "^(chat_only|full_tools)$")]
     pub workspace_capability: Option<String>,
-    #[schema(schema_with = crate::http::schema::cloud_status)]
+    #[schema(schema_with = crate::schema::cloud_status)]
     pub cloud_status: Option<String>,
 }
 

@@ -1,5 +1,5 @@
-//! The web portal: server-rendered pages (askama, `templates/portal/`): the root page (`/`,
-//! also JSON for API clients), signup, login,
+//! The web portal: server-rendered pages (askama, `templates/portal/`): the root page (`/` for
+//! browsers, routed by `crate::dispatch`), signup, login,
 //! logout, email verification, forgot/reset password, organizations (create, rename, invite,
 //! accept), provider settings, the account page and the desktop hand-off.
 //!
@@ -29,7 +29,6 @@ use crate::web::caller::{Caller, apply_admin_list};
 /// Portal pages and the reference's JSON email routes.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/", get(pages::home))
         .route("/v1/web/forgot-password", post(auth::forgot_json))
         .route("/v1/web/reset-password", post(auth::reset_json))
         .route("/v1/web/verify-email", post(auth::verify_json))

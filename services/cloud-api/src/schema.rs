@@ -1,5 +1,6 @@
-//! OpenAPI schemas for request fields whose accepted values are a closed set. The handlers keep
-//! their own checks (and error messages); these only state the same sets in `/openapi.json`.
+//! OpenAPI schemas of request fields the derive cannot state: closed value sets and the common
+//! name rule. The handlers keep their own checks (and error messages); these only state the same
+//! rules in `/openapi.json`. Shared by `http` and `app` (whose request types are the bodies).
 
 use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 
