@@ -1,4 +1,5 @@
-//! Routes served by two adapters at one path, chosen per request. The first system's
+//! Routes served by two adapters at one path, chosen per request. `GET /` answers a portal page
+//! to browsers and the JSON description (`http::service`) to clients asking for JSON. The first system's
 //! `POST /v1/web/signup` and `/v1/web/login` answered JSON to API clients and redirected
 //! browsers that posted its HTML forms; here the JSON API (`http`) answers the first kind and the
 //! portal (`portal`, with its CSRF check, which the first system lacked) the second. This module
@@ -10,13 +11,14 @@ use axum::extract::{FromRequest, Request, State};
 use axum::http::StatusCode;
 use axum::http::header::{self, HeaderMap};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 
 use crate::AppState;
 use crate::http::extract::ClientIp;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/", get(root))
         .route("/v1/web/signup", post(signup))
         .route("/v1/web/login", post(login))
 }
@@ -30,6 +32,28 @@ fn is_form(headers: &HeaderMap) -> bool {
             ct.to_ascii_lowercase()
                 .contains("application/x-www-form-urlencoded")
         })
+}
+
+/// The client asked for JSON rather than a page: `Accept` names `application/json` (or a
+/// `+json` type) and not `text/html`.
+fn wants_json(headers: &HeaderMap) -> bool {
+    let accept = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",")
+        .to_ascii_lowercase();
+    let json = accept.contains("application/json") || accept.contains("+json");
+    json && !accept.contains("text/html")
+}
+
+async fn root(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if wants_json(&headers) {
+        crate::http::service::describe(State(state)).await
+    } else {
+        crate::portal::pages::home(&state, &headers).await
+    }
 }
 
 async fn signup(State(state): State<AppState>, ip: ClientIp, request: Request) -> Response {
@@ -70,5 +94,27 @@ async fn login(State(state): State<AppState>, ip: ClientIp, request: Request) ->
             .await
             .into_response(),
         Err(e) => e.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn json_only_when_asked_without_html() {
+        let with = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::ACCEPT, HeaderValue::from_static(v));
+            wants_json(&h)
+        };
+        assert!(with("application/json"));
+        assert!(with("application/problem+json"));
+        assert!(!with(
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+        ));
+        assert!(!with("*/*"));
+        assert!(!wants_json(&HeaderMap::new()));
     }
 }

@@ -22,6 +22,7 @@ pub mod password;
 pub mod portal;
 pub mod ratelimit;
 pub mod reseal;
+pub mod schema;
 pub mod sessions;
 pub mod state;
 pub mod store;

@@ -16,6 +16,7 @@ pub const MAX_LIMIT: usize = 200;
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Page size, 1-200 (default 50).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
     pub limit: Option<String>,
     /// Opaque cursor from a previous page's `nextCursor`.
     pub cursor: Option<String>,

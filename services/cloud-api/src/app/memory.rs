@@ -24,14 +24,17 @@ pub struct MemoryInput {
     pub project_id: Option<String>,
     pub kind: Option<String>,
     pub title: Option<String>,
-    #[schema(required = true, min_length = 1)]
+    /// Trimmed; must not be blank.
+    #[schema(required = true, nullable = false, min_length = 1, pattern = "\\S")]
     pub content: Option<String>,
+    /// At most 50 tags of at most 100 characters.
+    #[schema(max_items = 50)]
     pub tags: Option<Vec<String>>,
     pub source: Option<String>,
     pub conversation_id: Option<String>,
     pub topic_key: Option<String>,
     pub confidence: Option<f64>,
-    /// `private` or `shared` (project memories are always shared).
+    #[schema(schema_with = crate::schema::memory_visibility)]
     pub visibility: Option<String>,
     pub organization_id: Option<String>,
 }

@@ -33,7 +33,7 @@ pub struct OrganizationListResponse {
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct CreateOrganizationBody {
-    #[schema(required = true, min_length = 1, max_length = 200)]
+    #[schema(required = true, schema_with = crate::schema::name)]
     pub name: Option<String>,
     /// Lower-case letters, digits and dashes; generated from the name when absent.
     pub slug: Option<String>,
@@ -54,7 +54,8 @@ pub struct UpdateOrganizationBody {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ActiveOrganizationBody {
-    #[schema(required = true)]
+    /// One of the caller's organizations.
+    #[schema(required = true, nullable = false, min_length = 1, pattern = "\\S")]
     pub organization_id: Option<String>,
 }
 
@@ -209,8 +210,9 @@ pub struct MemberResponse {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateMemberBody {
+    /// Default: the active organization.
     pub organization_id: Option<String>,
-    /// `owner`, `admin`, `member` or `billing_viewer`.
+    #[schema(required = true, schema_with = crate::schema::member_role)]
     pub role: Option<String>,
 }
 
@@ -319,9 +321,9 @@ pub async fn remove_member(
 #[serde(rename_all = "camelCase")]
 pub struct CreateInviteBody {
     pub organization_id: Option<String>,
-    #[schema(required = true, format = Email)]
+    #[schema(required = true, nullable = false, format = Email, min_length = 3, max_length = 254)]
     pub email: Option<String>,
-    /// `admin`, `member` (default) or `billing_viewer`.
+    #[schema(schema_with = crate::schema::invite_role)]
     pub role: Option<String>,
 }
 
@@ -344,7 +346,8 @@ pub struct InviteListResponse {
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct AcceptInviteBody {
-    #[schema(required = true, min_length = 1)]
+    /// The `token` of the invite (from its creation or its mail link).
+    #[schema(required = true, nullable = false, min_length = 1, pattern = "\\S")]
     pub token: Option<String>,
 }
 

@@ -25,12 +25,12 @@ pub struct CreateProviderBody {
     /// Default: the active organization.
     pub organization_id: Option<String>,
     /// `openai`, `anthropic`, `google`, `github-copilot` or another OpenAI-compatible kind.
-    #[schema(required = true, min_length = 1, max_length = 64)]
+    #[schema(required = true, nullable = false, min_length = 1, max_length = 64)]
     pub kind: Option<String>,
-    #[schema(required = true, min_length = 1, max_length = 200)]
+    #[schema(required = true, nullable = false, min_length = 1, max_length = 200)]
     pub label: Option<String>,
     /// API key or OAuth token; stored encrypted, never returned.
-    #[schema(required = true, min_length = 1)]
+    #[schema(required = true, nullable = false, min_length = 1)]
     pub secret: Option<String>,
     pub base_url: Option<String>,
     /// `api_key` (default) or `oauth`.
@@ -76,6 +76,7 @@ pub struct OrgListQuery {
     /// Default: the active organization.
     pub organization_id: Option<String>,
     /// 1-200, default 50.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
     pub limit: Option<String>,
     pub cursor: Option<String>,
 }

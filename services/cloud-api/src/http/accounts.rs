@@ -22,19 +22,19 @@ use crate::views::*;
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SignupBody {
-    #[schema(required = true, format = Email, max_length = 254)]
+    #[schema(required = true, nullable = false, format = Email, min_length = 3, max_length = 254)]
     pub email: Option<String>,
-    #[schema(required = true, min_length = 1, max_length = 200)]
+    #[schema(required = true, schema_with = crate::schema::name)]
     pub display_name: Option<String>,
-    #[schema(required = true, min_length = 8, max_length = 1024)]
+    #[schema(required = true, nullable = false, min_length = 8, max_length = 1024)]
     pub password: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct LoginBody {
-    #[schema(required = true, format = Email)]
+    #[schema(required = true, nullable = false, format = Email, min_length = 3, max_length = 254)]
     pub email: Option<String>,
-    #[schema(required = true, min_length = 1)]
+    #[schema(required = true, nullable = false, min_length = 1, max_length = 1024)]
     pub password: Option<String>,
 }
 
@@ -305,6 +305,7 @@ fn from_cursor(c: &Cursor) -> (String, String) {
 pub struct BootstrapQuery {
     /// Page size for projects and conversations, 1-200. Without `limit` and `cursor` the answer
     /// holds every project and conversation (the desktop does not paginate).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
     pub limit: Option<String>,
     /// `nextCursor` of the previous page.
     pub cursor: Option<String>,

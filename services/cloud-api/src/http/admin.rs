@@ -68,8 +68,10 @@ fn double_option<'de, D: serde::Deserializer<'de>>(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GrantBody {
+    #[schema(required = true, schema_with = crate::schema::plan_id)]
     pub plan_id: Option<String>,
-    /// Whole days; absent or null = no expiry.
+    /// Whole days (1-36500); absent or null = no expiry.
+    #[schema(minimum = 1, maximum = 36500)]
     pub duration_days: Option<f64>,
 }
 

@@ -20,20 +20,28 @@ const STATUSES: &[&str] = &["active", "done", "archived"];
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateConversationBody {
-    #[schema(required = true)]
+    /// A project of one of the caller's organizations.
+    #[schema(required = true, nullable = false, min_length = 1, pattern = "\\S")]
     pub project_id: Option<String>,
+    /// Default: `New - <project name>`.
+    #[schema(max_length = 200)]
     pub title: Option<String>,
+    #[schema(max_length = 200)]
     pub model_provider: Option<String>,
+    #[schema(max_length = 200)]
     pub model_id: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateConversationBody {
+    #[schema(max_length = 200)]
     pub title: Option<String>,
-    /// `active`, `done` or `archived`.
+    #[schema(schema_with = crate::schema::conversation_status)]
     pub status: Option<String>,
+    #[schema(max_length = 200)]
     pub model_provider: Option<String>,
+    #[schema(max_length = 200)]
     pub model_id: Option<String>,
 }
 
@@ -56,6 +64,7 @@ pub struct ConversationListQuery {
     /// Only this project's conversations.
     pub project_id: Option<String>,
     /// 1-200, default 50.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
     pub limit: Option<String>,
     pub cursor: Option<String>,
 }
@@ -209,7 +218,21 @@ pub async fn delete(
 /// A message as sent by clients.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 pub struct MessageInput {
+    /// Client-chosen: 1-200 printable ASCII characters, no spaces or slashes.
+    #[schema(
+        required = true,
+        nullable = false,
+        pattern = "^[!-.0-\\[\\]-~]{1,200}$"
+    )]
     pub id: Option<String>,
+    /// `user`, `assistant`, `tool`, … (trimmed, not blank).
+    #[schema(
+        required = true,
+        nullable = false,
+        min_length = 1,
+        max_length = 64,
+        pattern = "\\S"
+    )]
     pub role: Option<String>,
     /// Milliseconds since the epoch.
     pub timestamp: Option<f64>,
@@ -271,6 +294,7 @@ pub async fn append_checked(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct AppendBody {
     #[serde(default)]
+    #[schema(max_items = 1000)]
     pub messages: Vec<MessageInput>,
 }
 
@@ -296,6 +320,7 @@ pub struct AppendResponse {
 #[into_params(parameter_in = Query)]
 pub struct MessageListQuery {
     /// 1-1000, default 500 (transcripts are read whole by older desktops).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub limit: Option<String>,
     pub cursor: Option<String>,
 }
@@ -312,10 +337,10 @@ pub async fn messages(
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<MessageListQuery>,
 ) -> Result<Json<MessagesResponse>, ApiError> {
-    let page = page_req(q.limit.as_deref(), q.cursor.as_deref(), 500, 1000)?;
     access::require_subscription(&state, &caller.user).await?;
     let scope = Scope::of(&state, &caller).await?;
     let c = access::visible_conversation(&state, &scope, &id).await?;
+    let page = page_req(q.limit.as_deref(), q.cursor.as_deref(), 500, 1000)?;
     let result = state.store.messages(&c.id, &page).await?;
     Ok(Json(MessagesResponse {
         conversation_id: c.id.0,

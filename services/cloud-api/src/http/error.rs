@@ -43,8 +43,9 @@ impl From<StoreError> for ApiError {
                 ApiError::conflict("Conflicts with an existing record")
             }
             StoreError::Invalid(m) => ApiError::bad_request(m),
+            // A well-formed request that the organization's current state refuses: 409.
             StoreError::LastOwner => {
-                ApiError::bad_request("An organization keeps at least one owner.")
+                ApiError::conflict("An organization keeps at least one owner.")
             }
             StoreError::Unavailable(cause) => {
                 tracing::warn!(error = %cause, "Storage unavailable.");

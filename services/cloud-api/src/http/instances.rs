@@ -19,7 +19,7 @@ use crate::views::*;
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct RegisterInstanceBody {
     /// The desktop's own instance id: ASCII letters, digits, `-`, `_` and `.`.
-    #[schema(required = true, pattern = "^[A-Za-z0-9._-]{1,200}$")]
+    #[schema(required = true, nullable = false, pattern = "^[A-Za-z0-9._-]{1,200}$")]
     pub id: Option<String>,
     pub name: Option<String>,
 }

@@ -31,11 +31,11 @@ pub struct MemoryPatch {
     pub kind: Option<String>,
     pub tags: Option<Vec<String>>,
     pub archived: Option<bool>,
-    /// `active` or `superseded`.
+    #[schema(schema_with = crate::schema::memory_status)]
     pub status: Option<String>,
     pub topic_key: Option<String>,
     pub confidence: Option<f64>,
-    /// `private` or `shared`.
+    #[schema(schema_with = crate::schema::memory_visibility)]
     pub visibility: Option<String>,
 }
 
@@ -72,13 +72,14 @@ pub struct MemoryStatsResponse {
 #[serde(rename_all = "camelCase")]
 pub struct MemoryListQuery {
     pub organization_id: Option<String>,
-    /// `global`, `project` or `all` (default).
+    #[param(schema_with = crate::schema::memory_scope)]
     pub scope: Option<String>,
     pub project_id: Option<String>,
     pub kind: Option<String>,
     /// `true` to include archived memories.
     pub include_archived: Option<String>,
     /// 1-200, default 50.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
     pub limit: Option<String>,
     pub cursor: Option<String>,
 }
@@ -87,13 +88,23 @@ pub struct MemoryListQuery {
 #[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase")]
 pub struct MemorySearchQuery {
+    /// The words to look for (trimmed, not blank, at most 1000 bytes).
+    #[param(
+        required = true,
+        nullable = false,
+        min_length = 1,
+        max_length = 1000,
+        pattern = "\\S"
+    )]
     pub query: Option<String>,
     pub organization_id: Option<String>,
+    #[param(schema_with = crate::schema::memory_scope)]
     pub scope: Option<String>,
     pub project_id: Option<String>,
     pub kind: Option<String>,
     pub include_archived: Option<String>,
     /// 1-200, default 10.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
     pub limit: Option<String>,
     /// Repeatable; every tag must match (case-insensitive).
     pub tag: Option<Vec<String>>,

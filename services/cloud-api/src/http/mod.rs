@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod conversations;
+pub mod docs;
 pub mod error;
 pub mod extract;
 pub mod instances;
@@ -12,6 +13,7 @@ pub mod openapi;
 pub mod orgs;
 pub mod projects;
 pub mod providers;
+pub mod service;
 
 use axum::Router;
 use axum::routing::{delete, get, patch, post};
@@ -22,6 +24,8 @@ use crate::AppState;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/openapi.json", get(openapi::serve))
+        .route("/docs", get(docs::page))
+        .route("/assets/redoc.standalone.js", get(docs::redoc))
         .route("/v1/web/logout", post(accounts::logout))
         .route("/v1/account", get(accounts::account))
         .route("/v1/bootstrap", get(accounts::bootstrap))

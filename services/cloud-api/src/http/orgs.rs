@@ -90,7 +90,8 @@ pub async fn members(
     security(("bearer" = [])), params(("userId" = String, Path)), request_body = UpdateMemberBody,
     responses((status = 200, body = MemberResponse), (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-              (status = 404, body = ErrorBody)))]
+              (status = 404, body = ErrorBody),
+              (status = 409, description = "It would leave the organization without an owner", body = ErrorBody)))]
 #[tracing::instrument(skip_all)]
 pub async fn update_member(
     State(state): State<AppState>,
@@ -107,9 +108,9 @@ pub async fn update_member(
 /// owners, and never the last one.
 #[utoipa::path(delete, path = "/v1/organization/members/{userId}", tag = "organizations",
     security(("bearer" = [])), params(("userId" = String, Path), OrgQuery),
-    responses((status = 200, body = OkBody), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-              (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = OkBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, description = "It would leave the organization without an owner", body = ErrorBody)))]
 #[tracing::instrument(skip_all)]
 pub async fn remove_member(
     State(state): State<AppState>,
@@ -126,7 +127,8 @@ pub async fn remove_member(
     request_body = CreateInviteBody,
     responses((status = 201, body = InviteCreatedResponse), (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-              (status = 404, body = ErrorBody)))]
+              (status = 404, body = ErrorBody),
+              (status = 429, description = "Too many invites this hour (per account or organization); see `Retry-After`", body = ErrorBody)))]
 #[tracing::instrument(skip_all)]
 pub async fn create_invite(
     State(state): State<AppState>,

@@ -18,22 +18,26 @@ use crate::views::*;
 #[derive(Debug, Default, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RepositoryInput {
+    /// An `http://` or `https://` clone URL with a host; blank removes the repository.
+    #[schema(max_length = 2048)]
     pub clone_url: Option<String>,
+    #[schema(max_length = 200)]
     pub default_branch: Option<String>,
-    /// `none` or `token`.
+    #[schema(schema_with = crate::schema::repository_auth)]
     pub auth_mode: Option<String>,
     /// Stored encrypted; never returned.
+    #[schema(max_length = 16384)]
     pub access_token: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateProjectBody {
-    #[schema(required = true, min_length = 1, max_length = 200)]
+    #[schema(required = true, schema_with = crate::schema::name)]
     pub name: Option<String>,
     /// Default: the active organization.
     pub organization_id: Option<String>,
-    /// `repository` or `conversation_only` (default).
+    #[schema(schema_with = crate::schema::project_kind)]
     pub kind: Option<String>,
     pub repository: Option<RepositoryInput>,
     /// `chat_only` (default) or `full_tools` (the cloud agent gets a scratch workspace with file
@@ -45,13 +49,16 @@ pub struct CreateProjectBody {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateProjectBody {
+    /// Trimmed; must not be blank.
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub name: Option<String>,
+    #[schema(schema_with = crate::schema::project_kind)]
     pub kind: Option<String>,
     pub repository: Option<RepositoryInput>,
     /// `chat_only` or `full_tools`; owners and admins only (see the create body).
     #[schema(value_type = Option<String>, pattern = "^(chat_only|full_tools)$")]
     pub workspace_capability: Option<String>,
-    /// `connected`, `connecting`, `disconnected` or `error`.
+    #[schema(schema_with = crate::schema::cloud_status)]
     pub cloud_status: Option<String>,
 }
 
@@ -74,6 +81,7 @@ pub struct ProjectListQuery {
     /// Only this organization's projects.
     pub organization_id: Option<String>,
     /// 1-200, default 50.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
     pub limit: Option<String>,
     pub cursor: Option<String>,
 }
@@ -291,7 +299,9 @@ pub async fn get(
 #[utoipa::path(patch, path = "/v1/projects/{id}", tag = "projects", security(("bearer" = [])),
     params(("id" = String, Path)), request_body = UpdateProjectBody,
     responses((status = 200, body = ProjectResponse), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+              (status = 401, body = ErrorBody),
+              (status = 403, description = "A member (not owner or admin) changing `workspaceCapability`", body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
 #[tracing::instrument(skip_all)]
 pub async fn update(
     State(state): State<AppState>,

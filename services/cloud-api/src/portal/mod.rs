@@ -1,4 +1,5 @@
-//! The web portal: server-rendered pages (askama, `templates/portal/`) for signup, login,
+//! The web portal: server-rendered pages (askama, `templates/portal/`): the root page (`/` for
+//! browsers, routed by `crate::dispatch`), signup, login,
 //! logout, email verification, forgot/reset password, organizations (create, rename, invite,
 //! accept), provider settings, the account page and the desktop hand-off.
 //!

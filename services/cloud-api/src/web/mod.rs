@@ -157,14 +157,22 @@ pub fn redirect(location: &str, after_post: bool, cookies: Vec<HeaderValue>) -> 
 pub const STYLESHEET: &str = include_str!("../../static/portal.css");
 
 pub async fn stylesheet() -> Response {
-    let mut r = STYLESHEET.into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/css; charset=utf-8"),
-    );
-    r.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=3600"),
+    asset(
+        STYLESHEET,
+        "text/css; charset=utf-8",
+        "public, max-age=3600",
+    )
+}
+
+/// A static file served from the binary: its content type, a cache policy and `nosniff`.
+pub fn asset(body: impl IntoResponse, content_type: &'static str, cache: &'static str) -> Response {
+    let mut r = body.into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
     );
     r
 }

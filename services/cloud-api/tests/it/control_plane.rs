@@ -665,7 +665,7 @@ async fn organizations_invites_roles_and_members() {
             json!({"organizationId": org, "role": "member"}),
         )
         .await;
-    assert_eq!(status, 400, "last owner");
+    assert_eq!(status, 409, "last owner");
     let (_, body) = app
         .get(
             &format!("/v1/organization/members?organizationId={org}"),

@@ -424,7 +424,7 @@ async fn two_owners_demoting_each_other_at_once_keep_one_owner() {
         assert_eq!(owners, 1, "round {round}: {ra:?} {rb:?}");
         let statuses = [ra.0, rb.0];
         assert!(
-            statuses.contains(&200) && statuses.iter().all(|s| [200, 400, 403].contains(s)),
+            statuses.contains(&200) && statuses.iter().all(|s| [200, 403, 409].contains(s)),
             "round {round}: {ra:?} {rb:?}"
         );
     }

@@ -10,6 +10,7 @@ mod findings;
 mod findings_web;
 mod foundation;
 mod helpers;
+mod home;
 mod housekeeping;
 mod isolation;
 mod legacy;

@@ -1,16 +1,18 @@
 //! `/openapi.json` documents every public control-plane route and no internal one.
 
-use crate::helpers::spawn_app;
+use crate::helpers::{TestApp, spawn_app};
+
+/// The document (a public route: the empty bearer is ignored).
+async fn document(app: &TestApp) -> serde_json::Value {
+    let (status, doc) = app.get("/openapi.json", "").await;
+    assert_eq!(status, 200);
+    doc
+}
 
 #[tokio::test]
 async fn openapi_covers_every_public_route() {
     let app = spawn_app().await;
-    let doc: serde_json::Value = reqwest::get(app.url("/openapi.json"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = document(&app).await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     let paths = doc["paths"].as_object().unwrap();
     let expected: &[(&str, &[&str])] = &[
@@ -67,4 +69,68 @@ async fn openapi_covers_every_public_route() {
             assert_ne!(resp.status(), 404, "GET {path} is not routed");
         }
     }
+}
+
+/// Operation ids are unique, and every link names an existing operation (OpenAPI 3.1 `links`
+/// from creating responses to the operations that take the new id).
+#[tokio::test]
+async fn openapi_links_lead_from_created_resources_to_their_operations() {
+    let app = spawn_app().await;
+    let doc = document(&app).await;
+    let mut ids = std::collections::BTreeSet::new();
+    for item in doc["paths"].as_object().unwrap().values() {
+        for op in item.as_object().unwrap().values() {
+            if let Some(id) = op["operationId"].as_str() {
+                assert!(ids.insert(id.to_owned()), "operationId {id} twice");
+            }
+        }
+    }
+    let mut links = 0;
+    for item in doc["paths"].as_object().unwrap().values() {
+        for op in item.as_object().unwrap().values() {
+            let Some(responses) = op["responses"].as_object() else {
+                continue;
+            };
+            for r in responses.values() {
+                for (name, l) in r["links"].as_object().into_iter().flatten() {
+                    let target = l["operationId"]
+                        .as_str()
+                        .unwrap_or_else(|| panic!("{name}"));
+                    assert!(ids.contains(target), "link {name} → unknown {target}");
+                    links += 1;
+                }
+            }
+        }
+    }
+    assert!(links >= 20, "{links} links");
+    let created = &doc["paths"]["/v1/projects"]["post"]["responses"]["201"]["links"];
+    assert_eq!(created["GetProject"]["operationId"], "projects_get");
+    assert_eq!(
+        created["GetProject"]["parameters"]["path.id"],
+        "$response.body#/project/id"
+    );
+    assert_eq!(
+        created["CreateConversation"]["requestBody"]["projectId"],
+        "$response.body#/project/id"
+    );
+    let conv = &doc["paths"]["/v1/conversations"]["post"]["responses"]["201"]["links"];
+    for name in ["GetConversation", "AppendMessages", "GetMessages"] {
+        assert_eq!(
+            conv[name]["parameters"]["path.id"],
+            "$response.body#/conversation/id"
+        );
+    }
+    // Constraints as the handlers enforce them.
+    let s = &doc["components"]["schemas"];
+    assert_eq!(
+        s["UpdateMemberBody"]["properties"]["role"]["enum"],
+        serde_json::json!(["owner", "admin", "member", "billing_viewer"])
+    );
+    assert_eq!(s["GrantBody"]["required"], serde_json::json!(["planId"]));
+    assert_eq!(
+        s["LoginBody"]["properties"]["email"]["type"], "string",
+        "not nullable"
+    );
+    // The root description is documented too.
+    assert!(doc["paths"]["/"]["get"].is_object());
 }

@@ -1,0 +1,76 @@
+"""schemathesis hooks of scripts/suites/30-schemathesis: secrets no schema can state.
+
+Two request bodies need a value that only the server's side knows, and any other value is refused
+with the reference's wire format (so the operation would never get past its checks):
+- `POST /v1/organization/invites/accept` needs a live invite token addressed to the caller (a
+  secret only the invite's mail carries; anything else is 400 `invalid_token`). The suite creates
+  some before the run, one a line in the file named by ST_INVITE_TOKENS; each is accepted once.
+- `POST /v1/web/login` needs an existing account's password (anything else is 401). The suite
+  passes the test user's in ST_LOGIN_EMAIL / ST_LOGIN_PASSWORD.
+This hook puts them into a few positive cases of each phase. Everything else about those requests,
+and every negative case, stays as generated.
+"""
+
+import os
+import threading
+
+import schemathesis
+
+ACCEPT = "POST /v1/organization/invites/accept"
+LOGIN = "POST /v1/web/login"
+# How many cases of each phase get a known-good value (per operation).
+PER_PHASE = {"examples": 1, "coverage": 2, "fuzzing": 4, "stateful": 4}
+
+_lock = threading.Lock()
+_tokens: list[str] = []
+_used: dict[tuple[str, str], int] = {}
+_loaded = False
+
+
+def _take(label: str, phase: str) -> bool:
+    """Whether this case of `label` in `phase` still gets a known-good value."""
+    with _lock:
+        key = (label, phase)
+        if _used.get(key, 0) >= PER_PHASE.get(phase, 0):
+            return False
+        _used[key] = _used.get(key, 0) + 1
+        return True
+
+
+def _next_token() -> str | None:
+    global _loaded
+    with _lock:
+        if not _loaded:
+            path = os.environ.get("ST_INVITE_TOKENS")
+            if path and os.path.exists(path):
+                with open(path, encoding="utf-8") as f:
+                    _tokens.extend(line.strip() for line in f if line.strip())
+            _loaded = True
+        return _tokens.pop(0) if _tokens else None
+
+
+def _phase(case) -> str:
+    phase = getattr(getattr(case.meta, "phase", None), "name", None)
+    return str(getattr(phase, "value", phase) or "stateful")
+
+
+def _positive(case) -> bool:
+    meta = case.meta
+    if meta is None:
+        return False
+    mode = meta.generation.mode
+    return getattr(mode, "value", mode) == "positive"
+
+
+@schemathesis.hook
+def before_call(context, case, kwargs):
+    label = case.operation.label
+    if label not in (ACCEPT, LOGIN) or not isinstance(case.body, dict) or not _positive(case):
+        return
+    if label == ACCEPT and isinstance(case.body.get("token"), str) and _take(label, _phase(case)):
+        token = _next_token()
+        if token is not None:
+            case.body["token"] = token
+    elif label == LOGIN and os.environ.get("ST_LOGIN_EMAIL") and _take(label, _phase(case)):
+        case.body["email"] = os.environ["ST_LOGIN_EMAIL"]
+        case.body["password"] = os.environ.get("ST_LOGIN_PASSWORD", "")
