@@ -38,6 +38,7 @@ use cloud_common::server::{self, Shutdown};
 use tokio::net::TcpListener;
 
 pub use config::Config;
+pub use oidc::token_request::{TokenRequest, parse_token_request};
 pub use state::AppState;
 
 pub const SERVICE: &str = "cloud-api";
