@@ -81,6 +81,36 @@ async fn hostile_json_on_every_json_route_is_refused_and_stores_nothing() {
     );
 }
 
+#[tokio::test]
+async fn internal_routes_refuse_a_missing_or_wrong_service_token() {
+    let app = spawn_app().await;
+    let t = Tenant::create(&app, app.signup().await).await;
+    let pool = app.db.as_ref().unwrap().pool.clone();
+    let before = snapshot(&pool).await;
+    let client = reqwest::Client::new();
+    let body = json!({"accessToken": t.user.access, "userId": t.user.id,
+                      "cloudInstanceId": t.instance, "content": "planted",
+                      "messages": [{"id": "x", "role": "user", "timestamp": 1, "content": "planted"}]});
+    let almost = format!("{}x", &app.token[..app.token.len() - 1]);
+    for (method, path, _) in undocumented_json_routes(&t).into_iter().filter(|r| r.2) {
+        for token in [None, Some(t.user.access.as_str()), Some(almost.as_str())] {
+            let mut req = client.request(method.clone(), app.url(&path)).json(&body);
+            if let Some(token) = token {
+                req = req.bearer_auth(token);
+            }
+            let resp = req.send().await.unwrap();
+            assert_eq!(resp.status(), 401, "{path} with {token:?}");
+            let answer: Value = resp.json().await.unwrap();
+            assert!(answer["error"].is_string(), "{path}: {answer}");
+        }
+    }
+    assert_eq!(
+        snapshot(&pool).await,
+        before,
+        "a refused call changed something"
+    );
+}
+
 /// SQL fragments and exotic (NUL-free) Unicode: each kept byte for byte.
 const STRANGE: &[&str] = &[
     "'; DROP TABLE cloud_users; --",
