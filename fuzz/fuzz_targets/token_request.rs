@@ -1,37 +1,37 @@
-//! The token endpoint's body parsing: form-encoded (RFC 6749) and the desktop's JSON, through
-//! cloud-common's `parse_form` / `parse_json` (what `ApiForm` / `ApiJson` and cloud-api's token
-//! endpoint use). Any input must parse or be a 400 — never a panic, never another status.
+//! The token endpoint's body parsing: cloud-api's own `parse_token_request` (form-encoded
+//! RFC 6749 and the desktop's JSON, chosen by the content type), and cloud-common's
+//! `parse_form` / `parse_json` underneath `ApiForm` / `ApiJson`. Any input must parse or be a
+//! 400 — never a panic, never another status.
 #![no_main]
 
 use std::collections::HashMap;
 
 use libfuzzer_sys::fuzz_target;
-use serde::Deserialize;
 
-/// The token request's fields, with the desktop's camelCase aliases.
-#[derive(Debug, Default, Deserialize)]
-#[allow(dead_code)]
-struct TokenRequest {
-    #[serde(alias = "grantType")]
-    grant_type: Option<String>,
-    code: Option<String>,
-    #[serde(alias = "redirectUri")]
-    redirect_uri: Option<String>,
-    #[serde(alias = "codeVerifier")]
-    code_verifier: Option<String>,
-    #[serde(alias = "refreshToken")]
-    refresh_token: Option<String>,
-    #[serde(alias = "clientId")]
-    client_id: Option<String>,
-    #[serde(alias = "clientSecret")]
-    client_secret: Option<String>,
-}
+const CONTENT_TYPES: [Option<&str>; 5] = [
+    None,
+    Some("application/x-www-form-urlencoded"),
+    Some("application/json"),
+    Some("application/json; charset=utf-8"),
+    Some("text/plain"),
+];
 
 fuzz_target!(|data: &[u8]| {
     use cloud_common::extract::{parse_form, parse_json};
+    for content_type in CONTENT_TYPES {
+        match cloud_api::parse_token_request(content_type, data) {
+            Ok((req, json)) => {
+                assert_eq!(json, content_type.is_some_and(|ct| ct.contains("json")));
+                // The desktop's JSON exchange names no grant type: it is the code grant.
+                assert!(!json || req.grant_type.is_some(), "{req:?}");
+            }
+            Err(e) => {
+                assert_eq!(e.status.as_u16(), 400, "{e:?}");
+                assert!(!e.message.is_empty());
+            }
+        }
+    }
     for result in [
-        parse_form::<TokenRequest>(data).map(|_| ()),
-        parse_json::<TokenRequest>(data).map(|_| ()),
         parse_form::<HashMap<String, String>>(data).map(|_| ()),
         parse_json::<serde_json::Value>(data).map(|_| ()),
     ] {

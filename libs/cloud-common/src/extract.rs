@@ -36,6 +36,17 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     } else {
         bytes
     };
+    // serde skips the values a type has no field for without checking them: a string there
+    // could hold invalid UTF-8 or a lone surrogate and the body would still be accepted. The
+    // whole document is validated first (this also bounds nesting, at serde_json's 128 levels).
+    // Every body of the three services is an object: serde would read a struct from an array
+    // too (`[]` as a struct whose fields all have defaults).
+    let document: serde_json::Value = serde_json::from_slice(bytes).map_err(json_error)?;
+    if !document.is_object() {
+        return Err(ApiError::bad_request(
+            "Invalid JSON body: the body must be a JSON object",
+        ));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error_free(de)
 }
@@ -151,6 +162,29 @@ mod tests {
         let e = parse_json::<Body>(br#"{"n":1} trailing"#).unwrap_err();
         assert_eq!(e.status, 400);
         assert!(parse_json::<Body>(br#"{"n":1}"#).is_ok());
+    }
+
+    /// serde alone accepted these: the bad string sits in a field the type skips, and a
+    /// struct whose fields have defaults reads from an empty array.
+    #[test]
+    fn skipped_fields_are_validated_and_the_root_is_an_object() {
+        #[derive(serde::Deserialize, Debug)]
+        struct Opt {
+            #[allow(dead_code)]
+            #[serde(default)]
+            n: Option<u32>,
+        }
+        for body in [
+            &b"{\"other\":\"\xff\xfe\"}"[..],
+            br#"{"other":"\ud800"}"#,
+            b"{\"other\":\"\xc0\xaf\"}",
+            b"[]",
+            b"[1]",
+        ] {
+            let e = parse_json::<Opt>(body).unwrap_err();
+            assert_eq!(e.status, 400, "{body:?}");
+        }
+        assert!(parse_json::<Opt>(br#"{"other":"\ud83d\ude00"}"#).is_ok());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The middleware stack every service router is finished with, in one place so the three
 //! binaries behave the same at the edge: request ids, tracing spans, panic capture, metrics,
-//! CORS from an allow-list, the body limit and JSON 404/405 answers.
+//! CORS from an allow-list, the body limit and JSON 404/405 answers (and JSON for the plain-text
+//! rejections of axum's own extractors).
 
 use std::time::Duration;
 
@@ -51,6 +52,7 @@ pub fn finish(router: Router, options: &HttpOptions, metrics: Metrics) -> Router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn(plain_errors_as_json))
         .layer(middleware::from_fn(
             move |mut req: Request, next: Next| async move {
                 req.extensions_mut().insert(BodyLimit(limit));
@@ -104,6 +106,49 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
             .allow_credentials(true)
             .max_age(Duration::from_secs(600)),
     )
+}
+
+/// axum's extractors reject in plain text (a path segment that is not UTF-8 answers
+/// `Invalid URL: Invalid UTF-8 in ...`); every error a client reads is the JSON envelope, so a
+/// plain-text error becomes `{"error","message"}` with the same status and text. HTML pages
+/// (the portal's errors) and JSON are left alone.
+async fn plain_errors_as_json(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/plain"));
+    if !plain || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 16 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let code = match status.as_u16() {
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        409 => "conflict",
+        400..=499 => "invalid_request",
+        _ => "internal",
+    };
+    let message = if text.is_empty() || status.is_server_error() {
+        status.canonical_reason().unwrap_or("Error").to_owned()
+    } else {
+        text
+    };
+    let mut json = ApiError::new(status, code, message).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            json.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    json
 }
 
 async fn not_found(req: Request) -> ApiError {

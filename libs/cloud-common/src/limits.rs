@@ -3,7 +3,7 @@
 //! them a client that trickles headers, never sends its body or simply keeps sockets open ties
 //! up a service for as long as it likes (the hostile review held cloud-api's sockets for minutes
 //! and stopped it with a few hundred). The connection-level bounds are applied by
-//! [`crate::server::serve`]; the body deadline by the middleware stack ([`crate::http::finish`]),
+//! [`crate::server::serve_with`]; the body deadline by the middleware stack ([`crate::http::finish`]),
 //! so an in-process router gets it too.
 
 use std::pin::Pin;
@@ -50,20 +50,6 @@ impl ServerLimits {
             body_timeout: r.seconds(BODY_TIMEOUT_VAR, d.body_timeout.as_secs()),
             max_connections: r.int_in(MAX_CONNECTIONS_VAR, d.max_connections as u64, 1, 1_000_000)
                 as usize,
-        }
-    }
-
-    /// The limits from the process environment, for callers that do not hand their
-    /// configuration to the server yet. The values were validated when the binary read its
-    /// configuration ([`crate::config::CommonConfig::read`]), so a bad one cannot get here
-    /// unnoticed; defaults stand in for it all the same.
-    pub fn from_process_env() -> Self {
-        let env = crate::config::Env::from_process();
-        let mut r = Reader::new(&env);
-        let limits = Self::read(&mut r);
-        match r.finish() {
-            Ok(()) => limits,
-            Err(_) => Self::default(),
         }
     }
 }

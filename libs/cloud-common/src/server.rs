@@ -109,21 +109,6 @@ pub struct ServeOptions {
     pub limits: ServerLimits,
 }
 
-/// [`serve_with`] for callers that pass only their drain bound: the connection limits come from
-/// the same environment variables (already validated when the binary read its configuration).
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    shutdown: Shutdown,
-    drain: Duration,
-) -> std::io::Result<()> {
-    let options = ServeOptions {
-        drain,
-        limits: ServerLimits::from_process_env(),
-    };
-    serve_with(listener, router, shutdown, options).await
-}
-
 /// What a client past the connection cap reads before its socket is closed.
 const BUSY_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 83\r\n\r\n{\"error\":\"unavailable\",\"message\":\"Too many open connections; retry in a moment.\"}";
 

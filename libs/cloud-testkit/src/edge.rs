@@ -16,9 +16,18 @@ pub struct JsonRoute<'a> {
 }
 
 async fn raw_post(base: &str, route: &JsonRoute<'_>, body: Vec<u8>) -> (u16, serde_json::Value) {
+    raw_send(base, reqwest::Method::POST, route, body).await
+}
+
+async fn raw_send(
+    base: &str,
+    method: reqwest::Method,
+    route: &JsonRoute<'_>,
+    body: Vec<u8>,
+) -> (u16, serde_json::Value) {
     let client = reqwest::Client::new();
     let mut req = client
-        .post(format!("{base}{}", route.path))
+        .request(method, format!("{base}{}", route.path))
         .header("content-type", "application/json")
         .body(body);
     for (k, v) in route.headers {
@@ -295,10 +304,15 @@ pub async fn assert_slow_clients_are_cut(
     assert_eq!(status, 408, "stalled body: {body}");
     assert_eq!(body["error"], "request_timeout", "{body}");
 
-    // 5. Past the connection cap, a new connection is answered 503 at once; the service
-    // recovers as soon as connections close.
+    // 5. Past the connection cap, a new connection is answered 503 at once.
+    assert_connections_capped(addr, limits.max_connections).await;
+}
+
+/// Past `max_connections` open connections, a new one is answered 503 JSON at once; the service
+/// recovers as soon as connections close.
+pub async fn assert_connections_capped(addr: std::net::SocketAddr, max_connections: usize) {
     let mut hoard = Vec::new();
-    for _ in 0..limits.max_connections + 1 {
+    for _ in 0..max_connections + 1 {
         hoard.push(TcpStream::connect(addr).await.expect("connect"));
     }
     let mut refused = 0;
@@ -316,8 +330,8 @@ pub async fn assert_slow_clients_are_cut(
     assert!(
         refused >= 1,
         "{} connections were all accepted (cap {})",
-        limits.max_connections + 1,
-        limits.max_connections
+        max_connections + 1,
+        max_connections
     );
     assert_eq!(refusal["error"], "unavailable", "{refusal}");
     drop(hoard);
@@ -368,16 +382,25 @@ pub fn hostile_json_bodies() -> Vec<(&'static str, Vec<u8>)> {
 /// `{"error","message"}` envelope (never a 5xx, never a dropped connection). What the route
 /// stores must be checked by the caller afterwards: nothing may have changed.
 pub async fn assert_hostile_json_refused(base: &str, route: JsonRoute<'_>) {
+    assert_hostile_json_refused_with(base, reqwest::Method::POST, route).await;
+}
+
+/// [`assert_hostile_json_refused`] with another method (PATCH, PUT…).
+pub async fn assert_hostile_json_refused_with(
+    base: &str,
+    method: reqwest::Method,
+    route: JsonRoute<'_>,
+) {
     for (name, body) in hostile_json_bodies() {
-        let (status, answer) = raw_post(base, &route, body).await;
+        let (status, answer) = raw_send(base, method.clone(), &route, body).await;
         assert!(
             (400..500).contains(&status),
-            "{name} on {}: status {status}, {answer}",
+            "{name} on {method} {}: status {status}, {answer}",
             route.path
         );
         assert!(
             answer["error"].is_string() && answer["message"].is_string(),
-            "{name} on {}: {answer}",
+            "{name} on {method} {}: {answer}",
             route.path
         );
     }

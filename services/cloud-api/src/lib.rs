@@ -39,6 +39,7 @@ use cloud_common::server::{self, Shutdown};
 use tokio::net::TcpListener;
 
 pub use config::Config;
+pub use oidc::token_request::{TokenRequest, parse_token_request};
 pub use state::AppState;
 
 pub const SERVICE: &str = "cloud-api";
@@ -75,10 +76,10 @@ pub fn router(state: AppState) -> Router {
 
 /// Serves on `listener` until `shutdown`, then drains and closes the pool.
 pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
-    let drain = config.common.drain;
+    let serve = config.common.serve_options();
     let state = build(config, shutdown.clone()).await?;
     let app = router(state.clone());
-    server::serve(listener, app, shutdown, drain).await?;
+    server::serve_with(listener, app, shutdown, serve).await?;
     state.close().await;
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! from [`crate::sessions`], so the JSON account API and the issuer follow one set of rules.
 
 mod http;
+pub mod token_request;
 
 use axum::Router;
 use axum::routing::{get, post};

@@ -3,12 +3,12 @@
 use std::time::Duration;
 
 use cloud_testkit::edge::{
-    ConnectionLimits, JsonRoute, assert_graceful_drain, assert_json_edges,
-    assert_slow_clients_are_cut,
+    ConnectionLimits, JsonRoute, assert_connections_capped, assert_graceful_drain,
+    assert_json_edges, assert_slow_clients_are_cut,
 };
 use cloud_testkit::process::ServiceProcess;
 
-use crate::helpers::{TEST_SECRETS_KEY, spawn_app};
+use crate::helpers::{TEST_SECRETS_KEY, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn login_route_has_json_edges() {
@@ -87,4 +87,13 @@ async fn slow_clients_are_cut_and_connections_capped() {
         limits,
     )
     .await;
+}
+
+/// The connection limits come from cloud-api's typed configuration (`serve_options`), not from
+/// the process environment: this in-process server is given its cap only in its `Config`.
+#[tokio::test]
+async fn connection_limits_come_from_the_configuration() {
+    let app = spawn_app_with(&[("CHATONS_HTTP_MAX_CONNECTIONS", "3")]).await;
+    let addr = app.base.trim_start_matches("http://").parse().unwrap();
+    assert_connections_capped(addr, 3).await;
 }

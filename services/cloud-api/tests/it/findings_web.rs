@@ -71,7 +71,7 @@ async fn max_age_zero_always_asks_for_the_password() {
 }
 
 /// Signs `email` in through the authorization page in `b` and returns an id_token of it.
-async fn signed_in_with_id_token(
+pub(crate) async fn signed_in_with_id_token(
     app: &crate::helpers::TestApp,
     b: &reqwest::Client,
     email: &str,
@@ -87,7 +87,7 @@ async fn signed_in_with_id_token(
 }
 
 /// Whether `b`'s portal session still works.
-async fn signed_in(app: &crate::helpers::TestApp, b: &reqwest::Client) -> bool {
+pub(crate) async fn signed_in(app: &crate::helpers::TestApp, b: &reqwest::Client) -> bool {
     b.get(app.url("/cloud/account"))
         .send()
         .await

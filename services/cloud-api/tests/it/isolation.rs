@@ -1,37 +1,11 @@
 //! Tenant isolation: for every route that takes an id, another user's request for it gets 404
 //! (403 on admin routes, 409 for a desktop instance id another user registered, as the contract
-//! says) and changes nothing in the database.
+//! says) and changes nothing in the database. The table must cover every documented route with
+//! an id (checked against `/openapi.json`), and the portal's pages with ids answer the same.
 
 use serde_json::{Value, json};
 
-use crate::helpers::spawn_app;
-
-async fn snapshot(pool: &sqlx::PgPool) -> Vec<String> {
-    let mut out = Vec::new();
-    for table in [
-        "cloud_users",
-        "cloud_sessions",
-        "cloud_organizations",
-        "cloud_organization_memberships",
-        "cloud_organization_invites",
-        "cloud_organization_providers",
-        "cloud_projects",
-        "cloud_conversations",
-        "cloud_conversation_messages",
-        "cloud_memories",
-        "cloud_instances",
-        "cloud_subscription_plans",
-    ] {
-        let rows: Vec<String> = sqlx::query_scalar(&format!(
-            "select row_to_json(t)::text from {table} t order by 1"
-        ))
-        .fetch_all(pool)
-        .await
-        .unwrap();
-        out.push(format!("{table}: {}", rows.join("\n")));
-    }
-    out
-}
+use crate::helpers::{Tenant, documented_operations, snapshot, spawn_app};
 
 #[tokio::test]
 async fn another_tenant_can_neither_read_nor_write_by_id() {
@@ -40,59 +14,22 @@ async fn another_tenant_can_neither_read_nor_write_by_id() {
     let b = app.signup().await;
 
     // A's resources.
-    let (_, acct) = app.get("/v1/account", &a.access).await;
-    let org = acct["activeOrganizationId"].as_str().unwrap().to_owned();
-    let (_, body) = app
-        .post("/v1/projects", &a.access, json!({"name": "Secret project"}))
-        .await;
-    let pid = body["project"]["id"].as_str().unwrap().to_owned();
-    let (_, body) = app
-        .post("/v1/conversations", &a.access, json!({"projectId": pid}))
-        .await;
-    let cid = body["conversation"]["id"].as_str().unwrap().to_owned();
-    app.post(
-        &format!("/v1/conversations/{cid}/messages"),
-        &a.access,
-        json!({"messages": [{"id": "m1", "role": "user", "timestamp": 1, "content": "private"}]}),
-    )
-    .await;
-    let (_, body) = app
-        .post(
-            "/v1/organization/providers",
-            &a.access,
-            json!({"kind": "openai", "label": "K", "secret": "sk-a"}),
-        )
-        .await;
-    let prov = body["provider"]["id"].as_str().unwrap().to_owned();
-    let (_, body) = app
-        .post(
-            "/v1/memory",
-            &a.access,
-            json!({"content": "A's private note"}),
-        )
-        .await;
-    let gmem = body["item"]["id"].as_str().unwrap().to_owned();
-    let (_, body) = app
-        .post(
-            "/v1/memory",
-            &a.access,
-            json!({"scope": "project", "projectId": pid, "content": "A's project note"}),
-        )
-        .await;
-    let pmem = body["item"]["id"].as_str().unwrap().to_owned();
-    let (_, body) = app
-        .post(
-            "/v1/organization/invites",
-            &a.access,
-            json!({"organizationId": org, "email": "friend@example.com"}),
-        )
-        .await;
-    let invite = body["invite"]["id"].as_str().unwrap().to_owned();
-    let (status, _) = app
-        .post("/v1/cloud-instances", &a.access, json!({"id": "desk-of-a"}))
-        .await;
-    assert_eq!(status, 201);
+    let owner = Tenant::create(&app, a).await;
+    let a = &owner.user;
+    let Tenant {
+        org,
+        project: pid,
+        conversation: cid,
+        provider: prov,
+        memory: gmem,
+        project_memory: pmem,
+        invite,
+        instance,
+        ..
+    } = &owner;
 
+    // B's portal session, opened before the snapshot.
+    let web = app.portal_browser(&b).await;
     let pool = app.db.as_ref().unwrap().pool.clone();
     let before = snapshot(&pool).await;
 
@@ -237,6 +174,12 @@ async fn another_tenant_can_neither_read_nor_write_by_id() {
         ),
         ("DELETE", m(&format!("/v1/memory/{gmem}")), None, 404),
         ("GET", m(&format!("/v1/memory/{pmem}")), None, 404),
+        (
+            "PATCH",
+            m(&format!("/v1/memory/{pmem}")),
+            Some(json!({"content": "pwned"})),
+            404,
+        ),
         ("DELETE", m(&format!("/v1/memory/{pmem}")), None, 404),
         (
             "POST",
@@ -279,7 +222,7 @@ async fn another_tenant_can_neither_read_nor_write_by_id() {
         (
             "POST",
             m("/v1/cloud-instances"),
-            Some(json!({"id": "desk-of-a"})),
+            Some(json!({ "id": instance })),
             409,
         ),
         (
@@ -288,7 +231,25 @@ async fn another_tenant_can_neither_read_nor_write_by_id() {
             Some(json!({"id": format!("instance-{}", a.id)})),
             409,
         ),
+        (
+            "DELETE",
+            m(&format!("/v1/cloud-instances/{instance}")),
+            None,
+            404,
+        ),
         ("GET", m("/v1/admin/users"), None, 403),
+        (
+            "PATCH",
+            m(&format!("/v1/admin/users/{}", a.id)),
+            Some(json!({"isAdmin": false})),
+            403,
+        ),
+        (
+            "DELETE",
+            m(&format!("/v1/admin/users/{}/grant-subscription", a.id)),
+            None,
+            403,
+        ),
         (
             "PATCH",
             m(&format!("/v1/admin/users/{}", b.id)),
@@ -320,6 +281,75 @@ async fn another_tenant_can_neither_read_nor_write_by_id() {
             "{method} {path} leaked: {text}"
         );
     }
+    // The table covers every documented route with an id in its path: a new one fails here
+    // until its cross-tenant case is added.
+    for op in documented_operations(&app).await {
+        assert!(
+            !op.path.contains('{') || cases.iter().any(|(m, p, _, _)| op.matches(m, p)),
+            "{} {} has no cross-tenant case",
+            op.method,
+            op.path
+        );
+    }
+    // The portal's pages with an id: B's signed-in browser gets 404 for A's provider.
+    let csrf = app.csrf_of(&web, "/cloud/providers").await;
+    for (method, path, form) in [
+        ("GET", format!("/cloud/providers/{prov}"), vec![]),
+        (
+            "POST",
+            format!("/cloud/providers/{prov}"),
+            vec![("label", "pwned"), ("secret", "mine now")],
+        ),
+        ("POST", format!("/cloud/providers/{prov}/delete"), vec![]),
+    ] {
+        let mut form = form;
+        form.push(("csrf_token", csrf.as_str()));
+        let req = match method {
+            "GET" => web.get(app.url(&path)),
+            _ => web.post(app.url(&path)).form(&form),
+        };
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 404, "{method} {path}");
+        assert!(!resp.text().await.unwrap().contains("sk-a"), "{path}");
+    }
+    for path in [
+        format!("/cloud/providers?org={org}"),
+        format!("/cloud/organizations?org={org}"),
+    ] {
+        let html = web.get(app.url(&path)).send().await.unwrap();
+        let html = html.text().await.unwrap();
+        assert!(
+            !html.contains(prov.as_str()) && !html.contains("friend@example.com"),
+            "{path} shows A's organization"
+        );
+    }
+    for (path, form) in [
+        (
+            "/cloud/organizations/rename",
+            vec![("organization_id", org.as_str()), ("name", "pwned")],
+        ),
+        (
+            "/cloud/organizations/invite",
+            vec![
+                ("organization_id", org.as_str()),
+                ("email", "intruder@example.com"),
+            ],
+        ),
+        (
+            "/cloud/providers",
+            vec![
+                ("organization_id", org.as_str()),
+                ("kind", "openai"),
+                ("label", "planted"),
+                ("secret", "s"),
+            ],
+        ),
+    ] {
+        let mut form = form;
+        form.push(("csrf_token", csrf.as_str()));
+        let resp = web.post(app.url(path)).form(&form).send().await.unwrap();
+        assert!(resp.status().is_client_error(), "{path}: {}", resp.status());
+    }
     // B's lists never show A's things.
     for path in [
         "/v1/projects",
@@ -334,11 +364,11 @@ async fn another_tenant_can_neither_read_nor_write_by_id() {
         assert_eq!(status, 200, "{path}");
         let text = answer.to_string();
         assert!(
-            !text.contains(&pid)
-                && !text.contains(&cid)
-                && !text.contains(&org)
-                && !text.contains("desk-of-a")
-                && !text.contains(&gmem),
+            !text.contains(pid.as_str())
+                && !text.contains(cid.as_str())
+                && !text.contains(org.as_str())
+                && !text.contains(instance.as_str())
+                && !text.contains(gmem.as_str()),
             "{path} shows A's data: {text}"
         );
     }
@@ -346,7 +376,7 @@ async fn another_tenant_can_neither_read_nor_write_by_id() {
     let (status, _) = app
         .internal(
             "/v1/internal/runtime/access",
-            json!({"accessToken": b.access, "cloudInstanceId": "desk-of-a"}),
+            json!({"accessToken": b.access, "cloudInstanceId": instance}),
         )
         .await;
     assert_eq!(status, 404);

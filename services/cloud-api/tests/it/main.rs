@@ -1,5 +1,7 @@
 //! The one integration-test binary of cloud-api (one binary links once; modules share helpers).
 
+mod abuse;
+mod abuse_web;
 mod accounts;
 mod bugs;
 mod control_plane;

@@ -97,7 +97,11 @@ pub(crate) fn desktop_authorize_url(
 }
 
 /// Runs the desktop's login and returns `(code, verifier)`.
-async fn desktop_code(app: &TestApp, email: &str, redirect_uri: &str) -> (String, String) {
+pub(crate) async fn desktop_code(
+    app: &TestApp,
+    email: &str,
+    redirect_uri: &str,
+) -> (String, String) {
     let (verifier, challenge) = pkce_pair();
     let location = login_through(
         &browser(),
@@ -113,7 +117,7 @@ async fn desktop_code(app: &TestApp, email: &str, redirect_uri: &str) -> (String
     (q["code"].clone(), verifier)
 }
 
-async fn token_form(app: &TestApp, form: &[(&str, &str)]) -> (u16, Value) {
+pub(crate) async fn token_form(app: &TestApp, form: &[(&str, &str)]) -> (u16, Value) {
     let resp = reqwest::Client::new()
         .post(format!("{}/oidc/token", app.base))
         .form(form)

@@ -32,6 +32,8 @@ use crate::sessions::{self, IssuedTokens, Refreshed, SessionPolicy, SessionReque
 use crate::web;
 use crate::web::client_ip::ClientIp;
 
+use super::token_request::{TokenRequest, oauth_error, parse_token_request};
+
 mod authorize;
 mod desktop;
 mod session;

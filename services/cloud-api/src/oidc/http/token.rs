@@ -4,62 +4,8 @@ use super::*;
 
 // Token endpoint -------------------------------------------------------------------------------
 
-/// Form-encoded (RFC 6749) or the desktop's camelCase JSON.
-#[derive(Debug, Default, Deserialize)]
-pub struct TokenRequest {
-    #[serde(alias = "grantType")]
-    pub(super) grant_type: Option<String>,
-    pub(super) code: Option<String>,
-    #[serde(alias = "redirectUri")]
-    pub(super) redirect_uri: Option<String>,
-    #[serde(alias = "codeVerifier")]
-    pub(super) code_verifier: Option<String>,
-    #[serde(alias = "refreshToken")]
-    pub(super) refresh_token: Option<String>,
-    #[serde(alias = "clientId")]
-    pub(super) client_id: Option<String>,
-    #[serde(alias = "clientSecret")]
-    pub(super) client_secret: Option<String>,
-}
-
-/// An RFC 6749 §5.2 error (`error_description`, and `message` for the common envelope).
-pub(super) fn oauth_error(status: StatusCode, error: &'static str, description: &str) -> ApiError {
-    let mut e = ApiError::new(status, error, description.to_owned())
-        .with_field("error_description", description);
-    if status == StatusCode::UNAUTHORIZED {
-        e.www_authenticate = Some("Basic");
-    }
-    e
-}
-
 pub(super) fn invalid_grant(description: &str) -> ApiError {
     oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", description)
-}
-
-pub(super) fn parse_token_request(
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<(TokenRequest, bool), ApiError> {
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.contains("json"));
-    if is_json {
-        let mut req: TokenRequest = cloud_common::extract::parse_json(body)?;
-        req.grant_type
-            .get_or_insert_with(|| "authorization_code".to_owned());
-        Ok((req, true))
-    } else {
-        serde_urlencoded::from_bytes(body)
-            .map(|r| (r, false))
-            .map_err(|e| {
-                oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    &format!("invalid form body: {e}"),
-                )
-            })
-    }
 }
 
 /// Identifies and authenticates the client (Basic, form secret, or none for public clients).
@@ -176,7 +122,10 @@ pub(super) async fn token_inner(
     if let Err(wait) = state.limiters.token.check(&format!("token:{}", ip.0)) {
         return Err(ApiError::too_many_requests(wait.as_secs()));
     }
-    let (req, _json) = parse_token_request(headers, body)?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let (req, _json) = parse_token_request(content_type, body)?;
     let client = authenticate_client(state, headers, &req)?;
     match req.grant_type.as_deref() {
         Some("authorization_code") => exchange_code(state, client, &req).await,
