@@ -231,6 +231,10 @@ impl<'a> Reader<'a> {
         }
     }
 
+    #[allow(
+        clippy::expect_used,
+        reason = "defaults are literals of the binaries, parsed by their env tests"
+    )]
     pub fn url(&mut self, name: &str, schemes: &[&str], default: &str) -> Url {
         self.url_opt(name, schemes).unwrap_or_else(|| {
             Url::parse(default)

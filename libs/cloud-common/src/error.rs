@@ -144,6 +144,7 @@ impl IntoResponse for ApiError {
     }
 }
 
+#[cfg(feature = "postgres")]
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         match e {

@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+#[cfg(feature = "postgres")]
 pub mod db;
 pub mod error;
 pub mod extract;

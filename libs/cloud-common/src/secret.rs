@@ -2,14 +2,19 @@
 
 use std::fmt;
 
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
 /// Holds a credential (token, password, key). `Debug` and `Display` print a placeholder, and
 /// it deliberately does not implement `Serialize`, so it cannot leak through a response body.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+/// The memory is wiped when it is dropped, and `==` takes the same time wherever the values
+/// differ (a derived `==` stops at the first differing byte).
+#[derive(Clone)]
+pub struct Secret(Zeroizing<String>);
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
+        Self(Zeroizing::new(value.into()))
     }
 
     /// The raw value, for the one place that needs it (a hash, a header, a cipher).
@@ -32,9 +37,17 @@ impl fmt::Display for Secret {
 
 impl From<String> for Secret {
     fn from(value: String) -> Self {
-        Self(value)
+        Self::new(value)
     }
 }
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
+    }
+}
+
+impl Eq for Secret {}
 
 #[cfg(test)]
 mod tests {
@@ -46,5 +59,12 @@ mod tests {
         assert!(!format!("{s:?}").contains("hunter2"));
         assert!(!format!("{s}").contains("hunter2"));
         assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn compares_by_value() {
+        assert_eq!(Secret::new("abc"), Secret::new("abc"));
+        assert_ne!(Secret::new("abc"), Secret::new("abd"));
+        assert_ne!(Secret::new("abc"), Secret::new("abcd"));
     }
 }

@@ -1,6 +1,8 @@
 //! Shared integration-test harness. Every test gets its own Postgres schema, Redis key prefix and
 //! ports, so nextest can run them in parallel against the one local Postgres and Redis.
 #![allow(clippy::missing_panics_doc)]
+// Test support: a setup that fails should fail the test that asked for it, loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod db;
 pub mod edge;

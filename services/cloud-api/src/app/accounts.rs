@@ -6,7 +6,9 @@ use cloud_common::ApiError;
 use crate::AppState;
 use crate::domain::rules::{self, MAX_NAME};
 use crate::domain::*;
+use crate::issuer::PORTAL_CLIENT;
 use crate::password::needs_upgrade;
+use crate::sessions::{self, IssuedTokens, SessionPolicy, SessionRequest};
 use crate::store::NewAccount;
 
 /// A credential attempt, for the rate limits (`crate::ratelimit`). Each kind has one bucket per
@@ -236,4 +238,41 @@ pub async fn register(
         organization: org_id,
         plans,
     })
+}
+
+/// A portal (browser) session for `user`. The browser's previous session, if it had one, ends
+/// with it: one browser, one session.
+pub async fn start_portal_session(
+    state: &AppState,
+    user: &UserId,
+    previous: Option<&FamilyId>,
+) -> Result<IssuedTokens, ApiError> {
+    let ttl = state.config.portal_session_ttl;
+    let issued = sessions::issue_session(
+        state.store.as_ref(),
+        SessionPolicy {
+            access_ttl: ttl,
+            refresh_ttl: ttl,
+        },
+        &SessionRequest {
+            user: user.clone(),
+            client_id: PORTAL_CLIENT.to_owned(),
+            scope: "portal".to_owned(),
+            active_org: None,
+            with_refresh: false,
+            auth_time: now(),
+        },
+    )
+    .await?;
+    if let Some(old) = previous
+        && let Err(e) = sessions::revoke_family(state.store.as_ref(), old).await
+    {
+        tracing::warn!(error = %e, "The browser's previous portal session could not be ended.");
+    }
+    Ok(issued)
+}
+
+/// Ends a session family (sign-out).
+pub async fn sign_out(state: &AppState, family: &FamilyId) -> Result<(), ApiError> {
+    Ok(sessions::revoke_family(state.store.as_ref(), family).await?)
 }

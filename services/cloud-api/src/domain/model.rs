@@ -5,10 +5,11 @@ use chrono::{DateTime, Utc};
 
 use super::ids::*;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Plan {
     pub id: String,
     pub label: String,
+    #[sqlx(try_from = "i32")]
     pub parallel_sessions_limit: i64,
     pub is_default: bool,
     pub is_hidden: bool,
@@ -37,7 +38,7 @@ pub struct User {
 }
 
 /// One issued access/refresh pair. Tokens themselves are never stored, only their SHA-256.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Session {
     pub id: SessionId,
     pub family_id: FamilyId,
@@ -103,7 +104,16 @@ impl Role {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// How a stored role reads back (a row with an unknown role is a decode error, never a member).
+impl TryFrom<String> for Role {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Role::parse(&s).ok_or_else(|| format!("unknown role {s:?}"))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Organization {
     pub id: OrgId,
     pub slug: String,
@@ -113,28 +123,31 @@ pub struct Organization {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Membership {
     pub organization_id: OrgId,
     pub user_id: UserId,
+    #[sqlx(try_from = "String")]
     pub role: Role,
     pub created_at: DateTime<Utc>,
 }
 
 /// A member with the user fields the members list shows.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Member {
+    #[sqlx(flatten)]
     pub membership: Membership,
     pub email: String,
     pub display_name: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Invite {
     pub id: InviteId,
     pub token_hash: String,
     pub organization_id: OrgId,
     pub invited_email: String,
+    #[sqlx(try_from = "String")]
     pub role: Role,
     pub inviter_user_id: Option<UserId>,
     pub expires_at: DateTime<Utc>,
@@ -212,7 +225,7 @@ pub struct Project {
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Conversation {
     pub id: ConversationId,
     pub organization_id: OrgId,
@@ -226,15 +239,16 @@ pub struct Conversation {
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Message {
     pub id: String,
     pub role: String,
+    #[sqlx(rename = "timestamp_ms")]
     pub timestamp: i64,
     pub content: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Instance {
     pub id: InstanceId,
     pub user_id: UserId,
@@ -254,7 +268,7 @@ pub enum RegisterOutcome {
     LimitReached,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Memory {
     pub id: MemoryId,
     pub organization_id: OrgId,
@@ -266,6 +280,7 @@ pub struct Memory {
     pub kind: String,
     pub title: Option<String>,
     pub content: String,
+    #[sqlx(rename = "tags_json", json)]
     pub tags: Vec<String>,
     pub topic_key: String,
     pub confidence: f64,

@@ -11,7 +11,10 @@ use std::path::Path;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use ring::rand::SystemRandom;
+use ring::rsa::PublicKeyComponents;
 use ring::signature::{self, EcdsaKeyPair, KeyPair, RsaKeyPair};
+use rustls_pki_types::PrivateKeyDer;
+use rustls_pki_types::pem::PemObject;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -67,29 +70,30 @@ impl std::fmt::Debug for SigningKey {
 impl SigningKey {
     /// Parses a PEM private key (EC P-256 or RSA ≥ 2048 bits).
     pub fn from_pem(pem: &str) -> Result<Self, KeyError> {
-        let (label, der) = decode_pem(pem)?;
-        match label.as_str() {
-            "RSA PRIVATE KEY" => {
-                Self::rsa(RsaKeyPair::from_der(&der).map_err(|e| KeyError::Invalid(e.to_string()))?)
-            }
-            "PRIVATE KEY" => {
+        match PrivateKeyDer::from_pem_slice(pem.trim().as_bytes()) {
+            Ok(PrivateKeyDer::Pkcs1(der)) => Self::rsa(
+                RsaKeyPair::from_der(der.secret_pkcs1_der())
+                    .map_err(|e| KeyError::Invalid(e.to_string()))?,
+            ),
+            Ok(PrivateKeyDer::Pkcs8(der)) => {
+                let der = der.secret_pkcs8_der();
                 let rng = SystemRandom::new();
-                if let Ok(ec) = EcdsaKeyPair::from_pkcs8(
-                    &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-                    &der,
-                    &rng,
-                ) {
+                if let Ok(ec) =
+                    EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, der, &rng)
+                {
                     Ok(Self::ec(ec))
                 } else {
-                    let rsa = RsaKeyPair::from_pkcs8(&der).map_err(|e| {
+                    let rsa = RsaKeyPair::from_pkcs8(der).map_err(|e| {
                         KeyError::Invalid(format!("neither P-256 nor RSA PKCS#8 ({e})"))
                     })?;
                     Self::rsa(rsa)
                 }
             }
-            other => Err(KeyError::Invalid(format!(
-                "PEM label {other:?}; expected PRIVATE KEY (PKCS#8) or RSA PRIVATE KEY"
-            ))),
+            Ok(_) => Err(KeyError::Invalid(
+                "an EC PRIVATE KEY (SEC1) block; expected PRIVATE KEY (PKCS#8) or RSA PRIVATE KEY"
+                    .into(),
+            )),
+            Err(_) => Err(KeyError::NotPem),
         }
     }
 
@@ -138,9 +142,12 @@ impl SigningKey {
                 "RSA keys must have at least 2048 bits".into(),
             ));
         }
-        let (n, e) = rsa_public_components(pair.public().as_ref())
-            .ok_or_else(|| KeyError::Invalid("cannot read the RSA public key".into()))?;
-        let (n, e) = (URL_SAFE_NO_PAD.encode(n), URL_SAFE_NO_PAD.encode(e));
+        // Big-endian without leading zeros, as JWK wants.
+        let public = PublicKeyComponents::<Vec<u8>>::from(pair.public());
+        let (n, e) = (
+            URL_SAFE_NO_PAD.encode(public.n),
+            URL_SAFE_NO_PAD.encode(public.e),
+        );
         let kid = thumbprint(&format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#));
         let jwk = json!({"kty":"RSA","n":n,"e":e,"kid":kid,"alg":"RS256","use":"sig"});
         Ok(Self {
@@ -252,24 +259,8 @@ fn thumbprint(canonical_jwk: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(canonical_jwk.as_bytes()))
 }
 
-fn decode_pem(pem: &str) -> Result<(String, Vec<u8>), KeyError> {
-    let pem = pem.trim();
-    let first = pem.lines().next().ok_or(KeyError::NotPem)?.trim();
-    let label = first
-        .strip_prefix("-----BEGIN ")
-        .and_then(|l| l.strip_suffix("-----"))
-        .ok_or(KeyError::NotPem)?
-        .to_owned();
-    let body: String = pem
-        .lines()
-        .skip(1)
-        .take_while(|l| !l.starts_with("-----END "))
-        .flat_map(|l| l.trim().chars())
-        .collect();
-    let der = STANDARD.decode(body).map_err(|_| KeyError::NotPem)?;
-    Ok((label, der))
-}
-
+/// Writing PEM is a base64 body between two lines, with no parsing risk; reading it is
+/// `rustls-pki-types`' (which also tells PKCS#1, PKCS#8 and SEC1 blocks apart).
 fn encode_pem(label: &str, der: &[u8]) -> String {
     let b64 = STANDARD.encode(der);
     let mut out = format!("-----BEGIN {label}-----\n");
@@ -289,37 +280,6 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options.open(path)?;
     file.write_all(contents.as_bytes())
-}
-
-/// `(n, e)` from a DER `RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }`,
-/// leading zero bytes stripped as JWK requires.
-fn rsa_public_components(der: &[u8]) -> Option<(&[u8], &[u8])> {
-    fn read_tlv(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
-        let (&t, rest) = input.split_first()?;
-        if t != tag {
-            return None;
-        }
-        let (&first, mut rest) = rest.split_first()?;
-        let len = if first < 0x80 {
-            usize::from(first)
-        } else {
-            let n = usize::from(first & 0x7f);
-            if n == 0 || n > 4 || rest.len() < n {
-                return None;
-            }
-            let (len_bytes, r) = rest.split_at(n);
-            rest = r;
-            len_bytes
-                .iter()
-                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b))
-        };
-        (rest.len() >= len).then(|| rest.split_at(len))
-    }
-    let (seq, _) = read_tlv(der, 0x30)?;
-    let (n, rest) = read_tlv(seq, 0x02)?;
-    let (e, _) = read_tlv(rest, 0x02)?;
-    let trim = |v: &[u8]| -> usize { v.iter().take_while(|b| **b == 0).count() };
-    Some((&n[trim(n)..], &e[trim(e)..]))
 }
 
 #[cfg(test)]
@@ -404,14 +364,59 @@ mod tests {
         assert!(parse_retired(r#"{"keys":[{"kty":"EC","kid":"x","d":"secret"}]}"#).is_err());
     }
 
+    /// RSA keys come from the `openssl` command (ring cannot generate them): PKCS#8 and the
+    /// traditional PKCS#1 block both parse, sign, verify against their own JWK, and the JWK's
+    /// modulus is openssl's.
     #[test]
-    fn reads_rsa_public_components() {
-        // SEQUENCE { INTEGER 0x00C5, INTEGER 0x010001 }
-        let der = [
-            0x30, 0x09, 0x02, 0x02, 0x00, 0xC5, 0x02, 0x03, 0x01, 0x00, 0x01,
-        ];
-        let (n, e) = rsa_public_components(&der).unwrap();
-        assert_eq!(n, &[0xC5]);
-        assert_eq!(e, &[0x01, 0x00, 0x01]);
+    fn reads_rsa_keys_in_both_pem_forms() {
+        let run = |args: &[&str], input: Option<&str>| -> String {
+            use std::io::Write;
+            let mut child = std::process::Command::new("openssl")
+                .args(args)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("the openssl command (scripts/test installs it)");
+            if let Some(input) = input {
+                child
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(input.as_bytes())
+                    .unwrap();
+            }
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "openssl {args:?}");
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let pkcs8 = run(
+            &[
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+            ],
+            None,
+        );
+        let pkcs1 = run(&["genrsa", "-traditional", "2048"], None);
+        assert!(pkcs8.starts_with("-----BEGIN PRIVATE KEY-----"));
+        assert!(pkcs1.starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+        for pem in [pkcs8, pkcs1] {
+            let key = SigningKey::from_pem(&pem).unwrap();
+            assert_eq!(key.jwk["alg"], "RS256");
+            let token = key.sign_jwt(&json!({"sub": "u1"})).unwrap();
+            assert_eq!(verify_jws(&token, &[&key.jwk]), Some(json!({"sub": "u1"})));
+            let modulus = run(&["rsa", "-noout", "-modulus"], Some(&pem));
+            let n = URL_SAFE_NO_PAD
+                .decode(key.jwk["n"].as_str().unwrap())
+                .unwrap();
+            assert_eq!(modulus.trim(), format!("Modulus={}", hex::encode_upper(n)));
+            assert_eq!(key.jwk["e"], "AQAB");
+        }
+        assert!(matches!(
+            SigningKey::from_pem("not a key"),
+            Err(KeyError::NotPem)
+        ));
     }
 }

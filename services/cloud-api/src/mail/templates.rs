@@ -1,25 +1,11 @@
-//! The messages the portal sends. Every value that came from a user (names, organization
-//! names) is HTML-escaped in the HTML part; links are built from `CHATONS_CLOUD_WEB_URL`.
+//! The messages the portal sends, rendered from `templates/mail/` (askama escapes every value in
+//! the HTML part: names and organization names come from users); links are built from
+//! `CHATONS_CLOUD_WEB_URL`.
 
+use askama::Template;
 use url::Url;
 
 use super::Mail;
-
-/// Escapes text for HTML element content and attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// `<web url><path>`.
 pub fn page_url(web_url: &Url, path: &str) -> String {
@@ -37,37 +23,28 @@ pub fn link(web_url: &Url, path: &str, token: &str) -> String {
     u.to_string()
 }
 
-fn page(greeting: &str, paragraphs: &[String], action: Option<(&str, &str)>) -> String {
-    let mut html = String::from(
-        "<!doctype html><html><body style=\"font-family:system-ui,sans-serif;color:#1d1b19\">",
-    );
-    html.push_str(&format!("<p>{}</p>", escape(greeting)));
-    for p in paragraphs {
-        html.push_str(&format!("<p>{}</p>", escape(p)));
-    }
-    if let Some((label, href)) = action {
-        html.push_str(&format!(
-            "<p><a href=\"{}\" style=\"background:#d9572b;color:#fff;padding:10px 16px;border-radius:8px;text-decoration:none\">{}</a></p><p style=\"color:#6b655e\">{}</p>",
-            escape(href),
-            escape(label),
-            escape(href)
-        ));
-    }
-    html.push_str("<p style=\"color:#6b655e\">— Chatons Cloud</p></body></html>");
-    html
+/// The button of a mail: its label and the link it opens.
+struct Action<'a> {
+    label: &'a str,
+    href: &'a str,
 }
 
-fn text(greeting: &str, paragraphs: &[String], action: Option<(&str, &str)>) -> String {
-    let mut t = format!("{greeting}\n\n");
-    for p in paragraphs {
-        t.push_str(p);
-        t.push_str("\n\n");
-    }
-    if let Some((label, href)) = action {
-        t.push_str(&format!("{label}: {href}\n\n"));
-    }
-    t.push_str("— Chatons Cloud\n");
-    t
+/// The HTML part; askama escapes every value (names and organization names come from users).
+#[derive(Template)]
+#[template(path = "mail/message.html")]
+struct HtmlBody<'a> {
+    greeting: &'a str,
+    paragraphs: &'a [String],
+    action: Option<Action<'a>>,
+}
+
+/// The plain-text part (`.txt`: nothing is escaped).
+#[derive(Template)]
+#[template(path = "mail/message.txt")]
+struct TextBody<'a> {
+    greeting: &'a str,
+    paragraphs: &'a [String],
+    action: Option<Action<'a>>,
 }
 
 fn mail(
@@ -77,11 +54,24 @@ fn mail(
     paragraphs: Vec<String>,
     action: Option<(&str, &str)>,
 ) -> Mail {
+    let action = || action.map(|(label, href)| Action { label, href });
+    let html = HtmlBody {
+        greeting,
+        paragraphs: &paragraphs,
+        action: action(),
+    };
+    let text = TextBody {
+        greeting,
+        paragraphs: &paragraphs,
+        action: action(),
+    };
     Mail {
         recipient: to.to_owned(),
         subject: subject.to_owned(),
-        text_body: text(greeting, &paragraphs, action),
-        html_body: page(greeting, &paragraphs, action),
+        // Rendering plain strings into a fixed template cannot fail; an empty body would be
+        // visible in the outbox rather than a panic in a request.
+        text_body: text.render().unwrap_or_default(),
+        html_body: html.render().unwrap_or_default(),
     }
 }
 
@@ -162,11 +152,21 @@ mod tests {
             24,
         );
         assert!(!m.html_body.contains("<script>"));
-        assert!(m.html_body.contains("&lt;script&gt;"));
+        assert!(m.html_body.contains("&#60;script&#62;"), "{}", m.html_body);
         assert!(m.text_body.contains("https://w/cloud/verify-email?token=t"));
+        assert!(
+            m.text_body.starts_with("Hello <script>x</script>,\n\n"),
+            "{}",
+            m.text_body
+        );
+        assert!(
+            m.text_body
+                .contains("Confirm my email: https://w/cloud/verify-email?token=t\n")
+        );
         let i = invite("a@b.c", "Eve \"&\"", "Org <b>", "https://w/x?token=1&a=2");
-        assert!(i.html_body.contains("Org &lt;b&gt;"));
-        assert!(i.html_body.contains("token=1&amp;a=2"));
+        assert!(i.html_body.contains("Org &#60;b&#62;"), "{}", i.html_body);
+        assert!(i.html_body.contains("token=1&#38;a=2"), "{}", i.html_body);
+        assert!(!i.html_body.contains("Eve \"&\""));
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod client_ip;
 use axum::http::StatusCode;
 use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use cookie::{Cookie, SameSite};
 use subtle::ConstantTimeEq;
 
 pub const SESSION_COOKIE: &str = "chatons_cloud_session";
@@ -25,20 +26,25 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim_matches('"'))
+        .flat_map(Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == name)
+        .and_then(|c| c.value_raw())
+        .map(|v| v.trim_matches('"'))
         .filter(|v| !v.is_empty())
 }
 
 /// A `Set-Cookie` value: HttpOnly, SameSite=Lax, Path=/, Secure when the site is https.
 pub fn set_cookie(name: &str, value: &str, max_age_secs: i64, secure: bool) -> HeaderValue {
-    let mut s = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}");
-    if secure {
-        s.push_str("; Secure");
-    }
-    HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static("invalid=; Max-Age=0"))
+    let c = Cookie::build((name, value))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .max_age(cookie::time::Duration::seconds(max_age_secs))
+        .secure(secure)
+        .build();
+    HeaderValue::from_str(&c.to_string())
+        .unwrap_or_else(|_| HeaderValue::from_static("invalid=; Max-Age=0"))
 }
 
 pub fn clear_cookie(name: &str, secure: bool) -> HeaderValue {
@@ -196,5 +202,34 @@ mod tests {
         let (token, set) = csrf_token(&h, false);
         assert_eq!(token, "abcdefabcdefabcdefabcdefabcdefab");
         assert!(set.is_none());
+    }
+
+    #[test]
+    fn writes_cookies_the_browser_keeps_private() {
+        let v = set_cookie("chatons_cloud_session", "tok", 60, true);
+        let v = v.to_str().unwrap();
+        for part in [
+            "chatons_cloud_session=tok",
+            "HttpOnly",
+            "SameSite=Lax",
+            "Path=/",
+            "Max-Age=60",
+            "Secure",
+        ] {
+            assert!(v.contains(part), "{part} in {v}");
+        }
+        assert!(
+            !set_cookie("a", "b", 0, false)
+                .to_str()
+                .unwrap()
+                .contains("Secure")
+        );
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("junk; b=\"2\"; a="),
+        );
+        assert_eq!(cookie(&h, "b"), Some("2"));
+        assert_eq!(cookie(&h, "a"), None, "an empty value is no cookie");
     }
 }

@@ -1,4 +1,6 @@
 //! The one integration-test binary of cloud-api (one binary links once; modules share helpers).
+// Helpers of the tests unwrap too: a failed setup should fail its test, loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod abuse;
 mod abuse_web;

@@ -27,9 +27,9 @@ pub async fn account(
     let Some(caller) = &ctx.caller else {
         return to_login("/cloud/account");
     };
-    let memberships = match state.store.memberships_of(&caller.user.id).await {
-        Ok(m) => m,
-        Err(e) => return ok_or_page(&ctx, e.into()),
+    let memberships = match Scope::of(&state, caller).await {
+        Ok(scope) => scope.memberships,
+        Err(e) => return ok_or_page(&ctx, e),
     };
     let page = AccountPage {
         signed_in: true,

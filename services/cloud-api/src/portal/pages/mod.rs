@@ -11,13 +11,12 @@ use serde::Deserialize;
 
 use super::{Ctx, parse_form, return_query, safe_return, to_login};
 use crate::AppState;
+use crate::app::access::Scope;
 use crate::app::accounts::Attempt;
 use crate::app::providers::{ModelInput, OrgListQuery};
-use crate::app::{organizations as orgs, providers};
+use crate::app::{accounts, organizations as orgs, providers};
 use crate::domain::*;
-use crate::issuer::PORTAL_CLIENT;
 use crate::mail::templates as mails;
-use crate::sessions::{self, SessionPolicy, SessionRequest};
 use crate::web;
 use crate::web::caller::Caller;
 use crate::web::client_ip::ClientIp;

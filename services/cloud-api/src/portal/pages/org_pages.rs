@@ -18,9 +18,9 @@ pub(super) async fn render_orgs(
     notice: Option<String>,
     error: Option<(StatusCode, String)>,
 ) -> Response {
-    let memberships = match state.store.memberships_of(&caller.user.id).await {
-        Ok(m) => m,
-        Err(e) => return ok_or_page(ctx, e.into()),
+    let memberships = match Scope::of(state, caller).await {
+        Ok(scope) => scope.memberships,
+        Err(e) => return ok_or_page(ctx, e),
     };
     let rows = org_rows(&memberships);
     let selected = org

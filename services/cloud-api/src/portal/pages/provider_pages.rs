@@ -12,9 +12,9 @@ pub(super) async fn render_providers(
     notice: Option<String>,
     error: Option<(StatusCode, String)>,
 ) -> Response {
-    let memberships = match state.store.memberships_of(&caller.user.id).await {
-        Ok(m) => m,
-        Err(e) => return ok_or_page(ctx, e.into()),
+    let memberships = match Scope::of(state, caller).await {
+        Ok(scope) => scope.memberships,
+        Err(e) => return ok_or_page(ctx, e),
     };
     let selected = org
         .and_then(|id| memberships.iter().find(|(o, _)| o.id.0 == id))

@@ -235,30 +235,11 @@ pub(super) async fn start_session(
     redirect: StatusCode,
 ) -> Response {
     let ttl = state.config.portal_session_ttl;
-    let issued = match sessions::issue_session(
-        state.store.as_ref(),
-        SessionPolicy {
-            access_ttl: ttl,
-            refresh_ttl: ttl,
-        },
-        &SessionRequest {
-            user: user.id.clone(),
-            client_id: PORTAL_CLIENT.to_owned(),
-            scope: "portal".to_owned(),
-            active_org: None,
-            with_refresh: false,
-            auth_time: now(),
-        },
-    )
-    .await
-    {
+    let previous = ctx.caller.as_ref().map(|c| &c.session.family_id);
+    let issued = match accounts::start_portal_session(state, &user.id, previous).await {
         Ok(i) => i,
-        Err(e) => return ok_or_page(ctx, e.into()),
+        Err(e) => return ok_or_page(ctx, e),
     };
-    // A previous portal session of this browser ends with the new one.
-    if let Some(old) = &ctx.caller {
-        let _ = sessions::revoke_family(state.store.as_ref(), &old.session.family_id).await;
-    }
     let cookie = web::set_cookie(
         web::SESSION_COOKIE,
         &issued.access_token,
@@ -283,10 +264,8 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap, body: Byt
         return r.respond(&ctx);
     }
     if let Some(caller) = &ctx.caller {
-        if let Err(e) =
-            sessions::revoke_family(state.store.as_ref(), &caller.session.family_id).await
-        {
-            return ok_or_page(&ctx, e.into());
+        if let Err(e) = accounts::sign_out(&state, &caller.session.family_id).await {
+            return ok_or_page(&ctx, e);
         }
     }
     web::redirect(

@@ -24,13 +24,11 @@ impl ConversationStore for PgStore {
     }
 
     async fn conversation(&self, id: &ConversationId) -> StoreResult<Option<Conversation>> {
-        let row = sqlx::query(&format!(
-            "SELECT {CONVERSATION_COLS} FROM cloud_conversations WHERE id = $1"
-        ))
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.as_ref().map(conversation_row).transpose()?)
+        self.one(
+            &format!("SELECT {CONVERSATION_COLS} FROM cloud_conversations WHERE id = $1"),
+            id.as_str(),
+        )
+        .await
     }
 
     async fn conversations(
@@ -40,7 +38,7 @@ impl ConversationStore for PgStore {
         page: &PageReq,
     ) -> StoreResult<Page<Conversation>> {
         let (k, id) = text_after(page);
-        let rows = sqlx::query(&format!(
+        let items: Vec<Conversation> = sqlx::query_as(&format!(
             "SELECT {CONVERSATION_COLS} FROM cloud_conversations WHERE organization_id = ANY($1) \
              AND ($2::text IS NULL OR project_id = $2) \
              AND ($3::text IS NULL OR (title COLLATE \"C\", id COLLATE \"C\") > ($3, $4)) \
@@ -53,7 +51,6 @@ impl ConversationStore for PgStore {
         .bind(limit_plus_one(page))
         .fetch_all(&self.pool)
         .await?;
-        let items = map_all(rows, conversation_row)?;
         Ok(Page::from_fetched(items, page.limit, |c| Cursor {
             key: c.title.clone(),
             id: c.id.0.clone(),
@@ -73,21 +70,11 @@ impl ConversationStore for PgStore {
         .bind(c.updated_at)
         .execute(&self.pool)
         .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        changed(done)
     }
 
     async fn delete_conversation(&self, id: &ConversationId) -> StoreResult<()> {
-        let done = sqlx::query("DELETE FROM cloud_conversations WHERE id = $1")
-            .bind(id.as_str())
-            .execute(&self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        self.delete_by_id("cloud_conversations", id.as_str()).await
     }
 
     #[tracing::instrument(skip_all)]
@@ -160,15 +147,7 @@ impl ConversationStore for PgStore {
         .fetch_all(&self.pool)
         .await?;
         let items = map_all(rows, |r| {
-            Ok((
-                r.try_get::<i64, _>("position")?,
-                Message {
-                    id: r.try_get("id")?,
-                    role: r.try_get("role")?,
-                    timestamp: r.try_get("timestamp_ms")?,
-                    content: r.try_get("content")?,
-                },
-            ))
+            Ok((r.try_get::<i64, _>("position")?, Message::from_row(r)?))
         })?;
         let p = Page::from_fetched(items, page.limit, |(pos, _)| Cursor {
             key: pos.to_string(),

@@ -12,7 +12,7 @@ impl InstanceStore for PgStore {
             .fetch_optional(&mut *tx)
             .await?;
         let existing = |row: Option<PgRow>| -> StoreResult<Option<RegisterOutcome>> {
-            Ok(match row.as_ref().map(instance_row).transpose()? {
+            Ok(match row.as_ref().map(Instance::from_row).transpose()? {
                 Some(found) if found.user_id == i.user_id => Some(RegisterOutcome::Existing(found)),
                 Some(_) => Some(RegisterOutcome::Taken),
                 None => None,
@@ -71,12 +71,12 @@ impl InstanceStore for PgStore {
                 .bind(id.as_str())
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(row.as_ref().map(instance_row).transpose()?)
+        Ok(row.as_ref().map(Instance::from_row).transpose()?)
     }
 
     async fn instances_of(&self, user: &UserId, page: &PageReq) -> StoreResult<Page<Instance>> {
         let (t, id) = time_after(page);
-        let rows = sqlx::query(
+        let items: Vec<Instance> = sqlx::query_as(
             "SELECT id, user_id, name, created_at FROM cloud_instances WHERE user_id = $1 \
              AND ($2::timestamptz IS NULL OR (created_at, id COLLATE \"C\") > ($2, $3)) \
              ORDER BY created_at, id COLLATE \"C\" LIMIT $4",
@@ -87,7 +87,6 @@ impl InstanceStore for PgStore {
         .bind(limit_plus_one(page))
         .fetch_all(&self.pool)
         .await?;
-        let items = map_all(rows, instance_row)?;
         Ok(Page::from_fetched(items, page.limit, |i| Cursor {
             key: time_key(i.created_at),
             id: i.id.0.clone(),

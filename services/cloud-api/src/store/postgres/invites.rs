@@ -23,18 +23,16 @@ impl InviteStore for PgStore {
     }
 
     async fn invite_by_token_hash(&self, hash: &str) -> StoreResult<Option<Invite>> {
-        let row = sqlx::query(&format!(
-            "SELECT {INVITE_COLS} FROM cloud_organization_invites WHERE token_hash = $1"
-        ))
-        .bind(hash)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.as_ref().map(invite_row).transpose()?)
+        self.one(
+            &format!("SELECT {INVITE_COLS} FROM cloud_organization_invites WHERE token_hash = $1"),
+            hash,
+        )
+        .await
     }
 
     async fn invites(&self, org: &OrgId, page: &PageReq) -> StoreResult<Page<Invite>> {
         let (t, id) = time_after(page);
-        let rows = sqlx::query(&format!(
+        let items: Vec<Invite> = sqlx::query_as(&format!(
             "SELECT {INVITE_COLS} FROM cloud_organization_invites \
              WHERE organization_id = $1 AND accepted_at IS NULL AND revoked_at IS NULL \
                AND ($2::timestamptz IS NULL OR (created_at, id COLLATE \"C\") > ($2, $3)) \
@@ -46,7 +44,6 @@ impl InviteStore for PgStore {
         .bind(limit_plus_one(page))
         .fetch_all(&self.pool)
         .await?;
-        let items = map_all(rows, invite_row)?;
         Ok(Page::from_fetched(items, page.limit, |i| Cursor {
             key: time_key(i.created_at),
             id: i.id.0.clone(),
@@ -129,9 +126,6 @@ impl InviteStore for PgStore {
         .bind(now)
         .execute(&self.pool)
         .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        changed(done)
     }
 }

@@ -5,13 +5,11 @@ use super::*;
 #[async_trait]
 impl MemoriesStore for PgStore {
     async fn memory(&self, id: &MemoryId) -> StoreResult<Option<Memory>> {
-        let row = sqlx::query(&format!(
-            "SELECT {MEMORY_COLS} FROM cloud_memories WHERE id = $1"
-        ))
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.as_ref().map(memory_row).transpose()?)
+        self.one(
+            &format!("SELECT {MEMORY_COLS} FROM cloud_memories WHERE id = $1"),
+            id.as_str(),
+        )
+        .await
     }
 
     async fn save_memory(&self, m: &Memory) -> StoreResult<()> {
@@ -93,7 +91,7 @@ impl MemoriesStore for PgStore {
         .bind(fingerprint)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.as_ref().map(memory_row).transpose()?)
+        Ok(row.as_ref().map(Memory::from_row).transpose()?)
     }
 
     async fn memories(&self, filter: &MemoryFilter, page: &PageReq) -> StoreResult<Page<Memory>> {
@@ -120,7 +118,7 @@ impl MemoriesStore for PgStore {
             .bind(limit_plus_one(page))
             .fetch_all(&self.pool)
             .await?;
-        let items = map_all(rows, memory_row)?;
+        let items = map_all(rows, |r| Memory::from_row(r))?;
         Ok(Page::from_fetched(
             items,
             page.limit,
@@ -157,7 +155,7 @@ impl MemoriesStore for PgStore {
             .await?;
         map_all(rows, |r| {
             Ok((
-                memory_row(r)?,
+                Memory::from_row(r)?,
                 r.try_get::<Option<f64>, _>("fts")?.unwrap_or(0.3),
             ))
         })
@@ -172,10 +170,7 @@ impl MemoriesStore for PgStore {
         .bind(now)
         .execute(&self.pool)
         .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        changed(done)
     }
 
     async fn mark_memories_seen(&self, ids: &[MemoryId], now: DateTime<Utc>) -> StoreResult<()> {
@@ -192,13 +187,6 @@ impl MemoriesStore for PgStore {
     }
 
     async fn delete_memory(&self, id: &MemoryId) -> StoreResult<()> {
-        let done = sqlx::query("DELETE FROM cloud_memories WHERE id = $1")
-            .bind(id.as_str())
-            .execute(&self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        self.delete_by_id("cloud_memories", id.as_str()).await
     }
 }

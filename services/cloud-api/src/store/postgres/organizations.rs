@@ -12,13 +12,11 @@ impl OrganizationStore for PgStore {
     }
 
     async fn organization(&self, id: &OrgId) -> StoreResult<Option<Organization>> {
-        let row = sqlx::query(&format!(
-            "SELECT {ORG_COLS} FROM cloud_organizations o WHERE o.id = $1"
-        ))
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.as_ref().map(org_row).transpose()?)
+        self.one(
+            &format!("SELECT {ORG_COLS} FROM cloud_organizations o WHERE o.id = $1"),
+            id.as_str(),
+        )
+        .await
     }
 
     async fn memberships_of(&self, user: &UserId) -> StoreResult<Vec<(Organization, Role)>> {
@@ -31,7 +29,9 @@ impl OrganizationStore for PgStore {
         .bind(user.as_str())
         .fetch_all(&self.pool)
         .await?;
-        map_all(rows, |r| Ok((org_row(r)?, role_of(r.try_get("role")?)?)))
+        map_all(rows, |r| {
+            Ok((Organization::from_row(r)?, role_of(r.try_get("role")?)?))
+        })
     }
 
     async fn role_in(&self, org: &OrgId, user: &UserId) -> StoreResult<Option<Role>> {
@@ -54,10 +54,7 @@ impl OrganizationStore for PgStore {
         .bind(slug)
         .execute(&self.pool)
         .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        changed(done)
     }
 
     async fn members(&self, org: &OrgId, page: &PageReq) -> StoreResult<Page<Member>> {

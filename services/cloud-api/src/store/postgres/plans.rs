@@ -5,13 +5,12 @@ use super::*;
 #[async_trait]
 impl PlanStore for PgStore {
     async fn plans(&self) -> StoreResult<Vec<Plan>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT id, label, parallel_sessions_limit, is_default, is_hidden \
              FROM cloud_subscription_plans ORDER BY id COLLATE \"C\"",
         )
         .fetch_all(&self.pool)
-        .await?;
-        map_all(rows, plan_row)
+        .await?)
     }
 
     async fn update_plan(&self, id: &str, p: &PlanPatch) -> StoreResult<()> {

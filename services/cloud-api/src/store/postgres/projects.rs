@@ -12,18 +12,16 @@ impl ProjectStore for PgStore {
     }
 
     async fn project(&self, id: &ProjectId) -> StoreResult<Option<Project>> {
-        let row = sqlx::query(&format!(
-            "SELECT {PROJECT_COLS} FROM cloud_projects WHERE id = $1"
-        ))
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.as_ref().map(project_row).transpose()?)
+        self.one(
+            &format!("SELECT {PROJECT_COLS} FROM cloud_projects WHERE id = $1"),
+            id.as_str(),
+        )
+        .await
     }
 
     async fn projects(&self, orgs: &[OrgId], page: &PageReq) -> StoreResult<Page<Project>> {
         let (k, id) = text_after(page);
-        let rows = sqlx::query(&format!(
+        let items: Vec<Project> = sqlx::query_as(&format!(
             "SELECT {PROJECT_COLS} FROM cloud_projects WHERE organization_id = ANY($1) \
              AND ($2::text IS NULL OR (name COLLATE \"C\", id COLLATE \"C\") > ($2, $3)) \
              ORDER BY name COLLATE \"C\", id COLLATE \"C\" LIMIT $4"
@@ -34,7 +32,6 @@ impl ProjectStore for PgStore {
         .bind(limit_plus_one(page))
         .fetch_all(&self.pool)
         .await?;
-        let items = map_all(rows, project_row)?;
         Ok(Page::from_fetched(items, page.limit, |p| Cursor {
             key: p.name.clone(),
             id: p.id.0.clone(),
@@ -65,20 +62,10 @@ impl ProjectStore for PgStore {
         .bind(p.updated_at)
         .execute(&self.pool)
         .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        changed(done)
     }
 
     async fn delete_project(&self, id: &ProjectId) -> StoreResult<()> {
-        let done = sqlx::query("DELETE FROM cloud_projects WHERE id = $1")
-            .bind(id.as_str())
-            .execute(&self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        self.delete_by_id("cloud_projects", id.as_str()).await
     }
 }

@@ -30,18 +30,16 @@ impl ProviderStore for PgStore {
     }
 
     async fn provider(&self, id: &ProviderId) -> StoreResult<Option<Provider>> {
-        let row = sqlx::query(&format!(
-            "SELECT {PROVIDER_COLS} FROM cloud_organization_providers WHERE id = $1"
-        ))
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.as_ref().map(provider_row).transpose()?)
+        self.one(
+            &format!("SELECT {PROVIDER_COLS} FROM cloud_organization_providers WHERE id = $1"),
+            id.as_str(),
+        )
+        .await
     }
 
     async fn providers(&self, org: &OrgId, page: &PageReq) -> StoreResult<Page<Provider>> {
         let (t, id) = time_after(page);
-        let rows = sqlx::query(&format!(
+        let items: Vec<Provider> = sqlx::query_as(&format!(
             "SELECT {PROVIDER_COLS} FROM cloud_organization_providers WHERE organization_id = $1 \
              AND ($2::timestamptz IS NULL OR (created_at, id COLLATE \"C\") > ($2, $3)) \
              ORDER BY created_at, id COLLATE \"C\" LIMIT $4"
@@ -52,7 +50,6 @@ impl ProviderStore for PgStore {
         .bind(limit_plus_one(page))
         .fetch_all(&self.pool)
         .await?;
-        let items = map_all(rows, provider_row)?;
         Ok(Page::from_fetched(items, page.limit, |p| Cursor {
             key: time_key(p.created_at),
             id: p.id.0.clone(),
@@ -80,10 +77,7 @@ impl ProviderStore for PgStore {
         .bind(p.updated_at)
         .execute(&self.pool)
         .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        changed(done)
     }
 
     async fn providers_sealed_with_other_key(
@@ -92,7 +86,7 @@ impl ProviderStore for PgStore {
         after: Option<&ProviderId>,
         limit: usize,
     ) -> StoreResult<Vec<Provider>> {
-        let rows = sqlx::query(&format!(
+        Ok(sqlx::query_as(&format!(
             "SELECT {PROVIDER_COLS} FROM cloud_organization_providers \
              WHERE secret_key_id IS NOT NULL AND secret_key_id <> $1 \
                AND ($2::text IS NULL OR id COLLATE \"C\" > $2) \
@@ -102,8 +96,7 @@ impl ProviderStore for PgStore {
         .bind(after.map(|a| a.as_str()))
         .bind(limit as i64)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(map_all(rows, provider_row)?)
+        .await?)
     }
 
     async fn reseal_provider_secret(
@@ -128,13 +121,7 @@ impl ProviderStore for PgStore {
     }
 
     async fn delete_provider(&self, id: &ProviderId) -> StoreResult<()> {
-        let done = sqlx::query("DELETE FROM cloud_organization_providers WHERE id = $1")
-            .bind(id.as_str())
-            .execute(&self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        self.delete_by_id("cloud_organization_providers", id.as_str())
+            .await
     }
 }

@@ -21,17 +21,15 @@ impl SessionStore for PgStore {
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.as_ref().map(session_row).transpose()?)
+        Ok(row.as_ref().map(Session::from_row).transpose()?)
     }
 
     async fn session_by_refresh_hash(&self, hash: &str) -> StoreResult<Option<Session>> {
-        let row = sqlx::query(&format!(
-            "SELECT {SESSION_COLS} FROM cloud_sessions WHERE refresh_token_hash = $1"
-        ))
-        .bind(hash)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.as_ref().map(session_row).transpose()?)
+        self.one(
+            &format!("SELECT {SESSION_COLS} FROM cloud_sessions WHERE refresh_token_hash = $1"),
+            hash,
+        )
+        .await
     }
 
     #[tracing::instrument(skip_all)]
@@ -67,7 +65,7 @@ impl SessionStore for PgStore {
         .fetch_optional(&self.pool)
         .await?;
         if let Some(row) = rotated {
-            return Ok(RotateOutcome::Rotated(Box::new(session_row(&row)?)));
+            return Ok(RotateOutcome::Rotated(Box::new(Session::from_row(&row)?)));
         }
         // Nothing rotated: unknown, expired, or presented again after a rotation or revocation.
         let seen: Option<(String, Option<DateTime<Utc>>, bool)> = sqlx::query_as(
@@ -92,7 +90,7 @@ impl SessionStore for PgStore {
             .fetch_optional(&self.pool)
             .await?;
             return Ok(match successor {
-                Some(row) => RotateOutcome::Repeated(Box::new(session_row(&row)?)),
+                Some(row) => RotateOutcome::Repeated(Box::new(Session::from_row(&row)?)),
                 // Not derived the same way (a key change between replicas): refuse, revoke nothing.
                 None => RotateOutcome::Invalid,
             });

@@ -30,28 +30,24 @@ impl UserStore for PgStore {
     }
 
     async fn user(&self, id: &UserId) -> StoreResult<Option<User>> {
-        let row = sqlx::query(&format!(
-            "SELECT {USER_COLS} FROM cloud_users WHERE id = $1"
-        ))
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.as_ref().map(user_row).transpose()?)
+        self.one(
+            &format!("SELECT {USER_COLS} FROM cloud_users WHERE id = $1"),
+            id.as_str(),
+        )
+        .await
     }
 
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
-        let row = sqlx::query(&format!(
-            "SELECT {USER_COLS} FROM cloud_users WHERE lower(email) = lower($1)"
-        ))
-        .bind(email)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.as_ref().map(user_row).transpose()?)
+        self.one(
+            &format!("SELECT {USER_COLS} FROM cloud_users WHERE lower(email) = lower($1)"),
+            email,
+        )
+        .await
     }
 
     async fn list_users(&self, page: &PageReq) -> StoreResult<Page<User>> {
         let (t, id) = time_after(page);
-        let rows = sqlx::query(&format!(
+        let users: Vec<User> = sqlx::query_as(&format!(
             "SELECT {USER_COLS} FROM cloud_users \
              WHERE $1::timestamptz IS NULL OR (created_at, id COLLATE \"C\") > ($1, $2) \
              ORDER BY created_at, id COLLATE \"C\" LIMIT $3"
@@ -61,7 +57,6 @@ impl UserStore for PgStore {
         .bind(limit_plus_one(page))
         .fetch_all(&self.pool)
         .await?;
-        let users = map_all(rows, user_row)?;
         Ok(Page::from_fetched(users, page.limit, |u| Cursor {
             key: time_key(u.created_at),
             id: u.id.0.clone(),
@@ -86,10 +81,7 @@ impl UserStore for PgStore {
         .bind(expires)
         .execute(&self.pool)
         .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        changed(done)
     }
 
     async fn replace_password_hash(
