@@ -9,7 +9,8 @@ Checks (each retried for a while: a fresh rollout may need seconds to be routed)
              --version when given: the deployed commit).
   discovery  GET <cloud>/.well-known/openid-configuration is 200 with this issuer, and its
              jwks_uri serves at least one key.
-  runtime    GET <runtime>/v1/runtime/sessions/smoke is a JSON 401 from runtime-headless
+  runtime    POST <runtime>/v1/runtime/sessions/smoke/commands without a token is a JSON 401
+             from runtime-headless
              (routed, and refusing an unauthenticated caller).
   websocket  GET <realtime>?token=… with the websocket upgrade headers is answered 101
              Switching Protocols by cloud-realtime (then closed: the token is not valid).
@@ -33,9 +34,12 @@ import urllib.request
 from urllib.parse import urlparse
 
 
-def get(url: str, timeout: float = 10):
-    """(status, headers, body bytes) without raising on HTTP errors."""
-    req = urllib.request.Request(url, headers={"User-Agent": "chatons-smoke/1"})
+def get(url: str, timeout: float = 10, json_body: bytes | None = None):
+    """(status, headers, body bytes) without raising on HTTP errors; a POST with `json_body`."""
+    headers = {"User-Agent": "chatons-smoke/1"}
+    if json_body is not None:
+        headers["Content-Type"] = "application/json"
+    req = urllib.request.Request(url, data=json_body, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status, dict(r.headers), r.read()
@@ -69,13 +73,14 @@ def check_discovery(cloud: str) -> str | None:
 
 
 def check_runtime(runtime: str) -> str | None:
-    status, _, body = get(runtime.rstrip("/") + "/v1/runtime/sessions/smoke")
+    # A command needs the user's token whatever the session (a snapshot may be read without one).
+    status, _, body = get(runtime.rstrip("/") + "/v1/runtime/sessions/smoke/commands", json_body=b"{}")
     try:
         err = json.loads(body)
     except ValueError:
         err = {}
     if status != 401 or "error" not in err or "message" not in err:
-        return f"runtime: GET /v1/runtime/sessions/smoke -> {status} {body[:200]!r}, expected runtime-headless's JSON 401"
+        return f"runtime: POST /v1/runtime/sessions/smoke/commands -> {status} {body[:200]!r}, expected runtime-headless's JSON 401"
     return None
 
 
