@@ -8,4 +8,5 @@ pub mod email;
 pub mod housekeeping;
 pub mod memory;
 pub mod organizations;
+pub mod projects;
 pub mod providers;
