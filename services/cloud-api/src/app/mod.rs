@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod accounts;
+pub mod conversations;
 pub mod email;
 pub mod housekeeping;
 pub mod memory;
