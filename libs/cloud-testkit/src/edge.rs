@@ -319,7 +319,8 @@ pub async fn assert_connections_capped(addr: std::net::SocketAddr, max_connectio
     let mut refusal = serde_json::Value::Null;
     for s in &mut hoard {
         let mut got = Vec::new();
-        closed_within(s, Duration::from_millis(300), &mut got).await;
+        // Generous: on a loaded 2-core machine the refusal can take a while to be written.
+        closed_within(s, Duration::from_millis(1500), &mut got).await;
         if !got.is_empty() {
             let (status, body) = parse_raw(&got);
             assert_eq!(status, 503, "{body}");
@@ -336,7 +337,7 @@ pub async fn assert_connections_capped(addr: std::net::SocketAddr, max_connectio
     assert_eq!(refusal["error"], "unavailable", "{refusal}");
     drop(hoard);
     let mut healthy = false;
-    for _ in 0..20 {
+    for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         if let Ok(r) = reqwest::get(format!("http://{addr}/healthz")).await
             && r.status() == 200

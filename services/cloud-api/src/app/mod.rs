@@ -4,8 +4,10 @@
 
 pub mod access;
 pub mod accounts;
+pub mod conversations;
 pub mod email;
 pub mod housekeeping;
 pub mod memory;
 pub mod organizations;
+pub mod projects;
 pub mod providers;

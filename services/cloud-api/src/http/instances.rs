@@ -70,18 +70,22 @@ pub async fn register(
 
 /// Forgets one of the caller's instances (frees a place under the per-user limit).
 #[utoipa::path(delete, path = "/v1/cloud-instances/{id}", tag = "instances",
-    security(("bearer" = [])), params(("id" = String, Path)),
-    responses((status = 200, body = OkBody), (status = 401, body = ErrorBody),
-              (status = 404, body = ErrorBody)))]
+    security(("bearer" = [])),
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9._-]{1,200}$", max_length = 200,
+            description = "The desktop's instance id: letters, digits, `-`, `_`, `.`")),
+    responses((status = 200, body = OkBody), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 #[tracing::instrument(skip_all)]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<OkBody>, ApiError> {
+    // The same alphabet every service accepts for instance ids (so no stored id is refused).
+    let id = cloud_common::internal::validate_instance_id(&id).map_err(ApiError::bad_request)?;
     if state
         .store
-        .delete_instance(&caller.user.id, &InstanceId(id))
+        .delete_instance(&caller.user.id, &InstanceId::from(id))
         .await?
     {
         Ok(Json(OkBody { ok: true }))

@@ -11,10 +11,10 @@ use cloud_common::internal::*;
 use cloud_common::time::iso;
 use serde::Deserialize;
 
-use super::conversations::{MessageInput, append_checked, parse_messages};
 use super::instances::{Claim, claim};
 use crate::AppState;
 use crate::app::access::{self, Scope};
+use crate::app::conversations::{MessageInput, append_checked, parse_messages};
 use crate::domain::rules::{active_grant, effective_plan};
 use crate::domain::*;
 use crate::sessions;

@@ -1,0 +1,329 @@
+//! Conversations and their append-only transcripts: who may create, read, change and delete
+//! them, and how client messages are validated before they are appended (idempotent per id).
+
+use crate::AppState;
+use crate::app::access::{self, Scope};
+use crate::domain::rules::{self, MAX_NAME};
+use crate::domain::*;
+use crate::paging::{next_cursor, page_req};
+use crate::views::*;
+use crate::web::caller::Caller;
+use cloud_common::ApiError;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+const STATUSES: &[&str] = &["active", "done", "archived"];
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateConversationBody {
+    /// A project of one of the caller's organizations.
+    #[schema(required = true, nullable = false, min_length = 1, pattern = "\\S")]
+    pub project_id: Option<String>,
+    /// Default: `New - <project name>`.
+    #[schema(max_length = 200)]
+    pub title: Option<String>,
+    #[schema(max_length = 200)]
+    pub model_provider: Option<String>,
+    #[schema(max_length = 200)]
+    pub model_id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateConversationBody {
+    #[schema(max_length = 200)]
+    pub title: Option<String>,
+    #[schema(schema_with = crate::schema::conversation_status)]
+    pub status: Option<String>,
+    #[schema(max_length = 200)]
+    pub model_provider: Option<String>,
+    #[schema(max_length = 200)]
+    pub model_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConversationResponse {
+    pub conversation: ConversationView,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationListResponse {
+    pub conversations: Vec<ConversationView>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationListQuery {
+    /// Only this project's conversations.
+    pub project_id: Option<String>,
+    /// 1-200, default 50.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+}
+
+fn opt_field(v: Option<&str>, what: &str) -> Result<Option<String>, ApiError> {
+    rules::trimmed(v)
+        .map(|s| rules::bounded(s, MAX_NAME, what))
+        .transpose()
+        .map_err(Into::into)
+}
+
+pub async fn create(
+    state: &AppState,
+    caller: &Caller,
+    body: CreateConversationBody,
+) -> Result<ConversationResponse, ApiError> {
+    access::require_subscription(state, &caller.user).await?;
+    let scope = Scope::of(state, caller).await?;
+    let project_id = rules::trimmed(body.project_id.as_deref())
+        .ok_or_else(|| ApiError::bad_request("projectId is required"))?;
+    let project = access::visible_project(state, &scope, &project_id).await?;
+    let title = match opt_field(body.title.as_deref(), "title")? {
+        Some(t) => t,
+        None => format!("New - {}", project.name),
+    };
+    let now = now();
+    let c = Conversation {
+        id: ConversationId::generate(),
+        organization_id: project.organization_id.clone(),
+        project_id: project.id.clone(),
+        created_by: Some(caller.user.id.clone()),
+        title,
+        status: "active".into(),
+        model_provider: opt_field(body.model_provider.as_deref(), "modelProvider")?,
+        model_id: opt_field(body.model_id.as_deref(), "modelId")?,
+        created_at: now,
+        updated_at: now,
+    };
+    state.store.insert_conversation(&c).await?;
+    Ok(ConversationResponse {
+        conversation: ConversationView::from(&c),
+    })
+}
+
+pub async fn list(
+    state: &AppState,
+    caller: &Caller,
+    q: ConversationListQuery,
+) -> Result<ConversationListResponse, ApiError> {
+    let page = page_req(q.limit.as_deref(), q.cursor.as_deref(), 50, 200)?;
+    let scope = Scope::of(state, caller).await?;
+    let project = match rules::trimmed(q.project_id.as_deref()) {
+        Some(p) => Some(access::visible_project(state, &scope, &p).await?.id),
+        None => None,
+    };
+    let result = state
+        .store
+        .conversations(&scope.org_ids(), project.as_ref(), &page)
+        .await?;
+    Ok(ConversationListResponse {
+        conversations: result.items.iter().map(ConversationView::from).collect(),
+        next_cursor: next_cursor(&result),
+    })
+}
+
+pub async fn get(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<ConversationResponse, ApiError> {
+    let scope = Scope::of(state, caller).await?;
+    let c = access::visible_conversation(state, &scope, id).await?;
+    Ok(ConversationResponse {
+        conversation: ConversationView::from(&c),
+    })
+}
+
+pub async fn update(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    body: UpdateConversationBody,
+) -> Result<ConversationResponse, ApiError> {
+    let scope = Scope::of(state, caller).await?;
+    let mut c = access::visible_conversation(state, &scope, id).await?;
+    if let Some(t) = opt_field(body.title.as_deref(), "title")? {
+        c.title = t;
+    }
+    if let Some(s) = body.status.as_deref() {
+        let s = s.trim();
+        if !STATUSES.contains(&s) {
+            return Err(ApiError::bad_request(
+                "status must be active, done or archived",
+            ));
+        }
+        c.status = s.to_owned();
+    }
+    if body.model_provider.is_some() {
+        c.model_provider = opt_field(body.model_provider.as_deref(), "modelProvider")?;
+    }
+    if body.model_id.is_some() {
+        c.model_id = opt_field(body.model_id.as_deref(), "modelId")?;
+    }
+    c.updated_at = now();
+    state.store.update_conversation(&c).await?;
+    Ok(ConversationResponse {
+        conversation: ConversationView::from(&c),
+    })
+}
+
+pub async fn delete(state: &AppState, caller: &Caller, id: &str) -> Result<OkBody, ApiError> {
+    let scope = Scope::of(state, caller).await?;
+    let c = access::visible_conversation(state, &scope, id).await?;
+    state.store.delete_conversation(&c.id).await?;
+    Ok(OkBody { ok: true })
+}
+
+/// A message as sent by clients.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+pub struct MessageInput {
+    /// Client-chosen: 1-200 printable ASCII characters, no spaces or slashes.
+    #[schema(
+        required = true,
+        nullable = false,
+        pattern = "^[!-.0-\\[\\]-~]{1,200}$"
+    )]
+    pub id: Option<String>,
+    /// `user`, `assistant`, `tool`, … (trimmed, not blank).
+    #[schema(
+        required = true,
+        nullable = false,
+        min_length = 1,
+        max_length = 64,
+        pattern = "\\S"
+    )]
+    pub role: Option<String>,
+    /// Milliseconds since the epoch.
+    pub timestamp: Option<f64>,
+    pub content: Option<String>,
+}
+
+/// Validates messages: id and role required, content a string (may be empty), bounded sizes.
+pub fn parse_messages(input: Vec<MessageInput>) -> Result<Vec<Message>, ApiError> {
+    if input.len() > rules::MAX_MESSAGES_PER_APPEND {
+        return Err(ApiError::bad_request(format!(
+            "At most {} messages per request",
+            rules::MAX_MESSAGES_PER_APPEND
+        )));
+    }
+    let mut out = Vec::with_capacity(input.len());
+    for (i, m) in input.into_iter().enumerate() {
+        let id =
+            rules::validate_client_id(m.id.as_deref().unwrap_or(""), &format!("messages[{i}].id"))?;
+        let role = rules::trimmed(m.role.as_deref())
+            .ok_or_else(|| ApiError::bad_request(format!("messages[{i}].role is required")))?;
+        let role = rules::bounded(role, 64, "role")?;
+        let content = m.content.unwrap_or_default();
+        if content.len() > rules::MAX_MESSAGE_CONTENT {
+            return Err(ApiError::bad_request(format!(
+                "messages[{i}].content is too large"
+            )));
+        }
+        let timestamp = match m.timestamp {
+            Some(t) if t.is_finite() && t.abs() < 1e16 => t as i64,
+            Some(_) => {
+                return Err(ApiError::bad_request(format!(
+                    "messages[{i}].timestamp is invalid"
+                )));
+            }
+            None => now().timestamp_millis(),
+        };
+        out.push(Message {
+            id,
+            role,
+            timestamp,
+            content,
+        });
+    }
+    Ok(out)
+}
+
+/// Appends (idempotent per message id; duplicates within the request count once).
+pub async fn append_checked(
+    state: &AppState,
+    conversation: &Conversation,
+    messages: &[Message],
+) -> Result<(u64, u64), ApiError> {
+    Ok(state
+        .store
+        .append_messages(&conversation.id, messages)
+        .await?)
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct AppendBody {
+    #[serde(default)]
+    #[schema(max_items = 1000)]
+    pub messages: Vec<MessageInput>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessagesResponse {
+    pub conversation_id: String,
+    pub messages: Vec<MessageView>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AppendResponse {
+    pub conversation_id: String,
+    /// The transcript after the append (first 1000 messages).
+    pub messages: Vec<MessageView>,
+    pub appended: u64,
+    pub total: u64,
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MessageListQuery {
+    /// 1-1000, default 500 (transcripts are read whole by older desktops).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+}
+
+pub async fn messages(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    q: MessageListQuery,
+) -> Result<MessagesResponse, ApiError> {
+    access::require_subscription(state, &caller.user).await?;
+    let scope = Scope::of(state, caller).await?;
+    let c = access::visible_conversation(state, &scope, id).await?;
+    let page = page_req(q.limit.as_deref(), q.cursor.as_deref(), 500, 1000)?;
+    let result = state.store.messages(&c.id, &page).await?;
+    Ok(MessagesResponse {
+        conversation_id: c.id.0,
+        messages: result.items.iter().map(MessageView::from).collect(),
+        next_cursor: next_cursor(&result),
+    })
+}
+
+/// Appends messages (never replaces the transcript); a message id already present is skipped.
+pub async fn append(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    body: AppendBody,
+) -> Result<AppendResponse, ApiError> {
+    access::require_subscription(state, &caller.user).await?;
+    let messages = parse_messages(body.messages)?;
+    let scope = Scope::of(state, caller).await?;
+    let c = access::visible_conversation(state, &scope, id).await?;
+    let (appended, total) = append_checked(state, &c, &messages).await?;
+    let stored = state.store.messages(&c.id, &PageReq::first(1000)).await?;
+    Ok(AppendResponse {
+        conversation_id: c.id.0,
+        messages: stored.items.iter().map(MessageView::from).collect(),
+        appended,
+        total,
+    })
+}
