@@ -8,61 +8,47 @@ pub trait Listed {
     fn cursor(&self) -> Cursor;
 }
 
-/// Lists ordered by creation time.
-fn created(at: chrono::DateTime<chrono::Utc>, id: &str) -> Cursor {
-    Cursor {
-        key: time_key(at),
-        id: id.to_owned(),
-    }
+/// Records listed by creation time (then id): the key is [`time_key`] of `created_at`.
+macro_rules! listed_by_creation {
+    ($($record:ty),*) => {$(
+        impl Listed for $record {
+            fn cursor(&self) -> Cursor {
+                Cursor {
+                    key: time_key(self.created_at),
+                    id: self.id.0.clone(),
+                }
+            }
+        }
+    )*};
 }
 
-/// Lists ordered by a text column (byte order).
-fn text(key: &str, id: &str) -> Cursor {
-    Cursor {
-        key: key.to_owned(),
-        id: id.to_owned(),
-    }
-}
-
-impl Listed for User {
-    fn cursor(&self) -> Cursor {
-        created(self.created_at, self.id.as_str())
-    }
-}
-
-impl Listed for Invite {
-    fn cursor(&self) -> Cursor {
-        created(self.created_at, self.id.as_str())
-    }
-}
-
-impl Listed for Instance {
-    fn cursor(&self) -> Cursor {
-        created(self.created_at, self.id.as_str())
-    }
-}
-
-impl Listed for Provider {
-    fn cursor(&self) -> Cursor {
-        created(self.created_at, self.id.as_str())
-    }
-}
+listed_by_creation!(User, Invite, Instance, Provider);
 
 impl Listed for Member {
     fn cursor(&self) -> Cursor {
-        created(self.membership.created_at, self.membership.user_id.as_str())
+        Cursor {
+            key: time_key(self.membership.created_at),
+            id: self.membership.user_id.0.clone(),
+        }
     }
 }
 
+/// Projects list by name, conversations by title (byte order, then id).
 impl Listed for Project {
     fn cursor(&self) -> Cursor {
-        text(&self.name, self.id.as_str())
+        Cursor {
+            key: self.name.clone(),
+            id: self.id.0.clone(),
+        }
     }
 }
 
 impl Listed for Conversation {
     fn cursor(&self) -> Cursor {
-        text(&self.title, self.id.as_str())
+        Cursor {
+            key: self.title.clone(),
+            id: self.id.0.clone(),
+        }
     }
 }
 

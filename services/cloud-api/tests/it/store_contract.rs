@@ -1,9 +1,9 @@
 //! The store contract: every scenario runs against the in-memory store and against Postgres
 //! (a fresh schema per test), and both must behave identically.
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use cloud_api::domain::*;
-use cloud_api::store::{DynStore, EmailTokenKind, NewAccount, PlanPatch};
+use cloud_api::store::{DynStore, EmailTokenKind, NewAccount, PlanPatch, StoreResult};
 
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
@@ -147,6 +147,65 @@ fn session(user: &UserId, access: &str, refresh: Option<&str>, ttl: Duration) ->
     }
 }
 
+/// A successor session for `rotate_refresh` (the store copies the family, user and client).
+fn successor(access: &str, refresh: &str) -> Session {
+    session(
+        &UserId::default(),
+        access,
+        Some(refresh),
+        Duration::hours(1),
+    )
+}
+
+/// Whether the access token hash `access` names a live session now.
+async fn is_live(store: &DynStore, access: &str) -> bool {
+    store
+        .session_by_access_hash(access, now())
+        .await
+        .unwrap()
+        .is_some()
+}
+
+/// Presents `refresh` at `at`, naming `next` as its successor.
+async fn rotate(
+    store: &DynStore,
+    refresh: &str,
+    next: Session,
+    at: DateTime<Utc>,
+    grace: std::time::Duration,
+) -> RotateOutcome {
+    store
+        .rotate_refresh(refresh, next, at, grace)
+        .await
+        .unwrap()
+}
+
+/// Whether the store answered `NotFound`.
+fn not_found<T>(r: StoreResult<T>) -> bool {
+    matches!(r, Err(StoreError::NotFound))
+}
+
+/// The page after `page`, of the same size.
+fn after<T>(page: &Page<T>, limit: usize) -> PageReq {
+    PageReq {
+        limit,
+        after: page.next.clone(),
+    }
+}
+
+async fn email_token(
+    store: &DynStore,
+    kind: EmailTokenKind,
+    hash: &str,
+    user: &UserId,
+    expires_at: DateTime<Utc>,
+) {
+    store
+        .insert_email_token(kind, hash, user, expires_at)
+        .await
+        .unwrap();
+}
+
 async fn accounts_are_unique_per_email(store: DynStore) {
     let a = create(&store, "Alice@Example.com").await;
     let again = account("alice@example.com");
@@ -198,14 +257,8 @@ async fn sessions_expire_and_revoke(store: DynStore) {
         store.session_by_access_hash("h-live", now()).await.unwrap(),
         Some(live.clone())
     );
-    assert_eq!(
-        store.session_by_access_hash("h-old", now()).await.unwrap(),
-        None
-    );
-    assert_eq!(
-        store.session_by_access_hash("h-none", now()).await.unwrap(),
-        None
-    );
+    assert!(!is_live(&store, "h-old").await);
+    assert!(!is_live(&store, "h-none").await);
     store
         .set_active_organization(&a.user.id, &a.org.id)
         .await
@@ -217,110 +270,50 @@ async fn sessions_expire_and_revoke(store: DynStore) {
         .unwrap();
     assert_eq!(s.active_organization_id, Some(a.org.id.clone()));
     store.revoke_session(&live.id, now()).await.unwrap();
-    assert_eq!(
-        store.session_by_access_hash("h-live", now()).await.unwrap(),
-        None
-    );
+    assert!(!is_live(&store, "h-live").await);
 }
 
 async fn refresh_rotates_and_detects_reuse(store: DynStore) {
     let a = create(&store, "r@example.com").await;
     let first = session(&a.user.id, "a1", Some("r1"), Duration::hours(1));
     store.insert_session(&first).await.unwrap();
-    let mut next = session(&UserId::default(), "a2", Some("r2"), Duration::hours(1));
+    let mut next = successor("a2", "r2");
     next.client_id = String::new();
-    let out = store
-        .rotate_refresh("r1", next.clone(), now(), NO_GRACE)
-        .await
-        .unwrap();
+    let out = rotate(&store, "r1", next, now(), NO_GRACE).await;
     let RotateOutcome::Rotated(rotated) = out else {
         panic!("expected a rotation, got {out:?}");
     };
     assert_eq!(rotated.family_id, first.family_id);
     assert_eq!(rotated.user_id, a.user.id);
     assert_eq!(rotated.client_id, "chatons-desktop");
-    assert!(
-        store
-            .session_by_access_hash("a2", now())
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(is_live(&store, "a2").await);
     // The first refresh token again: re-use revokes the whole family.
-    let again = session(&UserId::default(), "a3", Some("r3"), Duration::hours(1));
-    assert_eq!(
-        store
-            .rotate_refresh("r1", again, now(), NO_GRACE)
-            .await
-            .unwrap(),
-        RotateOutcome::Reused
-    );
-    assert!(
-        store
-            .session_by_access_hash("a2", now())
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert!(
-        store
-            .session_by_access_hash("a3", now())
-            .await
-            .unwrap()
-            .is_none()
-    );
-    let unknown = session(&UserId::default(), "a4", Some("r4"), Duration::hours(1));
-    assert_eq!(
-        store
-            .rotate_refresh("nope", unknown, now(), NO_GRACE)
-            .await
-            .unwrap(),
-        RotateOutcome::Invalid
-    );
+    let again = successor("a3", "r3");
+    let out = rotate(&store, "r1", again, now(), NO_GRACE).await;
+    assert_eq!(out, RotateOutcome::Reused);
+    assert!(!is_live(&store, "a2").await);
+    assert!(!is_live(&store, "a3").await);
+    let unknown = successor("a4", "r4");
+    let out = rotate(&store, "nope", unknown, now(), NO_GRACE).await;
+    assert_eq!(out, RotateOutcome::Invalid);
     // An expired refresh token is invalid (and not a re-use).
     let mut old = session(&a.user.id, "a5", Some("r5"), Duration::hours(1));
     old.refresh_expires_at = Some(now() - Duration::seconds(1));
     store.insert_session(&old).await.unwrap();
-    let n = session(&UserId::default(), "a6", Some("r6"), Duration::hours(1));
-    assert_eq!(
-        store
-            .rotate_refresh("r5", n, now(), NO_GRACE)
-            .await
-            .unwrap(),
-        RotateOutcome::Invalid
-    );
-    assert!(
-        store
-            .session_by_access_hash("a5", now())
-            .await
-            .unwrap()
-            .is_some()
-    );
+    let out = rotate(&store, "r5", successor("a6", "r6"), now(), NO_GRACE).await;
+    assert_eq!(out, RotateOutcome::Invalid);
+    assert!(is_live(&store, "a5").await);
     // revoke_family ends every session of a family.
     store.revoke_family(&old.family_id, now()).await.unwrap();
-    assert!(
-        store
-            .session_by_access_hash("a5", now())
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!is_live(&store, "a5").await);
 }
 
 async fn password_hash_is_replaced_only_if_unchanged(store: DynStore) {
     let a = create(&store, "ph@example.com").await;
-    assert!(
-        !store
-            .replace_password_hash(&a.user.id, "scrypt$other", "$argon2id$new")
-            .await
-            .unwrap()
-    );
-    assert!(
-        store
-            .replace_password_hash(&a.user.id, "$argon2id$fake", "$argon2id$new")
-            .await
-            .unwrap()
-    );
+    for (old, replaced) in [("scrypt$other", false), ("$argon2id$fake", true)] {
+        let done = store.replace_password_hash(&a.user.id, old, "$argon2id$new");
+        assert_eq!(done.await.unwrap(), replaced, "{old}");
+    }
     let u = store.user(&a.user.id).await.unwrap().unwrap();
     assert_eq!(u.password_hash.as_deref(), Some("$argon2id$new"));
 }
@@ -329,72 +322,29 @@ async fn refresh_reuse_within_grace_returns_the_successor(store: DynStore) {
     let a = create(&store, "g@example.com").await;
     let first = session(&a.user.id, "ga1", Some("gr1"), Duration::hours(1));
     store.insert_session(&first).await.unwrap();
-    let next = session(&UserId::default(), "ga2", Some("gr2"), Duration::hours(1));
     let t = now();
-    let RotateOutcome::Rotated(rotated) = store
-        .rotate_refresh("gr1", next.clone(), t, GRACE)
-        .await
-        .unwrap()
+    let RotateOutcome::Rotated(rotated) =
+        rotate(&store, "gr1", successor("ga2", "gr2"), t, GRACE).await
     else {
         panic!("expected a rotation");
     };
     // The same token again, naming the same successor, within the window: that successor, and
     // nothing new is stored or revoked.
-    let same = session(&UserId::default(), "ga2", Some("gr2"), Duration::hours(1));
-    assert_eq!(
-        store
-            .rotate_refresh("gr1", same.clone(), t + Duration::seconds(5), GRACE)
-            .await
-            .unwrap(),
-        RotateOutcome::Repeated(rotated.clone())
-    );
-    assert!(
-        store
-            .session_by_access_hash("ga2", now())
-            .await
-            .unwrap()
-            .is_some()
-    );
+    let within = t + Duration::seconds(5);
+    let out = rotate(&store, "gr1", successor("ga2", "gr2"), within, GRACE).await;
+    assert_eq!(out, RotateOutcome::Repeated(rotated));
+    assert!(is_live(&store, "ga2").await);
     // A successor the store never issued (another derivation) is refused without revoking.
-    let stranger = session(&UserId::default(), "gx", Some("gxr"), Duration::hours(1));
-    assert_eq!(
-        store
-            .rotate_refresh("gr1", stranger, t + Duration::seconds(5), GRACE)
-            .await
-            .unwrap(),
-        RotateOutcome::Invalid
-    );
-    assert!(
-        store
-            .session_by_access_hash("ga2", now())
-            .await
-            .unwrap()
-            .is_some()
-    );
+    let out = rotate(&store, "gr1", successor("gx", "gxr"), within, GRACE).await;
+    assert_eq!(out, RotateOutcome::Invalid);
+    assert!(is_live(&store, "ga2").await);
     // After the window the same token is a re-use: the family is revoked.
-    assert_eq!(
-        store
-            .rotate_refresh("gr1", same, t + Duration::seconds(31), GRACE)
-            .await
-            .unwrap(),
-        RotateOutcome::Reused
-    );
-    assert!(
-        store
-            .session_by_access_hash("ga2", now())
-            .await
-            .unwrap()
-            .is_none()
-    );
-    let fresh = session(&UserId::default(), "ga3", Some("gr3"), Duration::hours(1));
-    assert_eq!(
-        store
-            .rotate_refresh("gr2", fresh, now(), GRACE)
-            .await
-            .unwrap(),
-        RotateOutcome::Reused,
-        "a revoked family stays revoked"
-    );
+    let late = t + Duration::seconds(31);
+    let out = rotate(&store, "gr1", successor("ga2", "gr2"), late, GRACE).await;
+    assert_eq!(out, RotateOutcome::Reused);
+    assert!(!is_live(&store, "ga2").await);
+    let out = rotate(&store, "gr2", successor("ga3", "gr3"), now(), GRACE).await;
+    assert_eq!(out, RotateOutcome::Reused, "a revoked family stays revoked");
 }
 
 async fn plans_default_and_hidden_switch_both_ways(store: DynStore) {
@@ -488,38 +438,22 @@ async fn organizations_members_and_invites(store: DynStore) {
         store.invite_by_token_hash("inv-hash").await.unwrap(),
         Some(invite.clone())
     );
-    assert_eq!(
-        store
-            .invites(&team.id, &PageReq::first(10))
-            .await
-            .unwrap()
-            .items
-            .len(),
-        1
-    );
+    let pending = async || {
+        let page = store.invites(&team.id, &PageReq::first(10)).await;
+        page.unwrap().items.len()
+    };
+    assert_eq!(pending().await, 1);
     store
         .accept_invite(&invite.id, &b.user.id, now())
         .await
         .unwrap();
-    assert!(
-        matches!(
-            store.accept_invite(&invite.id, &b.user.id, now()).await,
-            Err(StoreError::NotFound)
-        ),
-        "single use"
-    );
+    let again = store.accept_invite(&invite.id, &b.user.id, now()).await;
+    assert!(not_found(again), "single use");
     assert_eq!(
         store.role_in(&team.id, &b.user.id).await.unwrap(),
         Some(Role::Admin)
     );
-    assert!(
-        store
-            .invites(&team.id, &PageReq::first(10))
-            .await
-            .unwrap()
-            .items
-            .is_empty()
-    );
+    assert_eq!(pending().await, 0);
     // Bob now sees both organizations, his personal one first.
     let orgs: Vec<OrgId> = store
         .memberships_of(&b.user.id)
@@ -532,16 +466,7 @@ async fn organizations_members_and_invites(store: DynStore) {
 
     let members = store.members(&team.id, &PageReq::first(1)).await.unwrap();
     assert_eq!(members.items.len(), 1);
-    let rest = store
-        .members(
-            &team.id,
-            &PageReq {
-                limit: 1,
-                after: members.next.clone(),
-            },
-        )
-        .await
-        .unwrap();
+    let rest = store.members(&team.id, &after(&members, 1)).await.unwrap();
     assert_eq!(rest.items.len(), 1);
     assert!(rest.next.is_none());
     assert_ne!(
@@ -585,10 +510,7 @@ async fn organizations_members_and_invites(store: DynStore) {
         Err(StoreError::Conflict(_))
     ));
     store.remove_member(&team.id, &b.user.id).await.unwrap();
-    assert!(matches!(
-        store.remove_member(&team.id, &b.user.id).await,
-        Err(StoreError::NotFound)
-    ));
+    assert!(not_found(store.remove_member(&team.id, &b.user.id).await));
 
     let second = Invite {
         id: InviteId::generate(),
@@ -596,46 +518,27 @@ async fn organizations_members_and_invites(store: DynStore) {
         ..invite.clone()
     };
     store.insert_invite(&second).await.unwrap();
-    assert!(
-        matches!(
-            store.revoke_invite(&a.org.id, &second.id, now()).await,
-            Err(StoreError::NotFound)
-        ),
-        "scoped to its org"
-    );
+    let elsewhere = store.revoke_invite(&a.org.id, &second.id, now()).await;
+    assert!(not_found(elsewhere), "scoped to its org");
     store
         .revoke_invite(&team.id, &second.id, now())
         .await
         .unwrap();
-    assert!(matches!(
-        store.accept_invite(&second.id, &b.user.id, now()).await,
-        Err(StoreError::NotFound)
+    assert!(not_found(
+        store.accept_invite(&second.id, &b.user.id, now()).await
     ));
 
     // Rate counts: accepted and revoked invites count too; other orgs and inviters do not.
     let hour_ago = now() - chrono::Duration::hours(1);
-    assert_eq!(
-        store
-            .recent_invite_counts(&team.id, &a.user.id, hour_ago)
-            .await
-            .unwrap(),
-        (2, 2)
-    );
-    assert_eq!(
-        store
-            .recent_invite_counts(&a.org.id, &b.user.id, hour_ago)
-            .await
-            .unwrap(),
-        (0, 0)
-    );
-    assert_eq!(
-        store
-            .recent_invite_counts(&team.id, &a.user.id, now())
-            .await
-            .unwrap(),
-        (0, 0),
-        "only invites after `since`"
-    );
+    for (org, inviter, since, counts) in [
+        (&team.id, &a.user.id, hour_ago, (2, 2)),
+        (&a.org.id, &b.user.id, hour_ago, (0, 0)),
+        // Only invites after `since`.
+        (&team.id, &a.user.id, now(), (0, 0)),
+    ] {
+        let found = store.recent_invite_counts(org, inviter, since).await;
+        assert_eq!(found.unwrap(), counts, "{org:?} {inviter:?}");
+    }
 }
 
 async fn instances_register_once(store: DynStore) {
@@ -669,90 +572,69 @@ async fn instances_register_once(store: DynStore) {
         RegisterOutcome::Taken
     );
     assert_eq!(store.instance(&inst.id).await.unwrap(), Some(inst.clone()));
-    assert_eq!(
-        store
-            .instances_of(&a.user.id, &PageReq::first(5))
-            .await
-            .unwrap()
-            .items,
-        vec![inst]
-    );
-    assert!(
-        store
-            .instances_of(&b.user.id, &PageReq::first(5))
-            .await
-            .unwrap()
-            .items
-            .is_empty()
-    );
+    for (user, held) in [(&a.user.id, vec![inst]), (&b.user.id, vec![])] {
+        let page = store.instances_of(user, &PageReq::first(5)).await;
+        assert_eq!(page.unwrap().items, held);
+    }
 }
 
 async fn instances_are_bounded_per_user_and_deletable(store: DynStore) {
     let a = create(&store, "lim1@example.com").await;
     let b = create(&store, "lim2@example.com").await;
-    let inst = |id: &str, user: &UserId| Instance {
-        id: InstanceId::from(id),
-        user_id: user.clone(),
-        name: "Desk".into(),
-        created_at: now(),
+    let register = async |id: &str, user: &UserId| {
+        let inst = Instance {
+            id: InstanceId::from(id),
+            user_id: user.clone(),
+            name: "Desk".into(),
+            created_at: now(),
+        };
+        store.register_instance(&inst, 2).await.unwrap()
     };
     for id in ["l-1", "l-2"] {
         assert!(matches!(
-            store
-                .register_instance(&inst(id, &a.user.id), 2)
-                .await
-                .unwrap(),
+            register(id, &a.user.id).await,
             RegisterOutcome::Created(_)
         ));
     }
     assert_eq!(
-        store
-            .register_instance(&inst("l-3", &a.user.id), 2)
-            .await
-            .unwrap(),
+        register("l-3", &a.user.id).await,
         RegisterOutcome::LimitReached
     );
     // Held ids still answer Existing/Taken at the limit.
     assert!(matches!(
-        store
-            .register_instance(&inst("l-1", &a.user.id), 2)
-            .await
-            .unwrap(),
+        register("l-1", &a.user.id).await,
         RegisterOutcome::Existing(_)
     ));
-    assert_eq!(
-        store
-            .register_instance(&inst("l-1", &b.user.id), 2)
-            .await
-            .unwrap(),
-        RegisterOutcome::Taken
-    );
-    assert!(
-        !store
-            .delete_instance(&b.user.id, &InstanceId::from("l-1"))
-            .await
-            .unwrap()
-    );
-    assert!(
-        store
-            .delete_instance(&a.user.id, &InstanceId::from("l-1"))
-            .await
-            .unwrap()
-    );
-    assert!(
-        store
-            .instance(&InstanceId::from("l-1"))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert_eq!(register("l-1", &b.user.id).await, RegisterOutcome::Taken);
+    let l1 = InstanceId::from("l-1");
+    for (user, deleted) in [(&b.user.id, false), (&a.user.id, true)] {
+        assert_eq!(store.delete_instance(user, &l1).await.unwrap(), deleted);
+    }
+    assert!(store.instance(&l1).await.unwrap().is_none());
     assert!(matches!(
-        store
-            .register_instance(&inst("l-3", &a.user.id), 2)
-            .await
-            .unwrap(),
+        register("l-3", &a.user.id).await,
         RegisterOutcome::Created(_)
     ));
+}
+
+/// Provider `P{i}` of the account's organization, without models or secret.
+fn provider_in(a: &Account, i: usize) -> Provider {
+    let t = now();
+    Provider {
+        id: ProviderId::generate(),
+        organization_id: a.org.id.clone(),
+        kind: "openai".into(),
+        label: format!("P{i}"),
+        base_url: "https://api.openai.com/v1".into(),
+        credential_type: "api_key".into(),
+        models: vec![],
+        default_model: None,
+        supports_cloud_runtime: true,
+        secret: None,
+        created_by: Some(a.user.id.clone()),
+        created_at: t,
+        updated_at: t,
+    }
 }
 
 /// A key rotation end to end on the store: old rows open through the previous key, the
@@ -768,26 +650,11 @@ async fn secrets_reseal_under_a_rotated_key(store: DynStore) {
     let foreign = SecretBox::from_key(&[9u8; 32]);
     let mut ids = Vec::new();
     for i in 0..105 {
-        let t = now();
-        let id = ProviderId::generate();
+        let mut p = provider_in(&a, i);
         let sealer = if i == 50 { &foreign } else { &old };
-        let p = Provider {
-            id: id.clone(),
-            organization_id: a.org.id.clone(),
-            kind: "openai".into(),
-            label: format!("P{i}"),
-            base_url: "https://api.openai.com/v1".into(),
-            credential_type: "api_key".into(),
-            models: vec![],
-            default_model: None,
-            supports_cloud_runtime: true,
-            secret: Some(sealer.seal(&format!("sk-{i}"), id.as_str()).unwrap()),
-            created_by: Some(a.user.id.clone()),
-            created_at: t,
-            updated_at: t,
-        };
+        p.secret = Some(sealer.seal(&format!("sk-{i}"), p.id.as_str()).unwrap());
         store.insert_provider(&p).await.unwrap();
-        ids.push(id);
+        ids.push(p.id);
     }
     let rotated = SecretBox::from_key(&[4u8; 32])
         .with_previous(&base64::Engine::encode(
@@ -841,28 +708,18 @@ async fn providers_page_update_delete(store: DynStore) {
     let a = create(&store, "p@example.com").await;
     let mut made = Vec::new();
     for i in 0..3 {
-        let t = now();
         let p = Provider {
-            id: ProviderId::generate(),
-            organization_id: a.org.id.clone(),
-            kind: "openai".into(),
-            label: format!("P{i}"),
-            base_url: "https://api.openai.com/v1".into(),
-            credential_type: "api_key".into(),
             models: vec![ProviderModel {
                 id: "gpt".into(),
                 label: "GPT".into(),
             }],
             default_model: Some("gpt".into()),
-            supports_cloud_runtime: true,
             secret: Some(Sealed {
                 ciphertext: vec![1, 2, 3],
                 nonce: vec![0; 12],
                 key_id: "k1".into(),
             }),
-            created_by: Some(a.user.id.clone()),
-            created_at: t,
-            updated_at: t,
+            ..provider_in(&a, i)
         };
         store.insert_provider(&p).await.unwrap();
         made.push(p);
@@ -873,16 +730,7 @@ async fn providers_page_update_delete(store: DynStore) {
         .await
         .unwrap();
     assert_eq!(first.items, made[..2].to_vec());
-    let second = store
-        .providers(
-            &a.org.id,
-            &PageReq {
-                limit: 2,
-                after: first.next.clone(),
-            },
-        )
-        .await
-        .unwrap();
+    let second = store.providers(&a.org.id, &after(&first, 2)).await.unwrap();
     assert_eq!(second.items, made[2..].to_vec());
     assert!(second.next.is_none());
     let mut changed = made[0].clone();
@@ -896,10 +744,7 @@ async fn providers_page_update_delete(store: DynStore) {
     );
     store.delete_provider(&changed.id).await.unwrap();
     assert!(store.provider(&changed.id).await.unwrap().is_none());
-    assert!(matches!(
-        store.delete_provider(&changed.id).await,
-        Err(StoreError::NotFound)
-    ));
+    assert!(not_found(store.delete_provider(&changed.id).await));
 }
 
 async fn projects_and_conversations_page_and_cascade(store: DynStore) {
@@ -929,13 +774,7 @@ async fn projects_and_conversations_page_and_cascade(store: DynStore) {
     let names: Vec<&str> = page.items.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, vec!["Alpha", "Cloud Workspace"]);
     let rest = store
-        .projects(
-            std::slice::from_ref(&a.org.id),
-            &PageReq {
-                limit: 2,
-                after: page.next.clone(),
-            },
-        )
+        .projects(std::slice::from_ref(&a.org.id), &after(&page, 2))
         .await
         .unwrap();
     assert_eq!(rest.items, vec![zeta.clone()]);
@@ -986,14 +825,8 @@ async fn projects_and_conversations_page_and_cascade(store: DynStore) {
     );
     assert!(store.conversation(&c3.id).await.unwrap().is_some());
     store.delete_conversation(&c3.id).await.unwrap();
-    assert!(matches!(
-        store.delete_conversation(&c3.id).await,
-        Err(StoreError::NotFound)
-    ));
-    assert!(matches!(
-        store.delete_project(&zeta.id).await,
-        Err(StoreError::NotFound)
-    ));
+    assert!(not_found(store.delete_conversation(&c3.id).await));
+    assert!(not_found(store.delete_project(&zeta.id).await));
 }
 
 fn msg(id: &str, content: &str) -> Message {
@@ -1029,23 +862,12 @@ async fn transcripts_append_idempotently(store: DynStore) {
     );
     let page = store.messages(&c.id, &PageReq::first(2)).await.unwrap();
     assert_eq!(page.items, vec![msg("m1", "one"), msg("m2", "two")]);
-    let rest = store
-        .messages(
-            &c.id,
-            &PageReq {
-                limit: 2,
-                after: page.next.clone(),
-            },
-        )
-        .await
-        .unwrap();
+    let rest = store.messages(&c.id, &after(&page, 2)).await.unwrap();
     assert_eq!(rest.items, vec![msg("m3", "three")]);
     assert!(rest.next.is_none());
-    assert!(matches!(
-        store
-            .append_messages(&ConversationId::from("conversation-none"), &[msg("x", "y")])
-            .await,
-        Err(StoreError::NotFound)
+    let none = ConversationId::from("conversation-none");
+    assert!(not_found(
+        store.append_messages(&none, &[msg("x", "y")]).await
     ));
 }
 
@@ -1120,20 +942,11 @@ async fn memories_visibility_search_and_supersede(store: DynStore) {
         scope: scope.into(),
         ..MemoryFilter::default()
     };
-    let all = store
-        .memories(&filter(&a.user.id, "all"), &PageReq::first(10))
-        .await
-        .unwrap();
-    assert_eq!(all.items.len(), 2);
-    let global = store
-        .memories(&filter(&a.user.id, "global"), &PageReq::first(10))
-        .await
-        .unwrap();
+    let listed = async |f: &MemoryFilter| store.memories(f, &PageReq::first(10)).await.unwrap();
+    assert_eq!(listed(&filter(&a.user.id, "all")).await.items.len(), 2);
+    let global = listed(&filter(&a.user.id, "global")).await;
     assert_eq!(global.items, vec![mine.clone()]);
-    let other = store
-        .memories(&filter(&b.user.id, "global"), &PageReq::first(10))
-        .await
-        .unwrap();
+    let other = listed(&filter(&b.user.id, "global")).await;
     assert!(
         other.items.is_empty(),
         "global memories are private to their owner"
@@ -1179,14 +992,7 @@ async fn memories_visibility_search_and_supersede(store: DynStore) {
         active_only: true,
         ..filter(&a.user.id, "global")
     };
-    assert_eq!(
-        store
-            .memories(&active, &PageReq::first(10))
-            .await
-            .unwrap()
-            .items,
-        vec![newer.clone()]
-    );
+    assert_eq!(listed(&active).await.items, vec![newer.clone()]);
 
     let page = store
         .memories(&filter(&a.user.id, "all"), &PageReq::first(2))
@@ -1194,13 +1000,7 @@ async fn memories_visibility_search_and_supersede(store: DynStore) {
         .unwrap();
     assert_eq!(page.items[0].id, newer.id, "newest first");
     let rest = store
-        .memories(
-            &filter(&a.user.id, "all"),
-            &PageReq {
-                limit: 2,
-                after: page.next.clone(),
-            },
-        )
+        .memories(&filter(&a.user.id, "all"), &after(&page, 2))
         .await
         .unwrap();
     assert_eq!(page.items.len() + rest.items.len(), 3);
@@ -1214,14 +1014,8 @@ async fn memories_visibility_search_and_supersede(store: DynStore) {
         .await
         .unwrap();
     store.delete_memory(&newer.id).await.unwrap();
-    assert!(matches!(
-        store.delete_memory(&newer.id).await,
-        Err(StoreError::NotFound)
-    ));
-    assert!(matches!(
-        store.touch_memory(&newer.id, now()).await,
-        Err(StoreError::NotFound)
-    ));
+    assert!(not_found(store.delete_memory(&newer.id).await));
+    assert!(not_found(store.touch_memory(&newer.id, now()).await));
 }
 
 async fn entitlements_roundtrip(store: DynStore) {
@@ -1250,138 +1044,49 @@ async fn entitlements_roundtrip(store: DynStore) {
         id: UserId::from("user-ghost"),
         ..u
     };
-    assert!(matches!(
-        store.update_user_entitlements(&ghost).await,
-        Err(StoreError::NotFound)
-    ));
+    assert!(not_found(store.update_user_entitlements(&ghost).await));
 }
 
 async fn email_tokens_single_use_and_reset_revokes(store: DynStore) {
+    use EmailTokenKind::{PasswordReset, Verification};
     let a = create(&store, "tokens@example.com").await;
     let other = create(&store, "other-tokens@example.com").await;
     let later = now() + Duration::hours(1);
-    store
-        .insert_email_token(EmailTokenKind::Verification, "v-ok", &a.user.id, later)
-        .await
-        .unwrap();
-    store
-        .insert_email_token(
-            EmailTokenKind::Verification,
-            "v-old",
-            &a.user.id,
-            now() - Duration::seconds(1),
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        store.verify_email_token("v-old", now()).await.unwrap(),
-        None,
-        "expired"
-    );
-    assert_eq!(
-        store.verify_email_token("v-none", now()).await.unwrap(),
-        None
-    );
+    let verify = async |hash: &str| store.verify_email_token(hash, now()).await.unwrap();
+    let reset = async |hash: &str, password: &str| {
+        let reset = store.reset_password_with_token(hash, password, now());
+        reset.await.unwrap()
+    };
+    email_token(&store, Verification, "v-ok", &a.user.id, later).await;
+    let past = now() - Duration::seconds(1);
+    email_token(&store, Verification, "v-old", &a.user.id, past).await;
+    assert_eq!(verify("v-old").await, None, "expired");
+    assert_eq!(verify("v-none").await, None);
     // A reset token is not a verification token.
-    store
-        .insert_email_token(EmailTokenKind::PasswordReset, "r-1", &a.user.id, later)
-        .await
-        .unwrap();
-    assert_eq!(store.verify_email_token("r-1", now()).await.unwrap(), None);
-    assert_eq!(
-        store.verify_email_token("v-ok", now()).await.unwrap(),
-        Some(a.user.id.clone())
-    );
-    assert!(
-        store
-            .user(&a.user.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .email_verified_at
-            .is_some()
-    );
-    assert_eq!(
-        store.verify_email_token("v-ok", now()).await.unwrap(),
-        None,
-        "single use"
-    );
+    email_token(&store, PasswordReset, "r-1", &a.user.id, later).await;
+    assert_eq!(verify("r-1").await, None);
+    assert_eq!(verify("v-ok").await, Some(a.user.id.clone()));
+    let user = store.user(&a.user.id).await.unwrap().unwrap();
+    assert!(user.email_verified_at.is_some());
+    assert_eq!(verify("v-ok").await, None, "single use");
 
-    store
-        .insert_email_token(EmailTokenKind::PasswordReset, "r-2", &a.user.id, later)
-        .await
-        .unwrap();
-    store
-        .insert_email_token(
-            EmailTokenKind::PasswordReset,
-            "r-other",
-            &other.user.id,
-            later,
-        )
-        .await
-        .unwrap();
+    email_token(&store, PasswordReset, "r-2", &a.user.id, later).await;
+    email_token(&store, PasswordReset, "r-other", &other.user.id, later).await;
     let mine = session(&a.user.id, "h-mine", Some("r-h-mine"), Duration::hours(1));
     let theirs = session(&other.user.id, "h-theirs", None, Duration::hours(1));
     store.insert_session(&mine).await.unwrap();
     store.insert_session(&theirs).await.unwrap();
-    assert_eq!(
-        store
-            .reset_password_with_token("v-ok", "new-hash", now())
-            .await
-            .unwrap(),
-        None,
-        "a verification token cannot reset"
-    );
-    assert_eq!(
-        store
-            .reset_password_with_token("r-2", "new-hash", now())
-            .await
-            .unwrap(),
-        Some(a.user.id.clone())
-    );
-    assert_eq!(
-        store
-            .user(&a.user.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .password_hash
-            .as_deref(),
-        Some("new-hash")
-    );
-    assert_eq!(
-        store.session_by_access_hash("h-mine", now()).await.unwrap(),
-        None
-    );
-    assert!(
-        store
-            .session_by_access_hash("h-theirs", now())
-            .await
-            .unwrap()
-            .is_some()
-    );
-    assert_eq!(
-        store
-            .reset_password_with_token("r-1", "x", now())
-            .await
-            .unwrap(),
-        None,
-        "older reset tokens are gone"
-    );
-    assert_eq!(
-        store
-            .reset_password_with_token("r-2", "x", now())
-            .await
-            .unwrap(),
-        None
-    );
-    assert_eq!(
-        store
-            .reset_password_with_token("r-other", "other-hash", now())
-            .await
-            .unwrap(),
-        Some(other.user.id.clone())
-    );
+    let by_verification = reset("v-ok", "new-hash").await;
+    assert_eq!(by_verification, None, "a verification token cannot reset");
+    assert_eq!(reset("r-2", "new-hash").await, Some(a.user.id.clone()));
+    let user = store.user(&a.user.id).await.unwrap().unwrap();
+    assert_eq!(user.password_hash.as_deref(), Some("new-hash"));
+    assert!(!is_live(&store, "h-mine").await);
+    assert!(is_live(&store, "h-theirs").await);
+    assert_eq!(reset("r-1", "x").await, None, "older reset tokens are gone");
+    assert_eq!(reset("r-2", "x").await, None);
+    let theirs_reset = reset("r-other", "other-hash").await;
+    assert_eq!(theirs_reset, Some(other.user.id.clone()));
 }
 
 async fn housekeeping_purges_only_dead_rows(store: DynStore) {
@@ -1399,56 +1104,39 @@ async fn housekeeping_purges_only_dead_rows(store: DynStore) {
         store.insert_session(s).await.unwrap();
     }
     assert_eq!(store.purge_sessions(t).await.unwrap(), 2);
-    assert!(
-        store
-            .session_by_refresh_hash("pr-dead")
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert!(
-        store
-            .session_by_refresh_hash("pr-ref")
-            .await
-            .unwrap()
-            .is_some()
-    );
-    assert!(
-        store
-            .session_by_access_hash("p-live", t)
-            .await
-            .unwrap()
-            .is_some()
-    );
+    for (refresh, kept) in [("pr-dead", false), ("pr-ref", true)] {
+        let found = store.session_by_refresh_hash(refresh).await.unwrap();
+        assert_eq!(found.is_some(), kept, "{refresh}");
+    }
+    let found = store.session_by_access_hash("p-live", t).await.unwrap();
+    assert!(found.is_some());
     assert_eq!(store.purge_sessions(t).await.unwrap(), 0);
 
-    store
-        .insert_email_token(
-            EmailTokenKind::Verification,
-            "pv-old",
-            &a.user.id,
-            t - Duration::seconds(5),
-        )
-        .await
-        .unwrap();
-    store
-        .insert_email_token(
-            EmailTokenKind::PasswordReset,
-            "pp-old",
-            &a.user.id,
-            t - Duration::seconds(5),
-        )
-        .await
-        .unwrap();
-    store
-        .insert_email_token(
-            EmailTokenKind::Verification,
-            "pv-new",
-            &a.user.id,
-            t + Duration::hours(1),
-        )
-        .await
-        .unwrap();
+    let (old, new) = (t - Duration::seconds(5), t + Duration::hours(1));
+    email_token(
+        &store,
+        EmailTokenKind::Verification,
+        "pv-old",
+        &a.user.id,
+        old,
+    )
+    .await;
+    email_token(
+        &store,
+        EmailTokenKind::PasswordReset,
+        "pp-old",
+        &a.user.id,
+        old,
+    )
+    .await;
+    email_token(
+        &store,
+        EmailTokenKind::Verification,
+        "pv-new",
+        &a.user.id,
+        new,
+    )
+    .await;
     assert_eq!(store.purge_email_tokens(t).await.unwrap(), 2);
     assert_eq!(
         store.verify_email_token("pv-new", t).await.unwrap(),

@@ -5,14 +5,7 @@ use super::*;
 #[async_trait]
 impl ConversationStore for PgStore {
     async fn insert_conversation(&self, c: &Conversation) -> StoreResult<()> {
-        let sql = CONVERSATIONS.insert();
-        let q = sqlx::query(&sql)
-            .bind(c.id.as_str())
-            .bind(c.organization_id.as_str())
-            .bind(c.project_id.as_str())
-            .bind(c.created_by.as_ref().map(|u| u.0.as_str()));
-        let q = bind_conversation_settings(q, c).bind(c.created_at);
-        self.run(q.bind(c.updated_at)).await.map(drop)
+        Ok(insert_row(&self.pool, c).await?)
     }
 
     async fn conversation(&self, id: &ConversationId) -> StoreResult<Option<Conversation>> {
@@ -113,13 +106,4 @@ impl ConversationStore for PgStore {
         })?;
         Ok(message_page(items, page.limit))
     }
-}
-
-/// Binds what can change in a conversation, `title` to `model_id` (four parameters, in column
-/// order): the same for an insert and an update.
-fn bind_conversation_settings<'q>(q: PgQuery<'q>, c: &'q Conversation) -> PgQuery<'q> {
-    q.bind(&c.title)
-        .bind(&c.status)
-        .bind(&c.model_provider)
-        .bind(&c.model_id)
 }

@@ -61,7 +61,7 @@ impl EmailTokenStore for PgStore {
             .bind(password_hash)
             .execute(&mut *tx)
             .await?;
-        revoke_sessions(&mut *tx, "user_id", &user, now).await?;
+        revoke_sessions(&mut *tx, Sessions::OfUser(&user), now).await?;
         tx.commit().await?;
         Ok(Some(UserId(user)))
     }

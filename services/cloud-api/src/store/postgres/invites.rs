@@ -5,7 +5,7 @@ use super::*;
 #[async_trait]
 impl InviteStore for PgStore {
     async fn insert_invite(&self, i: &Invite) -> StoreResult<()> {
-        sqlx::query(
+        let q = sqlx::query(
             "INSERT INTO cloud_organization_invites (id, token_hash, organization_id, invited_email, \
              role, inviter_user_id, expires_at, created_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
         )
@@ -16,10 +16,8 @@ impl InviteStore for PgStore {
         .bind(i.role.as_str())
         .bind(i.inviter_user_id.as_ref().map(|u| u.0.as_str()))
         .bind(i.expires_at)
-        .bind(i.created_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        .bind(i.created_at);
+        self.run(q).await.map(drop)
     }
 
     async fn invite_by_token_hash(&self, hash: &str) -> StoreResult<Option<Invite>> {

@@ -10,7 +10,7 @@ impl MemoriesStore for PgStore {
 
     async fn save_memory(&self, m: &Memory) -> StoreResult<()> {
         let cols = MEMORIES.cols;
-        sqlx::query(&format!(
+        let sql = format!(
             "INSERT INTO cloud_memories ({cols}, search_document) VALUES \
              ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25, \
               to_tsvector('simple', coalesce($7,'') || ' ' || $8 || ' ' || $10 || ' ' || \
@@ -26,35 +26,34 @@ impl MemoriesStore for PgStore {
                visibility = EXCLUDED.visibility, fingerprint = EXCLUDED.fingerprint, \
                archived = EXCLUDED.archived, source = EXCLUDED.source, \
                updated_at = EXCLUDED.updated_at, search_document = EXCLUDED.search_document"
-        ))
-        .bind(m.id.as_str())
-        .bind(m.organization_id.as_str())
-        .bind(m.user_id.as_ref().map(|u| u.0.as_str()))
-        .bind(m.project_id.as_ref().map(|p| p.0.as_str()))
-        .bind(&m.scope)
-        .bind(&m.kind)
-        .bind(&m.title)
-        .bind(&m.content)
-        .bind(serde_json::json!(m.tags))
-        .bind(&m.topic_key)
-        .bind(m.confidence)
-        .bind(m.schema_version)
-        .bind(m.reinforced_at)
-        .bind(m.last_used_at)
-        .bind(m.times_used)
-        .bind(m.source_conversation_id.as_ref().map(|c| c.0.as_str()))
-        .bind(&m.origin_type)
-        .bind(&m.status)
-        .bind(&m.visibility)
-        .bind(&m.fingerprint)
-        .bind(m.archived)
-        .bind(&m.source)
-        .bind(m.created_by.as_ref().map(|u| u.0.as_str()))
-        .bind(m.created_at)
-        .bind(m.updated_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        );
+        let q = sqlx::query(&sql)
+            .bind(m.id.as_str())
+            .bind(m.organization_id.as_str())
+            .bind(m.user_id.as_ref().map(|u| u.0.as_str()))
+            .bind(m.project_id.as_ref().map(|p| p.0.as_str()))
+            .bind(&m.scope)
+            .bind(&m.kind)
+            .bind(&m.title)
+            .bind(&m.content)
+            .bind(serde_json::json!(m.tags))
+            .bind(&m.topic_key)
+            .bind(m.confidence)
+            .bind(m.schema_version)
+            .bind(m.reinforced_at)
+            .bind(m.last_used_at)
+            .bind(m.times_used)
+            .bind(m.source_conversation_id.as_ref().map(|c| c.0.as_str()))
+            .bind(&m.origin_type)
+            .bind(&m.status)
+            .bind(&m.visibility)
+            .bind(&m.fingerprint)
+            .bind(m.archived)
+            .bind(&m.source)
+            .bind(m.created_by.as_ref().map(|u| u.0.as_str()))
+            .bind(m.created_at)
+            .bind(m.updated_at);
+        self.run(q).await.map(drop)
     }
 
     async fn supersede_memories(

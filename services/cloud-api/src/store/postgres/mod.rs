@@ -11,8 +11,10 @@ use super::listing::*;
 use super::*;
 use crate::domain::*;
 use rows::*;
+use written::*;
 
 mod rows;
+mod written;
 
 pub struct PgStore {
     pool: PgPool,
@@ -171,13 +173,6 @@ fn limit_plus_one(page: &PageReq) -> i64 {
     i64::try_from(page.limit).unwrap_or(i64::MAX - 1) + 1
 }
 
-/// Binds a sealed value's ciphertext, nonce and key id (three parameters; NULLs for none).
-fn bind_sealed<'q>(q: PgQuery<'q>, sealed: Option<&'q Sealed>) -> PgQuery<'q> {
-    q.bind(sealed.map(|s| s.ciphertext.as_slice()))
-        .bind(sealed.map(|s| s.nonce.as_slice()))
-        .bind(sealed.map(|s| s.key_id.as_str()))
-}
-
 fn org_strings(orgs: &[OrgId]) -> Vec<String> {
     orgs.iter().map(|o| o.0.clone()).collect()
 }
@@ -220,13 +215,23 @@ impl Store for PgStore {
     }
 }
 
-/// Revokes (keeping an earlier revocation time) every session whose `column` is `key`.
-async fn revoke_sessions<'e, E: sqlx::PgExecutor<'e>>(
-    ex: E,
-    column: &str,
-    key: &str,
-    now: DateTime<Utc>,
-) -> StoreResult<()> {
+/// Which sessions [`revoke_sessions`] ends.
+enum Sessions<'a> {
+    One(&'a SessionId),
+    Family(&'a FamilyId),
+    OfUser(&'a str),
+}
+
+/// Revokes the sessions (keeping an earlier revocation time).
+async fn revoke_sessions<'e, E>(ex: E, which: Sessions<'_>, now: DateTime<Utc>) -> StoreResult<()>
+where
+    E: sqlx::PgExecutor<'e>,
+{
+    let (column, key) = match which {
+        Sessions::One(id) => ("id", id.as_str()),
+        Sessions::Family(family) => ("family_id", family.as_str()),
+        Sessions::OfUser(user) => ("user_id", user),
+    };
     let sql = format!(
         "UPDATE cloud_sessions SET revoked_at = COALESCE(revoked_at, $2) WHERE {column} = $1"
     );
@@ -246,7 +251,7 @@ async fn insert_org(
     org: &Organization,
     owner: &UserId,
 ) -> StoreResult<()> {
-    sqlx::query(
+    let q = sqlx::query(
         "INSERT INTO cloud_organizations (id, owner_user_id, slug, name, is_personal, created_at, updated_at) \
          VALUES ($1,$2,$3,$4,$5,$6,$6)",
     )
@@ -255,9 +260,8 @@ async fn insert_org(
     .bind(&org.slug)
     .bind(&org.name)
     .bind(org.is_personal)
-    .bind(org.created_at)
-    .execute(&mut **tx)
-    .await?;
+    .bind(org.created_at);
+    q.execute(&mut **tx).await?;
     sqlx::query(
         "INSERT INTO cloud_organization_memberships (organization_id, user_id, role, created_at, updated_at) \
          VALUES ($1,$2,'owner',$3,$3)",
@@ -274,29 +278,5 @@ async fn insert_project_tx(
     tx: &mut Transaction<'static, Postgres>,
     p: &Project,
 ) -> StoreResult<()> {
-    let sql = PROJECTS.insert();
-    let q = sqlx::query(&sql)
-        .bind(p.id.as_str())
-        .bind(p.organization_id.as_str())
-        .bind(p.created_by.as_ref().map(|u| u.0.as_str()));
-    let q = bind_project_settings(q, p)
-        .bind(p.created_at)
-        .bind(p.updated_at);
-    q.execute(&mut **tx).await?;
-    Ok(())
-}
-
-/// Binds what can change in a project, `name` to `cloud_status` (eleven parameters, in column
-/// order): the same for an insert and an update.
-fn bind_project_settings<'q>(q: PgQuery<'q>, p: &'q Project) -> PgQuery<'q> {
-    let repo = p.repository.as_ref();
-    let q = q
-        .bind(&p.name)
-        .bind(&p.repo_name)
-        .bind(&p.kind)
-        .bind(&p.workspace_capability)
-        .bind(repo.map(|r| r.clone_url.as_str()))
-        .bind(repo.and_then(|r| r.default_branch.as_deref()))
-        .bind(repo.map(|r| r.auth_mode.as_str()));
-    bind_sealed(q, repo.and_then(|r| r.token.as_ref())).bind(&p.cloud_status)
+    Ok(insert_row(&mut **tx, p).await?)
 }

@@ -5,15 +5,7 @@ use super::*;
 #[async_trait]
 impl ProviderStore for PgStore {
     async fn insert_provider(&self, p: &Provider) -> StoreResult<()> {
-        let sql = PROVIDERS.insert();
-        let q = sqlx::query(&sql)
-            .bind(p.id.as_str())
-            .bind(p.organization_id.as_str());
-        let q = bind_settings(q, p)
-            .bind(p.created_by.as_ref().map(|u| u.0.as_str()))
-            .bind(p.created_at)
-            .bind(p.updated_at);
-        self.run(q).await.map(drop)
+        Ok(insert_row(&self.pool, p).await?)
     }
 
     async fn provider(&self, id: &ProviderId) -> StoreResult<Option<Provider>> {
@@ -33,7 +25,7 @@ impl ProviderStore for PgStore {
              secret_ciphertext = $9, secret_nonce = $10, secret_key_id = $11, updated_at = $12 \
              WHERE id = $1",
         );
-        let q = bind_settings(q.bind(p.id.as_str()), p).bind(p.updated_at);
+        let q = bind_provider_settings(q.bind(p.id.as_str()), p).bind(p.updated_at);
         self.change(q).await
     }
 
@@ -72,18 +64,4 @@ impl ProviderStore for PgStore {
     async fn delete_provider(&self, id: &ProviderId) -> StoreResult<()> {
         self.delete_by_id(&PROVIDERS, id.as_str()).await
     }
-}
-
-/// Binds what an admin edits, `kind` to the sealed secret (ten parameters, in column order):
-/// the same for an insert and an update.
-fn bind_settings<'q>(q: PgQuery<'q>, p: &'q Provider) -> PgQuery<'q> {
-    let q = q
-        .bind(&p.kind)
-        .bind(&p.label)
-        .bind(&p.base_url)
-        .bind(&p.credential_type)
-        .bind(models_json(&p.models))
-        .bind(&p.default_model)
-        .bind(p.supports_cloud_runtime);
-    bind_sealed(q, p.secret.as_ref())
 }

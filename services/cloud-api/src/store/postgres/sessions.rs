@@ -5,23 +5,7 @@ use super::*;
 #[async_trait]
 impl SessionStore for PgStore {
     async fn insert_session(&self, s: &Session) -> StoreResult<()> {
-        let sql = SESSIONS.insert();
-        let q = sqlx::query(&sql)
-            .bind(s.id.as_str())
-            .bind(s.family_id.as_str())
-            .bind(s.user_id.as_str())
-            .bind(&s.client_id)
-            .bind(&s.scope)
-            .bind(&s.access_token_hash)
-            .bind(&s.refresh_token_hash)
-            .bind(s.active_organization_id.as_ref().map(|o| o.0.as_str()))
-            .bind(s.auth_time)
-            .bind(s.expires_at)
-            .bind(s.refresh_expires_at)
-            .bind(s.rotated_at)
-            .bind(s.revoked_at)
-            .bind(s.created_at);
-        self.run(q).await.map(drop)
+        Ok(insert_row(&self.pool, s).await?)
     }
 
     async fn session_by_access_hash(
@@ -111,11 +95,11 @@ impl SessionStore for PgStore {
     }
 
     async fn revoke_session(&self, id: &SessionId, now: DateTime<Utc>) -> StoreResult<()> {
-        revoke_sessions(&self.pool, "id", id.as_str(), now).await
+        revoke_sessions(&self.pool, Sessions::One(id), now).await
     }
 
     async fn revoke_family(&self, family: &FamilyId, now: DateTime<Utc>) -> StoreResult<()> {
-        revoke_sessions(&self.pool, "family_id", family.as_str(), now).await
+        revoke_sessions(&self.pool, Sessions::Family(family), now).await
     }
 
     async fn set_active_organization(&self, user: &UserId, org: &OrgId) -> StoreResult<()> {
