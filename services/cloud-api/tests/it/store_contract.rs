@@ -917,14 +917,18 @@ fn memory(
 async fn memories_visibility_search_and_supersede(store: DynStore) {
     let a = create(&store, "m1@example.com").await;
     let b = create(&store, "m2@example.com").await;
-    let mine = memory(
-        &a.org.id,
-        Some(&a.user.id),
-        None,
-        "preference",
-        "tabs",
-        "Use tabs for indentation",
-    );
+    // A's own preference on the topic "tabs" (global scope).
+    let tabs = |content| {
+        memory(
+            &a.org.id,
+            Some(&a.user.id),
+            None,
+            "preference",
+            "tabs",
+            content,
+        )
+    };
+    let mine = tabs("Use tabs for indentation");
     let shared = memory(
         &a.org.id,
         None,
@@ -962,14 +966,7 @@ async fn memories_visibility_search_and_supersede(store: DynStore) {
 
     // A newer memory on the same topic supersedes the older one.
     tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-    let newer = memory(
-        &a.org.id,
-        Some(&a.user.id),
-        None,
-        "preference",
-        "tabs",
-        "Use spaces",
-    );
+    let newer = tabs("Use spaces");
     store.save_memory(&newer).await.unwrap();
     store
         .supersede_memories(&a.org.id, &newer.fingerprint, &newer.id)
