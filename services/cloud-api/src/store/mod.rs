@@ -7,6 +7,7 @@
 //! atomic (signup, refresh rotation, invite acceptance, transcript append, instance registration)
 //! are single methods so each implementation can make them atomic.
 
+pub mod listing;
 pub mod memory;
 pub mod plan_cache;
 pub mod postgres;

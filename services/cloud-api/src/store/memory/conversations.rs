@@ -22,35 +22,20 @@ impl ConversationStore for MemoryStore {
         page: &PageReq,
     ) -> StoreResult<Page<Conversation>> {
         self.with(|t| {
-            let items: Vec<Conversation> = t
-                .conversations
-                .values()
-                .filter(|c| orgs.contains(&c.organization_id))
-                .filter(|c| project.is_none_or(|p| &c.project_id == p))
-                .cloned()
-                .collect();
-            page_of(items, page, |c| Cursor {
-                key: c.title.clone(),
-                id: c.id.0.clone(),
-            })
+            let items = rows_where(&t.conversations, |c| {
+                orgs.contains(&c.organization_id) && project.is_none_or(|p| &c.project_id == p)
+            });
+            page_of(items, page)
         })
     }
 
     async fn update_conversation(&self, conversation: &Conversation) -> StoreResult<()> {
-        self.with(|t| match t.conversations.get_mut(&conversation.id) {
-            Some(c) => {
-                *c = conversation.clone();
-                Ok(())
-            }
-            None => Err(StoreError::NotFound),
-        })?
+        self.try_with(|t| replace(&mut t.conversations, &conversation.id, conversation))
     }
 
     async fn delete_conversation(&self, id: &ConversationId) -> StoreResult<()> {
-        self.with(|t| {
-            if t.conversations.remove(id).is_none() {
-                return Err(StoreError::NotFound);
-            }
+        self.try_with(|t| {
+            remove(&mut t.conversations, id)?;
             t.messages.remove(id);
             for m in t.memories.values_mut() {
                 if m.source_conversation_id.as_ref() == Some(id) {
@@ -58,7 +43,7 @@ impl ConversationStore for MemoryStore {
                 }
             }
             Ok(())
-        })?
+        })
     }
 
     async fn append_messages(
@@ -66,7 +51,7 @@ impl ConversationStore for MemoryStore {
         conversation: &ConversationId,
         messages: &[Message],
     ) -> StoreResult<(u64, u64)> {
-        self.with(|t| {
+        self.try_with(|t| {
             if !t.conversations.contains_key(conversation) {
                 return Err(StoreError::NotFound);
             }
@@ -79,7 +64,7 @@ impl ConversationStore for MemoryStore {
                 }
             }
             Ok((appended, list.len() as u64))
-        })?
+        })
     }
 
     async fn messages(
@@ -87,28 +72,15 @@ impl ConversationStore for MemoryStore {
         conversation: &ConversationId,
         page: &PageReq,
     ) -> StoreResult<Page<Message>> {
+        let start = usize::try_from(message_position_after(page)).unwrap_or(0);
         self.with(|t| {
-            let list = t.messages.get(conversation).cloned().unwrap_or_default();
-            let start = page
-                .after
-                .as_ref()
-                .and_then(|c| c.key.parse::<usize>().ok())
-                .unwrap_or(0);
-            let fetched: Vec<(usize, Message)> = list
-                .into_iter()
-                .enumerate()
-                .map(|(i, m)| (i + 1, m))
+            let list = t.messages.get(conversation).map(Vec::as_slice);
+            let fetched = (1..)
+                .zip(list.unwrap_or_default().iter().cloned())
                 .skip(start)
                 .take(page.limit + 1)
                 .collect();
-            let p = Page::from_fetched(fetched, page.limit, |(pos, _)| Cursor {
-                key: pos.to_string(),
-                id: String::new(),
-            });
-            Page {
-                items: p.items.into_iter().map(|(_, m)| m).collect(),
-                next: p.next,
-            }
+            message_page(fetched, page.limit)
         })
     }
 }

@@ -42,17 +42,6 @@ impl InstanceStore for MemoryStore {
     }
 
     async fn instances_of(&self, user: &UserId, page: &PageReq) -> StoreResult<Page<Instance>> {
-        self.with(|t| {
-            let items: Vec<Instance> = t
-                .instances
-                .values()
-                .filter(|i| &i.user_id == user)
-                .cloned()
-                .collect();
-            page_of(items, page, |i| Cursor {
-                key: time_key(i.created_at),
-                id: i.id.0.clone(),
-            })
-        })
+        self.with(|t| page_of(rows_where(&t.instances, |i| &i.user_id == user), page))
     }
 }

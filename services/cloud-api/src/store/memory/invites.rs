@@ -22,10 +22,7 @@ impl InviteStore for MemoryStore {
                 })
                 .cloned()
                 .collect();
-            page_of(items, page, |i| Cursor {
-                key: time_key(i.created_at),
-                id: i.id.0.clone(),
-            })
+            page_of(items, page)
         })
     }
 
@@ -52,7 +49,7 @@ impl InviteStore for MemoryStore {
         user: &UserId,
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
-        self.with(|t| {
+        self.try_with(|t| {
             let Some(inv) = t.invites.iter_mut().find(|i| {
                 &i.id == invite
                     && i.accepted_at.is_none()
@@ -77,7 +74,7 @@ impl InviteStore for MemoryStore {
                 }),
             }
             Ok(())
-        })?
+        })
     }
 
     async fn revoke_invite(
@@ -86,19 +83,16 @@ impl InviteStore for MemoryStore {
         invite: &InviteId,
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
-        self.with(|t| {
-            match t.invites.iter_mut().find(|i| {
+        self.try_with(|t| {
+            let pending = t.invites.iter_mut().find(|i| {
                 &i.id == invite
                     && &i.organization_id == org
                     && i.accepted_at.is_none()
                     && i.revoked_at.is_none()
-            }) {
-                Some(i) => {
-                    i.revoked_at = Some(now);
-                    Ok(())
-                }
-                None => Err(StoreError::NotFound),
-            }
-        })?
+            });
+            let i = pending.ok_or(StoreError::NotFound)?;
+            i.revoked_at = Some(now);
+            Ok(())
+        })
     }
 }

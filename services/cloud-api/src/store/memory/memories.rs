@@ -47,15 +47,7 @@ impl MemoriesStore for MemoryStore {
     }
 
     async fn memories(&self, filter: &MemoryFilter, page: &PageReq) -> StoreResult<Page<Memory>> {
-        self.with(|t| {
-            let items: Vec<Memory> = t
-                .memories
-                .values()
-                .filter(|m| memory_visible(m, filter))
-                .cloned()
-                .collect();
-            page_of(items, page, memory_cursor)
-        })
+        self.with(|t| page_of(rows_where(&t.memories, |m| memory_visible(m, filter)), page))
     }
 
     async fn memory_candidates(
@@ -92,16 +84,14 @@ impl MemoriesStore for MemoryStore {
     }
 
     async fn touch_memory(&self, id: &MemoryId, now: DateTime<Utc>) -> StoreResult<()> {
-        self.with(|t| match t.memories.get_mut(id) {
-            Some(m) => {
+        self.try_with(|t| {
+            update(&mut t.memories, id, |m| {
                 m.times_used += 1;
                 m.last_used_at = Some(now);
                 m.reinforced_at = Some(now);
                 m.updated_at = now;
-                Ok(())
-            }
-            None => Err(StoreError::NotFound),
-        })?
+            })
+        })
     }
 
     async fn mark_memories_seen(&self, _ids: &[MemoryId], _now: DateTime<Utc>) -> StoreResult<()> {
@@ -110,11 +100,6 @@ impl MemoriesStore for MemoryStore {
     }
 
     async fn delete_memory(&self, id: &MemoryId) -> StoreResult<()> {
-        self.with(|t| {
-            t.memories
-                .remove(id)
-                .map(|_| ())
-                .ok_or(StoreError::NotFound)
-        })?
+        self.try_with(|t| remove(&mut t.memories, id).map(drop))
     }
 }

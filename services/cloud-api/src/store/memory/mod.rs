@@ -3,11 +3,13 @@
 //! it is held.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use super::listing::*;
 use super::*;
 use crate::domain::memory::text_matches;
 use crate::domain::*;
@@ -117,6 +119,35 @@ impl MemoryStore {
             .map_err(|_| StoreError::Internal("in-memory store lock poisoned".into()))?;
         Ok(f(&mut guard))
     }
+
+    /// [`Self::with`] for an operation that can itself fail.
+    fn try_with<R>(&self, f: impl FnOnce(&mut Tables) -> StoreResult<R>) -> StoreResult<R> {
+        self.with(f)?
+    }
+}
+
+/// Changes the row stored under `id`; `NotFound` when there is none.
+fn update<K: Eq + Hash, V, R>(
+    table: &mut HashMap<K, V>,
+    id: &K,
+    f: impl FnOnce(&mut V) -> R,
+) -> StoreResult<R> {
+    table.get_mut(id).map(f).ok_or(StoreError::NotFound)
+}
+
+/// Replaces the row stored under `id` with `row`; `NotFound` when there is none.
+fn replace<K: Eq + Hash, V: Clone>(table: &mut HashMap<K, V>, id: &K, row: &V) -> StoreResult<()> {
+    update(table, id, |v| *v = row.clone())
+}
+
+/// Removes the row stored under `id`; `NotFound` when there is none.
+fn remove<K: Eq + Hash, V>(table: &mut HashMap<K, V>, id: &K) -> StoreResult<V> {
+    table.remove(id).ok_or(StoreError::NotFound)
+}
+
+/// Copies of the rows for which `keep` holds, in no order (see [`page_of`]).
+fn rows_where<K, V: Clone>(table: &HashMap<K, V>, keep: impl Fn(&V) -> bool) -> Vec<V> {
+    table.values().filter(|v| keep(v)).cloned().collect()
 }
 
 fn plan(id: &str, label: &str, limit: i64, default: bool) -> Plan {
@@ -129,24 +160,25 @@ fn plan(id: &str, label: &str, limit: i64, default: bool) -> Plan {
     }
 }
 
-/// Sorts by (key, id), skips up to the cursor and keeps `limit + 1` for the page logic.
-fn page_of<T: Clone>(mut items: Vec<T>, page: &PageReq, key: impl Fn(&T) -> Cursor) -> Page<T> {
-    items.sort_by(|a, b| {
-        let (ka, kb) = (key(a), key(b));
-        (ka.key, ka.id).cmp(&(kb.key, kb.id))
+/// Sorts by each record's cursor (key, id), skips up to the cursor and keeps `limit + 1` for the
+/// page logic.
+fn page_of<T: Listed>(mut items: Vec<T>, page: &PageReq) -> Page<T> {
+    items.sort_by_cached_key(|i| {
+        let c = i.cursor();
+        (c.key, c.id)
     });
     let start = match &page.after {
         Some(c) => items
             .iter()
             .position(|i| {
-                let k = key(i);
+                let k = i.cursor();
                 (k.key.as_str(), k.id.as_str()) > (c.key.as_str(), c.id.as_str())
             })
             .unwrap_or(items.len()),
         None => 0,
     };
     let fetched: Vec<T> = items.into_iter().skip(start).take(page.limit + 1).collect();
-    Page::from_fetched(fetched, page.limit, key)
+    Page::from_fetched(fetched, page.limit, T::cursor)
 }
 
 fn memory_visible(m: &Memory, f: &MemoryFilter) -> bool {
@@ -175,14 +207,6 @@ fn memory_visible(m: &Memory, f: &MemoryFilter) -> bool {
         && (f.include_archived || !m.archived)
         && (!f.active_only || m.status == "active")
         && f.kind.as_ref().is_none_or(|k| &m.kind == k)
-}
-
-pub fn memory_cursor(m: &Memory) -> Cursor {
-    // Newest first: invert the time so ascending key order is descending time.
-    Cursor {
-        key: format!("{:020}", i64::MAX - m.updated_at.timestamp_micros()),
-        id: m.id.0.clone(),
-    }
 }
 
 mod conversations;

@@ -5,7 +5,7 @@ use super::*;
 #[async_trait]
 impl OrganizationStore for MemoryStore {
     async fn create_organization(&self, org: &Organization, owner: &UserId) -> StoreResult<()> {
-        self.with(|t| {
+        self.try_with(|t| {
             if t.orgs.values().any(|o| o.slug == org.slug) {
                 return Err(StoreError::Conflict("cloud_organizations_slug_uidx".into()));
             }
@@ -17,7 +17,7 @@ impl OrganizationStore for MemoryStore {
                 created_at: org.created_at,
             });
             Ok(())
-        })?
+        })
     }
 
     async fn organization(&self, id: &OrgId) -> StoreResult<Option<Organization>> {
@@ -55,19 +55,15 @@ impl OrganizationStore for MemoryStore {
     }
 
     async fn rename_organization(&self, org: &OrgId, name: &str, slug: &str) -> StoreResult<()> {
-        self.with(|t| {
+        self.try_with(|t| {
             if t.orgs.values().any(|o| o.slug == slug && &o.id != org) {
                 return Err(StoreError::Conflict("cloud_organizations_slug_uidx".into()));
             }
-            match t.orgs.get_mut(org) {
-                Some(o) => {
-                    o.name = name.to_owned();
-                    o.slug = slug.to_owned();
-                    Ok(())
-                }
-                None => Err(StoreError::NotFound),
-            }
-        })?
+            update(&mut t.orgs, org, |o| {
+                o.name = name.to_owned();
+                o.slug = slug.to_owned();
+            })
+        })
     }
 
     async fn members(&self, org: &OrgId, page: &PageReq) -> StoreResult<Page<Member>> {
@@ -84,34 +80,26 @@ impl OrganizationStore for MemoryStore {
                     })
                 })
                 .collect();
-            page_of(items, page, |m| Cursor {
-                key: time_key(m.membership.created_at),
-                id: m.membership.user_id.0.clone(),
-            })
+            page_of(items, page)
         })
     }
 
     async fn set_role(&self, org: &OrgId, user: &UserId, role: Role) -> StoreResult<()> {
-        self.with(|t| {
+        self.try_with(|t| {
             if role != Role::Owner && last_owner(t, org, user) {
                 return Err(StoreError::LastOwner);
             }
-            match t
+            let member = t
                 .memberships
                 .iter_mut()
-                .find(|m| &m.organization_id == org && &m.user_id == user)
-            {
-                Some(m) => {
-                    m.role = role;
-                    Ok(())
-                }
-                None => Err(StoreError::NotFound),
-            }
-        })?
+                .find(|m| &m.organization_id == org && &m.user_id == user);
+            member.ok_or(StoreError::NotFound)?.role = role;
+            Ok(())
+        })
     }
 
     async fn remove_member(&self, org: &OrgId, user: &UserId) -> StoreResult<()> {
-        self.with(|t| {
+        self.try_with(|t| {
             if last_owner(t, org, user) {
                 return Err(StoreError::LastOwner);
             }
@@ -127,7 +115,7 @@ impl OrganizationStore for MemoryStore {
                 }
             });
             Ok(())
-        })?
+        })
     }
 
     async fn owner_count(&self, org: &OrgId) -> StoreResult<i64> {

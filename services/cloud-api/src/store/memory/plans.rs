@@ -13,7 +13,7 @@ impl PlanStore for MemoryStore {
     }
 
     async fn update_plan(&self, id: &str, patch: &PlanPatch) -> StoreResult<()> {
-        self.with(|t| {
+        self.try_with(|t| {
             if !t.plans.iter().any(|p| p.id == id) {
                 return Err(StoreError::NotFound);
             }
@@ -37,7 +37,7 @@ impl PlanStore for MemoryStore {
                 }
             }
             Ok(())
-        })?
+        })
     }
 
     async fn active_runtime_sessions(

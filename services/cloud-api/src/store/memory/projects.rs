@@ -16,34 +16,20 @@ impl ProjectStore for MemoryStore {
 
     async fn projects(&self, orgs: &[OrgId], page: &PageReq) -> StoreResult<Page<Project>> {
         self.with(|t| {
-            let items: Vec<Project> = t
-                .projects
-                .values()
-                .filter(|p| orgs.contains(&p.organization_id))
-                .cloned()
-                .collect();
-            page_of(items, page, |p| Cursor {
-                key: p.name.clone(),
-                id: p.id.0.clone(),
-            })
+            page_of(
+                rows_where(&t.projects, |p| orgs.contains(&p.organization_id)),
+                page,
+            )
         })
     }
 
     async fn update_project(&self, project: &Project) -> StoreResult<()> {
-        self.with(|t| match t.projects.get_mut(&project.id) {
-            Some(p) => {
-                *p = project.clone();
-                Ok(())
-            }
-            None => Err(StoreError::NotFound),
-        })?
+        self.try_with(|t| replace(&mut t.projects, &project.id, project))
     }
 
     async fn delete_project(&self, id: &ProjectId) -> StoreResult<()> {
-        self.with(|t| {
-            if t.projects.remove(id).is_none() {
-                return Err(StoreError::NotFound);
-            }
+        self.try_with(|t| {
+            remove(&mut t.projects, id)?;
             let gone: Vec<ConversationId> = t
                 .conversations
                 .values()
@@ -64,6 +50,6 @@ impl ProjectStore for MemoryStore {
                 }
             }
             Ok(())
-        })?
+        })
     }
 }

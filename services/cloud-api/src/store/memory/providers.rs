@@ -16,27 +16,15 @@ impl ProviderStore for MemoryStore {
 
     async fn providers(&self, org: &OrgId, page: &PageReq) -> StoreResult<Page<Provider>> {
         self.with(|t| {
-            let items: Vec<Provider> = t
-                .providers
-                .values()
-                .filter(|p| &p.organization_id == org)
-                .cloned()
-                .collect();
-            page_of(items, page, |p| Cursor {
-                key: time_key(p.created_at),
-                id: p.id.0.clone(),
-            })
+            page_of(
+                rows_where(&t.providers, |p| &p.organization_id == org),
+                page,
+            )
         })
     }
 
     async fn update_provider(&self, provider: &Provider) -> StoreResult<()> {
-        self.with(|t| match t.providers.get_mut(&provider.id) {
-            Some(p) => {
-                *p = provider.clone();
-                Ok(())
-            }
-            None => Err(StoreError::NotFound),
-        })?
+        self.try_with(|t| replace(&mut t.providers, &provider.id, provider))
     }
 
     async fn providers_sealed_with_other_key(
@@ -46,13 +34,10 @@ impl ProviderStore for MemoryStore {
         limit: usize,
     ) -> StoreResult<Vec<Provider>> {
         self.with(|t| {
-            let mut found: Vec<Provider> = t
-                .providers
-                .values()
-                .filter(|p| p.secret.as_ref().is_some_and(|s| s.key_id != key_id))
-                .filter(|p| after.is_none_or(|a| p.id.as_str() > a.as_str()))
-                .cloned()
-                .collect();
+            let mut found = rows_where(&t.providers, |p| {
+                p.secret.as_ref().is_some_and(|s| s.key_id != key_id)
+                    && after.is_none_or(|a| p.id.as_str() > a.as_str())
+            });
             found.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
             found.truncate(limit);
             found
@@ -75,11 +60,6 @@ impl ProviderStore for MemoryStore {
     }
 
     async fn delete_provider(&self, id: &ProviderId) -> StoreResult<()> {
-        self.with(|t| {
-            t.providers
-                .remove(id)
-                .map(|_| ())
-                .ok_or(StoreError::NotFound)
-        })?
+        self.try_with(|t| remove(&mut t.providers, id).map(drop))
     }
 }

@@ -5,7 +5,7 @@ use super::*;
 #[async_trait]
 impl UserStore for MemoryStore {
     async fn create_account(&self, a: NewAccount) -> StoreResult<()> {
-        self.with(|t| {
+        self.try_with(|t| {
             if t.users.values().any(|u| u.email == a.user.email) {
                 return Err(StoreError::Conflict("cloud_users_email_uidx".into()));
             }
@@ -23,7 +23,7 @@ impl UserStore for MemoryStore {
                 .insert(a.default_project.id.clone(), a.default_project);
             t.users.insert(a.user.id.clone(), a.user);
             Ok(())
-        })?
+        })
     }
 
     async fn user(&self, id: &UserId) -> StoreResult<Option<User>> {
@@ -36,24 +36,17 @@ impl UserStore for MemoryStore {
     }
 
     async fn list_users(&self, page: &PageReq) -> StoreResult<Page<User>> {
-        self.with(|t| {
-            page_of(t.users.values().cloned().collect(), page, |u| Cursor {
-                key: time_key(u.created_at),
-                id: u.id.0.clone(),
-            })
-        })
+        self.with(|t| page_of(t.users.values().cloned().collect(), page))
     }
 
     async fn update_user_entitlements(&self, user: &User) -> StoreResult<()> {
-        self.with(|t| match t.users.get_mut(&user.id) {
-            Some(u) => {
+        self.try_with(|t| {
+            update(&mut t.users, &user.id, |u| {
                 u.is_admin = user.is_admin;
                 u.subscription_plan = user.subscription_plan.clone();
                 u.complimentary = user.complimentary.clone();
-                Ok(())
-            }
-            None => Err(StoreError::NotFound),
-        })?
+            })
+        })
     }
 
     async fn replace_password_hash(

@@ -11,16 +11,12 @@ impl EmailTokenStore for PgStore {
         user: &UserId,
         expires_at: DateTime<Utc>,
     ) -> StoreResult<()> {
-        sqlx::query(&format!(
+        let sql = format!(
             "INSERT INTO {} (token_hash, user_id, expires_at) VALUES ($1, $2, $3)",
             email_token_table(kind)
-        ))
-        .bind(hash)
-        .bind(user.as_str())
-        .bind(expires_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        );
+        let q = sqlx::query(&sql).bind(hash).bind(user.as_str());
+        self.run(q.bind(expires_at)).await.map(drop)
     }
 
     async fn verify_email_token(
@@ -29,15 +25,7 @@ impl EmailTokenStore for PgStore {
         now: DateTime<Utc>,
     ) -> StoreResult<Option<UserId>> {
         let mut tx = self.tx().await?;
-        let user: Option<String> = sqlx::query_scalar(
-            "DELETE FROM cloud_email_verification_tokens WHERE token_hash = $1 \
-             RETURNING CASE WHEN expires_at > $2 THEN user_id END",
-        )
-        .bind(hash)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?
-        .flatten();
+        let user = take_token(&mut tx, EmailTokenKind::Verification, hash, now).await?;
         if let Some(user) = &user {
             sqlx::query(
                 "UPDATE cloud_users SET email_verified_at = COALESCE(email_verified_at, $2) \
@@ -59,16 +47,8 @@ impl EmailTokenStore for PgStore {
         now: DateTime<Utc>,
     ) -> StoreResult<Option<UserId>> {
         let mut tx = self.tx().await?;
-        let user: Option<String> = sqlx::query_scalar(
-            "DELETE FROM cloud_password_reset_tokens WHERE token_hash = $1 \
-             RETURNING CASE WHEN expires_at > $2 THEN user_id END",
-        )
-        .bind(hash)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?
-        .flatten();
-        let Some(user) = user else {
+        let Some(user) = take_token(&mut tx, EmailTokenKind::PasswordReset, hash, now).await?
+        else {
             tx.commit().await?;
             return Ok(None);
         };
@@ -81,29 +61,41 @@ impl EmailTokenStore for PgStore {
             .bind(password_hash)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "UPDATE cloud_sessions SET revoked_at = COALESCE(revoked_at, $2) WHERE user_id = $1",
-        )
-        .bind(&user)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        revoke_sessions(&mut *tx, Sessions::OfUser(&user), now).await?;
         tx.commit().await?;
         Ok(Some(UserId(user)))
     }
 
     async fn purge_email_tokens(&self, before: DateTime<Utc>) -> StoreResult<u64> {
         let mut purged = 0;
-        for table in [
-            email_token_table(EmailTokenKind::Verification),
-            email_token_table(EmailTokenKind::PasswordReset),
-        ] {
-            let done = sqlx::query(&format!("DELETE FROM {table} WHERE expires_at < $1"))
-                .bind(before)
-                .execute(&self.pool)
-                .await?;
-            purged += done.rows_affected();
+        for kind in [EmailTokenKind::Verification, EmailTokenKind::PasswordReset] {
+            let sql = format!(
+                "DELETE FROM {} WHERE expires_at < $1",
+                email_token_table(kind)
+            );
+            purged += self.run(sqlx::query(&sql).bind(before)).await?;
         }
         Ok(purged)
     }
+}
+
+/// Deletes the token `hash` of this kind (it is single use, expired or not); its user when it
+/// had not expired at `now`.
+async fn take_token(
+    tx: &mut Transaction<'static, Postgres>,
+    kind: EmailTokenKind,
+    hash: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<Option<String>> {
+    let sql = format!(
+        "DELETE FROM {} WHERE token_hash = $1 \
+         RETURNING CASE WHEN expires_at > $2 THEN user_id END",
+        email_token_table(kind)
+    );
+    let user: Option<Option<String>> = sqlx::query_scalar(&sql)
+        .bind(hash)
+        .bind(now)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(user.flatten())
 }

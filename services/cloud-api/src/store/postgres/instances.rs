@@ -18,8 +18,8 @@ impl InstanceStore for PgStore {
                 None => None,
             })
         };
-        let select = "SELECT id, user_id, name, created_at FROM cloud_instances WHERE id = $1";
-        let row = sqlx::query(select)
+        let select = INSTANCES.select("id = $1");
+        let row = sqlx::query(&select)
             .bind(i.id.as_str())
             .fetch_optional(&mut *tx)
             .await?;
@@ -46,7 +46,7 @@ impl InstanceStore for PgStore {
         .await?;
         if inserted.is_none() {
             // Another user claimed it meanwhile.
-            let row = sqlx::query(select)
+            let row = sqlx::query(&select)
                 .bind(i.id.as_str())
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -57,39 +57,17 @@ impl InstanceStore for PgStore {
     }
 
     async fn delete_instance(&self, user: &UserId, id: &InstanceId) -> StoreResult<bool> {
-        let done = sqlx::query("DELETE FROM cloud_instances WHERE id = $1 AND user_id = $2")
-            .bind(id.as_str())
-            .bind(user.as_str())
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        let q = sqlx::query("DELETE FROM cloud_instances WHERE id = $1 AND user_id = $2");
+        Ok(self.run(q.bind(id.as_str()).bind(user.as_str())).await? > 0)
     }
 
     async fn instance(&self, id: &InstanceId) -> StoreResult<Option<Instance>> {
-        let row =
-            sqlx::query("SELECT id, user_id, name, created_at FROM cloud_instances WHERE id = $1")
-                .bind(id.as_str())
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(row.as_ref().map(Instance::from_row).transpose()?)
+        self.by_id(&INSTANCES, id.as_str()).await
     }
 
     async fn instances_of(&self, user: &UserId, page: &PageReq) -> StoreResult<Page<Instance>> {
-        let (t, id) = time_after(page);
-        let items: Vec<Instance> = sqlx::query_as(
-            "SELECT id, user_id, name, created_at FROM cloud_instances WHERE user_id = $1 \
-             AND ($2::timestamptz IS NULL OR (created_at, id COLLATE \"C\") > ($2, $3)) \
-             ORDER BY created_at, id COLLATE \"C\" LIMIT $4",
-        )
-        .bind(user.as_str())
-        .bind(t)
-        .bind(id)
-        .bind(limit_plus_one(page))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(Page::from_fetched(items, page.limit, |i| Cursor {
-            key: time_key(i.created_at),
-            id: i.id.0.clone(),
-        }))
+        let sql = INSTANCE_LIST.sql("user_id = $4");
+        let q = INSTANCE_LIST.start(&sql, page).bind(user.as_str());
+        self.page(q, page).await
     }
 }

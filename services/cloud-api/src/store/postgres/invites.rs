@@ -5,7 +5,7 @@ use super::*;
 #[async_trait]
 impl InviteStore for PgStore {
     async fn insert_invite(&self, i: &Invite) -> StoreResult<()> {
-        sqlx::query(
+        let q = sqlx::query(
             "INSERT INTO cloud_organization_invites (id, token_hash, organization_id, invited_email, \
              role, inviter_user_id, expires_at, created_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
         )
@@ -16,38 +16,19 @@ impl InviteStore for PgStore {
         .bind(i.role.as_str())
         .bind(i.inviter_user_id.as_ref().map(|u| u.0.as_str()))
         .bind(i.expires_at)
-        .bind(i.created_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        .bind(i.created_at);
+        self.run(q).await.map(drop)
     }
 
     async fn invite_by_token_hash(&self, hash: &str) -> StoreResult<Option<Invite>> {
-        self.one(
-            &format!("SELECT {INVITE_COLS} FROM cloud_organization_invites WHERE token_hash = $1"),
-            hash,
-        )
-        .await
+        self.one(&INVITES.select("token_hash = $1"), hash).await
     }
 
     async fn invites(&self, org: &OrgId, page: &PageReq) -> StoreResult<Page<Invite>> {
-        let (t, id) = time_after(page);
-        let items: Vec<Invite> = sqlx::query_as(&format!(
-            "SELECT {INVITE_COLS} FROM cloud_organization_invites \
-             WHERE organization_id = $1 AND accepted_at IS NULL AND revoked_at IS NULL \
-               AND ($2::timestamptz IS NULL OR (created_at, id COLLATE \"C\") > ($2, $3)) \
-             ORDER BY created_at, id COLLATE \"C\" LIMIT $4"
-        ))
-        .bind(org.as_str())
-        .bind(t)
-        .bind(id)
-        .bind(limit_plus_one(page))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(Page::from_fetched(items, page.limit, |i| Cursor {
-            key: time_key(i.created_at),
-            id: i.id.0.clone(),
-        }))
+        let sql =
+            INVITE_LIST.sql("organization_id = $4 AND accepted_at IS NULL AND revoked_at IS NULL");
+        let q = INVITE_LIST.start(&sql, page).bind(org.as_str());
+        self.page(q, page).await
     }
 
     async fn recent_invite_counts(
@@ -117,15 +98,11 @@ impl InviteStore for PgStore {
         invite: &InviteId,
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
-        let done = sqlx::query(
+        let q = sqlx::query(
             "UPDATE cloud_organization_invites SET revoked_at = $3 \
              WHERE id = $1 AND organization_id = $2 AND accepted_at IS NULL AND revoked_at IS NULL",
-        )
-        .bind(invite.as_str())
-        .bind(org.as_str())
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        changed(done)
+        );
+        self.change(q.bind(invite.as_str()).bind(org.as_str()).bind(now))
+            .await
     }
 }

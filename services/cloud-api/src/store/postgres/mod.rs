@@ -4,18 +4,24 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgQueryResult, PgRow};
+use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::{FromRow, PgPool, Postgres, Row, Transaction};
 
+use super::listing::*;
 use super::*;
 use crate::domain::*;
 use rows::*;
+use written::*;
 
 mod rows;
+mod written;
 
 pub struct PgStore {
     pool: PgPool,
 }
+
+type PgQuery<'q> = sqlx::query::Query<'q, Postgres, PgArguments>;
+type PgQueryAs<'q, T> = sqlx::query::QueryAs<'q, Postgres, T, PgArguments>;
 
 impl PgStore {
     pub fn new(pool: PgPool) -> Self {
@@ -37,19 +43,117 @@ impl PgStore {
             .await?)
     }
 
+    /// The row of `table` whose id is `id`, if there is one.
+    async fn by_id<T>(&self, table: &Table, id: &str) -> StoreResult<Option<T>>
+    where
+        T: for<'r> FromRow<'r, PgRow> + Send + Unpin,
+    {
+        self.one(&table.select(&format!("{} = $1", table.id)), id)
+            .await
+    }
+
+    /// Runs a statement; how many rows it changed.
+    async fn run(&self, q: PgQuery<'_>) -> StoreResult<u64> {
+        Ok(q.execute(&self.pool).await?.rows_affected())
+    }
+
+    /// Runs an update or delete that must match a row (`NotFound` otherwise).
+    async fn change(&self, q: PgQuery<'_>) -> StoreResult<()> {
+        changed(self.run(q).await?)
+    }
+
     /// Deletes the row of `table` whose id is `id`; none is `NotFound`.
-    async fn delete_by_id(&self, table: &str, id: &str) -> StoreResult<()> {
-        let done = sqlx::query(&format!("DELETE FROM {table} WHERE id = $1"))
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        changed(done)
+    async fn delete_by_id(&self, table: &Table, id: &str) -> StoreResult<()> {
+        let sql = format!("DELETE FROM {} WHERE id = $1", table.from);
+        self.change(sqlx::query(&sql).bind(id)).await
+    }
+
+    /// Fetches a query started by [`List::start`] (its filter bound) as a page.
+    async fn page<T>(&self, q: PgQueryAs<'_, T>, page: &PageReq) -> StoreResult<Page<T>>
+    where
+        T: for<'r> FromRow<'r, PgRow> + Send + Unpin + Listed,
+    {
+        let items = q.fetch_all(&self.pool).await?;
+        Ok(Page::from_fetched(items, page.limit, T::cursor))
+    }
+}
+
+/// A table (or a join) as the queries shared by several aggregates see it.
+struct Table {
+    /// What `FROM` names.
+    from: &'static str,
+    /// The columns its record reads back, in the order `INSERT`s bind them.
+    cols: &'static str,
+    /// The id column.
+    id: &'static str,
+}
+
+impl Table {
+    fn select(&self, filter: &str) -> String {
+        format!("SELECT {} FROM {} WHERE {filter}", self.cols, self.from)
+    }
+
+    /// `INSERT` of every column of [`Self::cols`], bound in that order.
+    fn insert(&self) -> String {
+        let n = self.cols.split(',').count();
+        let values: Vec<String> = (1..=n).map(|i| format!("${i}")).collect();
+        format!(
+            "INSERT INTO {} ({}) VALUES ({})",
+            self.from,
+            self.cols,
+            values.join(",")
+        )
+    }
+}
+
+/// A keyset-paginated list of a table: by `(key, id)`, as its records' [`Listed`] cursors say.
+struct List {
+    table: &'static Table,
+    key: SortKey,
+}
+
+/// A list's sort key column: a time (cursor key from [`time_key`]) or text (byte order).
+enum SortKey {
+    Time(&'static str),
+    Text(&'static str),
+}
+
+impl List {
+    /// The page of the rows where `filter` holds: `$1`, `$2` are the cursor's key and id, `$3`
+    /// the limit (see [`Self::start`]), so the filter's own parameters start at `$4`.
+    fn sql(&self, filter: &str) -> String {
+        let (key, ty) = match self.key {
+            SortKey::Time(col) => (col.to_owned(), "timestamptz"),
+            SortKey::Text(col) => (format!("{col} COLLATE \"C\""), "text"),
+        };
+        let id = format!("{} COLLATE \"C\"", self.table.id);
+        self.table.select(&format!(
+            "({filter}) AND ($1::{ty} IS NULL OR ({key}, {id}) > ($1, $2)) \
+             ORDER BY {key}, {id} LIMIT $3"
+        ))
+    }
+
+    /// Starts the query of [`Self::sql`]: binds the cursor and `limit + 1` (for the page logic).
+    fn start<'q, T>(&self, sql: &'q str, page: &PageReq) -> PgQueryAs<'q, T>
+    where
+        T: for<'r> FromRow<'r, PgRow>,
+    {
+        let q = sqlx::query_as(sql);
+        let (key, id) = match &page.after {
+            Some(c) => (Some(c.key.clone()), c.id.clone()),
+            None => (None, String::new()),
+        };
+        let q = match self.key {
+            SortKey::Time(_) => q.bind(key.as_deref().and_then(parse_time_key)),
+            SortKey::Text(_) => q.bind(key),
+        };
+        q.bind(id).bind(limit_plus_one(page))
     }
 }
 
 /// An update or delete that matched nothing is `NotFound`.
-fn changed(done: PgQueryResult) -> StoreResult<()> {
-    if done.rows_affected() == 0 {
+fn changed(rows_affected: u64) -> StoreResult<()> {
+    if rows_affected == 0 {
         return Err(StoreError::NotFound);
     }
     Ok(())
@@ -69,21 +173,6 @@ fn limit_plus_one(page: &PageReq) -> i64 {
     i64::try_from(page.limit).unwrap_or(i64::MAX - 1) + 1
 }
 
-/// `(after_time, after_id)` for lists ordered by creation time.
-fn time_after(page: &PageReq) -> (Option<DateTime<Utc>>, String) {
-    match &page.after {
-        Some(c) => (parse_time_key(&c.key), c.id.clone()),
-        None => (None, String::new()),
-    }
-}
-
-fn text_after(page: &PageReq) -> (Option<String>, String) {
-    match &page.after {
-        Some(c) => (Some(c.key.clone()), c.id.clone()),
-        None => (None, String::new()),
-    }
-}
-
 fn org_strings(orgs: &[OrgId]) -> Vec<String> {
     orgs.iter().map(|o| o.0.clone()).collect()
 }
@@ -98,10 +187,7 @@ const MEMORY_WHERE: &str = "organization_id = $1 \
     AND ($6 OR NOT archived) \
     AND (NOT $7 OR status = 'active')";
 
-fn bind_memory_filter<'q>(
-    q: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
-    f: &'q MemoryFilter,
-) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+fn bind_memory_filter<'q>(q: PgQuery<'q>, f: &'q MemoryFilter) -> PgQuery<'q> {
     q.bind(f.organization_id.as_str())
         .bind(f.user_id.as_str())
         .bind(f.scope.as_str())
@@ -129,6 +215,30 @@ impl Store for PgStore {
     }
 }
 
+/// Which sessions [`revoke_sessions`] ends.
+enum Sessions<'a> {
+    One(&'a SessionId),
+    Family(&'a FamilyId),
+    OfUser(&'a str),
+}
+
+/// Revokes the sessions (keeping an earlier revocation time).
+async fn revoke_sessions<'e, E>(ex: E, which: Sessions<'_>, now: DateTime<Utc>) -> StoreResult<()>
+where
+    E: sqlx::PgExecutor<'e>,
+{
+    let (column, key) = match which {
+        Sessions::One(id) => ("id", id.as_str()),
+        Sessions::Family(family) => ("family_id", family.as_str()),
+        Sessions::OfUser(user) => ("user_id", user),
+    };
+    let sql = format!(
+        "UPDATE cloud_sessions SET revoked_at = COALESCE(revoked_at, $2) WHERE {column} = $1"
+    );
+    sqlx::query(&sql).bind(key).bind(now).execute(ex).await?;
+    Ok(())
+}
+
 fn email_token_table(kind: EmailTokenKind) -> &'static str {
     match kind {
         EmailTokenKind::Verification => "cloud_email_verification_tokens",
@@ -136,35 +246,12 @@ fn email_token_table(kind: EmailTokenKind) -> &'static str {
     }
 }
 
-async fn insert_session<'e, E: sqlx::PgExecutor<'e>>(ex: E, s: &Session) -> StoreResult<()> {
-    sqlx::query(&format!(
-        "INSERT INTO cloud_sessions ({SESSION_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)"
-    ))
-    .bind(s.id.as_str())
-    .bind(s.family_id.as_str())
-    .bind(s.user_id.as_str())
-    .bind(&s.client_id)
-    .bind(&s.scope)
-    .bind(&s.access_token_hash)
-    .bind(&s.refresh_token_hash)
-    .bind(s.active_organization_id.as_ref().map(|o| o.0.as_str()))
-    .bind(s.auth_time)
-    .bind(s.expires_at)
-    .bind(s.refresh_expires_at)
-    .bind(s.rotated_at)
-    .bind(s.revoked_at)
-    .bind(s.created_at)
-    .execute(ex)
-    .await?;
-    Ok(())
-}
-
 async fn insert_org(
     tx: &mut Transaction<'static, Postgres>,
     org: &Organization,
     owner: &UserId,
 ) -> StoreResult<()> {
-    sqlx::query(
+    let q = sqlx::query(
         "INSERT INTO cloud_organizations (id, owner_user_id, slug, name, is_personal, created_at, updated_at) \
          VALUES ($1,$2,$3,$4,$5,$6,$6)",
     )
@@ -173,9 +260,8 @@ async fn insert_org(
     .bind(&org.slug)
     .bind(&org.name)
     .bind(org.is_personal)
-    .bind(org.created_at)
-    .execute(&mut **tx)
-    .await?;
+    .bind(org.created_at);
+    q.execute(&mut **tx).await?;
     sqlx::query(
         "INSERT INTO cloud_organization_memberships (organization_id, user_id, role, created_at, updated_at) \
          VALUES ($1,$2,'owner',$3,$3)",
@@ -192,28 +278,5 @@ async fn insert_project_tx(
     tx: &mut Transaction<'static, Postgres>,
     p: &Project,
 ) -> StoreResult<()> {
-    let repo = p.repository.as_ref();
-    let token = repo.and_then(|r| r.token.as_ref());
-    sqlx::query(&format!(
-        "INSERT INTO cloud_projects ({PROJECT_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)"
-    ))
-    .bind(p.id.as_str())
-    .bind(p.organization_id.as_str())
-    .bind(p.created_by.as_ref().map(|u| u.0.as_str()))
-    .bind(&p.name)
-    .bind(&p.repo_name)
-    .bind(&p.kind)
-    .bind(&p.workspace_capability)
-    .bind(repo.map(|r| r.clone_url.clone()))
-    .bind(repo.and_then(|r| r.default_branch.clone()))
-    .bind(repo.map(|r| r.auth_mode.clone()))
-    .bind(token.map(|s| s.ciphertext.clone()))
-    .bind(token.map(|s| s.nonce.clone()))
-    .bind(token.map(|s| s.key_id.clone()))
-    .bind(&p.cloud_status)
-    .bind(p.created_at)
-    .bind(p.updated_at)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    Ok(insert_row(&mut **tx, p).await?)
 }

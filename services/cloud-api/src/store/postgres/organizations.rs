@@ -12,16 +12,13 @@ impl OrganizationStore for PgStore {
     }
 
     async fn organization(&self, id: &OrgId) -> StoreResult<Option<Organization>> {
-        self.one(
-            &format!("SELECT {ORG_COLS} FROM cloud_organizations o WHERE o.id = $1"),
-            id.as_str(),
-        )
-        .await
+        self.by_id(&ORGANIZATIONS, id.as_str()).await
     }
 
     async fn memberships_of(&self, user: &UserId) -> StoreResult<Vec<(Organization, Role)>> {
+        let cols = ORGANIZATIONS.cols;
         let rows = sqlx::query(&format!(
-            "SELECT {ORG_COLS}, m.role FROM cloud_organization_memberships m \
+            "SELECT {cols}, m.role FROM cloud_organization_memberships m \
              JOIN cloud_organizations o ON o.id = m.organization_id \
              WHERE m.user_id = $1 \
              ORDER BY (o.is_personal AND o.owner_user_id = $1) DESC, m.created_at, o.id COLLATE \"C\""
@@ -46,48 +43,17 @@ impl OrganizationStore for PgStore {
     }
 
     async fn rename_organization(&self, org: &OrgId, name: &str, slug: &str) -> StoreResult<()> {
-        let done = sqlx::query(
+        let q = sqlx::query(
             "UPDATE cloud_organizations SET name = $2, slug = $3, updated_at = now() WHERE id = $1",
-        )
-        .bind(org.as_str())
-        .bind(name)
-        .bind(slug)
-        .execute(&self.pool)
-        .await?;
-        changed(done)
+        );
+        self.change(q.bind(org.as_str()).bind(name).bind(slug))
+            .await
     }
 
     async fn members(&self, org: &OrgId, page: &PageReq) -> StoreResult<Page<Member>> {
-        let (t, id) = time_after(page);
-        let rows = sqlx::query(
-            "SELECT m.organization_id, m.user_id, m.role, m.created_at, u.email, u.display_name \
-             FROM cloud_organization_memberships m JOIN cloud_users u ON u.id = m.user_id \
-             WHERE m.organization_id = $1 \
-               AND ($2::timestamptz IS NULL OR (m.created_at, m.user_id COLLATE \"C\") > ($2, $3)) \
-             ORDER BY m.created_at, m.user_id COLLATE \"C\" LIMIT $4",
-        )
-        .bind(org.as_str())
-        .bind(t)
-        .bind(id)
-        .bind(limit_plus_one(page))
-        .fetch_all(&self.pool)
-        .await?;
-        let items = map_all(rows, |r| {
-            Ok(Member {
-                membership: Membership {
-                    organization_id: OrgId(r.try_get("organization_id")?),
-                    user_id: UserId(r.try_get("user_id")?),
-                    role: role_of(r.try_get("role")?)?,
-                    created_at: r.try_get("created_at")?,
-                },
-                email: r.try_get("email")?,
-                display_name: r.try_get("display_name")?,
-            })
-        })?;
-        Ok(Page::from_fetched(items, page.limit, |m| Cursor {
-            key: time_key(m.membership.created_at),
-            id: m.membership.user_id.0.clone(),
-        }))
+        let sql = MEMBER_LIST.sql("m.organization_id = $4");
+        let q = MEMBER_LIST.start(&sql, page).bind(org.as_str());
+        self.page(q, page).await
     }
 
     async fn set_role(&self, org: &OrgId, user: &UserId, role: Role) -> StoreResult<()> {
@@ -104,9 +70,7 @@ impl OrganizationStore for PgStore {
         .bind(role.as_str())
         .execute(&mut *tx)
         .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
+        changed(done.rows_affected())?;
         tx.commit().await?;
         Ok(())
     }
@@ -121,9 +85,7 @@ impl OrganizationStore for PgStore {
         .bind(user.as_str())
         .execute(&mut *tx)
         .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
+        changed(done.rows_affected())?;
         sqlx::query(
             "UPDATE cloud_sessions SET active_organization_id = NULL \
              WHERE user_id = $2 AND active_organization_id = $1",

@@ -1,15 +1,25 @@
-//! How rows read back: `FromRow` derived on the flat records (in `domain`), written here for the
-//! three whose columns fold into nested values (a complimentary grant, a sealed secret, a
-//! repository).
+//! The tables (their columns, ids and list orders) and how rows read back: `FromRow` derived on
+//! the flat records (in `domain`), written here for the three whose columns fold into nested
+//! values (a complimentary grant, a sealed secret, a repository).
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{FromRow, Row};
 
+use super::{List, SortKey, Table};
 use crate::domain::*;
 
-pub(super) const USER_COLS: &str = "id, email, display_name, is_admin, subscription_plan, password_hash, \
-     email_verified_at, complimentary_plan_id, complimentary_granted_at, complimentary_expires_at, created_at";
+pub(super) const USERS: Table = Table {
+    from: "cloud_users",
+    cols: "id, email, display_name, is_admin, subscription_plan, password_hash, email_verified_at, \
+        complimentary_plan_id, complimentary_granted_at, complimentary_expires_at, created_at",
+    id: "id",
+};
+
+pub(super) const USER_LIST: List = List {
+    table: &USERS,
+    key: SortKey::Time("created_at"),
+};
 
 impl FromRow<'_, PgRow> for User {
     fn from_row(r: &PgRow) -> Result<Self, sqlx::Error> {
@@ -36,23 +46,76 @@ impl FromRow<'_, PgRow> for User {
     }
 }
 
-pub(super) const SESSION_COLS: &str = "id, family_id, user_id, client_id, scope, access_token_hash, \
-     refresh_token_hash, active_organization_id, auth_time, expires_at, refresh_expires_at, \
-     rotated_at, revoked_at, created_at";
+pub(super) const SESSIONS: Table = Table {
+    from: "cloud_sessions",
+    cols: "id, family_id, user_id, client_id, scope, access_token_hash, refresh_token_hash, \
+        active_organization_id, auth_time, expires_at, refresh_expires_at, rotated_at, revoked_at, \
+        created_at",
+    id: "id",
+};
 
-pub(super) const ORG_COLS: &str =
-    "o.id, o.slug, o.name, o.owner_user_id, o.is_personal, o.created_at";
+pub(super) const ORGANIZATIONS: Table = Table {
+    from: "cloud_organizations o",
+    cols: "o.id, o.slug, o.name, o.owner_user_id, o.is_personal, o.created_at",
+    id: "o.id",
+};
 
-pub(super) const INVITE_COLS: &str = "id, token_hash, organization_id, invited_email, role, inviter_user_id, \
-     expires_at, accepted_at, revoked_at, created_at";
+/// Members: the membership rows with their users' names.
+pub(super) const MEMBERS: Table = Table {
+    from: "cloud_organization_memberships m JOIN cloud_users u ON u.id = m.user_id",
+    cols: "m.organization_id, m.user_id, m.role, m.created_at, u.email, u.display_name",
+    id: "m.user_id",
+};
 
-pub(super) const CONVERSATION_COLS: &str = "id, organization_id, project_id, created_by, title, status, \
-     model_provider, model_id, created_at, updated_at";
+pub(super) const MEMBER_LIST: List = List {
+    table: &MEMBERS,
+    key: SortKey::Time("m.created_at"),
+};
 
-pub(super) const MEMORY_COLS: &str = "id, organization_id, user_id, project_id, scope, kind, title, content, \
-     tags_json, topic_key, confidence, schema_version, reinforced_at, last_used_at, times_used, \
-     source_conversation_id, origin_type, status, visibility, fingerprint, archived, source, \
-     created_by, created_at, updated_at";
+pub(super) const INVITES: Table = Table {
+    from: "cloud_organization_invites",
+    cols: "id, token_hash, organization_id, invited_email, role, inviter_user_id, expires_at, \
+        accepted_at, revoked_at, created_at",
+    id: "id",
+};
+
+pub(super) const INVITE_LIST: List = List {
+    table: &INVITES,
+    key: SortKey::Time("created_at"),
+};
+
+pub(super) const INSTANCES: Table = Table {
+    from: "cloud_instances",
+    cols: "id, user_id, name, created_at",
+    id: "id",
+};
+
+pub(super) const INSTANCE_LIST: List = List {
+    table: &INSTANCES,
+    key: SortKey::Time("created_at"),
+};
+
+pub(super) const CONVERSATIONS: Table = Table {
+    from: "cloud_conversations",
+    cols: "id, organization_id, project_id, created_by, title, status, model_provider, model_id, \
+        created_at, updated_at",
+    id: "id",
+};
+
+pub(super) const CONVERSATION_LIST: List = List {
+    table: &CONVERSATIONS,
+    key: SortKey::Text("title"),
+};
+
+/// Memories list newest first, with their own query (see `memories.rs`).
+pub(super) const MEMORIES: Table = Table {
+    from: "cloud_memories",
+    cols: "id, organization_id, user_id, project_id, scope, kind, title, content, tags_json, \
+        topic_key, confidence, schema_version, reinforced_at, last_used_at, times_used, \
+        source_conversation_id, origin_type, status, visibility, fingerprint, archived, source, \
+        created_by, created_at, updated_at",
+    id: "id",
+};
 
 fn sealed(r: &PgRow, ct: &str, nonce: &str, key: &str) -> Result<Option<Sealed>, sqlx::Error> {
     let ciphertext: Option<Vec<u8>> = r.try_get(ct)?;
@@ -68,9 +131,18 @@ fn sealed(r: &PgRow, ct: &str, nonce: &str, key: &str) -> Result<Option<Sealed>,
     })
 }
 
-pub(super) const PROVIDER_COLS: &str = "id, organization_id, kind, label, base_url, credential_type, \
-     models_json, default_model, supports_cloud_runtime, secret_ciphertext, secret_nonce, \
-     secret_key_id, created_by, created_at, updated_at";
+pub(super) const PROVIDERS: Table = Table {
+    from: "cloud_organization_providers",
+    cols: "id, organization_id, kind, label, base_url, credential_type, models_json, default_model, \
+        supports_cloud_runtime, secret_ciphertext, secret_nonce, secret_key_id, created_by, \
+        created_at, updated_at",
+    id: "id",
+};
+
+pub(super) const PROVIDER_LIST: List = List {
+    table: &PROVIDERS,
+    key: SortKey::Time("created_at"),
+};
 
 impl FromRow<'_, PgRow> for Provider {
     fn from_row(r: &PgRow) -> Result<Self, sqlx::Error> {
@@ -118,10 +190,19 @@ pub(super) fn models_json(models: &[ProviderModel]) -> serde_json::Value {
     )
 }
 
-pub(super) const PROJECT_COLS: &str = "id, organization_id, created_by, name, repo_name, project_kind, \
-     workspace_capability, repository_clone_url, repository_default_branch, repository_auth_mode, \
-     repository_token_ciphertext, repository_token_nonce, repository_token_key_id, cloud_status, \
-     created_at, updated_at";
+pub(super) const PROJECTS: Table = Table {
+    from: "cloud_projects",
+    cols: "id, organization_id, created_by, name, repo_name, project_kind, workspace_capability, \
+        repository_clone_url, repository_default_branch, repository_auth_mode, \
+        repository_token_ciphertext, repository_token_nonce, repository_token_key_id, cloud_status, \
+        created_at, updated_at",
+    id: "id",
+};
+
+pub(super) const PROJECT_LIST: List = List {
+    table: &PROJECTS,
+    key: SortKey::Text("name"),
+};
 
 impl FromRow<'_, PgRow> for Project {
     fn from_row(r: &PgRow) -> Result<Self, sqlx::Error> {

@@ -5,7 +5,7 @@ use super::*;
 #[async_trait]
 impl SessionStore for PgStore {
     async fn insert_session(&self, s: &Session) -> StoreResult<()> {
-        insert_session(&self.pool, s).await
+        Ok(insert_row(&self.pool, s).await?)
     }
 
     async fn session_by_access_hash(
@@ -13,23 +13,15 @@ impl SessionStore for PgStore {
         hash: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<Session>> {
-        let row = sqlx::query(&format!(
-            "SELECT {SESSION_COLS} FROM cloud_sessions \
-             WHERE access_token_hash = $1 AND revoked_at IS NULL AND expires_at > $2"
-        ))
-        .bind(hash)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.as_ref().map(Session::from_row).transpose()?)
+        let sql =
+            SESSIONS.select("access_token_hash = $1 AND revoked_at IS NULL AND expires_at > $2");
+        let q = sqlx::query_as(&sql).bind(hash).bind(now);
+        Ok(q.fetch_optional(&self.pool).await?)
     }
 
     async fn session_by_refresh_hash(&self, hash: &str) -> StoreResult<Option<Session>> {
-        self.one(
-            &format!("SELECT {SESSION_COLS} FROM cloud_sessions WHERE refresh_token_hash = $1"),
-            hash,
-        )
-        .await
+        self.one(&SESSIONS.select("refresh_token_hash = $1"), hash)
+            .await
     }
 
     #[tracing::instrument(skip_all)]
@@ -43,16 +35,17 @@ impl SessionStore for PgStore {
         // The usual case in one round trip: mark the presented session rotated (only if it is
         // live and not rotated yet; a concurrent rotation of the same token waits on the row
         // lock and then finds it rotated) and insert its successor from the same row.
-        let rotated = sqlx::query(&format!(
+        let cols = SESSIONS.cols;
+        let rotated = sqlx::query_as(&format!(
             "WITH old AS ( \
                UPDATE cloud_sessions SET rotated_at = $1 \
                 WHERE refresh_token_hash = $2 AND rotated_at IS NULL AND revoked_at IS NULL \
                   AND refresh_expires_at > $1 \
                RETURNING family_id, user_id, client_id, scope, active_organization_id, auth_time) \
-             INSERT INTO cloud_sessions ({SESSION_COLS}) \
+             INSERT INTO cloud_sessions ({cols}) \
              SELECT $3, family_id, user_id, client_id, scope, $4, $5, active_organization_id, \
                     auth_time, $6, $7, NULL::timestamptz, NULL::timestamptz, $8 FROM old \
-             RETURNING {SESSION_COLS}"
+             RETURNING {cols}"
         ))
         .bind(now)
         .bind(refresh_hash)
@@ -64,8 +57,8 @@ impl SessionStore for PgStore {
         .bind(next.created_at)
         .fetch_optional(&self.pool)
         .await?;
-        if let Some(row) = rotated {
-            return Ok(RotateOutcome::Rotated(Box::new(Session::from_row(&row)?)));
+        if let Some(session) = rotated {
+            return Ok(RotateOutcome::Rotated(Box::new(session)));
         }
         // Nothing rotated: unknown, expired, or presented again after a rotation or revocation.
         let seen: Option<(String, Option<DateTime<Utc>>, bool)> = sqlx::query_as(
@@ -81,16 +74,15 @@ impl SessionStore for PgStore {
         if !revoked
             && rotated_at.is_some_and(|at| crate::domain::rules::within_grace(at, now, grace))
         {
-            let successor = sqlx::query(&format!(
-                "SELECT {SESSION_COLS} FROM cloud_sessions \
-                 WHERE access_token_hash = $1 AND family_id = $2 AND revoked_at IS NULL"
-            ))
-            .bind(&next.access_token_hash)
-            .bind(&family)
-            .fetch_optional(&self.pool)
-            .await?;
+            let sql =
+                SESSIONS.select("access_token_hash = $1 AND family_id = $2 AND revoked_at IS NULL");
+            let successor = sqlx::query_as(&sql)
+                .bind(&next.access_token_hash)
+                .bind(&family)
+                .fetch_optional(&self.pool)
+                .await?;
             return Ok(match successor {
-                Some(row) => RotateOutcome::Repeated(Box::new(Session::from_row(&row)?)),
+                Some(session) => RotateOutcome::Repeated(Box::new(session)),
                 // Not derived the same way (a key change between replicas): refuse, revoke nothing.
                 None => RotateOutcome::Invalid,
             });
@@ -103,47 +95,28 @@ impl SessionStore for PgStore {
     }
 
     async fn revoke_session(&self, id: &SessionId, now: DateTime<Utc>) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE cloud_sessions SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1",
-        )
-        .bind(id.as_str())
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        revoke_sessions(&self.pool, Sessions::One(id), now).await
     }
 
     async fn revoke_family(&self, family: &FamilyId, now: DateTime<Utc>) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE cloud_sessions SET revoked_at = COALESCE(revoked_at, $2) WHERE family_id = $1",
-        )
-        .bind(family.as_str())
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        revoke_sessions(&self.pool, Sessions::Family(family), now).await
     }
 
     async fn set_active_organization(&self, user: &UserId, org: &OrgId) -> StoreResult<()> {
-        sqlx::query(
+        let q = sqlx::query(
             "UPDATE cloud_sessions SET active_organization_id = $2 \
              WHERE user_id = $1 AND revoked_at IS NULL",
-        )
-        .bind(user.as_str())
-        .bind(org.as_str())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        );
+        self.run(q.bind(user.as_str()).bind(org.as_str()))
+            .await
+            .map(drop)
     }
 
     async fn purge_sessions(&self, before: DateTime<Utc>) -> StoreResult<u64> {
-        let done = sqlx::query(
+        let q = sqlx::query(
             "DELETE FROM cloud_sessions WHERE expires_at < $1 \
              AND (refresh_expires_at IS NULL OR refresh_expires_at < $1)",
-        )
-        .bind(before)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
+        );
+        self.run(q.bind(before)).await
     }
 }

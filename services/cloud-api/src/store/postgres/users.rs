@@ -30,37 +30,17 @@ impl UserStore for PgStore {
     }
 
     async fn user(&self, id: &UserId) -> StoreResult<Option<User>> {
-        self.one(
-            &format!("SELECT {USER_COLS} FROM cloud_users WHERE id = $1"),
-            id.as_str(),
-        )
-        .await
+        self.by_id(&USERS, id.as_str()).await
     }
 
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
-        self.one(
-            &format!("SELECT {USER_COLS} FROM cloud_users WHERE lower(email) = lower($1)"),
-            email,
-        )
-        .await
+        let sql = USERS.select("lower(email) = lower($1)");
+        self.one(&sql, email).await
     }
 
     async fn list_users(&self, page: &PageReq) -> StoreResult<Page<User>> {
-        let (t, id) = time_after(page);
-        let users: Vec<User> = sqlx::query_as(&format!(
-            "SELECT {USER_COLS} FROM cloud_users \
-             WHERE $1::timestamptz IS NULL OR (created_at, id COLLATE \"C\") > ($1, $2) \
-             ORDER BY created_at, id COLLATE \"C\" LIMIT $3"
-        ))
-        .bind(t)
-        .bind(id)
-        .bind(limit_plus_one(page))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(Page::from_fetched(users, page.limit, |u| Cursor {
-            key: time_key(u.created_at),
-            id: u.id.0.clone(),
-        }))
+        let sql = USER_LIST.sql("TRUE");
+        self.page(USER_LIST.start(&sql, page), page).await
     }
 
     async fn update_user_entitlements(&self, u: &User) -> StoreResult<()> {
@@ -68,7 +48,7 @@ impl UserStore for PgStore {
             Some(g) => (Some(g.plan_id.clone()), Some(g.granted_at), g.expires_at),
             None => (None, None, None),
         };
-        let done = sqlx::query(
+        let q = sqlx::query(
             "UPDATE cloud_users SET is_admin = $2, subscription_plan = $3, \
              complimentary_plan_id = $4, complimentary_granted_at = $5, \
              complimentary_expires_at = $6, updated_at = now() WHERE id = $1",
@@ -78,10 +58,8 @@ impl UserStore for PgStore {
         .bind(&u.subscription_plan)
         .bind(plan)
         .bind(granted)
-        .bind(expires)
-        .execute(&self.pool)
-        .await?;
-        changed(done)
+        .bind(expires);
+        self.change(q).await
     }
 
     async fn replace_password_hash(
@@ -90,15 +68,10 @@ impl UserStore for PgStore {
         old: &str,
         new: &str,
     ) -> StoreResult<bool> {
-        let done = sqlx::query(
+        let q = sqlx::query(
             "UPDATE cloud_users SET password_hash = $3, updated_at = now() \
              WHERE id = $1 AND password_hash = $2",
-        )
-        .bind(user.as_str())
-        .bind(old)
-        .bind(new)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() > 0)
+        );
+        Ok(self.run(q.bind(user.as_str()).bind(old).bind(new)).await? > 0)
     }
 }
