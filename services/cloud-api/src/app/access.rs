@@ -179,3 +179,32 @@ pub async fn org_views(
     }
     Ok(out)
 }
+
+/// What the account summary shows of a user (`GET /v1/account`, the admin's user answers).
+pub struct Summary {
+    pub user: crate::views::UserView,
+    pub usage: crate::views::UsageView,
+    /// Every plan, hidden ones included.
+    pub plans: Vec<Plan>,
+    pub organizations: Vec<crate::views::OrganizationView>,
+    pub active_organization_id: Option<String>,
+}
+
+/// The summary of `user` (as given: the admin list already applied), with the organization
+/// `session_active` active when it is one of theirs.
+pub async fn summary(
+    state: &AppState,
+    user: &User,
+    session_active: Option<&OrgId>,
+) -> Result<Summary, ApiError> {
+    let plans = plans(state).await?;
+    let usage = usage(state, user, &plans).await?;
+    let scope = Scope::load(state, &user.id, session_active).await?;
+    Ok(Summary {
+        user: crate::views::user_view(user, &plans, now()),
+        usage: crate::views::UsageView::from(&usage),
+        plans,
+        organizations: org_views(state, &scope).await?,
+        active_organization_id: scope.active.map(|o| o.0),
+    })
+}

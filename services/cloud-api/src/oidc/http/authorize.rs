@@ -287,7 +287,7 @@ pub(super) async fn portal_session(
     let Some(token) = web::cookie(headers, web::SESSION_COOKIE) else {
         return Ok(None);
     };
-    let found = sessions::authenticate(state.store.as_ref(), token).await?;
+    let found = tokens::authenticate(state, token).await?;
     Ok(found.filter(|(s, _)| s.client_id == PORTAL_CLIENT))
 }
 
@@ -530,22 +530,9 @@ pub(super) async fn login(
     let Some(user) = user else {
         return retry("Invalid email or password.", StatusCode::UNAUTHORIZED);
     };
-    let now = now();
-    let portal = SessionPolicy {
-        access_ttl: state.config.portal_session_ttl,
-        refresh_ttl: state.config.portal_session_ttl,
-    };
-    let request = SessionRequest {
-        user: user.id.clone(),
-        client_id: PORTAL_CLIENT.to_owned(),
-        scope: "portal".to_owned(),
-        active_org: None,
-        with_refresh: false,
-        auth_time: now,
-    };
-    let issued = match sessions::issue_session(state.store.as_ref(), portal, &request).await {
+    let issued = match accounts::start_portal_session(state, &user.id, None).await {
         Ok(i) => i,
-        Err(e) => return ApiError::from(e).into_response(),
+        Err(e) => return e.into_response(),
     };
     let cookie = web::set_cookie(
         web::SESSION_COOKIE,
@@ -557,7 +544,15 @@ pub(super) async fn login(
         let new_session = Some((issued.access_token.as_str(), cookie));
         return consent_form(state, headers, &form.params, v, &user, new_session);
     }
-    issue_code(state, v, &user, now, vec![cookie], true).await
+    issue_code(
+        state,
+        v,
+        &user,
+        issued.session.auth_time,
+        vec![cookie],
+        true,
+    )
+    .await
 }
 
 pub(super) async fn issue_code(

@@ -11,13 +11,12 @@ pub async fn userinfo(
 ) -> Result<Json<Value>, ApiError> {
     let token = bearer(&headers)
         .ok_or_else(|| oauth_bearer_error("invalid_request", "bearer token required"))?;
-    let (session, user) = sessions::authenticate(state.store.as_ref(), token)
+    let (_, user) = tokens::authenticate(&state, token)
         .await?
         .filter(|(s, _)| s.client_id != PORTAL_CLIENT)
         .ok_or_else(|| {
             oauth_bearer_error("invalid_token", "the access token is invalid or expired")
         })?;
-    let _ = session;
     Ok(Json(json!({
         "sub": user.id.as_str(),
         "email": user.email,
@@ -64,17 +63,7 @@ pub async fn revoke(
             "token is required",
         ));
     };
-    let hash = token_hash(token);
-    let now = now();
-    if let Some(session) = state.store.session_by_access_hash(&hash, now).await? {
-        if session.client_id == client.id {
-            state.store.revoke_session(&session.id, now).await?;
-        }
-    } else if let Some(session) = state.store.session_by_refresh_hash(&hash).await? {
-        if session.client_id == client.id {
-            sessions::revoke_family(state.store.as_ref(), &session.family_id).await?;
-        }
-    }
+    tokens::revoke(&state, &client.id, token).await?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -248,7 +237,7 @@ async fn end_session(
 ) -> Response {
     if let Some(session) = session {
         // A failure is logged; the cookie is cleared anyway.
-        if let Err(e) = sessions::revoke_family(state.store.as_ref(), &session.family_id).await {
+        if let Err(e) = accounts::sign_out(state, &session.family_id).await {
             tracing::warn!(error = %e, "Could not revoke the portal session at logout.");
         }
     }
