@@ -90,16 +90,30 @@ impl Scope {
     }
 }
 
+/// What a lookup by id found, when the caller may see it; 404 `message` otherwise (a record of
+/// another tenant answers like one that does not exist).
+pub fn visible_or_404<T>(
+    found: Option<T>,
+    visible: impl FnOnce(&T) -> bool,
+    message: &'static str,
+) -> Result<T, ApiError> {
+    found
+        .filter(visible)
+        .ok_or_else(|| ApiError::not_found(message))
+}
+
 /// A project in one of the caller's organizations, or 404.
 pub async fn visible_project(
     state: &AppState,
     scope: &Scope,
     id: &str,
 ) -> Result<Project, ApiError> {
-    match state.store.project(&ProjectId::from(id)).await? {
-        Some(p) if scope.role(&p.organization_id).is_some() => Ok(p),
-        _ => Err(ApiError::not_found("Project not found")),
-    }
+    let found = state.store.project(&ProjectId::from(id)).await?;
+    visible_or_404(
+        found,
+        |p| scope.role(&p.organization_id).is_some(),
+        "Project not found",
+    )
 }
 
 /// A conversation in one of the caller's organizations, or 404.
@@ -108,10 +122,12 @@ pub async fn visible_conversation(
     scope: &Scope,
     id: &str,
 ) -> Result<Conversation, ApiError> {
-    match state.store.conversation(&ConversationId::from(id)).await? {
-        Some(c) if scope.role(&c.organization_id).is_some() => Ok(c),
-        _ => Err(ApiError::not_found("Conversation not found")),
-    }
+    let found = state.store.conversation(&ConversationId::from(id)).await?;
+    visible_or_404(
+        found,
+        |c| scope.role(&c.organization_id).is_some(),
+        "Conversation not found",
+    )
 }
 
 /// The plans, normalised (sorted, one default).

@@ -9,7 +9,7 @@ use crate::AppState;
 use crate::app::access;
 use crate::domain::rules::{self, MAX_NAME};
 use crate::domain::*;
-use crate::paging::{ListQuery, next_cursor};
+use crate::paging::{ListQuery, page_views};
 use crate::store::PlanPatch;
 use crate::views::*;
 use crate::web::caller::{Caller, apply_admin_list, require_admin};
@@ -88,18 +88,15 @@ pub async fn users(
     let plans = access::plans(state).await?;
     let result = state.store.list_users(&page).await?;
     let now = now();
+    let (users, next_cursor) = page_views(&result, |u| {
+        let mut u = u.clone();
+        apply_admin_list(&state.config.admin_emails, &mut u);
+        user_view(&u, &plans, now)
+    });
     Ok(AdminUsersResponse {
-        users: result
-            .items
-            .iter()
-            .map(|u| {
-                let mut u = u.clone();
-                apply_admin_list(&state.config.admin_emails, &mut u);
-                user_view(&u, &plans, now)
-            })
-            .collect(),
+        users,
         plans: plan_views(&plans),
-        next_cursor: next_cursor(&result),
+        next_cursor,
     })
 }
 

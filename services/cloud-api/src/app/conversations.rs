@@ -5,7 +5,7 @@ use crate::AppState;
 use crate::app::access::{self, Scope};
 use crate::domain::rules::{self, MAX_NAME};
 use crate::domain::*;
-use crate::paging::{next_cursor, page_req};
+use crate::paging::{page_req, page_views};
 use crate::views::*;
 use crate::web::caller::Caller;
 use cloud_common::ApiError;
@@ -121,9 +121,10 @@ pub async fn list(
         .store
         .conversations(&scope.org_ids(), project.as_ref(), &page)
         .await?;
+    let (conversations, next_cursor) = page_views(&result, ConversationView::from);
     Ok(ConversationListResponse {
-        conversations: result.items.iter().map(ConversationView::from).collect(),
-        next_cursor: next_cursor(&result),
+        conversations,
+        next_cursor,
     })
 }
 
@@ -300,10 +301,11 @@ pub async fn messages(
     let c = access::visible_conversation(state, &scope, id).await?;
     let page = page_req(q.limit.as_deref(), q.cursor.as_deref(), 500, 1000)?;
     let result = state.store.messages(&c.id, &page).await?;
+    let (messages, next_cursor) = page_views(&result, MessageView::from);
     Ok(MessagesResponse {
         conversation_id: c.id.0,
-        messages: result.items.iter().map(MessageView::from).collect(),
-        next_cursor: next_cursor(&result),
+        messages,
+        next_cursor,
     })
 }
 

@@ -11,9 +11,9 @@ use crate::AppState;
 use crate::app::access::{self, Scope};
 use crate::app::conversations::{MessageInput, append_checked, parse_messages};
 use crate::app::instances::{Claim, claim, holds};
-use crate::domain::rules::{active_grant, effective_plan};
+use crate::app::tokens;
+use crate::domain::rules::{self, active_grant, effective_plan};
 use crate::domain::*;
-use crate::sessions;
 use crate::views::instance_view;
 
 fn denied() -> ApiError {
@@ -23,18 +23,15 @@ fn denied() -> ApiError {
 /// Resolves the user of an access token and checks the instance binding.
 async fn user_and_scope(
     state: &AppState,
-    token: Option<&str>,
-    instance: Option<&str>,
-) -> Result<(Session, User, Scope, String), ApiError> {
-    let (Some(token), Some(instance)) = (
-        token.filter(|t| !t.is_empty()),
-        instance.filter(|i| !i.is_empty()),
-    ) else {
+    token: &str,
+    instance: &str,
+) -> Result<(User, Scope, String), ApiError> {
+    if token.is_empty() || instance.is_empty() {
         return Err(ApiError::bad_request(
             "accessToken and cloudInstanceId are required",
         ));
-    };
-    let (session, user) = sessions::authenticate(state.store.as_ref(), token)
+    }
+    let (session, user) = tokens::authenticate(state, token)
         .await?
         .ok_or_else(denied)?;
     // An unknown id is claimed by this caller on first use (the shipped desktop never registers
@@ -48,19 +45,15 @@ async fn user_and_scope(
         Err(e) => return Err(e),
     };
     let scope = Scope::load(state, &user.id, session.active_organization_id.as_ref()).await?;
-    Ok((session, user, scope, instance))
+    Ok((user, scope, instance))
 }
 
 pub async fn realtime_access(
     state: &AppState,
     body: RealtimeAccessRequest,
 ) -> Result<RealtimeAccess, ApiError> {
-    let (_, user, scope, instance) = user_and_scope(
-        state,
-        Some(body.access_token.as_str()),
-        Some(body.cloud_instance_id.as_str()),
-    )
-    .await?;
+    let (user, scope, instance) =
+        user_and_scope(state, &body.access_token, &body.cloud_instance_id).await?;
     realtime_grant(user.id, instance, &scope)
 }
 
@@ -157,12 +150,8 @@ pub async fn runtime_access(
     state: &AppState,
     body: RuntimeAccessRequest,
 ) -> Result<RuntimeGrant, ApiError> {
-    let (_, user, scope, instance) = user_and_scope(
-        state,
-        Some(body.access_token.as_str()),
-        Some(body.cloud_instance_id.as_str()),
-    )
-    .await?;
+    let (user, scope, instance) =
+        user_and_scope(state, &body.access_token, &body.cloud_instance_id).await?;
     let project_id = body
         .project_id
         .as_deref()
@@ -348,14 +337,10 @@ pub async fn append_transcript(
     id: &str,
     body: TranscriptBody,
 ) -> Result<TranscriptAppendResponse, ApiError> {
-    let user = body
-        .user_id
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
+    let user = rules::trimmed(body.user_id.as_deref())
         .ok_or_else(|| ApiError::bad_request("userId is required"))?;
     let messages = parse_messages(body.messages)?;
-    let scope = Scope::load(state, &UserId::from(user), None).await?;
+    let scope = Scope::load(state, &UserId::from(user.as_str()), None).await?;
     let conversation = access::visible_conversation(state, &scope, id).await?;
     let (appended, total) = append_checked(state, &conversation, &messages).await?;
     Ok(TranscriptAppendResponse {

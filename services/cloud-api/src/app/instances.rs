@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use crate::AppState;
 use crate::domain::rules::{self, MAX_NAME};
 use crate::domain::*;
-use crate::paging::{ListQuery, next_cursor};
+use crate::paging::{ListQuery, page_views};
 use crate::views::*;
 use crate::web::caller::Caller;
 
@@ -85,13 +85,10 @@ pub async fn list(
         .store
         .instances_of(&caller.user.id, &q.page()?)
         .await?;
+    let (cloud_instances, next_cursor) = page_views(&page, |i| registered_view(state, i));
     Ok(InstanceListResponse {
-        cloud_instances: page
-            .items
-            .iter()
-            .map(|i| registered_view(state, i))
-            .collect(),
-        next_cursor: next_cursor(&page),
+        cloud_instances,
+        next_cursor,
     })
 }
 

@@ -11,11 +11,11 @@ use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
-use crate::app::access::Scope;
+use crate::app::access::{self, Scope};
 use crate::domain::memory as mem;
 use crate::domain::rules::{self, MAX_NAME};
 use crate::domain::*;
-use crate::paging::{next_cursor, page_req};
+use crate::paging::{page_req, page_views};
 use crate::views::*;
 use crate::web::caller::Caller;
 
@@ -128,29 +128,9 @@ pub async fn create(
 }
 
 /// The memories a list, a search or the stats look at.
-struct FilterInput<'a> {
-    org: Option<&'a str>,
-    mem_scope: Option<&'a str>,
-    project: Option<&'a str>,
-    kind: Option<&'a str>,
-    include_archived: Option<&'a str>,
-}
-
-impl MemoryListQuery {
-    fn filter_input(&self) -> FilterInput<'_> {
-        FilterInput {
-            org: self.organization_id.as_deref(),
-            mem_scope: self.scope.as_deref(),
-            project: self.project_id.as_deref(),
-            kind: self.kind.as_deref(),
-            include_archived: self.include_archived.as_deref(),
-        }
-    }
-}
-
-fn filter(scope: &Scope, user: &UserId, input: FilterInput<'_>) -> Result<MemoryFilter, ApiError> {
-    let (o, _) = scope.resolve(input.org)?;
-    let s = match input.mem_scope.map(str::trim).filter(|s| !s.is_empty()) {
+fn filter(scope: &Scope, user: &UserId, q: &MemoryListQuery) -> Result<MemoryFilter, ApiError> {
+    let (o, _) = scope.resolve(q.organization_id.as_deref())?;
+    let s = match q.scope.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         None | Some("all") => "all",
         Some("global") => "global",
         Some("project") => "project",
@@ -164,9 +144,9 @@ fn filter(scope: &Scope, user: &UserId, input: FilterInput<'_>) -> Result<Memory
         organization_id: o.id.clone(),
         user_id: user.clone(),
         scope: s.into(),
-        project_id: rules::trimmed(input.project).map(ProjectId),
-        kind: rules::trimmed(input.kind).map(|k| mem::normalize_kind(Some(&k))),
-        include_archived: input.include_archived.map(str::trim) == Some("true"),
+        project_id: rules::trimmed(q.project_id.as_deref()).map(ProjectId),
+        kind: rules::trimmed(q.kind.as_deref()).map(|k| mem::normalize_kind(Some(&k))),
+        include_archived: q.include_archived.as_deref().map(str::trim) == Some("true"),
         active_only: false,
     })
 }
@@ -178,12 +158,10 @@ pub async fn list(
 ) -> Result<MemoryListResponse, ApiError> {
     let page = page_req(q.limit.as_deref(), q.cursor.as_deref(), 50, 200)?;
     let scope = Scope::of(state, caller).await?;
-    let f = filter(&scope, &caller.user.id, q.filter_input())?;
+    let f = filter(&scope, &caller.user.id, &q)?;
     let result = state.store.memories(&f, &page).await?;
-    Ok(MemoryListResponse {
-        items: result.items.iter().map(MemoryView::from).collect(),
-        next_cursor: next_cursor(&result),
-    })
+    let (items, next_cursor) = page_views(&result, MemoryView::from);
+    Ok(MemoryListResponse { items, next_cursor })
 }
 
 fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
@@ -221,14 +199,17 @@ pub async fn search(
         .map(|(_, v)| v.trim().to_lowercase())
         .collect();
     let scope = Scope::of(state, caller).await?;
-    let input = FilterInput {
-        org: first(&pairs, "organizationId"),
-        mem_scope: first(&pairs, "scope"),
-        project: first(&pairs, "projectId"),
-        kind: first(&pairs, "kind"),
-        include_archived: first(&pairs, "includeArchived"),
+    let owned = |key| first(&pairs, key).map(str::to_owned);
+    let q = MemoryListQuery {
+        organization_id: owned("organizationId"),
+        scope: owned("scope"),
+        project_id: owned("projectId"),
+        kind: owned("kind"),
+        include_archived: owned("includeArchived"),
+        limit: None,
+        cursor: None,
     };
-    let mut f = filter(&scope, &caller.user.id, input)?;
+    let mut f = filter(&scope, &caller.user.id, &q)?;
     f.active_only = true;
     let candidates = state
         .store
@@ -265,7 +246,7 @@ pub async fn stats(
     q: MemoryListQuery,
 ) -> Result<MemoryStatsResponse, ApiError> {
     let scope = Scope::of(state, caller).await?;
-    let f = filter(&scope, &caller.user.id, q.filter_input())?;
+    let f = filter(&scope, &caller.user.id, &q)?;
     let mut out = MemoryStatsResponse {
         total: 0,
         active: 0,
@@ -301,10 +282,12 @@ pub async fn stats(
 /// A memory the caller may see, or 404.
 async fn visible_memory(state: &AppState, caller: &Caller, id: &str) -> Result<Memory, ApiError> {
     let scope = Scope::of(state, caller).await?;
-    match state.store.memory(&MemoryId::from(id)).await? {
-        Some(m) if visible(&scope, &caller.user.id, &m) => Ok(m),
-        _ => Err(ApiError::not_found("Memory not found")),
-    }
+    let found = state.store.memory(&MemoryId::from(id)).await?;
+    access::visible_or_404(
+        found,
+        |m| visible(&scope, &caller.user.id, m),
+        "Memory not found",
+    )
 }
 
 /// Reads a memory and counts the use (`timesUsed`, `lastUsedAt`).

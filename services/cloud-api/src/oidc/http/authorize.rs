@@ -240,6 +240,16 @@ pub(super) fn message_page(
     web::html(status, render(&page), &[], https(state))
 }
 
+/// The answer to a form whose CSRF token does not check, with what the user should do `then`.
+pub(super) fn form_expired(state: &AppState, then: &str) -> Response {
+    message_page(
+        state,
+        StatusCode::BAD_REQUEST,
+        "Please try again",
+        format!("This form expired or was not sent by Chatons Cloud. {then}"),
+    )
+}
+
 pub(super) fn invalid_response(state: &AppState, invalid: Invalid, after_post: bool) -> Response {
     match invalid {
         Invalid::Page(title, message) => {
@@ -323,7 +333,8 @@ pub async fn authorize_page(
         Err(e) => return e.into_response(),
     };
     let now = now();
-    if needs_login(&v, session.as_ref().map(|(s, _)| s), now) {
+    let signed_in = session.filter(|(s, _)| !needs_login(&v, Some(s), now));
+    let Some((session, user)) = signed_in else {
         if v.prompt.iter().any(|p| p == "none") {
             return invalid_response(
                 &state,
@@ -331,17 +342,6 @@ pub async fn authorize_page(
                 false,
             );
         }
-        return login_form(
-            &state,
-            &headers,
-            &params,
-            &v,
-            None,
-            String::new(),
-            StatusCode::OK,
-        );
-    }
-    let Some((session, user)) = session else {
         return login_form(
             &state,
             &headers,
@@ -450,13 +450,7 @@ pub async fn authorize_submit(
     ApiForm(form): ApiForm<AuthorizeForm>,
 ) -> Response {
     if !web::csrf_ok(&headers, form.csrf_token.as_deref()) {
-        return message_page(
-            &state,
-            StatusCode::BAD_REQUEST,
-            "Please try again",
-            "This form expired or was not sent by Chatons Cloud. Go back and submit it again."
-                .into(),
-        );
+        return form_expired(&state, "Go back and submit it again.");
     }
     let v = match validate(&state, &form.params) {
         Ok(v) => v,

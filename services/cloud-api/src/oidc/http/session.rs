@@ -86,6 +86,16 @@ struct LogoutPage {
     hidden: Vec<(String, String)>,
 }
 
+/// The page refusing a logout's redirect target.
+fn invalid_redirect(state: &AppState, message: &str) -> Response {
+    message_page(
+        state,
+        StatusCode::BAD_REQUEST,
+        "Invalid redirect",
+        message.into(),
+    )
+}
+
 /// Where a logout may send the browser: `Ok(None)` to the "signed out" page, or a
 /// post-logout URI registered for the client named by the hint or `client_id`.
 fn logout_target(
@@ -145,14 +155,7 @@ pub async fn logout(
     };
     let (client_id, target) = match logout_target(&state, &p, hint.as_ref()) {
         Ok(t) => t,
-        Err(message) => {
-            return message_page(
-                &state,
-                StatusCode::BAD_REQUEST,
-                "Invalid redirect",
-                message.into(),
-            );
-        }
+        Err(message) => return invalid_redirect(&state, message),
     };
     let Some((session, user)) = session else {
         return end_session(&state, None, target, p.state).await;
@@ -190,23 +193,11 @@ pub async fn logout_confirm(
     ApiForm(p): ApiForm<LogoutParams>,
 ) -> Response {
     if !web::csrf_ok(&headers, p.csrf_token.as_deref()) {
-        return message_page(
-            &state,
-            StatusCode::BAD_REQUEST,
-            "Please try again",
-            "This form expired or was not sent by Chatons Cloud. You are still signed in.".into(),
-        );
+        return form_expired(&state, "You are still signed in.");
     }
     let target = match logout_target(&state, &p, None) {
         Ok((_, target)) => target,
-        Err(message) => {
-            return message_page(
-                &state,
-                StatusCode::BAD_REQUEST,
-                "Invalid redirect",
-                message.into(),
-            );
-        }
+        Err(message) => return invalid_redirect(&state, message),
     };
     let session = portal_session(&state, &headers).await.ok().flatten();
     end_session(&state, session.map(|(s, _)| s), target, p.state).await
