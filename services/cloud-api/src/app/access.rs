@@ -74,13 +74,8 @@ impl Scope {
     /// Like [`Scope::resolve`], and the caller must be an owner or admin there (403 otherwise).
     pub fn manage(&self, requested: Option<&str>) -> Result<&(Organization, Role), ApiError> {
         let found = self.resolve(requested)?;
-        if found.1.can_manage() {
-            Ok(found)
-        } else {
-            Err(ApiError::forbidden(
-                "Only owners and admins of the organization can do this.",
-            ))
-        }
+        require_manager(found.1)?;
+        Ok(found)
     }
 
     pub fn org_name(&self, org: &OrgId) -> String {
@@ -100,6 +95,17 @@ pub fn visible_or_404<T>(
     found
         .filter(visible)
         .ok_or_else(|| ApiError::not_found(message))
+}
+
+/// The one role check of organization management: owners and admins may (403 otherwise).
+pub fn require_manager(role: Role) -> Result<(), ApiError> {
+    if role.can_manage() {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            "Only owners and admins of the organization can do this.",
+        ))
+    }
 }
 
 /// A project in one of the caller's organizations, or 404.
@@ -128,6 +134,16 @@ pub async fn visible_conversation(
         |c| scope.role(&c.organization_id).is_some(),
         "Conversation not found",
     )
+}
+
+/// A conversation of the caller's organizations, or 404.
+pub async fn callers_conversation(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<Conversation, ApiError> {
+    let scope = Scope::of(state, caller).await?;
+    visible_conversation(state, &scope, id).await
 }
 
 /// The plans, normalised (sorted, one default).

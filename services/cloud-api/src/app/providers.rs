@@ -245,11 +245,7 @@ pub async fn update(
 ) -> Result<ProviderResponse, ApiError> {
     let scope = Scope::of(state, caller).await?;
     let (mut p, role) = visible_provider(state, &scope, &id).await?;
-    if !role.can_manage() {
-        return Err(ApiError::forbidden(
-            "Only owners and admins of the organization can do this.",
-        ));
-    }
+    access::require_manager(role)?;
     if body.label.is_some() {
         p.label = rules::required(body.label.as_deref(), MAX_NAME, "label must not be empty")?;
     }
@@ -289,11 +285,7 @@ pub async fn update(
 pub async fn delete(state: &AppState, caller: &Caller, id: String) -> Result<OkBody, ApiError> {
     let scope = Scope::of(state, caller).await?;
     let (p, role) = visible_provider(state, &scope, &id).await?;
-    if !role.can_manage() {
-        return Err(ApiError::forbidden(
-            "Only owners and admins of the organization can do this.",
-        ));
-    }
+    access::require_manager(role)?;
     state.store.delete_provider(&p.id).await?;
     Ok(OkBody { ok: true })
 }
