@@ -7,6 +7,7 @@
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::StatusCode;
 use axum::http::header::{self, HeaderMap};
@@ -56,11 +57,19 @@ async fn root(State(state): State<AppState>, headers: HeaderMap) -> Response {
     }
 }
 
+/// A form post's headers and body, for the portal's form handlers.
+async fn form_post(
+    request: Request,
+    state: &AppState,
+) -> Result<(HeaderMap, Bytes), BytesRejection> {
+    let headers = request.headers().clone();
+    Ok((headers, Bytes::from_request(request, state).await?))
+}
+
 async fn signup(State(state): State<AppState>, ip: ClientIp, request: Request) -> Response {
     if is_form(request.headers()) {
-        let headers = request.headers().clone();
-        let body = match Bytes::from_request(request, &state).await {
-            Ok(b) => b,
+        let (headers, body) = match form_post(request, &state).await {
+            Ok(form) => form,
             Err(e) => return e.into_response(),
         };
         return crate::portal::pages::signup_with_form(&state, &ip, &headers, &body, true).await;
@@ -75,9 +84,8 @@ async fn signup(State(state): State<AppState>, ip: ClientIp, request: Request) -
 
 async fn login(State(state): State<AppState>, ip: ClientIp, request: Request) -> Response {
     if is_form(request.headers()) {
-        let headers = request.headers().clone();
-        let body = match Bytes::from_request(request, &state).await {
-            Ok(b) => b,
+        let (headers, body) = match form_post(request, &state).await {
+            Ok(form) => form,
             Err(e) => return e.into_response(),
         };
         return crate::portal::pages::login_with_form(

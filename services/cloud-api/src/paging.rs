@@ -72,6 +72,14 @@ pub fn next_cursor<T>(page: &Page<T>) -> Option<String> {
     page.next.as_ref().map(encode_cursor)
 }
 
+/// A page's items as their views, and the `nextCursor` of the page after it.
+pub fn page_views<'a, T, V>(
+    page: &'a Page<T>,
+    view: impl FnMut(&'a T) -> V,
+) -> (Vec<V>, Option<String>) {
+    (page.items.iter().map(view).collect(), next_cursor(page))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -74,13 +74,8 @@ impl Scope {
     /// Like [`Scope::resolve`], and the caller must be an owner or admin there (403 otherwise).
     pub fn manage(&self, requested: Option<&str>) -> Result<&(Organization, Role), ApiError> {
         let found = self.resolve(requested)?;
-        if found.1.can_manage() {
-            Ok(found)
-        } else {
-            Err(ApiError::forbidden(
-                "Only owners and admins of the organization can do this.",
-            ))
-        }
+        require_manager(found.1)?;
+        Ok(found)
     }
 
     pub fn org_name(&self, org: &OrgId) -> String {
@@ -90,16 +85,41 @@ impl Scope {
     }
 }
 
+/// What a lookup by id found, when the caller may see it; 404 `message` otherwise (a record of
+/// another tenant answers like one that does not exist).
+pub fn visible_or_404<T>(
+    found: Option<T>,
+    visible: impl FnOnce(&T) -> bool,
+    message: &'static str,
+) -> Result<T, ApiError> {
+    found
+        .filter(visible)
+        .ok_or_else(|| ApiError::not_found(message))
+}
+
+/// The one role check of organization management: owners and admins may (403 otherwise).
+pub fn require_manager(role: Role) -> Result<(), ApiError> {
+    if role.can_manage() {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            "Only owners and admins of the organization can do this.",
+        ))
+    }
+}
+
 /// A project in one of the caller's organizations, or 404.
 pub async fn visible_project(
     state: &AppState,
     scope: &Scope,
     id: &str,
 ) -> Result<Project, ApiError> {
-    match state.store.project(&ProjectId::from(id)).await? {
-        Some(p) if scope.role(&p.organization_id).is_some() => Ok(p),
-        _ => Err(ApiError::not_found("Project not found")),
-    }
+    let found = state.store.project(&ProjectId::from(id)).await?;
+    visible_or_404(
+        found,
+        |p| scope.role(&p.organization_id).is_some(),
+        "Project not found",
+    )
 }
 
 /// A conversation in one of the caller's organizations, or 404.
@@ -108,10 +128,22 @@ pub async fn visible_conversation(
     scope: &Scope,
     id: &str,
 ) -> Result<Conversation, ApiError> {
-    match state.store.conversation(&ConversationId::from(id)).await? {
-        Some(c) if scope.role(&c.organization_id).is_some() => Ok(c),
-        _ => Err(ApiError::not_found("Conversation not found")),
-    }
+    let found = state.store.conversation(&ConversationId::from(id)).await?;
+    visible_or_404(
+        found,
+        |c| scope.role(&c.organization_id).is_some(),
+        "Conversation not found",
+    )
+}
+
+/// A conversation of the caller's organizations, or 404.
+pub async fn callers_conversation(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<Conversation, ApiError> {
+    let scope = Scope::of(state, caller).await?;
+    visible_conversation(state, &scope, id).await
 }
 
 /// The plans, normalised (sorted, one default).
@@ -178,4 +210,33 @@ pub async fn org_views(
         out.push(crate::views::org_view(org, *role, &providers));
     }
     Ok(out)
+}
+
+/// What the account summary shows of a user (`GET /v1/account`, the admin's user answers).
+pub struct Summary {
+    pub user: crate::views::UserView,
+    pub usage: crate::views::UsageView,
+    /// Every plan, hidden ones included.
+    pub plans: Vec<Plan>,
+    pub organizations: Vec<crate::views::OrganizationView>,
+    pub active_organization_id: Option<String>,
+}
+
+/// The summary of `user` (as given: the admin list already applied), with the organization
+/// `session_active` active when it is one of theirs.
+pub async fn summary(
+    state: &AppState,
+    user: &User,
+    session_active: Option<&OrgId>,
+) -> Result<Summary, ApiError> {
+    let plans = plans(state).await?;
+    let usage = usage(state, user, &plans).await?;
+    let scope = Scope::load(state, &user.id, session_active).await?;
+    Ok(Summary {
+        user: crate::views::user_view(user, &plans, now()),
+        usage: crate::views::UsageView::from(&usage),
+        plans,
+        organizations: org_views(state, &scope).await?,
+        active_organization_id: scope.active.map(|o| o.0),
+    })
 }

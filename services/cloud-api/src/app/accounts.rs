@@ -199,19 +199,7 @@ pub async fn register(
         is_personal: true,
         created_at: now,
     };
-    let project = Project {
-        id: ProjectId::generate(),
-        organization_id: org.id.clone(),
-        created_by: Some(user.id.clone()),
-        name: "Cloud Workspace".into(),
-        repo_name: org.name.clone(),
-        kind: "conversation_only".into(),
-        workspace_capability: "chat_only".into(),
-        repository: None,
-        cloud_status: "connected".into(),
-        created_at: now,
-        updated_at: now,
-    };
+    let project = crate::app::projects::new_project(&org, &user.id, "Cloud Workspace".into(), now);
     let org_id = org.id.clone();
     match state
         .store

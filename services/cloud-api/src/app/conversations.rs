@@ -5,7 +5,7 @@ use crate::AppState;
 use crate::app::access::{self, Scope};
 use crate::domain::rules::{self, MAX_NAME};
 use crate::domain::*;
-use crate::paging::{next_cursor, page_req};
+use crate::paging::{page_req, page_views};
 use crate::views::*;
 use crate::web::caller::Caller;
 use cloud_common::ApiError;
@@ -121,9 +121,10 @@ pub async fn list(
         .store
         .conversations(&scope.org_ids(), project.as_ref(), &page)
         .await?;
+    let (conversations, next_cursor) = page_views(&result, ConversationView::from);
     Ok(ConversationListResponse {
-        conversations: result.items.iter().map(ConversationView::from).collect(),
-        next_cursor: next_cursor(&result),
+        conversations,
+        next_cursor,
     })
 }
 
@@ -132,8 +133,7 @@ pub async fn get(
     caller: &Caller,
     id: &str,
 ) -> Result<ConversationResponse, ApiError> {
-    let scope = Scope::of(state, caller).await?;
-    let c = access::visible_conversation(state, &scope, id).await?;
+    let c = access::callers_conversation(state, caller, id).await?;
     Ok(ConversationResponse {
         conversation: ConversationView::from(&c),
     })
@@ -145,8 +145,7 @@ pub async fn update(
     id: &str,
     body: UpdateConversationBody,
 ) -> Result<ConversationResponse, ApiError> {
-    let scope = Scope::of(state, caller).await?;
-    let mut c = access::visible_conversation(state, &scope, id).await?;
+    let mut c = access::callers_conversation(state, caller, id).await?;
     if let Some(t) = opt_field(body.title.as_deref(), "title")? {
         c.title = t;
     }
@@ -173,8 +172,7 @@ pub async fn update(
 }
 
 pub async fn delete(state: &AppState, caller: &Caller, id: &str) -> Result<OkBody, ApiError> {
-    let scope = Scope::of(state, caller).await?;
-    let c = access::visible_conversation(state, &scope, id).await?;
+    let c = access::callers_conversation(state, caller, id).await?;
     state.store.delete_conversation(&c.id).await?;
     Ok(OkBody { ok: true })
 }
@@ -296,14 +294,14 @@ pub async fn messages(
     q: MessageListQuery,
 ) -> Result<MessagesResponse, ApiError> {
     access::require_subscription(state, &caller.user).await?;
-    let scope = Scope::of(state, caller).await?;
-    let c = access::visible_conversation(state, &scope, id).await?;
+    let c = access::callers_conversation(state, caller, id).await?;
     let page = page_req(q.limit.as_deref(), q.cursor.as_deref(), 500, 1000)?;
     let result = state.store.messages(&c.id, &page).await?;
+    let (messages, next_cursor) = page_views(&result, MessageView::from);
     Ok(MessagesResponse {
         conversation_id: c.id.0,
-        messages: result.items.iter().map(MessageView::from).collect(),
-        next_cursor: next_cursor(&result),
+        messages,
+        next_cursor,
     })
 }
 
@@ -316,8 +314,7 @@ pub async fn append(
 ) -> Result<AppendResponse, ApiError> {
     access::require_subscription(state, &caller.user).await?;
     let messages = parse_messages(body.messages)?;
-    let scope = Scope::of(state, caller).await?;
-    let c = access::visible_conversation(state, &scope, id).await?;
+    let c = access::callers_conversation(state, caller, id).await?;
     let (appended, total) = append_checked(state, &c, &messages).await?;
     let stored = state.store.messages(&c.id, &PageReq::first(1000)).await?;
     Ok(AppendResponse {

@@ -20,24 +20,39 @@ fn expiry(ttl: std::time::Duration) -> chrono::DateTime<chrono::Utc> {
     now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::hours(1))
 }
 
+/// A new single-use token of `kind` for `user`, valid for `ttl` (stored as its hash), or `None`
+/// when it could not be stored (logged; the mail is then not sent).
+async fn store_token(
+    state: &AppState,
+    kind: EmailTokenKind,
+    user: &User,
+    ttl: std::time::Duration,
+) -> Option<String> {
+    let (prefix, what) = match kind {
+        EmailTokenKind::Verification => ("verify-", "an email verification"),
+        EmailTokenKind::PasswordReset => ("reset-", "a password reset"),
+    };
+    let token = new_token(prefix);
+    let stored = state
+        .store
+        .insert_email_token(kind, &token_hash(&token), &user.id, expiry(ttl))
+        .await;
+    match stored {
+        Ok(()) => Some(token),
+        Err(e) => {
+            tracing::error!(error = %e, "Could not store {what} token.");
+            None
+        }
+    }
+}
+
 /// Creates a verification token for `user` and queues the mail with its link. Failures are
 /// logged: signup never fails because of mail.
 pub async fn send_verification(state: &AppState, user: &User) {
-    let token = new_token("verify-");
     let ttl = state.config.email_verification_ttl;
-    if let Err(e) = state
-        .store
-        .insert_email_token(
-            EmailTokenKind::Verification,
-            &token_hash(&token),
-            &user.id,
-            expiry(ttl),
-        )
-        .await
-    {
-        tracing::error!(error = %e, "Could not store an email verification token.");
+    let Some(token) = store_token(state, EmailTokenKind::Verification, user, ttl).await else {
         return;
-    }
+    };
     let url = templates::link(&state.config.web_url, "/cloud/verify-email", &token);
     let hours = (ttl.as_secs() / 3600).max(1);
     state
@@ -79,21 +94,10 @@ pub async fn forgot_password(state: &AppState, email: &str) {
             return;
         }
     };
-    let token = new_token("reset-");
     let ttl = state.config.password_reset_ttl;
-    if let Err(e) = state
-        .store
-        .insert_email_token(
-            EmailTokenKind::PasswordReset,
-            &token_hash(&token),
-            &user.id,
-            expiry(ttl),
-        )
-        .await
-    {
-        tracing::error!(error = %e, "Could not store a password reset token.");
+    let Some(token) = store_token(state, EmailTokenKind::PasswordReset, &user, ttl).await else {
         return;
-    }
+    };
     let url = templates::link(&state.config.web_url, "/cloud/reset-password", &token);
     let minutes = (ttl.as_secs() / 60).max(1);
     state

@@ -4,10 +4,16 @@
 
 pub mod access;
 pub mod accounts;
+pub mod admin;
+pub mod bootstrap;
 pub mod conversations;
 pub mod email;
+pub mod grants;
 pub mod housekeeping;
+pub mod instances;
 pub mod memory;
 pub mod organizations;
 pub mod projects;
 pub mod providers;
+pub mod tokens;
+pub mod web_accounts;

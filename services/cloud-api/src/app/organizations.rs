@@ -10,7 +10,7 @@ use crate::app::providers::OrgListQuery;
 use crate::crypto::{new_token, token_hash};
 use crate::domain::rules::{self, MAX_NAME};
 use crate::domain::*;
-use crate::paging::{ListQuery, encode_cursor, next_cursor, page_req};
+use crate::paging::{ListQuery, encode_cursor, page_views};
 use crate::views::*;
 use crate::web::caller::Caller;
 
@@ -230,13 +230,12 @@ pub async fn members(
     caller: &Caller,
     q: OrgListQuery,
 ) -> Result<MemberListResponse, ApiError> {
-    let page = page_req(q.limit.as_deref(), q.cursor.as_deref(), 50, 200)?;
-    let scope = Scope::of(state, caller).await?;
-    let (org, _) = scope.resolve(q.organization_id.as_deref())?;
+    let (org, page) = q.member_page(state, caller).await?;
     let result = state.store.members(&org.id, &page).await?;
+    let (members, next_cursor) = page_views(&result, MemberView::from);
     Ok(MemberListResponse {
-        members: result.items.iter().map(MemberView::from).collect(),
-        next_cursor: next_cursor(&result),
+        members,
+        next_cursor,
     })
 }
 
@@ -438,13 +437,12 @@ pub async fn invites(
     caller: &Caller,
     q: OrgListQuery,
 ) -> Result<InviteListResponse, ApiError> {
-    let page = page_req(q.limit.as_deref(), q.cursor.as_deref(), 50, 200)?;
-    let scope = Scope::of(state, caller).await?;
-    let (org, _) = scope.manage(q.organization_id.as_deref())?;
+    let (org, page) = q.managed_page(state, caller).await?;
     let result = state.store.invites(&org.id, &page).await?;
+    let (invites, next_cursor) = page_views(&result, InviteView::from);
     Ok(InviteListResponse {
-        invites: result.items.iter().map(InviteView::from).collect(),
-        next_cursor: next_cursor(&result),
+        invites,
+        next_cursor,
     })
 }
 

@@ -10,7 +10,7 @@ use crate::AppState;
 use crate::app::access::{self, Scope};
 use crate::domain::rules::{self, MAX_NAME};
 use crate::domain::*;
-use crate::paging::{next_cursor, page_req};
+use crate::paging::{page_req, page_views};
 use crate::views::*;
 use crate::web::caller::Caller;
 
@@ -199,6 +199,28 @@ fn apply_repository(
     Ok(())
 }
 
+/// A new project of `org` as every project starts: conversations only, chat only, connected.
+pub(crate) fn new_project(
+    org: &Organization,
+    creator: &UserId,
+    name: String,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Project {
+    Project {
+        id: ProjectId::generate(),
+        organization_id: org.id.clone(),
+        created_by: Some(creator.clone()),
+        name,
+        repo_name: org.name.clone(),
+        kind: "conversation_only".into(),
+        workspace_capability: "chat_only".into(),
+        repository: None,
+        cloud_status: "connected".into(),
+        created_at: now,
+        updated_at: now,
+    }
+}
+
 pub async fn create(
     state: &AppState,
     caller: &Caller,
@@ -208,20 +230,7 @@ pub async fn create(
     let name = rules::required(body.name.as_deref(), MAX_NAME, "Project name is required")?;
     let scope = Scope::of(state, caller).await?;
     let (org, _) = scope.resolve(body.organization_id.as_deref())?.clone();
-    let now = now();
-    let mut project = Project {
-        id: ProjectId::generate(),
-        organization_id: org.id.clone(),
-        created_by: Some(caller.user.id.clone()),
-        name,
-        repo_name: org.name.clone(),
-        kind: "conversation_only".into(),
-        workspace_capability: "chat_only".into(),
-        repository: None,
-        cloud_status: "connected".into(),
-        created_at: now,
-        updated_at: now,
-    };
+    let mut project = new_project(&org, &caller.user.id, name, now());
     apply_repository(
         state,
         &mut project,
@@ -254,13 +263,12 @@ pub async fn list(
         None => scope.org_ids(),
     };
     let result = state.store.projects(&orgs, &page).await?;
+    let (projects, next_cursor) = page_views(&result, |p| {
+        project_view(p, &scope.org_name(&p.organization_id))
+    });
     Ok(ProjectListResponse {
-        projects: result
-            .items
-            .iter()
-            .map(|p| project_view(p, &scope.org_name(&p.organization_id)))
-            .collect(),
-        next_cursor: next_cursor(&result),
+        projects,
+        next_cursor,
     })
 }
 

@@ -9,7 +9,7 @@ use crate::AppState;
 use crate::app::access::{self, Scope};
 use crate::domain::rules::{self, MAX_NAME};
 use crate::domain::*;
-use crate::paging::{next_cursor, page_req};
+use crate::paging::{page_req, page_views};
 use crate::views::*;
 use crate::web::caller::Caller;
 
@@ -79,6 +79,42 @@ pub struct OrgListQuery {
     #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
     pub limit: Option<String>,
     pub cursor: Option<String>,
+}
+
+/// How a list picks its organization in the caller's scope: [`Scope::resolve`] or
+/// [`Scope::manage`].
+type PickOrg = for<'s> fn(&'s Scope, Option<&str>) -> Result<&'s (Organization, Role), ApiError>;
+
+impl OrgListQuery {
+    /// The page asked for, and the caller's organization it names (404 when not theirs).
+    pub async fn member_page(
+        &self,
+        state: &AppState,
+        caller: &Caller,
+    ) -> Result<(Organization, PageReq), ApiError> {
+        self.page_in(state, caller, Scope::resolve).await
+    }
+
+    /// Like [`OrgListQuery::member_page`], and the caller must manage the organization (403).
+    pub async fn managed_page(
+        &self,
+        state: &AppState,
+        caller: &Caller,
+    ) -> Result<(Organization, PageReq), ApiError> {
+        self.page_in(state, caller, Scope::manage).await
+    }
+
+    async fn page_in(
+        &self,
+        state: &AppState,
+        caller: &Caller,
+        pick: PickOrg,
+    ) -> Result<(Organization, PageReq), ApiError> {
+        let page = page_req(self.limit.as_deref(), self.cursor.as_deref(), 50, 200)?;
+        let scope = Scope::of(state, caller).await?;
+        let (org, _) = pick(&scope, self.organization_id.as_deref())?;
+        Ok((org.clone(), page))
+    }
 }
 
 fn models(input: &[ModelInput]) -> Result<Vec<ProviderModel>, ApiError> {
@@ -175,13 +211,12 @@ pub async fn list(
     caller: &Caller,
     q: OrgListQuery,
 ) -> Result<ProviderListResponse, ApiError> {
-    let page = page_req(q.limit.as_deref(), q.cursor.as_deref(), 50, 200)?;
-    let scope = Scope::of(state, caller).await?;
-    let (org, _) = scope.resolve(q.organization_id.as_deref())?;
+    let (org, page) = q.member_page(state, caller).await?;
     let result = state.store.providers(&org.id, &page).await?;
+    let (providers, next_cursor) = page_views(&result, ProviderView::from);
     Ok(ProviderListResponse {
-        providers: result.items.iter().map(ProviderView::from).collect(),
-        next_cursor: next_cursor(&result),
+        providers,
+        next_cursor,
     })
 }
 
@@ -210,11 +245,7 @@ pub async fn update(
 ) -> Result<ProviderResponse, ApiError> {
     let scope = Scope::of(state, caller).await?;
     let (mut p, role) = visible_provider(state, &scope, &id).await?;
-    if !role.can_manage() {
-        return Err(ApiError::forbidden(
-            "Only owners and admins of the organization can do this.",
-        ));
-    }
+    access::require_manager(role)?;
     if body.label.is_some() {
         p.label = rules::required(body.label.as_deref(), MAX_NAME, "label must not be empty")?;
     }
@@ -254,11 +285,7 @@ pub async fn update(
 pub async fn delete(state: &AppState, caller: &Caller, id: String) -> Result<OkBody, ApiError> {
     let scope = Scope::of(state, caller).await?;
     let (p, role) = visible_provider(state, &scope, &id).await?;
-    if !role.can_manage() {
-        return Err(ApiError::forbidden(
-            "Only owners and admins of the organization can do this.",
-        ));
-    }
+    access::require_manager(role)?;
     state.store.delete_provider(&p.id).await?;
     Ok(OkBody { ok: true })
 }

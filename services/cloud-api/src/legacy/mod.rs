@@ -51,6 +51,14 @@ impl Summary {
     pub(crate) fn unchanged(&mut self, kind: &'static str) {
         self.kinds.entry(kind).or_default().unchanged += 1;
     }
+    /// Counts an idempotent insert: created when it wrote a row, unchanged otherwise.
+    pub(crate) fn count(&mut self, kind: &'static str, done: sqlx::postgres::PgQueryResult) {
+        if done.rows_affected() > 0 {
+            self.created(kind);
+        } else {
+            self.unchanged(kind);
+        }
+    }
     pub(crate) fn skipped(&mut self, kind: &'static str, why: &str) {
         self.kinds.entry(kind).or_default().skipped += 1;
         println!("  skipped {kind}: {why}");
@@ -205,11 +213,7 @@ async fn plans(source: &PgPool, target: &PgPool, summary: &mut Summary) -> anyho
         .bind(limit)
         .execute(&mut *tx)
         .await?;
-        if done.rows_affected() > 0 {
-            summary.created("plans");
-        } else {
-            summary.unchanged("plans");
-        }
+        summary.count("plans", done);
     }
     if let Some(default) = rows.iter().find(|p| p.is_default) {
         let moved = sqlx::query(
@@ -355,11 +359,7 @@ async fn sessions(
         .bind(s.expires_at)
         .execute(&mut *tx)
         .await?;
-        if done.rows_affected() > 0 {
-            summary.created("sessions");
-        } else {
-            summary.unchanged("sessions");
-        }
+        summary.count("sessions", done);
     }
     tx.commit().await?;
     Ok(())

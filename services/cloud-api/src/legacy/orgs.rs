@@ -5,7 +5,6 @@ use std::collections::HashSet;
 use anyhow::Context;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use sqlx::postgres::PgQueryResult;
 use sqlx::{PgPool, Postgres, Transaction};
 
 use super::Summary;
@@ -14,14 +13,6 @@ use crate::crypto::SecretBox;
 use crate::domain::rules::MAX_MESSAGE_CONTENT;
 
 type Tx = Transaction<'static, Postgres>;
-
-fn count(summary: &mut Summary, kind: &'static str, done: PgQueryResult) {
-    if done.rows_affected() > 0 {
-        summary.created(kind);
-    } else {
-        summary.unchanged(kind);
-    }
-}
 
 async fn exists(tx: &mut Tx, table: &str, id: &str) -> anyhow::Result<bool> {
     let found: Option<String> =
@@ -95,7 +86,7 @@ async fn organization(tx: &mut Tx, org: &LegacyOrg, summary: &mut Summary) -> an
     .bind(org.updated_at)
     .execute(&mut **tx)
     .await?;
-    count(summary, "organizations", done);
+    summary.count("organizations", done);
     Ok(())
 }
 
@@ -139,7 +130,7 @@ async fn members(
         .bind(m.created_at)
         .execute(&mut **tx)
         .await?;
-        count(summary, "memberships", done);
+        summary.count("memberships", done);
     }
     Ok(())
 }
@@ -197,7 +188,7 @@ async fn providers(
         .bind(p.updated_at)
         .execute(&mut **tx)
         .await?;
-        count(summary, "providers", done);
+        summary.count("providers", done);
     }
     Ok(())
 }
@@ -296,7 +287,7 @@ async fn projects(
         .bind(p.updated_at)
         .execute(&mut **tx)
         .await?;
-        count(summary, "projects", done);
+        summary.count("projects", done);
     }
     Ok(present)
 }
@@ -348,7 +339,7 @@ async fn conversations(
             .bind(c.updated_at)
             .execute(&mut **tx)
             .await?;
-            count(summary, "conversations", done);
+            summary.count("conversations", done);
         }
         transcript(tx, &c, summary).await?;
     }
@@ -505,7 +496,7 @@ async fn memories(
         .bind(m.updated_at)
         .execute(&mut **tx)
         .await?;
-        count(summary, "memories", done);
+        summary.count("memories", done);
     }
     Ok(())
 }

@@ -240,6 +240,16 @@ pub(super) fn message_page(
     web::html(status, render(&page), &[], https(state))
 }
 
+/// The answer to a form whose CSRF token does not check, with what the user should do `then`.
+pub(super) fn form_expired(state: &AppState, then: &str) -> Response {
+    message_page(
+        state,
+        StatusCode::BAD_REQUEST,
+        "Please try again",
+        format!("This form expired or was not sent by Chatons Cloud. {then}"),
+    )
+}
+
 pub(super) fn invalid_response(state: &AppState, invalid: Invalid, after_post: bool) -> Response {
     match invalid {
         Invalid::Page(title, message) => {
@@ -287,7 +297,7 @@ pub(super) async fn portal_session(
     let Some(token) = web::cookie(headers, web::SESSION_COOKIE) else {
         return Ok(None);
     };
-    let found = sessions::authenticate(state.store.as_ref(), token).await?;
+    let found = tokens::authenticate(state, token).await?;
     Ok(found.filter(|(s, _)| s.client_id == PORTAL_CLIENT))
 }
 
@@ -323,7 +333,8 @@ pub async fn authorize_page(
         Err(e) => return e.into_response(),
     };
     let now = now();
-    if needs_login(&v, session.as_ref().map(|(s, _)| s), now) {
+    let signed_in = session.filter(|(s, _)| !needs_login(&v, Some(s), now));
+    let Some((session, user)) = signed_in else {
         if v.prompt.iter().any(|p| p == "none") {
             return invalid_response(
                 &state,
@@ -331,17 +342,6 @@ pub async fn authorize_page(
                 false,
             );
         }
-        return login_form(
-            &state,
-            &headers,
-            &params,
-            &v,
-            None,
-            String::new(),
-            StatusCode::OK,
-        );
-    }
-    let Some((session, user)) = session else {
         return login_form(
             &state,
             &headers,
@@ -450,13 +450,7 @@ pub async fn authorize_submit(
     ApiForm(form): ApiForm<AuthorizeForm>,
 ) -> Response {
     if !web::csrf_ok(&headers, form.csrf_token.as_deref()) {
-        return message_page(
-            &state,
-            StatusCode::BAD_REQUEST,
-            "Please try again",
-            "This form expired or was not sent by Chatons Cloud. Go back and submit it again."
-                .into(),
-        );
+        return form_expired(&state, "Go back and submit it again.");
     }
     let v = match validate(&state, &form.params) {
         Ok(v) => v,
@@ -530,22 +524,9 @@ pub(super) async fn login(
     let Some(user) = user else {
         return retry("Invalid email or password.", StatusCode::UNAUTHORIZED);
     };
-    let now = now();
-    let portal = SessionPolicy {
-        access_ttl: state.config.portal_session_ttl,
-        refresh_ttl: state.config.portal_session_ttl,
-    };
-    let request = SessionRequest {
-        user: user.id.clone(),
-        client_id: PORTAL_CLIENT.to_owned(),
-        scope: "portal".to_owned(),
-        active_org: None,
-        with_refresh: false,
-        auth_time: now,
-    };
-    let issued = match sessions::issue_session(state.store.as_ref(), portal, &request).await {
+    let issued = match accounts::start_portal_session(state, &user.id, None).await {
         Ok(i) => i,
-        Err(e) => return ApiError::from(e).into_response(),
+        Err(e) => return e.into_response(),
     };
     let cookie = web::set_cookie(
         web::SESSION_COOKIE,
@@ -557,7 +538,15 @@ pub(super) async fn login(
         let new_session = Some((issued.access_token.as_str(), cookie));
         return consent_form(state, headers, &form.params, v, &user, new_session);
     }
-    issue_code(state, v, &user, now, vec![cookie], true).await
+    issue_code(
+        state,
+        v,
+        &user,
+        issued.session.auth_time,
+        vec![cookie],
+        true,
+    )
+    .await
 }
 
 pub(super) async fn issue_code(

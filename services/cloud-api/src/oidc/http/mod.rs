@@ -22,13 +22,14 @@ use subtle::ConstantTimeEq;
 use url::Url;
 
 use crate::AppState;
+use crate::app::{accounts, tokens};
 use crate::crypto::{new_token, token_hash};
 use crate::domain::{Session, User, now};
 use crate::issuer::claims::{IdTokenInput, id_token_claims};
 use crate::issuer::clients::{Client, DESKTOP_CALLBACK};
 use crate::issuer::codes::AuthCode;
 use crate::issuer::{PORTAL_CLIENT, pkce};
-use crate::sessions::{self, IssuedTokens, Refreshed, SessionPolicy, SessionRequest};
+use crate::sessions::{IssuedTokens, Refreshed, SessionRequest};
 use crate::web;
 use crate::web::client_ip::ClientIp;
 

@@ -11,13 +11,12 @@ pub async fn userinfo(
 ) -> Result<Json<Value>, ApiError> {
     let token = bearer(&headers)
         .ok_or_else(|| oauth_bearer_error("invalid_request", "bearer token required"))?;
-    let (session, user) = sessions::authenticate(state.store.as_ref(), token)
+    let (_, user) = tokens::authenticate(&state, token)
         .await?
         .filter(|(s, _)| s.client_id != PORTAL_CLIENT)
         .ok_or_else(|| {
             oauth_bearer_error("invalid_token", "the access token is invalid or expired")
         })?;
-    let _ = session;
     Ok(Json(json!({
         "sub": user.id.as_str(),
         "email": user.email,
@@ -64,17 +63,7 @@ pub async fn revoke(
             "token is required",
         ));
     };
-    let hash = token_hash(token);
-    let now = now();
-    if let Some(session) = state.store.session_by_access_hash(&hash, now).await? {
-        if session.client_id == client.id {
-            state.store.revoke_session(&session.id, now).await?;
-        }
-    } else if let Some(session) = state.store.session_by_refresh_hash(&hash).await? {
-        if session.client_id == client.id {
-            sessions::revoke_family(state.store.as_ref(), &session.family_id).await?;
-        }
-    }
+    tokens::revoke(&state, &client.id, token).await?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -95,6 +84,16 @@ struct LogoutPage {
     email: String,
     csrf_token: String,
     hidden: Vec<(String, String)>,
+}
+
+/// The page refusing a logout's redirect target.
+fn invalid_redirect(state: &AppState, message: &str) -> Response {
+    message_page(
+        state,
+        StatusCode::BAD_REQUEST,
+        "Invalid redirect",
+        message.into(),
+    )
 }
 
 /// Where a logout may send the browser: `Ok(None)` to the "signed out" page, or a
@@ -156,14 +155,7 @@ pub async fn logout(
     };
     let (client_id, target) = match logout_target(&state, &p, hint.as_ref()) {
         Ok(t) => t,
-        Err(message) => {
-            return message_page(
-                &state,
-                StatusCode::BAD_REQUEST,
-                "Invalid redirect",
-                message.into(),
-            );
-        }
+        Err(message) => return invalid_redirect(&state, message),
     };
     let Some((session, user)) = session else {
         return end_session(&state, None, target, p.state).await;
@@ -201,23 +193,11 @@ pub async fn logout_confirm(
     ApiForm(p): ApiForm<LogoutParams>,
 ) -> Response {
     if !web::csrf_ok(&headers, p.csrf_token.as_deref()) {
-        return message_page(
-            &state,
-            StatusCode::BAD_REQUEST,
-            "Please try again",
-            "This form expired or was not sent by Chatons Cloud. You are still signed in.".into(),
-        );
+        return form_expired(&state, "You are still signed in.");
     }
     let target = match logout_target(&state, &p, None) {
         Ok((_, target)) => target,
-        Err(message) => {
-            return message_page(
-                &state,
-                StatusCode::BAD_REQUEST,
-                "Invalid redirect",
-                message.into(),
-            );
-        }
+        Err(message) => return invalid_redirect(&state, message),
     };
     let session = portal_session(&state, &headers).await.ok().flatten();
     end_session(&state, session.map(|(s, _)| s), target, p.state).await
@@ -248,7 +228,7 @@ async fn end_session(
 ) -> Response {
     if let Some(session) = session {
         // A failure is logged; the cookie is cleared anyway.
-        if let Err(e) = sessions::revoke_family(state.store.as_ref(), &session.family_id).await {
+        if let Err(e) = accounts::sign_out(state, &session.family_id).await {
             tracing::warn!(error = %e, "Could not revoke the portal session at logout.");
         }
     }

@@ -93,13 +93,6 @@ pub(super) struct TokenResponse {
     id_token_compat: Option<String>,
 }
 
-pub(super) fn token_policy(state: &AppState) -> SessionPolicy {
-    SessionPolicy {
-        access_ttl: state.config.access_token_ttl,
-        refresh_ttl: state.config.refresh_token_ttl,
-    }
-}
-
 #[tracing::instrument(skip_all)]
 pub async fn token(
     State(state): State<AppState>,
@@ -185,7 +178,7 @@ pub(super) async fn exchange_code(
         replay(state, &record).await?;
         return Err(invalid_grant("authorization code already used"));
     }
-    let Some(user) = state.store.user(&record.user_id).await? else {
+    let Some(user) = tokens::user(state, &record.user_id).await? else {
         return Err(invalid_grant("the user no longer exists"));
     };
     let offline = record
@@ -200,8 +193,7 @@ pub(super) async fn exchange_code(
         with_refresh: offline,
         auth_time: record.auth_time,
     };
-    let issued =
-        sessions::issue_session(state.store.as_ref(), token_policy(state), &request).await?;
+    let issued = tokens::issue(state, &request).await?;
     state
         .oidc
         .codes
@@ -214,7 +206,7 @@ pub(super) async fn exchange_code(
 pub(super) async fn replay(state: &AppState, record: &AuthCode) -> Result<(), ApiError> {
     tracing::warn!(client = %record.client_id, "Authorization code replayed; revoking the tokens it issued.");
     if let Some(family) = &record.family_id {
-        sessions::revoke_family(state.store.as_ref(), family).await?;
+        accounts::sign_out(state, family).await?;
     }
     Ok(())
 }
@@ -233,11 +225,7 @@ pub(super) async fn refresh(
     };
     // Every refusal happens before the rotation, so a refused request (wrong client, rate
     // limit, deleted user) leaves the presented token exactly as usable as before.
-    let Some(current) = state
-        .store
-        .session_by_refresh_hash(&token_hash(refresh_token))
-        .await?
-    else {
+    let Some(current) = tokens::refresh_session(state, refresh_token).await? else {
         return Err(invalid_grant("invalid or expired refresh token"));
     };
     if current.client_id != client.id {
@@ -250,18 +238,10 @@ pub(super) async fn refresh(
     {
         return Err(ApiError::too_many_requests(wait.as_secs()));
     }
-    let Some(user) = state.store.user(&current.user_id).await? else {
+    let Some(user) = tokens::user(state, &current.user_id).await? else {
         return Err(invalid_grant("the user no longer exists"));
     };
-    match sessions::rotate_refresh(
-        state.store.as_ref(),
-        &state.secrets,
-        token_policy(state),
-        refresh_token,
-        state.config.refresh_reuse_grace,
-    )
-    .await?
-    {
+    match tokens::rotate(state, refresh_token).await? {
         Refreshed::Issued(issued) => token_response(state, &user, &issued, None).await,
         Refreshed::Reused => Err(invalid_grant(
             "refresh token reused; the session was revoked",

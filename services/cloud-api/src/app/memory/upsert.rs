@@ -130,77 +130,85 @@ pub async fn upsert(
         .store
         .memory_by_fingerprint(&org.id, &fingerprint)
         .await?;
+    // A client-chosen id names a memory the caller can see, or a new one (unless the
+    // fingerprint already matches a memory, which is then updated).
+    let mut new_id = None;
     if let Some(id) = rules::trimmed(input.id.as_deref()) {
         let id = rules::validate_client_id(&id, "id")?;
         match state.store.memory(&MemoryId::from(id.as_str())).await? {
             Some(m) if visible(scope, user, &m) => existing = Some(m),
             Some(_) => return Err(ApiError::not_found("Memory not found")),
-            None if existing.is_none() => {
-                let fields = NewMemory {
-                    org: &org,
-                    mem_scope,
-                    project_id,
-                    kind,
-                    title,
-                    content,
-                    tags,
-                    topic_key,
-                    fingerprint,
-                    conversation,
-                };
-                return save_new(state, user, fields, &input, MemoryId(id)).await;
-            }
+            None if existing.is_none() => new_id = Some(MemoryId(id)),
             None => {}
         }
     }
-    match existing {
-        Some(old) => {
-            let now = now();
-            let m = Memory {
-                organization_id: org.id.clone(),
-                user_id: user_for_fp.map(UserId::from),
-                project_id,
-                scope: mem_scope.into(),
-                kind: kind.clone(),
-                title,
-                content,
-                tags,
-                topic_key,
-                confidence: confidence(input.confidence)?.unwrap_or(old.confidence),
-                source_conversation_id: conversation.or(old.source_conversation_id.clone()),
-                status: "active".into(),
-                visibility: visibility(input.visibility.as_deref(), mem_scope),
-                fingerprint: fingerprint.clone(),
-                archived: false,
-                source: rules::trimmed(input.source.as_deref()).unwrap_or(old.source.clone()),
-                updated_at: now,
-                ..old
-            };
-            state.store.save_memory(&m).await?;
-            if SUPERSEDING_KINDS.contains(&kind.as_str()) {
-                state
-                    .store
-                    .supersede_memories(&org.id, &fingerprint, &m.id)
-                    .await?;
-            }
-            Ok(m)
-        }
-        None => {
-            let fields = NewMemory {
-                org: &org,
-                mem_scope,
-                project_id,
-                kind,
-                title,
-                content,
-                tags,
-                topic_key,
-                fingerprint,
-                conversation,
-            };
-            save_new(state, user, fields, &input, MemoryId::generate()).await
-        }
+    let Some(old) = existing else {
+        let now = now();
+        let m = Memory {
+            id: new_id.unwrap_or_else(MemoryId::generate),
+            organization_id: org.id.clone(),
+            user_id: user_for_fp.map(UserId::from),
+            project_id,
+            scope: mem_scope.into(),
+            kind,
+            title,
+            content,
+            tags,
+            topic_key,
+            confidence: confidence(input.confidence)?.unwrap_or(0.5),
+            schema_version: 1,
+            reinforced_at: None,
+            last_used_at: None,
+            times_used: 0,
+            source_conversation_id: conversation,
+            origin_type: "manual".into(),
+            status: "active".into(),
+            visibility: visibility(input.visibility.as_deref(), mem_scope),
+            fingerprint,
+            archived: false,
+            source: rules::trimmed(input.source.as_deref())
+                .map(|s| rules::bounded(s, 64, "source"))
+                .transpose()?
+                .unwrap_or_else(|| "manual".into()),
+            created_by: Some(user.clone()),
+            created_at: now,
+            updated_at: now,
+        };
+        return save(state, m).await;
+    };
+    let m = Memory {
+        organization_id: org.id.clone(),
+        user_id: user_for_fp.map(UserId::from),
+        project_id,
+        scope: mem_scope.into(),
+        kind,
+        title,
+        content,
+        tags,
+        topic_key,
+        confidence: confidence(input.confidence)?.unwrap_or(old.confidence),
+        source_conversation_id: conversation.or(old.source_conversation_id.clone()),
+        status: "active".into(),
+        visibility: visibility(input.visibility.as_deref(), mem_scope),
+        fingerprint,
+        archived: false,
+        source: rules::trimmed(input.source.as_deref()).unwrap_or(old.source.clone()),
+        updated_at: now(),
+        ..old
+    };
+    save(state, m).await
+}
+
+/// Saves a memory; one of a superseding kind marks the others of its fingerprint superseded.
+async fn save(state: &AppState, m: Memory) -> Result<Memory, ApiError> {
+    state.store.save_memory(&m).await?;
+    if SUPERSEDING_KINDS.contains(&m.kind.as_str()) {
+        state
+            .store
+            .supersede_memories(&m.organization_id, &m.fingerprint, &m.id)
+            .await?;
     }
+    Ok(m)
 }
 
 pub(crate) fn visibility(requested: Option<&str>, scope: &str) -> String {
@@ -209,78 +217,4 @@ pub(crate) fn visibility(requested: Option<&str>, scope: &str) -> String {
     } else {
         "private".into()
     }
-}
-
-/// The derived fields of a memory being created.
-pub(crate) struct NewMemory<'a> {
-    org: &'a Organization,
-    mem_scope: &'a str,
-    project_id: Option<ProjectId>,
-    kind: String,
-    title: Option<String>,
-    content: String,
-    tags: Vec<String>,
-    topic_key: String,
-    fingerprint: String,
-    conversation: Option<ConversationId>,
-}
-
-pub(crate) async fn save_new(
-    state: &AppState,
-    user: &UserId,
-    f: NewMemory<'_>,
-    input: &MemoryInput,
-    id: MemoryId,
-) -> Result<Memory, ApiError> {
-    let NewMemory {
-        org,
-        mem_scope,
-        project_id,
-        kind,
-        title,
-        content,
-        tags,
-        topic_key,
-        fingerprint,
-        conversation,
-    } = f;
-    let now = now();
-    let m = Memory {
-        id,
-        organization_id: org.id.clone(),
-        user_id: (mem_scope == "global").then(|| user.clone()),
-        project_id,
-        scope: mem_scope.into(),
-        kind: kind.clone(),
-        title,
-        content,
-        tags,
-        topic_key,
-        confidence: confidence(input.confidence)?.unwrap_or(0.5),
-        schema_version: 1,
-        reinforced_at: None,
-        last_used_at: None,
-        times_used: 0,
-        source_conversation_id: conversation,
-        origin_type: "manual".into(),
-        status: "active".into(),
-        visibility: visibility(input.visibility.as_deref(), mem_scope),
-        fingerprint: fingerprint.clone(),
-        archived: false,
-        source: rules::trimmed(input.source.as_deref())
-            .map(|s| rules::bounded(s, 64, "source"))
-            .transpose()?
-            .unwrap_or_else(|| "manual".into()),
-        created_by: Some(user.clone()),
-        created_at: now,
-        updated_at: now,
-    };
-    state.store.save_memory(&m).await?;
-    if SUPERSEDING_KINDS.contains(&kind.as_str()) {
-        state
-            .store
-            .supersede_memories(&org.id, &fingerprint, &m.id)
-            .await?;
-    }
-    Ok(m)
 }
