@@ -112,6 +112,16 @@ impl TurnStore for PgStore {
         rows.iter().map(turn_from_row).collect()
     }
 
+    async fn queued_turns(&self, session_id: &str) -> StoreResult<usize> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM runtime_turns WHERE session_id = $1 AND status = 'queued'",
+        )
+        .bind(session_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
     async fn mark_output_started(&self, turn_id: i64, lease: &Lease) -> StoreResult<bool> {
         let done = sqlx::query(&format!(
             "UPDATE runtime_turns t SET output_started = true FROM runtime_sessions s \
