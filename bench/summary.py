@@ -253,7 +253,7 @@ def main():
             # Percentiles evenly spaced (p50, p90, p99, max), not to scale.
             pts = [(1, num(r[4])), (2, num(r[5])), (3, num(r[6])), (4, num(r[7]))]
             series.append({"name": op[:30], "points": pts})
-            if op.startswith(("acquire (reuse)", "prompt dispatch", "get_state")):
+            if op.startswith(("acquire (reuse)", "prompt dispatch", "get_state", "snapshot")):
                 p99 = num(r[6])
                 rows.append(("runtime", f"{op} p99 (16 clients, 2 workers)", f"{fmt(p99)} ms", "no peer", "—", "< 10 ms",
                              None if p99 is None else p99 < 10,
