@@ -126,6 +126,61 @@ async fn reads(
     .await
 }
 
+/// CPU time (utime + stime, clock ticks) of the processes on the machine, by command name.
+fn cpu_by_command() -> std::collections::HashMap<String, u64> {
+    let mut out = std::collections::HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for pid in dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()) {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let f: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        *out.entry(stat[open + 1..close].to_owned()).or_default() += ticks(11) + ticks(12);
+    }
+    out
+}
+
+/// Where the machine's CPU went between two [`cpu_by_command`] samples, as a share of all
+/// cores: the services, PostgreSQL, this process (clients, fake provider, sink), the rest.
+fn cpu_split(
+    before: &std::collections::HashMap<String, u64>,
+    after: &std::collections::HashMap<String, u64>,
+    wall: Duration,
+) -> String {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let tck = 100.0; // USER_HZ on Linux
+    let me = std::fs::read_to_string("/proc/self/comm").unwrap_or_default();
+    let me = me.trim_end();
+    let mut groups: Vec<(&str, f64)> = ["runtime-headless", "cloud-api", "postgres", me, "other"]
+        .iter()
+        .map(|g| (*g, 0.0))
+        .collect();
+    for (name, t) in after {
+        let used = t.saturating_sub(before.get(name).copied().unwrap_or(0)) as f64 / tck;
+        let i = groups.iter().position(|(g, _)| *g == name).unwrap_or(4);
+        groups[i].1 += used;
+    }
+    let total = wall.as_secs_f64() * cores;
+    groups
+        .iter()
+        .map(|(g, secs)| {
+            let g = if *g == me {
+                "bench process (clients, fake provider, sink)"
+            } else {
+                g
+            };
+            format!("{g} {:.0} %", 100.0 * secs / total)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn row(name: &str, s: &Stats) -> String {
     format!(
         "| {name} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} |\n",
@@ -233,6 +288,8 @@ async fn runtime_bench() {
         .await
     };
 
+    let cpu_before = cpu_by_command();
+    let dispatch_start = Instant::now();
     let dispatch = {
         let (sessions, http, bases) = (sessions.clone(), http.clone(), bases.clone());
         hammer(duration, move |c, i| {
@@ -255,6 +312,8 @@ async fn runtime_bench() {
         })
         .await
     };
+    let dispatch_cpu = cpu_split(&cpu_before, &cpu_by_command(), dispatch_start.elapsed());
+
     // Reads while the owners still work off the dispatched turns (the loaded case) …
     let busy_state = reads(
         &sessions,
@@ -362,6 +421,10 @@ async fn runtime_bench() {
         &snapshot,
     ));
     md.push_str(&row("cloud-api grant check alone (reference)", &grant));
+    md.push_str(&format!(
+        "\nCPU of the {} cores while prompts were dispatched (and the owners ran them): {dispatch_cpu}.\n",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    ));
     md.push_str(&format!(
         "\nQueue: {total_turns} turns dispatched; {queued} were still queued or running when dispatching stopped and drained in {:.1} s by the two owners (outcomes: {}).\n\n",
         drain.as_secs_f64(),
