@@ -65,6 +65,17 @@ impl SchemaReady {
     }
 }
 
+impl SchemaReady {
+    /// Waits until the schema holds every migration (checked every `every`), for work that
+    /// must not touch tables while cloud-api migrates them: a background query holding a lock
+    /// on a half-migrated table can deadlock with the migration's DDL.
+    pub async fn wait(&self, every: std::time::Duration) {
+        while self.check().await.is_err() {
+            tokio::time::sleep(every).await;
+        }
+    }
+}
+
 /// The newest migration embedded in this binary.
 pub fn latest_migration() -> i64 {
     MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)

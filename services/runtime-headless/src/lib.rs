@@ -57,8 +57,25 @@ pub fn router(state: AppState) -> Router {
 pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
     let serve = config.common.serve_options();
     let state = build(config, shutdown.clone()).await?;
-    state.worker.start();
+    // The queue, lease and sync loops start once cloud-api has migrated the schema (until then
+    // the replica is not ready either and serves no session).
+    let starter = {
+        let state = state.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            if let Some(pool) = state.pool.clone() {
+                let schema = cloud_common::db::SchemaReady::new(pool);
+                tokio::select! {
+                    () = schema.wait(std::time::Duration::from_millis(250)) => {}
+                    () = shutdown.wait() => return,
+                }
+            }
+            state.worker.start();
+        })
+    };
     let served = server::serve_with(listener, router(state.clone()), shutdown, serve).await;
+    starter.abort();
+    let _ = starter.await;
     // Requests are drained: stop the turns this replica runs and hand its leases over.
     state
         .worker

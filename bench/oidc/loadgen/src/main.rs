@@ -62,17 +62,26 @@ struct Args {
 impl Args {
     fn parse() -> Result<Args> {
         let mut it = std::env::args().skip(1);
-        let Some(mode) = it.next() else { fail!("usage: oidc-loadgen refresh|code|prepare-chatons --base URL …") };
+        let Some(mode) = it.next() else {
+            fail!("usage: oidc-loadgen refresh|code|prepare-chatons --base URL …")
+        };
         let mut opts = BTreeMap::new();
         while let Some(k) = it.next() {
-            let Some(name) = k.strip_prefix("--") else { fail!("unexpected argument {k}") };
-            let Some(v) = it.next() else { fail!("--{name} needs a value") };
+            let Some(name) = k.strip_prefix("--") else {
+                fail!("unexpected argument {k}")
+            };
+            let Some(v) = it.next() else {
+                fail!("--{name} needs a value")
+            };
             opts.insert(name.to_string(), v);
         }
         Ok(Args { mode, opts })
     }
     fn str(&self, k: &str) -> Result<String> {
-        self.opts.get(k).cloned().ok_or_else(|| format!("--{k} is required").into())
+        self.opts
+            .get(k)
+            .cloned()
+            .ok_or_else(|| format!("--{k} is required").into())
     }
     fn str_or(&self, k: &str, d: &str) -> String {
         self.opts.get(k).cloned().unwrap_or_else(|| d.to_string())
@@ -80,7 +89,9 @@ impl Args {
     fn num(&self, k: &str, d: usize) -> Result<usize> {
         match self.opts.get(k) {
             None => Ok(d),
-            Some(v) => v.parse().map_err(|_| format!("--{k}: not a number: {v}").into()),
+            Some(v) => v
+                .parse()
+                .map_err(|_| format!("--{k}: not a number: {v}").into()),
         }
     }
 }
@@ -154,28 +165,50 @@ fn cpu_ticks(pid: u32) -> Result<u64> {
     Ok(utime + stime)
 }
 
+/// utime + stime of every PostgreSQL process on the machine (backends, WAL writer, …), in
+/// clock ticks: what a server backed by Postgres spends beyond its own process. Meaningful on
+/// an otherwise quiet database server (the benchmark's).
+fn postgres_ticks() -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim_end() == "postgres")
+        })
+        .filter_map(|pid| cpu_ticks(pid).ok())
+        .sum()
+}
+
 struct CpuMeter {
     pid: Option<u32>,
     ticks: u64,
     self_ticks: u64,
+    postgres_ticks: u64,
 }
 
 impl CpuMeter {
-    fn sample(&self) -> Result<(u64, u64)> {
+    fn sample(&self) -> Result<(u64, u64, u64)> {
         let server = match self.pid {
             Some(p) => cpu_ticks(p)?,
             None => 0,
         };
-        Ok((server, cpu_ticks(std::process::id())?))
+        Ok((server, cpu_ticks(std::process::id())?, postgres_ticks()))
     }
-    fn add(&mut self, before: (u64, u64), after: (u64, u64)) {
+    fn add(&mut self, before: (u64, u64, u64), after: (u64, u64, u64)) {
         self.ticks += after.0.saturating_sub(before.0);
         self.self_ticks += after.1.saturating_sub(before.1);
+        self.postgres_ticks += after.2.saturating_sub(before.2);
     }
 }
 
 fn clk_tck() -> f64 {
-    std::env::var("CLK_TCK").ok().and_then(|v| v.parse().ok()).unwrap_or(100.0)
+    std::env::var("CLK_TCK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100.0)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -205,11 +238,17 @@ async fn post_token(http: &reqwest::Client, url: &Url, form: &[(&str, &str)]) ->
     };
     if !status.is_success() {
         let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
-        return Outcome::Err(format!("http_{}", status.as_u16()), format!("HTTP {status}: {text}"));
+        return Outcome::Err(
+            format!("http_{}", status.as_u16()),
+            format!("HTTP {status}: {text}"),
+        );
     }
     match serde_json::from_slice::<TokenResponse>(&body) {
         Ok(t) if t.access_token.is_some() => Outcome::Ok(t),
-        Ok(_) => Outcome::Err("no_access_token".into(), "answer without access_token".into()),
+        Ok(_) => Outcome::Err(
+            "no_access_token".into(),
+            "answer without access_token".into(),
+        ),
         Err(e) => Outcome::Err("bad_json".into(), e.to_string()),
     }
 }
@@ -222,7 +261,11 @@ async fn run_chain(ctx: Arc<Ctx>, mut token: String, rotations: usize) -> (Histo
         let out = post_token(
             &ctx.http,
             &ctx.token_endpoint,
-            &[("grant_type", "refresh_token"), ("refresh_token", &token), ("client_id", &ctx.client_id)],
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &token),
+                ("client_id", &ctx.client_id),
+            ],
         )
         .await;
         let us = start.elapsed().as_micros() as u64;
@@ -234,7 +277,10 @@ async fn run_chain(ctx: Arc<Ctx>, mut token: String, rotations: usize) -> (Histo
                     token = next;
                 }
                 None => {
-                    t.error("no_refresh_token".into(), "refresh answer without refresh_token".into());
+                    t.error(
+                        "no_refresh_token".into(),
+                        "refresh answer without refresh_token".into(),
+                    );
                     break;
                 }
             },
@@ -248,7 +294,11 @@ async fn run_chain(ctx: Arc<Ctx>, mut token: String, rotations: usize) -> (Histo
     (h, t)
 }
 
-async fn refresh_phase(ctx: &Arc<Ctx>, tokens: Vec<String>, rotations: usize) -> Result<(Histogram<u64>, Tally, Duration)> {
+async fn refresh_phase(
+    ctx: &Arc<Ctx>,
+    tokens: Vec<String>,
+    rotations: usize,
+) -> Result<(Histogram<u64>, Tally, Duration)> {
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(tokens.len());
     for tok in tokens {
@@ -329,7 +379,9 @@ fn random_token(n: usize) -> String {
 
 async fn peer_mint(ctx: &Ctx, kind: &str, n: usize) -> Result<Value> {
     let mut url = ctx.base.join("/__bench/mint")?;
-    url.query_pairs_mut().append_pair("kind", kind).append_pair("n", &n.to_string());
+    url.query_pairs_mut()
+        .append_pair("kind", kind)
+        .append_pair("n", &n.to_string());
     let resp = ctx.http.post(url).send().await?;
     let status = resp.status();
     let body: Value = resp.json().await?;
@@ -343,8 +395,13 @@ async fn get_refresh_tokens(ctx: &Ctx, n: usize) -> Result<Vec<String>> {
     match ctx.target {
         Target::Peer => {
             let v = peer_mint(ctx, "refresh", n).await?;
-            let list = v["refresh_tokens"].as_array().ok_or("peer mint: no refresh_tokens")?;
-            Ok(list.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+            let list = v["refresh_tokens"]
+                .as_array()
+                .ok_or("peer mint: no refresh_tokens")?;
+            Ok(list
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect())
         }
         Target::Chatons => {
             let mut out = Vec::with_capacity(n);
@@ -357,8 +414,13 @@ async fn get_refresh_tokens(ctx: &Ctx, n: usize) -> Result<Vec<String>> {
                     ("client_id", ctx.client_id.as_str()),
                 ];
                 match post_token(&ctx.http, &ctx.token_endpoint, &form).await {
-                    Outcome::Ok(TokenResponse { refresh_token: Some(rt), .. }) => out.push(rt),
-                    Outcome::Ok(_) => fail!("code exchange gave no refresh_token (scope openid offline_access)"),
+                    Outcome::Ok(TokenResponse {
+                        refresh_token: Some(rt),
+                        ..
+                    }) => out.push(rt),
+                    Outcome::Ok(_) => {
+                        fail!("code exchange gave no refresh_token (scope openid offline_access)")
+                    }
                     Outcome::Err(_, d) => fail!("code exchange failed: {d}"),
                 }
             }
@@ -374,7 +436,12 @@ async fn get_codes(ctx: &Ctx, n: usize) -> Result<Vec<(String, String)>> {
             let list = v["codes"].as_array().ok_or("peer mint: no codes")?;
             Ok(list
                 .iter()
-                .filter_map(|c| Some((c["code"].as_str()?.to_string(), c["verifier"].as_str()?.to_string())))
+                .filter_map(|c| {
+                    Some((
+                        c["code"].as_str()?.to_string(),
+                        c["verifier"].as_str()?.to_string(),
+                    ))
+                })
                 .collect())
         }
         Target::Chatons => chatons_codes(ctx, n).await,
@@ -418,7 +485,9 @@ fn decode_entities(s: &str) -> String {
             "quot" => Some('"'),
             "apos" => Some('\''),
             _ if ent.starts_with("#x") || ent.starts_with("#X") => {
-                u32::from_str_radix(&ent[2..], 16).ok().and_then(char::from_u32)
+                u32::from_str_radix(&ent[2..], 16)
+                    .ok()
+                    .and_then(char::from_u32)
             }
             _ if ent.starts_with('#') => ent[1..].parse().ok().and_then(char::from_u32),
             _ => None,
@@ -493,12 +562,17 @@ fn get_attr<'a>(a: &'a [(String, String)], k: &str) -> Option<&'a str> {
 fn parse_form(html: &str) -> Option<Form> {
     let lower = html.to_ascii_lowercase();
     let fstart = lower.find("<form")?;
-    let fend = lower[fstart..].find("</form").map(|e| fstart + e).unwrap_or(html.len());
+    let fend = lower[fstart..]
+        .find("</form")
+        .map(|e| fstart + e)
+        .unwrap_or(html.len());
     let ftag_end = fstart + lower[fstart..].find('>')?;
     let fa = attrs(&html[fstart + 1..ftag_end]);
     let mut form = Form {
         action: get_attr(&fa, "action").map(str::to_string),
-        method: get_attr(&fa, "method").unwrap_or("get").to_ascii_lowercase(),
+        method: get_attr(&fa, "method")
+            .unwrap_or("get")
+            .to_ascii_lowercase(),
         fields: Vec::new(),
     };
     let mut pos = ftag_end;
@@ -515,12 +589,17 @@ fn parse_form(html: &str) -> Option<Form> {
         let end = at + lower[at..].find('>')?;
         let a = attrs(&html[at + 1..end]);
         pos = end + 1;
-        let Some(name) = get_attr(&a, "name") else { continue };
+        let Some(name) = get_attr(&a, "name") else {
+            continue;
+        };
         let ty = get_attr(&a, "type").unwrap_or("text").to_ascii_lowercase();
         if is_button || ty == "submit" {
             // One submit button is sent: the first, unless a later one says yes.
             let v = get_attr(&a, "value").unwrap_or("").to_ascii_lowercase();
-            let yes = matches!(v.as_str(), "approve" | "allow" | "accept" | "consent" | "login" | "yes");
+            let yes = matches!(
+                v.as_str(),
+                "approve" | "allow" | "accept" | "consent" | "login" | "yes"
+            );
             if button_taken && !yes {
                 continue;
             }
@@ -536,7 +615,10 @@ fn parse_form(html: &str) -> Option<Form> {
         if (ty == "checkbox" || ty == "radio") && get_attr(&a, "checked").is_none() {
             continue;
         }
-        form.fields.push((name.to_string(), get_attr(&a, "value").unwrap_or("").to_string()));
+        form.fields.push((
+            name.to_string(),
+            get_attr(&a, "value").unwrap_or("").to_string(),
+        ));
     }
     Some(form)
 }
@@ -549,7 +631,12 @@ impl Browser {
             .no_proxy()
             .timeout(REQUEST_TIMEOUT)
             .build()?;
-        let email = format!("bench-{}@bench.chatons.test", random_token(6).to_ascii_lowercase().replace(['-', '_'], "x"));
+        let email = format!(
+            "bench-{}@bench.chatons.test",
+            random_token(6)
+                .to_ascii_lowercase()
+                .replace(['-', '_'], "x")
+        );
         let password = format!("Bench-{}-pw", random_token(18));
         let resp = http
             .post(ctx_base.join("/v1/web/signup")?)
@@ -559,9 +646,16 @@ impl Browser {
         let status = resp.status();
         if !status.is_success() {
             let body = resp.text().await.unwrap_or_default();
-            fail!("cloud-api signup failed: HTTP {status}: {}", &body[..body.len().min(300)]);
+            fail!(
+                "cloud-api signup failed: HTTP {status}: {}",
+                &body[..body.len().min(300)]
+            );
         }
-        Ok(Browser { http, email, password })
+        Ok(Browser {
+            http,
+            email,
+            password,
+        })
     }
 
     /// authorize → (login form) → redirect with code. Returns the code.
@@ -592,12 +686,18 @@ impl Browser {
                 if next.as_str().starts_with(&ctx.redirect_uri) {
                     let q: BTreeMap<String, String> = next.query_pairs().into_owned().collect();
                     if let Some(err) = q.get("error") {
-                        fail!("authorization error: {err}: {}", q.get("error_description").cloned().unwrap_or_default());
+                        fail!(
+                            "authorization error: {err}: {}",
+                            q.get("error_description").cloned().unwrap_or_default()
+                        );
                     }
                     if q.get("state").map(String::as_str) != Some(state) {
                         fail!("authorization response state mismatch");
                     }
-                    return Ok(q.get("code").cloned().ok_or("authorization response without code")?);
+                    return Ok(q
+                        .get("code")
+                        .cloned()
+                        .ok_or("authorization response without code")?);
                 }
                 url = next;
                 req = self.http.get(url.clone());
@@ -605,7 +705,10 @@ impl Browser {
             }
             let body = resp.text().await?;
             if !status.is_success() {
-                fail!("authorize step {url}: HTTP {status}: {}", &body[..body.len().min(300)]);
+                fail!(
+                    "authorize step {url}: HTTP {status}: {}",
+                    &body[..body.len().min(300)]
+                );
             }
             let Some(mut form) = parse_form(&body) else {
                 fail!("authorize step {url}: HTTP {status} page without a form");
@@ -652,24 +755,47 @@ async fn chatons_codes(ctx: &Ctx, n: usize) -> Result<Vec<(String, String)>> {
 
 async fn discover(http: &reqwest::Client, base: &Url) -> Result<(Url, Url)> {
     let url = base.join("/.well-known/openid-configuration")?;
-    let resp = http.get(url.clone()).send().await.map_err(|e| format!("GET {url}: {e}"))?;
+    let resp = http
+        .get(url.clone())
+        .send()
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))?;
     let status = resp.status();
     if !status.is_success() {
         fail!("GET {url}: HTTP {status} — OIDC endpoints not available");
     }
-    let d: Value = resp.json().await.map_err(|e| format!("GET {url}: not JSON ({e}) — OIDC endpoints not available"))?;
-    let tok = d["token_endpoint"].as_str().ok_or("discovery without token_endpoint")?;
-    let az = d["authorization_endpoint"].as_str().ok_or("discovery without authorization_endpoint")?;
+    let d: Value = resp
+        .json()
+        .await
+        .map_err(|e| format!("GET {url}: not JSON ({e}) — OIDC endpoints not available"))?;
+    let tok = d["token_endpoint"]
+        .as_str()
+        .ok_or("discovery without token_endpoint")?;
+    let az = d["authorization_endpoint"]
+        .as_str()
+        .ok_or("discovery without authorization_endpoint")?;
     Ok((Url::parse(tok)?, Url::parse(az)?))
 }
 
-fn summary(label: &str, hist: &Histogram<u64>, tally: &Tally, wall: Duration, cpu: &CpuMeter) -> Value {
+fn summary(
+    label: &str,
+    hist: &Histogram<u64>,
+    tally: &Tally,
+    wall: Duration,
+    cpu: &CpuMeter,
+) -> Value {
     let ms = |us: u64| (us as f64) / 1000.0;
     let secs = wall.as_secs_f64();
     let ok = tally.ok;
     let total = ok + tally.error_count();
     let tck = clk_tck();
-    let per_req = |ticks: u64| if ok > 0 { (ticks as f64 / tck) * 1e6 / ok as f64 } else { 0.0 };
+    let per_req = |ticks: u64| {
+        if ok > 0 {
+            (ticks as f64 / tck) * 1e6 / ok as f64
+        } else {
+            0.0
+        }
+    };
     json!({
         "label": label,
         "requests_ok": ok,
@@ -686,6 +812,7 @@ fn summary(label: &str, hist: &Histogram<u64>, tally: &Tally, wall: Duration, cp
         "server_cpu_us_per_req": per_req(cpu.ticks),
         "server_cpu_seconds": cpu.ticks as f64 / tck,
         "loadgen_cpu_us_per_req": per_req(cpu.self_ticks),
+        "postgres_cpu_us_per_req": per_req(cpu.postgres_ticks),
     })
 }
 
@@ -732,20 +859,31 @@ async fn run() -> Result<()> {
         pid: args.opts.get("server-pid").map(|p| p.parse()).transpose()?,
         ticks: 0,
         self_ticks: 0,
+        postgres_ticks: 0,
     };
 
     match args.mode.as_str() {
         "refresh" => {
             let rotations = args.num("rotations", 50)?;
             let warmup = args.num("warmup-rotations", 10)?;
-            if rotations == 0 || rotations > MAX_ROTATIONS || chains * (rotations + warmup) > MAX_TOTAL_REQUESTS {
+            if rotations == 0
+                || rotations > MAX_ROTATIONS
+                || chains * (rotations + warmup) > MAX_TOTAL_REQUESTS
+            {
                 fail!("--rotations out of bounds");
             }
             if warmup > 0 {
-                eprintln!("  warm-up: {chains} chains × {warmup} rotations (tokens prepared first)");
+                eprintln!(
+                    "  warm-up: {chains} chains × {warmup} rotations (tokens prepared first)"
+                );
                 let toks = get_refresh_tokens(&ctx, chains).await?;
                 let (_, t, wall) = refresh_phase(&ctx, toks, warmup).await?;
-                eprintln!("  warm-up done in {:.2}s, {} ok, errors {:?}", wall.as_secs_f64(), t.ok, t.errors);
+                eprintln!(
+                    "  warm-up done in {:.2}s, {} ok, errors {:?}",
+                    wall.as_secs_f64(),
+                    t.ok,
+                    t.errors
+                );
             }
             eprintln!("  preparing {chains} refresh tokens");
             let toks = get_refresh_tokens(&ctx, chains).await?;
@@ -817,11 +955,19 @@ async fn run() -> Result<()> {
 fn main() {
     // LOADGEN_THREADS (default 1): the load generator shares the machine's cores with the server,
     // so it runs on one thread unless told otherwise.
-    let threads = std::env::var("LOADGEN_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(1usize);
+    let threads = std::env::var("LOADGEN_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1usize);
     let rt = if threads <= 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
     } else {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
     };
     let rt = match rt {
         Ok(rt) => rt,

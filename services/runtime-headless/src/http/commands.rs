@@ -12,7 +12,7 @@ use cloud_common::{ApiError, ApiResult};
 use serde_json::{Value, json};
 
 use super::sessions::{authorize, choose_spec};
-use super::views::SessionView;
+use super::views::{self, SessionView};
 use crate::AppState;
 use crate::domain::command::{SUPPORTED, rpc_response, thinking_levels};
 use crate::domain::thinking::ThinkingLevel;
@@ -153,7 +153,7 @@ async fn dispatch(
             prefs(st, session, |p| p.auto_retry = on).await?;
             Ok(None)
         }
-        Command::GetState => Ok(Some(SessionView::load(st, session).await?.state())),
+        Command::GetState => Ok(Some(views::session_state(st, session).await?)),
         Command::GetMessages => Ok(Some(
             json!({"messages": SessionView::load(st, session).await?.messages_json()}),
         )),

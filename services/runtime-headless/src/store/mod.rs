@@ -74,6 +74,15 @@ pub struct StoredMessage {
     pub message: AgentMessage,
 }
 
+/// What `get_state` needs of a session's messages, without decoding them: their ids in the
+/// order they were first written (to count them beside the transcript context) and the tokens
+/// of every assistant step.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageTally {
+    pub ids: Vec<String>,
+    pub usage: TokenUsage,
+}
+
 /// What `abort` did: queued turns it cancelled outright, and running turns whose owner was
 /// asked to stop.
 #[derive(Debug, Clone, Default)]
@@ -186,6 +195,9 @@ pub trait TurnStore: Send + Sync + 'static {
 
     async fn turns_of(&self, session_id: &str) -> StoreResult<Vec<Turn>>;
 
+    /// How many of the session's turns wait in the queue.
+    async fn queued_turns(&self, session_id: &str) -> StoreResult<usize>;
+
     async fn mark_output_started(&self, turn_id: i64, lease: &Lease) -> StoreResult<bool>;
 
     /// Fenced: records the outcome of a running turn.
@@ -253,6 +265,10 @@ pub trait MessageStore: Send + Sync + 'static {
 
     /// The messages of one turn's run, in order.
     async fn turn_messages(&self, turn_id: i64) -> StoreResult<Vec<AgentMessage>>;
+
+    /// The session's message ids and token totals (`get_state` is polled; a long session's
+    /// messages are too many to decode for a count).
+    async fn session_tally(&self, session_id: &str) -> StoreResult<MessageTally>;
 }
 
 /// What kind of workspace a snapshot holds.

@@ -89,6 +89,98 @@ where
     stats(lat, errors, start.elapsed())
 }
 
+#[derive(Clone, Copy)]
+enum Read {
+    /// The `get_state` command (what the desktop polls).
+    State,
+    /// `GET /v1/runtime/sessions/{id}`: state and every message.
+    Snapshot,
+}
+
+type Sessions = std::sync::Arc<Vec<(TestUser, String, String)>>;
+
+/// `CLIENTS` loops of one read, spread over the sessions and both workers.
+async fn reads(
+    sessions: &Sessions,
+    http: &reqwest::Client,
+    bases: &[String; 2],
+    read: Read,
+    duration: Duration,
+) -> Stats {
+    let (sessions, http, bases) = (sessions.clone(), http.clone(), bases.clone());
+    hammer(duration, move |c, i| {
+        let (sessions, http, bases) = (sessions.clone(), http.clone(), bases.clone());
+        async move {
+            let (user, _, id) = &sessions[(c + i) % sessions.len()];
+            let client = Client {
+                http,
+                base: bases[i % 2].clone(),
+                token: user.token.clone(),
+            };
+            match read {
+                Read::State => client.command(id, json!({"type": "get_state"})).await.0 == 200,
+                Read::Snapshot => client.get(id).await.0 == 200,
+            }
+        }
+    })
+    .await
+}
+
+/// CPU time (utime + stime, clock ticks) of the processes on the machine, by command name.
+fn cpu_by_command() -> std::collections::HashMap<String, u64> {
+    let mut out = std::collections::HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for pid in dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()) {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let f: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        *out.entry(stat[open + 1..close].to_owned()).or_default() += ticks(11) + ticks(12);
+    }
+    out
+}
+
+/// Where the machine's CPU went between two [`cpu_by_command`] samples, as a share of all
+/// cores: the services, PostgreSQL, this process (clients, fake provider, sink), the rest.
+fn cpu_split(
+    before: &std::collections::HashMap<String, u64>,
+    after: &std::collections::HashMap<String, u64>,
+    wall: Duration,
+) -> String {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let tck = 100.0; // USER_HZ on Linux
+    let me = std::fs::read_to_string("/proc/self/comm").unwrap_or_default();
+    let me = me.trim_end();
+    let mut groups: Vec<(&str, f64)> = ["runtime-headless", "cloud-api", "postgres", me, "other"]
+        .iter()
+        .map(|g| (*g, 0.0))
+        .collect();
+    for (name, t) in after {
+        let used = t.saturating_sub(before.get(name).copied().unwrap_or(0)) as f64 / tck;
+        let i = groups.iter().position(|(g, _)| *g == name).unwrap_or(4);
+        groups[i].1 += used;
+    }
+    let total = wall.as_secs_f64() * cores;
+    groups
+        .iter()
+        .map(|(g, secs)| {
+            let g = if *g == me {
+                "bench process (clients, fake provider, sink)"
+            } else {
+                g
+            };
+            format!("{g} {:.0} %", 100.0 * secs / total)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn row(name: &str, s: &Stats) -> String {
     format!(
         "| {name} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} |\n",
@@ -196,6 +288,8 @@ async fn runtime_bench() {
         .await
     };
 
+    let cpu_before = cpu_by_command();
+    let dispatch_start = Instant::now();
     let dispatch = {
         let (sessions, http, bases) = (sessions.clone(), http.clone(), bases.clone());
         hammer(duration, move |c, i| {
@@ -218,22 +312,17 @@ async fn runtime_bench() {
         })
         .await
     };
-    let snapshot = {
-        let (sessions, http, bases) = (sessions.clone(), http.clone(), bases.clone());
-        hammer(Duration::from_secs(3), move |c, i| {
-            let (sessions, http, bases) = (sessions.clone(), http.clone(), bases.clone());
-            async move {
-                let (user, _, id) = &sessions[(c + i) % sessions.len()];
-                let client = Client {
-                    http,
-                    base: bases[i % 2].clone(),
-                    token: user.token.clone(),
-                };
-                client.command(id, json!({"type": "get_state"})).await.0 == 200
-            }
-        })
-        .await
-    };
+    let dispatch_cpu = cpu_split(&cpu_before, &cpu_by_command(), dispatch_start.elapsed());
+
+    // Reads while the owners still work off the dispatched turns (the loaded case) …
+    let busy_state = reads(
+        &sessions,
+        &http,
+        &bases,
+        Read::State,
+        Duration::from_secs(3),
+    )
+    .await;
 
     // Queue drain: how fast the two owners work off what was dispatched.
     let queued: i64 = sqlx::query_scalar(
@@ -266,6 +355,10 @@ async fn runtime_bench() {
     .fetch_all(&cluster.db.pool)
     .await
     .unwrap();
+
+    // … and once the queue is empty (each session now holds ~2 × its turns in messages).
+    let idle_state = reads(&sessions, &http, &bases, Read::State, duration).await;
+    let snapshot = reads(&sessions, &http, &bases, Read::Snapshot, duration).await;
 
     // Lease takeover after kill -9 of the owner (TTL 3 s, heartbeat every TTL/3).
     let mut takeovers = Vec::new();
@@ -312,17 +405,26 @@ async fn runtime_bench() {
     }
 
     let mut md = String::new();
-    md.push_str("### runtime-headless (issue 8)\n\n");
+    md.push_str("### runtime-headless\n\n");
     md.push_str(&format!(
-        "Two `runtime-headless` workers (release build) on one Postgres, behind the real `cloud-api` (every call re-checks the grant over HTTP), fake OpenAI-compatible provider, {CLIENTS} concurrent keep-alive clients alternating between the workers, {USERS} users × 3 sessions, {}s per phase, load generator on the same 2-core machine. Latencies in ms as the client sees them (include the cloud-api grant round trip). No peer is named for this issue; targets from ARCHITECTURE.md: acquire and dispatch p99 < 10 ms, takeover ≤ TTL + 1 s.\n\n",
+        "Two `runtime-headless` workers (release build) on one Postgres, behind the real `cloud-api` (the grant is enforced on every call through the runtime's one-second grant cache, refreshed ahead from cloud-api), fake OpenAI-compatible provider answering every turn at once, {CLIENTS} concurrent keep-alive clients alternating between the workers, {USERS} users × 3 sessions, {}s per phase, load generator on the same 2-core machine. Latencies in ms as the client sees them. While prompts are dispatched the two owners run the queued turns (agent run, messages, transcript sync to cloud-api, realtime events) on the same cores. No peer is named; targets: acquire, dispatch and snapshot p99 < 10 ms, ≥ 2,000 dispatches/s, takeover ≤ TTL + 1 s.\n\n",
         duration.as_secs()
     ));
     md.push_str("| operation | ok | errors | req/s | p50 | p90 | p99 | max |\n|---|---|---|---|---|---|---|---|\n");
     md.push_str(&row("acquire (create, sequential)", &creates));
     md.push_str(&row("acquire (reuse)", &acquire));
     md.push_str(&row("prompt dispatch (queue a turn)", &dispatch));
-    md.push_str(&row("get_state command", &snapshot));
+    md.push_str(&row("get_state command (queue draining)", &busy_state));
+    md.push_str(&row("get_state command (queue empty)", &idle_state));
+    md.push_str(&row(
+        "snapshot GET /v1/runtime/sessions/{id} (queue empty)",
+        &snapshot,
+    ));
     md.push_str(&row("cloud-api grant check alone (reference)", &grant));
+    md.push_str(&format!(
+        "\nCPU of the {} cores while prompts were dispatched (and the owners ran them): {dispatch_cpu}.\n",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    ));
     md.push_str(&format!(
         "\nQueue: {total_turns} turns dispatched; {queued} were still queued or running when dispatching stopped and drained in {:.1} s by the two owners (outcomes: {}).\n\n",
         drain.as_secs_f64(),

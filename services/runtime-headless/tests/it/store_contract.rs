@@ -11,7 +11,7 @@ use runtime_headless::domain::{
 };
 use runtime_headless::store::memory::MemoryStore;
 use runtime_headless::store::postgres::PgStore;
-use runtime_headless::store::{MessageStore, SettingsUpdate, Store, TurnStats};
+use runtime_headless::store::{MessageStore, MessageTally, SettingsUpdate, Store, TurnStats};
 
 fn input(text: &str) -> UserInput {
     UserInput {
@@ -701,6 +701,69 @@ async fn agent_messages_are_fenced_ordered_and_merged_turns_delivered(h: Harness
     assert_eq!(next.id, follow.id);
 }
 
+fn assistant_message(id: &str, input: u64, output: u64) -> AgentMessage {
+    serde_json::from_value(serde_json::json!({
+        "role": "assistant", "id": id, "content": [{"type": "text", "text": "ok"}],
+        "api": "openai-completions", "provider": "openai", "model": "m",
+        "usage": TokenUsage::new(input, output), "stopReason": "stop", "timestamp": 2,
+    }))
+    .unwrap()
+}
+
+/// `get_state`'s counts come from the store without decoding messages: they must agree with
+/// the messages themselves.
+async fn the_tally_and_queue_count_agree_with_the_messages_and_turns(h: Harness) {
+    let user = h.user().await;
+    let s = create(&h, &user, "conv-tally", "w1").await;
+    assert_eq!(h.store.queued_turns(&s.id).await.unwrap(), 0);
+    assert_eq!(
+        h.messages.session_tally(&s.id).await.unwrap(),
+        MessageTally::default()
+    );
+    for text in ["one", "two", "three"] {
+        h.store
+            .enqueue_turn(&s.id, TurnKind::Prompt, &input(text), None, vec![1])
+            .await
+            .unwrap();
+    }
+    assert_eq!(h.store.queued_turns(&s.id).await.unwrap(), 3);
+    let (running, lease) = h.store.claim_turn("w1").await.unwrap().unwrap();
+    assert_eq!(h.store.queued_turns(&s.id).await.unwrap(), 2);
+    let written = [
+        user_message("u1", "one"),
+        assistant_message("a1", 100, 7),
+        user_message("u2", "more"),
+        assistant_message("a2", 40, 3),
+    ];
+    assert!(
+        h.messages
+            .append_messages(&s.id, &lease, running.id, &written)
+            .await
+            .unwrap()
+    );
+    // A replaced message counts once, with its new tokens.
+    assert!(
+        h.messages
+            .append_messages(&s.id, &lease, running.id, &[assistant_message("a2", 50, 5)])
+            .await
+            .unwrap()
+    );
+    let tally = h.messages.session_tally(&s.id).await.unwrap();
+    assert_eq!(tally.ids, vec!["u1", "a1", "u2", "a2"]);
+    assert_eq!(tally.usage, TokenUsage::new(150, 12));
+    // Another session's messages and turns are not counted.
+    let other = create(&h, &user, "conv-tally-other", "w1").await;
+    assert_eq!(h.store.queued_turns(&other.id).await.unwrap(), 0);
+    assert!(
+        h.messages
+            .session_tally(&other.id)
+            .await
+            .unwrap()
+            .ids
+            .is_empty()
+    );
+}
+
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod memory_store {
@@ -719,6 +782,7 @@ contract!(
     a_new_owner_retries_or_fails_interrupted_turns,
     abort_stop_and_idle_expiry,
     agent_messages_are_fenced_ordered_and_merged_turns_delivered,
+    the_tally_and_queue_count_agree_with_the_messages_and_turns,
 );
 
 /// Many replicas creating at once for one user: never more sessions than the limit.

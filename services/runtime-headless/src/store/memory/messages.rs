@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use super::{MemoryStore, fenced};
 use crate::domain::Lease;
 use crate::domain::message::AgentMessage;
-use crate::store::{MessageStore, StoreResult, StoredMessage};
+use crate::store::{MessageStore, MessageTally, StoreResult, StoredMessage};
 
 #[async_trait]
 impl MessageStore for MemoryStore {
@@ -57,5 +57,17 @@ impl MessageStore for MemoryStore {
                     .collect()
             })
             .unwrap_or_default())
+    }
+
+    async fn session_tally(&self, session_id: &str) -> StoreResult<MessageTally> {
+        let inner = self.lock()?;
+        let mut tally = MessageTally::default();
+        for m in inner.messages.get(session_id).into_iter().flatten() {
+            tally.ids.push(m.message.id().to_owned());
+            if let AgentMessage::Assistant(a) = &m.message {
+                tally.usage.add(a.usage);
+            }
+        }
+        Ok(tally)
     }
 }

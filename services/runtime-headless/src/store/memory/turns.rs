@@ -148,6 +148,15 @@ impl TurnStore for MemoryStore {
             .collect())
     }
 
+    async fn queued_turns(&self, session_id: &str) -> StoreResult<usize> {
+        Ok(self
+            .lock()?
+            .turns
+            .values()
+            .filter(|t| t.session_id == session_id && t.status == TurnStatus::Queued)
+            .count())
+    }
+
     async fn mark_output_started(&self, turn_id: i64, lease: &Lease) -> StoreResult<bool> {
         let mut inner = self.lock()?;
         let Some(session_id) = inner.turns.get(&turn_id).map(|t| t.session_id.clone()) else {

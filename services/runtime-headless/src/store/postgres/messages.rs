@@ -6,7 +6,8 @@ use sqlx::Row;
 use super::{ACTIVE, PgStore};
 use crate::domain::Lease;
 use crate::domain::message::AgentMessage;
-use crate::store::{MessageStore, StoreError, StoreResult, StoredMessage};
+use crate::domain::message::TokenUsage;
+use crate::store::{MessageStore, MessageTally, StoreError, StoreResult, StoredMessage};
 
 fn decode(value: serde_json::Value) -> StoreResult<AgentMessage> {
     serde_json::from_value(value).map_err(|e| StoreError::Other(format!("stored message: {e}")))
@@ -70,5 +71,28 @@ impl MessageStore for PgStore {
                 .fetch_all(&self.pool)
                 .await?;
         rows.iter().map(|r| decode(r.try_get("message")?)).collect()
+    }
+
+    async fn session_tally(&self, session_id: &str) -> StoreResult<MessageTally> {
+        // Only the ids leave the database; the token sums are added up where the rows are.
+        let row = sqlx::query(
+            "SELECT COALESCE(array_agg(message_id ORDER BY seq), '{}') AS ids, \
+               COALESCE(sum((message->'usage'->>'input')::bigint) \
+                 FILTER (WHERE message->>'role' = 'assistant'), 0)::bigint AS input, \
+               COALESCE(sum((message->'usage'->>'output')::bigint) \
+                 FILTER (WHERE message->>'role' = 'assistant'), 0)::bigint AS output \
+             FROM runtime_messages WHERE session_id = $1",
+        )
+        .bind(session_id)
+        .fetch_one(&self.pool)
+        .await?;
+        let tokens = |name: &str| -> StoreResult<u64> {
+            let n: i64 = row.try_get(name)?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        };
+        Ok(MessageTally {
+            ids: row.try_get("ids")?,
+            usage: TokenUsage::new(tokens("input")?, tokens("output")?),
+        })
     }
 }

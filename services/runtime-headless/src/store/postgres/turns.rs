@@ -37,17 +37,24 @@ impl TurnStore for PgStore {
 
     async fn claim_turn(&self, owner: &str) -> StoreResult<Option<(Turn, Lease)>> {
         let row = sqlx::query(&format!(
+            // Driven by this owner's idle sessions, each giving its first queued turn
+            // (steering first): the cost follows the sessions, not the length of the queue
+            // (a scan of every queued turn made each claim, and each wake-up on dispatch,
+            // slower as the backlog grew). `u.status = 'queued'` in the update makes a turn
+            // claimed by a concurrent statement in the meantime a miss, never a second run.
             "WITH next AS ( \
-               SELECT t.id, s.lease_version AS v FROM runtime_turns t \
-               JOIN runtime_sessions s ON s.id = t.session_id \
-               WHERE t.status = 'queued' AND s.owner_id = $1 AND s.lease_expires_at > now() \
-                 AND s.{ACTIVE} \
-                 AND NOT EXISTS (SELECT 1 FROM runtime_turns r WHERE r.session_id = t.session_id \
+               SELECT q.id, s.lease_version AS v FROM runtime_sessions s \
+               CROSS JOIN LATERAL ( \
+                 SELECT t.id, (t.kind <> 'steer') AS later FROM runtime_turns t \
+                 WHERE t.session_id = s.id AND t.status = 'queued' \
+                 ORDER BY (t.kind <> 'steer'), t.id LIMIT 1) q \
+               WHERE s.owner_id = $1 AND s.lease_expires_at > now() AND s.{ACTIVE} \
+                 AND NOT EXISTS (SELECT 1 FROM runtime_turns r WHERE r.session_id = s.id \
                                  AND r.status = 'running') \
-               ORDER BY (t.kind <> 'steer'), t.id LIMIT 1 FOR UPDATE OF t SKIP LOCKED) \
+               ORDER BY q.later, q.id LIMIT 1) \
              UPDATE runtime_turns u SET status = 'running', attempts = u.attempts + 1, \
                claimed_by = $1, lease_version = next.v, started_at = now() \
-             FROM next WHERE u.id = next.id RETURNING {}",
+             FROM next WHERE u.id = next.id AND u.status = 'queued' RETURNING {}",
             prefixed("u", TURN_COLUMNS)
         ))
         .bind(owner)
@@ -110,6 +117,16 @@ impl TurnStore for PgStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(turn_from_row).collect()
+    }
+
+    async fn queued_turns(&self, session_id: &str) -> StoreResult<usize> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM runtime_turns WHERE session_id = $1 AND status = 'queued'",
+        )
+        .bind(session_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(usize::try_from(n).unwrap_or(0))
     }
 
     async fn mark_output_started(&self, turn_id: i64, lease: &Lease) -> StoreResult<bool> {
