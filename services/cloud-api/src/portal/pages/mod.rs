@@ -9,7 +9,7 @@ use axum::response::Response;
 use cloud_common::ApiError;
 use serde::Deserialize;
 
-use super::{Ctx, parse_form, return_query, safe_return, to_login};
+use super::{Ctx, Posted, return_query, safe_return, to_login};
 use crate::AppState;
 use crate::app::access::Scope;
 use crate::app::accounts::Attempt;
@@ -249,6 +249,146 @@ fn lines(raw: Option<&str>) -> Vec<ModelInput> {
 
 fn after_post(location: &str) -> Response {
     web::redirect(location, true, Vec::new())
+}
+
+/// What a page handler answers: `Err` is a response that ends the request early (the login
+/// redirect, a refused form, an error page), so handlers can stop with `?`.
+pub(crate) type Page = Result<Response, Response>;
+
+/// The organizations `caller` belongs to, or the error page.
+async fn memberships(
+    state: &AppState,
+    ctx: &Ctx,
+    caller: &Caller,
+) -> Result<Vec<(Organization, Role)>, Response> {
+    match Scope::of(state, caller).await {
+        Ok(scope) => Ok(scope.memberships),
+        Err(e) => Err(ok_or_page(ctx, e)),
+    }
+}
+
+/// The first page (up to 200 items) of an organization's list.
+fn first_page_of(org_id: &str) -> OrgListQuery {
+    OrgListQuery {
+        organization_id: Some(org_id.to_owned()),
+        limit: Some("200".into()),
+        cursor: None,
+    }
+}
+
+/// The status of a page shown again with a form's error (200 without one) and its message.
+fn status_and_error(error: Option<(StatusCode, String)>) -> (StatusCode, Option<String>) {
+    match error {
+        Some((status, message)) => (status, Some(message)),
+        None => (StatusCode::OK, None),
+    }
+}
+
+/// The page that lists what a form changes (organizations or providers), shown again with the
+/// form's error.
+#[derive(Clone, Copy)]
+enum Listing {
+    Organizations,
+    Providers,
+}
+
+/// `result` of a form's action, or the answer when it failed: a client error shows `listing`
+/// again (for `org`) with the message, anything else is the error page.
+async fn or_listing<T>(
+    listing: Listing,
+    state: &AppState,
+    ctx: &Ctx,
+    caller: &Caller,
+    org: Option<&str>,
+    result: Result<T, ApiError>,
+) -> Result<T, Response> {
+    let e = match result {
+        Ok(value) => return Ok(value),
+        Err(e) if e.status.is_client_error() => e,
+        Err(e) => return Err(ok_or_page(ctx, e)),
+    };
+    let error = Some((e.status, e.message.to_string()));
+    let page = listing.render(state, ctx, caller, org, None, error).await;
+    Err(page.unwrap_or_else(|r| r))
+}
+
+impl Listing {
+    /// `GET`: the listing for `?org=`, with the message of `?notice=`.
+    async fn page(self, state: &AppState, ctx: Ctx, q: OrgQuery) -> Page {
+        let (back, notices) = match self {
+            Listing::Organizations => (ORGS, ORG_NOTICES),
+            Listing::Providers => (PROVIDERS, PROVIDER_NOTICES),
+        };
+        let caller = ctx.caller_or_login(back)?;
+        let notice = notice_of(notices, q.notice.as_deref());
+        self.render(state, &ctx, &caller, q.org.as_deref(), notice, None)
+            .await
+    }
+
+    async fn render(
+        self,
+        state: &AppState,
+        ctx: &Ctx,
+        caller: &Caller,
+        org: Option<&str>,
+        notice: Option<String>,
+        error: Option<(StatusCode, String)>,
+    ) -> Page {
+        let memberships = memberships(state, ctx, caller).await?;
+        let (status, error) = status_and_error(error);
+        let shown = Shown {
+            state,
+            ctx,
+            caller,
+            memberships,
+            org,
+            notice,
+            status,
+            error,
+        };
+        match self {
+            Listing::Organizations => render_orgs(shown).await,
+            Listing::Providers => render_providers(shown).await,
+        }
+    }
+}
+
+/// What a listing page is made of: who looks (and their organizations), the organization asked
+/// for, a notice, and the status and message of a refused form.
+struct Shown<'a> {
+    state: &'a AppState,
+    ctx: &'a Ctx,
+    caller: &'a Caller,
+    memberships: Vec<(Organization, Role)>,
+    org: Option<&'a str>,
+    notice: Option<String>,
+    status: StatusCode,
+    error: Option<String>,
+}
+
+/// The message of a `?notice=` key (`None` for a key not in `table`).
+fn notice_of(table: &[(&str, &str)], key: Option<&str>) -> Option<String> {
+    let key = key?;
+    table
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, message)| (*message).to_owned())
+}
+
+/// A refused action: a client error is the notice (400, `title`, `message`, `link`), anything
+/// else the error page.
+fn refused(
+    ctx: &Ctx,
+    e: ApiError,
+    title: &str,
+    message: &str,
+    link: Option<(&str, &str)>,
+) -> Response {
+    if e.status.is_client_error() {
+        ctx.notice(StatusCode::BAD_REQUEST, title, message, link)
+    } else {
+        ok_or_page(ctx, e)
+    }
 }
 
 const TOO_MANY: &str = "Too many attempts. Wait a minute and try again.";
