@@ -336,13 +336,8 @@ async fn password_guessing_on_the_portal_alone_is_stopped_with_429() {
     );
     assert_eq!(statuses[10], 429, "{statuses:?}");
     // The right password is refused too while the budget is spent (the guesser cannot tell).
-    let resp = reqwest::Client::new()
-        .post(app.url("/v1/web/login"))
-        .json(&json!({"email": u.email, "password": u.password}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 429);
+    let (status, body) = app.login(&u.email, &u.password).await;
+    assert_eq!(status, 429, "{body}");
 }
 
 #[tokio::test]

@@ -371,12 +371,8 @@ async fn every_form_refuses_a_missing_wrong_or_foreign_csrf_token() {
     );
     // The pages' own token still works (the table's forms are real).
     let csrf = app.csrf_of(&victim, "/cloud/organizations").await;
-    let resp = victim
-        .post(app.url("/cloud/organizations"))
-        .form(&[("name", "Real Org"), ("csrf_token", csrf.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let form = [("name", "Real Org"), ("csrf_token", csrf.as_str())];
+    let resp = crate::web::submit(&victim, app.url("/cloud/organizations"), &form).await;
     assert_eq!(resp.status(), 303);
 }
 

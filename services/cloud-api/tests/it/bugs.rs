@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TEST_SECRETS_KEY, spawn_app, spawn_app_with};
+use crate::helpers::{TEST_SECRETS_KEY, spawn_app, spawn_app_with, strings};
 
 /// §11.34/35/36: an invited user sees every organization they belong to, accepting answers 200,
 /// and the invited organization works as the active one.
@@ -35,12 +35,7 @@ async fn bug34_org_listing_of_a_multi_org_user() {
     for path in ["/v1/organizations", "/v1/account", "/v1/bootstrap"] {
         let (status, body) = app.get(path, &b.access).await;
         assert_eq!(status, 200, "{path}");
-        let ids: Vec<&str> = body["organizations"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|o| o["id"].as_str().unwrap())
-            .collect();
+        let ids = strings(&body["organizations"], "id");
         assert_eq!(ids.len(), 2, "{path}: {body}");
         assert!(ids.contains(&org.as_str()));
         assert_eq!(
@@ -151,13 +146,9 @@ async fn bug42_query_strings_do_not_break_routing() {
         )
         .await;
     assert_eq!(status, 201);
-    let resp = reqwest::Client::new()
-        .post(app.url("/v1/web/login?return_to=/x"))
-        .json(&json!({"email": u.email, "password": u.password}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let login = json!({"email": u.email, "password": u.password});
+    let (status, body) = app.post_public("/v1/web/login?return_to=/x", login).await;
+    assert_eq!(status, 200, "{body}");
 }
 
 /// §11.15/51: CORS is an allow-list (never reflected) and preflight allows PATCH.

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestUser, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, TestUser, spawn_app, spawn_app_with, strings};
 
 async fn provider(app: &TestApp, u: &TestUser, secret: &str) -> Value {
     let (status, body) = app
@@ -167,12 +167,7 @@ async fn projects_conversations_and_append_only_transcripts() {
     );
     let (status, body) = app.get(&format!("{path}?limit=2"), &u.access).await;
     assert_eq!(status, 200);
-    let ids: Vec<&str> = body["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap())
-        .collect();
+    let ids = strings(&body["messages"], "id");
     assert_eq!(ids, vec!["a", "b"]);
     let cursor = body["nextCursor"].as_str().unwrap();
     let (_, body) = app
@@ -382,10 +377,7 @@ async fn runtime_grant_carries_subscription_providers_and_repository() {
     assert_eq!(status, 404);
 
     // The typed client.
-    let client = cloud_common::internal::CloudApiClient::new(
-        url::Url::parse(&app.base).unwrap(),
-        cloud_common::Secret::new(app.token.clone()),
-    );
+    let client = app.internal_client();
     let grant = client
         .runtime_access(&cloud_common::internal::RuntimeAccessRequest {
             access_token: u.access.clone(),

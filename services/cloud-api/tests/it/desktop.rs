@@ -62,6 +62,17 @@ async fn ok_json(resp: reqwest::Response, what: &str) -> Value {
     body
 }
 
+/// Signs `email` up (named `name`) through the JSON route, as the portal's account would be.
+async fn sign_up(api: &str, email: &str, name: &str) -> Value {
+    let resp = reqwest::Client::new()
+        .post(format!("{api}/v1/web/signup"))
+        .json(&json!({"email": email, "displayName": name, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    ok_json(resp, &format!("signup of {name}")).await
+}
+
 /// The desktop's sign-in: discovery, the browser through `authorization_endpoint` (login form
 /// with its CSRF token), the `chatons://` redirect's code exchanged with a JSON body.
 async fn desktop_sign_in(api: &str, email: &str) -> Value {
@@ -198,15 +209,7 @@ async fn the_shipped_desktop_sequence_works_unmodified() {
 
     // The account exists (signed up in the portal); the desktop signs in.
     let email = format!("desk-{}@example.test", uuid::Uuid::new_v4().simple());
-    ok_json(
-        http.post(format!("{api}/v1/web/signup"))
-            .json(&json!({"email": email, "displayName": "Desk", "password": PASSWORD}))
-            .send()
-            .await
-            .unwrap(),
-        "signup",
-    )
-    .await;
+    sign_up(&api, &email, "Desk").await;
     let tokens = desktop_sign_in(&api, &email).await;
     assert_eq!(tokens["user"]["email"], email.as_str());
     assert!(tokens["idToken"].is_string(), "{tokens}");
@@ -461,15 +464,7 @@ async fn the_shipped_desktop_sequence_works_unmodified() {
 
     // Another user naming that instance id is refused, by realtime and by the runtime.
     let other_email = format!("other-{}@example.test", uuid::Uuid::new_v4().simple());
-    let other = ok_json(
-        http.post(format!("{api}/v1/web/signup"))
-            .json(&json!({"email": other_email, "displayName": "Other", "password": PASSWORD}))
-            .send()
-            .await
-            .unwrap(),
-        "other signup",
-    )
-    .await;
+    let other = sign_up(&api, &other_email, "Other").await;
     let other_access = other["session"]["accessToken"].as_str().unwrap();
     let denied = http
         .get(format!(

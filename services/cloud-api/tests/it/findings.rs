@@ -89,17 +89,6 @@ async fn the_development_setting_verifies_at_signup() {
 
 // Low: signup and login --------------------------------------------------------------------------
 
-async fn post(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
-    let resp = reqwest::Client::new()
-        .post(app.url(path))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
 /// The JSON signup answered 409 for a registered address. A server that mails answers both the
 /// same (202, no session); the owner of the address is told by mail.
 #[tokio::test]
@@ -109,10 +98,10 @@ async fn json_signup_does_not_reveal_a_registered_address() {
     let signup = |email: &str| json!({"email": email, "displayName": "Someone", "password": "correct horse battery"});
     let taken = format!("taken{}@example.com", cloud_testkit::random_token());
     let fresh = format!("fresh{}@example.com", cloud_testkit::random_token());
-    let first = post(&app, "/v1/web/signup", signup(&taken)).await;
+    let first = app.post_public("/v1/web/signup", signup(&taken)).await;
     assert_eq!(first.0, 202, "{}", first.1);
-    let again = post(&app, "/v1/web/signup", signup(&taken)).await;
-    let new = post(&app, "/v1/web/signup", signup(&fresh)).await;
+    let again = app.post_public("/v1/web/signup", signup(&taken)).await;
+    let new = app.post_public("/v1/web/signup", signup(&fresh)).await;
     assert_eq!(again, new, "a taken address answers like a new one");
     assert_eq!(again.0, 202);
     let pool = &app.db.as_ref().unwrap().pool;
@@ -139,34 +128,13 @@ async fn one_login_budget_per_account_across_endpoints() {
     let u = app.signup().await;
     let wrong = json!({"email": u.email, "password": "not the password"});
     for _ in 0..10 {
-        assert_eq!(post(&app, "/v1/web/login", wrong.clone()).await.0, 401);
+        assert_eq!(app.post_public("/v1/web/login", wrong.clone()).await.0, 401);
     }
-    assert_eq!(post(&app, "/v1/web/login", wrong.clone()).await.0, 429);
+    assert_eq!(app.post_public("/v1/web/login", wrong.clone()).await.0, 429);
     // The portal's form draws from the same bucket, as does the authorization page's.
-    let browser = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let html = browser
-        .get(app.url("/cloud/login"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = cloud_testkit::oidc::csrf_from(&html);
-    let resp = browser
-        .post(app.url("/cloud/login"))
-        .form(&[
-            ("email", u.email.to_uppercase().as_str()),
-            ("password", u.password.as_str()),
-            ("csrf_token", csrf.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let browser = crate::web::browser();
+    let email = u.email.to_uppercase();
+    let resp = crate::web::portal_login(&app, &browser, &email, &u.password).await;
     assert_eq!(
         resp.status(),
         429,

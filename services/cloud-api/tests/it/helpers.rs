@@ -136,14 +136,13 @@ impl TestApp {
     /// Signs up `email` without opening the verification link.
     pub async fn signup_unverified(&self, email: &str) -> TestUser {
         let password = "correct horse battery".to_string();
-        let resp = reqwest::Client::new()
-            .post(self.url("/v1/web/signup"))
-            .json(&serde_json::json!({"email": email, "displayName": "Test User", "password": password}))
-            .send()
-            .await
-            .expect("signup");
-        assert_eq!(resp.status(), 201, "signup status");
-        let body: serde_json::Value = resp.json().await.expect("signup body");
+        let (status, body) = self
+            .post_public(
+                "/v1/web/signup",
+                serde_json::json!({"email": email, "displayName": "Test User", "password": password}),
+            )
+            .await;
+        assert_eq!(status, 201, "signup status: {body}");
         TestUser {
             id: body["user"]["id"].as_str().expect("user id").to_owned(),
             email: email.to_owned(),
@@ -175,25 +174,19 @@ impl TestApp {
         .fetch_one(pool)
         .await
         .expect("a verification mail was queued");
-        let marker = "/cloud/verify-email?token=";
-        let start = body.find(marker).expect("link in mail") + marker.len();
-        body[start..]
-            .split(|c: char| c.is_whitespace())
-            .next()
-            .unwrap_or_default()
-            .to_owned()
+        token_in(&body, "/cloud/verify-email")
     }
 
     /// Opens the verification link mailed to `email`.
     pub async fn verify_email(&self, email: &str) {
         let token = self.verification_token(email).await;
-        let resp = reqwest::Client::new()
-            .post(self.url("/v1/web/verify-email"))
-            .json(&serde_json::json!({ "token": token }))
-            .send()
-            .await
-            .expect("verify");
-        assert_eq!(resp.status(), 200, "verify-email status");
+        let (status, body) = self
+            .post_public(
+                "/v1/web/verify-email",
+                serde_json::json!({ "token": token }),
+            )
+            .await;
+        assert_eq!(status, 200, "verify-email status: {body}");
     }
 
     /// A request with the user's bearer token; returns (status, JSON body or Null).
@@ -210,13 +203,17 @@ impl TestApp {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req.send().await.expect("request");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
-        )
+        answer(req).await
+    }
+
+    /// A JSON POST without a token (signup, login, the email routes, the token endpoint's JSON
+    /// shape); returns (status, JSON body or Null).
+    pub async fn post_public(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        answer(reqwest::Client::new().post(self.url(path)).json(&body)).await
     }
 
     pub async fn get(&self, path: &str, token: &str) -> (u16, serde_json::Value) {
@@ -264,11 +261,62 @@ impl TestApp {
             .to_owned()
     }
 
+    /// `POST /v1/web/login` with JSON: (status, body).
+    pub async fn login(&self, email: &str, password: &str) -> (u16, serde_json::Value) {
+        let body = serde_json::json!({"email": email, "password": password});
+        self.post_public("/v1/web/login", body).await
+    }
+
+    /// The typed client of the internal endpoints (`cloud_common::internal`), with the service
+    /// token.
+    pub fn internal_client(&self) -> cloud_common::internal::CloudApiClient {
+        cloud_common::internal::CloudApiClient::new(
+            url::Url::parse(&self.base).expect("base URL"),
+            cloud_common::Secret::new(self.token.clone()),
+        )
+    }
+
     /// An internal call with the service token.
     pub async fn internal(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
         let token = self.token.clone();
         self.post(path, &token, body).await
     }
+}
+
+/// The token of the first `{path}?token=…` link in a mail's text.
+pub fn token_in(body: &str, path: &str) -> String {
+    let marker = format!("{path}?token=");
+    let start = body.find(&marker).expect("link in mail") + marker.len();
+    body[start..]
+        .split(|c: char| c.is_whitespace())
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Sends `req`; returns (status, JSON body or Null).
+pub async fn answer(req: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// `key` of every item of the JSON array `list` (ids, contents…), as strings.
+#[allow(dead_code)]
+pub fn strings<'a>(list: &'a serde_json::Value, key: &str) -> Vec<&'a str> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not an array: {list}"))
+        .iter()
+        .map(|item| {
+            item[key]
+                .as_str()
+                .unwrap_or_else(|| panic!("no string {key} in {item}"))
+        })
+        .collect()
 }
 
 /// Every row of the tables a refused request must leave alone, as JSON text (to compare).
@@ -476,24 +524,10 @@ impl Tenant {
 impl TestApp {
     /// A cookie-keeping browser (redirects not followed) signed in to the portal as `user`.
     pub async fn portal_browser(&self, user: &TestUser) -> reqwest::Client {
-        let browser = reqwest::Client::builder()
-            .cookie_store(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("browser");
-        let csrf = self.csrf_of(&browser, "/cloud/login").await;
-        let resp = browser
-            .post(self.url("/cloud/login"))
-            .form(&[
-                ("email", user.email.as_str()),
-                ("password", user.password.as_str()),
-                ("csrf_token", csrf.as_str()),
-            ])
-            .send()
-            .await
-            .expect("portal login");
+        let b = crate::web::browser();
+        let resp = crate::web::portal_login(self, &b, &user.email, &user.password).await;
         assert_eq!(resp.status(), 303, "portal login");
-        browser
+        b
     }
 
     /// The CSRF token of the form on `page` (a path or a whole URL), as `browser` sees it.
@@ -503,14 +537,6 @@ impl TestApp {
         } else {
             page.to_owned()
         };
-        let html = browser
-            .get(url)
-            .send()
-            .await
-            .expect("page")
-            .text()
-            .await
-            .expect("page text");
-        cloud_testkit::oidc::csrf_from(&html)
+        cloud_testkit::oidc::csrf_from(&crate::web::page(browser, url).await)
     }
 }

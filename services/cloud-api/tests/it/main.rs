@@ -24,3 +24,4 @@ mod portal;
 mod production_profile;
 mod side_contract;
 mod store_contract;
+mod web;

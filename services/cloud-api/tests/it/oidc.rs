@@ -24,23 +24,13 @@ pub(crate) const PASSWORD: &str = "correct horse battery staple";
 pub(crate) const LOOPBACK: &str = "http://127.0.0.1:53682/callback";
 const DESKTOP: &str = "chatons://cloud/auth/callback";
 
-pub(crate) fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
+pub(crate) use crate::web::browser;
 
 pub(crate) async fn signup(app: &TestApp, email: &str) -> Value {
-    let resp = reqwest::Client::new()
-        .post(format!("{}/v1/web/signup", app.base))
-        .json(&json!({"email": email, "displayName": "Ada Lovelace", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201, "signup");
-    resp.json().await.unwrap()
+    let body = json!({"email": email, "displayName": "Ada Lovelace", "password": PASSWORD});
+    let (status, body) = app.post_public("/v1/web/signup", body).await;
+    assert_eq!(status, 201, "signup: {body}");
+    body
 }
 
 /// Opens `authorize_url` in a cookie-keeping client, fills the login form, and returns the
@@ -310,13 +300,9 @@ async fn desktop_login_with_its_custom_scheme_yields_working_tokens() {
         200
     );
     // Refresh through the desktop's JSON shape too.
-    let resp = reqwest::Client::new()
-        .post(format!("{}/oidc/token", app.base))
-        .json(&json!({"grantType":"refresh_token","clientId":"chatons-desktop","redirectUri":DESKTOP,"refreshToken":body["session"]["refreshToken"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let refresh = json!({"grantType":"refresh_token","clientId":"chatons-desktop","redirectUri":DESKTOP,"refreshToken":body["session"]["refreshToken"]});
+    let (status, body) = app.post_public("/oidc/token", refresh).await;
+    assert_eq!(status, 200, "{body}");
 }
 
 #[tokio::test]
@@ -629,14 +615,11 @@ async fn unknown_clients_are_refused() {
         (status, body["error"].as_str()),
         (401, Some("invalid_client"))
     );
-    let resp = browser()
-        .get(format!(
-            "{}/oidc/authorize?response_type=code&client_id=nobody&redirect_uri={LOOPBACK}",
-            app.base
-        ))
-        .send()
-        .await
-        .unwrap();
+    let authorize = format!(
+        "{}/oidc/authorize?response_type=code&client_id=nobody&redirect_uri={LOOPBACK}",
+        app.base
+    );
+    let resp = browser().get(authorize).send().await.unwrap();
     assert_eq!(resp.status(), 400);
     assert!(resp.headers().get("location").is_none());
 }
@@ -671,17 +654,13 @@ async fn prompt_none_and_a_forged_form_behave() {
     assert!(query_of(resp.headers()["location"].to_str().unwrap()).contains_key("code"));
 
     // A login POST without the CSRF pair changes nothing.
-    let resp = reqwest::Client::new()
-        .post(format!("{}/oidc/authorize", app.base))
-        .form(&[
-            ("client_id", "chatons-desktop"),
-            ("email", "pn@example.com"),
-            ("password", PASSWORD),
-            ("action", "login"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let form = [
+        ("client_id", "chatons-desktop"),
+        ("email", "pn@example.com"),
+        ("password", PASSWORD),
+        ("action", "login"),
+    ];
+    let resp = crate::web::submit(&reqwest::Client::new(), app.url("/oidc/authorize"), &form).await;
     assert_eq!(resp.status(), 400);
     assert!(resp.headers().get("set-cookie").is_none());
 }
