@@ -10,7 +10,7 @@ use cloud_testkit::oidc::pkce_pair;
 use serde_json::json;
 
 use crate::findings_web::{signed_in, signed_in_with_id_token};
-use crate::helpers::{Tenant, TestApp, snapshot, spawn_app};
+use crate::helpers::{Tenant, TestApp, Unchanged, spawn_app};
 use crate::oidc::{LOOPBACK, browser, desktop_authorize_url, desktop_code, exchange, token_form};
 
 /// Places a redirect must never lead to (each names `evil.example` or runs script).
@@ -338,8 +338,7 @@ async fn every_form_refuses_a_missing_wrong_or_foreign_csrf_token() {
     // The attacker's own session gives it a genuine token, bound to the wrong session.
     let attacker = app.portal_browser(&app.signup().await).await;
     let foreign = app.csrf_of(&attacker, "/cloud/organizations").await;
-    let pool = app.db.as_ref().unwrap().pool.clone();
-    let before = snapshot(&pool).await;
+    let unchanged = Unchanged::from_now(&app).await;
     for (path, fields) in every_form(&t) {
         for token in [
             None,
@@ -364,11 +363,7 @@ async fn every_form_refuses_a_missing_wrong_or_foreign_csrf_token() {
         signed_in(&app, &victim).await,
         "no forged post signed the victim out"
     );
-    assert_eq!(
-        snapshot(&pool).await,
-        before,
-        "a forged form changed something"
-    );
+    unchanged.check("a forged form changed something").await;
     // The pages' own token still works (the table's forms are real).
     let csrf = app.csrf_of(&victim, "/cloud/organizations").await;
     let form = [("name", "Real Org"), ("csrf_token", csrf.as_str())];

@@ -90,8 +90,7 @@ async fn duplicate_signup_is_409_and_bad_input_400() {
 #[tokio::test]
 async fn cloud_instances_register_once_per_user() {
     let app = spawn_app().await;
-    let a = app.signup().await;
-    let b = app.signup().await;
+    let [a, b] = app.signups().await;
     let laptop = json!({"id": "desktop-1234", "name": "Laptop"});
     let (status, body) = app.post("/v1/cloud-instances", &a.access, laptop).await;
     assert_eq!(status, 201, "{body}");
@@ -123,8 +122,7 @@ async fn cloud_instances_register_once_per_user() {
 #[tokio::test]
 async fn realtime_access_binds_user_and_instance() {
     let app = spawn_app().await;
-    let a = app.signup().await;
-    let b = app.signup().await;
+    let [a, b] = app.signups().await;
     app.post("/v1/cloud-instances", &a.access, json!({"id": "desk-a"}))
         .await;
 
@@ -204,8 +202,7 @@ async fn realtime_access_binds_user_and_instance() {
 #[tokio::test]
 async fn unknown_instance_ids_are_claimed_on_first_use_within_bounds() {
     let app = spawn_app_with(&[("CHATONS_MAX_INSTANCES_PER_USER", "2")]).await;
-    let a = app.signup().await;
-    let b = app.signup().await;
+    let [a, b] = app.signups().await;
     let realtime = |token: &str, instance: &str| {
         let body = json!({"accessToken": token, "cloudInstanceId": instance});
         let app = &app;

@@ -11,27 +11,12 @@ use crate::helpers::{TEST_SECRETS_KEY, spawn_app, spawn_app_with, strings};
 #[tokio::test]
 async fn bug34_org_listing_of_a_multi_org_user() {
     let app = spawn_app().await;
-    let a = app.signup().await;
-    let b = app.signup().await;
+    let [a, b] = app.signups().await;
     let (_, body) = app
         .post("/v1/organizations", &a.access, json!({"name": "Shared"}))
         .await;
     let org = body["organization"]["id"].as_str().unwrap().to_owned();
-    let (_, body) = app
-        .post(
-            "/v1/organization/invites",
-            &a.access,
-            json!({"organizationId": org, "email": b.email}),
-        )
-        .await;
-    let (status, _) = app
-        .post(
-            "/v1/organization/invites/accept",
-            &b.access,
-            json!({"token": body["token"]}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    app.add_member(&a, &org, &b, None).await;
     for path in ["/v1/organizations", "/v1/account", "/v1/bootstrap"] {
         let (status, body) = app.get(path, &b.access).await;
         assert_eq!(status, 200, "{path}");
@@ -238,8 +223,7 @@ async fn bug44_malformed_json_is_400() {
 #[tokio::test]
 async fn bug22_memory_ids_cannot_be_hijacked() {
     let app = spawn_app().await;
-    let a = app.signup().await;
-    let b = app.signup().await;
+    let [a, b] = app.signups().await;
     let (_, body) = app
         .post(
             "/v1/memory",

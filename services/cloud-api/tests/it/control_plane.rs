@@ -529,8 +529,7 @@ async fn memories_crud_search_stats_and_internal_upsert() {
 #[tokio::test]
 async fn organizations_invites_roles_and_members() {
     let app = spawn_app().await;
-    let owner = app.signup().await;
-    let bob = app.signup().await;
+    let [owner, bob] = app.signups().await;
     let (status, body) = app
         .post(
             "/v1/organizations",
@@ -931,8 +930,7 @@ async fn secrets_key_rotation_with_the_reseal_command() {
 #[tokio::test]
 async fn only_owners_and_admins_give_a_conversation_project_full_tools() {
     let app = spawn_app().await;
-    let owner = app.signup().await;
-    let bob = app.signup().await;
+    let [owner, bob] = app.signups().await;
     let (_, body) = app
         .post(
             "/v1/organizations",
@@ -941,22 +939,7 @@ async fn only_owners_and_admins_give_a_conversation_project_full_tools() {
         )
         .await;
     let org = body["organization"]["id"].as_str().unwrap().to_owned();
-    let (_, body) = app
-        .post(
-            "/v1/organization/invites",
-            &owner.access,
-            json!({"organizationId": org, "email": bob.email}),
-        )
-        .await;
-    let token = body["token"].as_str().unwrap().to_owned();
-    let (status, _) = app
-        .post(
-            "/v1/organization/invites/accept",
-            &bob.access,
-            json!({"token": token}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    app.add_member(&owner, &org, &bob, None).await;
 
     // The owner creates a scratch-workspace project directly.
     let (status, body) = app

@@ -55,7 +55,13 @@ async fn fake_provider() -> String {
     base
 }
 
-async fn ok_json(resp: reqwest::Response, what: &str) -> Value {
+/// Sends `req`; its JSON answer, which must be a success.
+async fn ok_json(req: reqwest::RequestBuilder, what: &str) -> Value {
+    ok_answer(req.send().await.unwrap(), what).await
+}
+
+/// The JSON of `resp`, which must be a success.
+async fn ok_answer(resp: reqwest::Response, what: &str) -> Value {
     let status = resp.status();
     let body: Value = resp.json().await.unwrap_or(Value::Null);
     assert!(status.is_success(), "{what}: {status} {body}");
@@ -70,7 +76,7 @@ async fn sign_up(api: &str, email: &str, name: &str) -> Value {
         .send()
         .await
         .unwrap();
-    ok_json(resp, &format!("signup of {name}")).await
+    ok_answer(resp, &format!("signup of {name}")).await
 }
 
 /// The desktop's sign-in: discovery, the browser through `authorization_endpoint` (login form
@@ -78,10 +84,7 @@ async fn sign_up(api: &str, email: &str, name: &str) -> Value {
 async fn desktop_sign_in(api: &str, email: &str) -> Value {
     let http = reqwest::Client::new();
     let discovery = ok_json(
-        http.get(format!("{api}/.well-known/openid-configuration"))
-            .send()
-            .await
-            .unwrap(),
+        http.get(format!("{api}/.well-known/openid-configuration")),
         "discovery",
     )
     .await;
@@ -132,10 +135,7 @@ async fn desktop_sign_in(api: &str, email: &str) -> Value {
     ok_json(
         http.post(discovery["token_endpoint"].as_str().unwrap())
             .json(&json!({"grantType": "authorization_code", "clientId": "chatons-desktop",
-                          "code": query["code"], "redirectUri": CALLBACK, "codeVerifier": verifier}))
-            .send()
-            .await
-            .unwrap(),
+                          "code": query["code"], "redirectUri": CALLBACK, "codeVerifier": verifier})),
         "JSON token exchange",
     )
     .await
@@ -225,11 +225,7 @@ async fn the_shipped_desktop_sequence_works_unmodified() {
 
     // The organization's provider (configured by its owner) and a conversation.
     let boot = ok_json(
-        http.get(format!("{api}/v1/bootstrap"))
-            .bearer_auth(&access)
-            .send()
-            .await
-            .unwrap(),
+        http.get(format!("{api}/v1/bootstrap")).bearer_auth(&access),
         "bootstrap",
     )
     .await;
@@ -241,10 +237,7 @@ async fn the_shipped_desktop_sequence_works_unmodified() {
                 &json!({"kind": "openai", "label": "Fake", "secret": "sk-desktop-test",
                           "baseUrl": provider, "models": [{"id": "fake-1", "label": "Fake"}],
                           "defaultModel": "fake-1"}),
-            )
-            .send()
-            .await
-            .unwrap(),
+            ),
         "provider",
     )
     .await;
@@ -254,10 +247,7 @@ async fn the_shipped_desktop_sequence_works_unmodified() {
             .json(
                 &json!({"projectId": project_id, "title": "New - Cloud Workspace",
                           "modelProvider": "openai", "modelId": "fake-1"}),
-            )
-            .send()
-            .await
-            .unwrap(),
+            ),
         "conversation",
     )
     .await;
@@ -265,11 +255,7 @@ async fn the_shipped_desktop_sequence_works_unmodified() {
 
     // Bootstrap as the desktop reads it: no pagination, the first instance's endpoints.
     let boot = ok_json(
-        http.get(format!("{api}/v1/bootstrap"))
-            .bearer_auth(&access)
-            .send()
-            .await
-            .unwrap(),
+        http.get(format!("{api}/v1/bootstrap")).bearer_auth(&access),
         "bootstrap again",
     )
     .await;
@@ -293,10 +279,7 @@ async fn the_shipped_desktop_sequence_works_unmodified() {
         http.get(format!(
             "{realtime_base}/v1/realtime/token?cloudInstanceId={instance}"
         ))
-        .bearer_auth(&access)
-        .send()
-        .await
-        .unwrap(),
+        .bearer_auth(&access),
         "realtime token for an unregistered local instance id",
     )
     .await;
@@ -335,10 +318,7 @@ async fn the_shipped_desktop_sequence_works_unmodified() {
                 http.get(format!(
                     "{base}/v1/realtime/replay?cloudInstanceId={instance}&afterSeq={after}"
                 ))
-                .bearer_auth(&access)
-                .send()
-                .await
-                .unwrap(),
+                .bearer_auth(&access),
                 "replay",
             )
             .await
@@ -355,10 +335,7 @@ async fn the_shipped_desktop_sequence_works_unmodified() {
                 &json!({"conversationId": conversation_id, "projectId": project_id,
                           "cloudInstanceId": instance, "modelProvider": "openai",
                           "modelId": "fake-1", "thinkingLevel": null}),
-            )
-            .send()
-            .await
-            .unwrap(),
+            ),
         "runtime acquire",
     )
     .await;
@@ -368,10 +345,7 @@ async fn the_shipped_desktop_sequence_works_unmodified() {
             "{runtime_base}/v1/runtime/sessions/{session_id}/commands"
         ))
         .bearer_auth(&access)
-        .json(&json!({"id": "desk-1", "type": "prompt", "message": "Say hello"}))
-        .send()
-        .await
-        .unwrap(),
+        .json(&json!({"id": "desk-1", "type": "prompt", "message": "Say hello"})),
         "prompt",
     )
     .await;
@@ -437,7 +411,10 @@ async fn the_shipped_desktop_sequence_works_unmodified() {
         }
     };
     let (a, b) = tokio::join!(refresh_once(), refresh_once());
-    let (a, b) = (ok_json(a, "refresh A").await, ok_json(b, "refresh B").await);
+    let (a, b) = (
+        ok_answer(a, "refresh A").await,
+        ok_answer(b, "refresh B").await,
+    );
     assert_eq!(a["session"], b["session"]);
     assert_eq!(a["user"]["email"], email.as_str());
     let fresh = a["session"]["accessToken"].as_str().unwrap();
@@ -445,19 +422,12 @@ async fn the_shipped_desktop_sequence_works_unmodified() {
         http.get(format!(
             "{realtime_base}/v1/realtime/token?cloudInstanceId={instance}"
         ))
-        .bearer_auth(fresh)
-        .send()
-        .await
-        .unwrap(),
+        .bearer_auth(fresh),
         "realtime token with the refreshed access token",
     )
     .await;
     ok_json(
-        http.get(format!("{api}/v1/bootstrap"))
-            .bearer_auth(fresh)
-            .send()
-            .await
-            .unwrap(),
+        http.get(format!("{api}/v1/bootstrap")).bearer_auth(fresh),
         "bootstrap with the refreshed access token",
     )
     .await;
@@ -486,10 +456,7 @@ async fn the_shipped_desktop_sequence_works_unmodified() {
     assert_eq!(denied.status(), 403);
     let other_boot = ok_json(
         http.get(format!("{api}/v1/bootstrap"))
-            .bearer_auth(other_access)
-            .send()
-            .await
-            .unwrap(),
+            .bearer_auth(other_access),
         "other bootstrap",
     )
     .await;
@@ -497,10 +464,7 @@ async fn the_shipped_desktop_sequence_works_unmodified() {
     let own = ok_json(
         http.post(format!("{api}/v1/conversations"))
             .bearer_auth(other_access)
-            .json(&json!({"projectId": other_project}))
-            .send()
-            .await
-            .unwrap(),
+            .json(&json!({"projectId": other_project})),
         "other conversation",
     )
     .await;

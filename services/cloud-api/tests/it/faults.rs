@@ -4,12 +4,12 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use cloud_testkit::edge::{JsonRoute, assert_drain_under_load};
+use cloud_testkit::edge::assert_drain_under_load;
 use cloud_testkit::process::ServiceProcess;
 use cloud_testkit::servers::PrivatePostgres;
 use serde_json::{Value, json};
 
-use crate::helpers::TEST_SECRETS_KEY;
+use crate::helpers::{LOGIN_ROUTE, TEST_SECRETS_KEY};
 
 fn env(database_url: &str, token: &str) -> Vec<(&'static str, String)> {
     vec![
@@ -251,14 +251,5 @@ async fn sigterm_under_load_cuts_no_request_short() {
         &env(&db.url, &cloud_testkit::random_token()),
     )
     .await;
-    assert_drain_under_load(
-        &mut process,
-        JsonRoute {
-            path: "/v1/web/login",
-            headers: &[],
-        },
-        8,
-        Duration::from_secs(5),
-    )
-    .await;
+    assert_drain_under_load(&mut process, LOGIN_ROUTE, 8, Duration::from_secs(5)).await;
 }

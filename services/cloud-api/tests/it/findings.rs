@@ -192,26 +192,9 @@ async fn invitations_are_rate_limited_per_account_and_per_organization() {
         ("CHATONS_INVITES_PER_HOUR_PER_ORG", "4"),
     ])
     .await;
-    let owner = app.signup().await;
-    let admin = app.signup().await;
+    let [owner, admin] = app.signups().await;
     let (first, second) = (team(&app, &owner).await, team(&app, &owner).await);
-    let (status, body) = app
-        .post(
-            "/v1/organization/invites",
-            &owner.access,
-            json!({"email": admin.email, "role": "admin", "organizationId": first}),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    let token = body["token"].as_str().unwrap().to_owned();
-    let (status, _) = app
-        .post(
-            "/v1/organization/invites/accept",
-            &admin.access,
-            json!({ "token": token }),
-        )
-        .await;
-    assert_eq!(status, 200);
+    app.add_member(&owner, &first, &admin, Some("admin")).await;
     assert_eq!(invite(&app, &owner.access, Some(&first), 1).await.0, 201);
     assert_eq!(invite(&app, &owner.access, Some(&second), 2).await.0, 201);
     let (status, body) = invite(&app, &owner.access, Some(&second), 3).await;
@@ -238,25 +221,9 @@ async fn invitations_are_rate_limited_per_account_and_per_organization() {
 #[tokio::test]
 async fn repointing_a_repository_does_not_keep_its_token() {
     let app = spawn_app_with(&[]).await;
-    let owner = app.signup().await;
-    let member = app.signup().await;
+    let [owner, member] = app.signups().await;
     let org = team(&app, &owner).await;
-    let (_, body) = app
-        .post(
-            "/v1/organization/invites",
-            &owner.access,
-            json!({"email": member.email, "organizationId": org}),
-        )
-        .await;
-    let token = body["token"].as_str().unwrap().to_owned();
-    let (status, _) = app
-        .post(
-            "/v1/organization/invites/accept",
-            &member.access,
-            json!({ "token": token }),
-        )
-        .await;
-    assert_eq!(status, 200);
+    app.add_member(&owner, &org, &member, None).await;
     let (status, body) = app
         .post("/v1/projects", &owner.access, json!({"name": "Repo", "kind": "repository",
             "organizationId": org,
@@ -351,20 +318,7 @@ async fn two_owners_demoting_each_other_at_once_keep_one_owner() {
         let a = app.signup().await;
         let b = app.signup().await;
         let org = team(&app, &a).await;
-        let (_, body) = app
-            .post(
-                "/v1/organization/invites",
-                &a.access,
-                json!({"email": b.email, "role": "admin", "organizationId": org}),
-            )
-            .await;
-        let token = body["token"].as_str().unwrap().to_owned();
-        app.post(
-            "/v1/organization/invites/accept",
-            &b.access,
-            json!({ "token": token }),
-        )
-        .await;
+        app.add_member(&a, &org, &b, Some("admin")).await;
         let promote = json!({"role": "owner", "organizationId": org});
         let (status, body) = app
             .patch(
@@ -406,8 +360,7 @@ async fn two_owners_demoting_each_other_at_once_keep_one_owner() {
 #[tokio::test]
 async fn the_realtime_audience_lists_current_memberships_only() {
     let app = spawn_app_with(&[]).await;
-    let owner = app.signup().await;
-    let other = app.signup().await;
+    let [owner, other] = app.signups().await;
     let org = team(&app, &owner).await;
     let instance = format!("instance-{}", owner.id);
     let ask = |user: &str, instance: &str| json!({"userId": user, "cloudInstanceId": instance});

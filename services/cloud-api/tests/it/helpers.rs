@@ -8,6 +8,30 @@ use cloud_testkit::db::TestDb;
 /// base64 of 32 bytes 0x2a: a fixed key so tests can also open sealed rows themselves.
 pub const TEST_SECRETS_KEY: &str = "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio=";
 
+/// The login route, for the shared edge checks of `cloud_testkit::edge`.
+#[allow(dead_code)]
+pub const LOGIN_ROUTE: cloud_testkit::edge::JsonRoute<'static> = cloud_testkit::edge::JsonRoute {
+    path: "/v1/web/login",
+    headers: &[],
+};
+
+/// What the cloud-api binary needs besides `extra`: the secrets key and a service token.
+#[allow(dead_code)]
+pub fn binary_env(extra: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
+    let mut env = vec![
+        (
+            "CHATONS_SECRETS_ENCRYPTION_KEY",
+            TEST_SECRETS_KEY.to_owned(),
+        ),
+        (
+            "CHATONS_INTERNAL_SERVICE_TOKEN",
+            cloud_testkit::random_token(),
+        ),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    env
+}
+
 pub struct TestApp {
     pub base: String,
     pub db: Option<TestDb>,
@@ -122,6 +146,15 @@ impl TestApp {
     pub async fn signup(&self) -> TestUser {
         let email = format!("u{}@example.com", cloud_testkit::random_token());
         self.signup_as(&email).await
+    }
+
+    /// `N` fresh users ([`TestApp::signup`] each), in order.
+    pub async fn signups<const N: usize>(&self) -> [TestUser; N] {
+        let mut users = Vec::with_capacity(N);
+        for _ in 0..N {
+            users.push(self.signup().await);
+        }
+        users.try_into().expect("N users")
     }
 
     /// [`TestApp::signup`] with this email.
@@ -267,6 +300,30 @@ impl TestApp {
         self.post_public("/v1/web/login", body).await
     }
 
+    /// `manager` invites `member` into organization `org` (with `role`, default member) and
+    /// `member` accepts: both must succeed.
+    pub async fn add_member(
+        &self,
+        manager: &TestUser,
+        org: &str,
+        member: &TestUser,
+        role: Option<&str>,
+    ) {
+        let mut invite = serde_json::json!({"organizationId": org, "email": member.email});
+        if let Some(role) = role {
+            invite["role"] = role.into();
+        }
+        let (status, body) = self
+            .post("/v1/organization/invites", &manager.access, invite)
+            .await;
+        assert_eq!(status, 201, "invite: {body}");
+        let accept = serde_json::json!({"token": body["token"]});
+        let (status, body) = self
+            .post("/v1/organization/invites/accept", &member.access, accept)
+            .await;
+        assert_eq!(status, 200, "accept: {body}");
+    }
+
     /// The typed client of the internal endpoints (`cloud_common::internal`), with the service
     /// token.
     pub fn internal_client(&self) -> cloud_common::internal::CloudApiClient {
@@ -346,6 +403,28 @@ pub async fn snapshot(pool: &sqlx::PgPool) -> Vec<String> {
         out.push(format!("{table}: {}", rows.join("\n")));
     }
     out
+}
+
+/// The rows of [`snapshot`] at one moment, to check later that refused requests changed none.
+#[allow(dead_code)]
+pub struct Unchanged {
+    pool: sqlx::PgPool,
+    before: Vec<String>,
+}
+
+#[allow(dead_code)]
+impl Unchanged {
+    /// The database of `app` as it is now.
+    pub async fn from_now(app: &TestApp) -> Self {
+        let pool = app.db.as_ref().expect("postgres").pool.clone();
+        let before = snapshot(&pool).await;
+        Self { pool, before }
+    }
+
+    /// Fails with `what` when a row changed since [`Unchanged::from_now`].
+    pub async fn check(&self, what: &str) {
+        assert_eq!(snapshot(&self.pool).await, self.before, "{what}");
+    }
 }
 
 /// One documented operation of `/openapi.json`: method, path template, whether it takes a

@@ -5,13 +5,12 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Tenant, documented_operations, snapshot, spawn_app};
+use crate::helpers::{Tenant, Unchanged, documented_operations, spawn_app};
 
 #[tokio::test]
 async fn another_tenant_can_neither_read_nor_write_by_id() {
     let app = spawn_app().await;
-    let a = app.signup().await;
-    let b = app.signup().await;
+    let [a, b] = app.signups().await;
 
     // A's resources.
     let owner = Tenant::create(&app, a).await;
@@ -30,8 +29,7 @@ async fn another_tenant_can_neither_read_nor_write_by_id() {
 
     // B's portal session, opened before the snapshot.
     let web = app.portal_browser(&b).await;
-    let pool = app.db.as_ref().unwrap().pool.clone();
-    let before = snapshot(&pool).await;
+    let unchanged = Unchanged::from_now(&app).await;
 
     let t = &b.access;
     let m = |p: &str| p.to_owned();
@@ -392,11 +390,9 @@ async fn another_tenant_can_neither_read_nor_write_by_id() {
     let (status, _) = app.internal(&format!("/v1/internal/conversations/{cid}/messages"), json!({"userId": b.id, "messages": [{"id": "y", "role": "user", "timestamp": 1, "content": "x"}]})).await;
     assert_eq!(status, 404);
 
-    assert_eq!(
-        snapshot(&pool).await,
-        before,
-        "refused requests changed the database"
-    );
+    unchanged
+        .check("refused requests changed the database")
+        .await;
 }
 
 /// runtime-headless serves the desktop's tokenless snapshot only after this check: the
@@ -406,8 +402,7 @@ async fn another_tenant_can_neither_read_nor_write_by_id() {
 #[tokio::test]
 async fn runtime_session_access_follows_the_users_current_access() {
     let app = spawn_app().await;
-    let owner = app.signup().await;
-    let stranger = app.signup().await;
+    let [owner, stranger] = app.signups().await;
     let project = app
         .create(
             "/v1/projects",
