@@ -126,12 +126,7 @@ async fn realtime_access_binds_user_and_instance() {
     app.post("/v1/cloud-instances", &a.access, json!({"id": "desk-a"}))
         .await;
 
-    let (status, body) = app
-        .internal(
-            "/v1/internal/realtime/access",
-            json!({"accessToken": a.access, "cloudInstanceId": "desk-a"}),
-        )
-        .await;
+    let (status, body) = app.grant("realtime", &a.access, "desk-a").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["userId"], a.id.as_str());
     assert_eq!(body["cloudInstanceId"], "desk-a");
@@ -203,22 +198,19 @@ async fn realtime_access_binds_user_and_instance() {
 async fn unknown_instance_ids_are_claimed_on_first_use_within_bounds() {
     let app = spawn_app_with(&[("CHATONS_MAX_INSTANCES_PER_USER", "2")]).await;
     let [a, b] = app.signups().await;
-    let realtime = |token: &str, instance: &str| {
-        let body = json!({"accessToken": token, "cloudInstanceId": instance});
-        let app = &app;
-        async move { app.internal("/v1/internal/realtime/access", body).await }
-    };
     // The desktop's locally generated id, never registered: claimed by the first caller.
     let local = uuid::Uuid::new_v4().to_string();
-    let (status, body) = realtime(&a.access, &local).await;
+    let (status, body) = app.grant("realtime", &a.access, &local).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["cloudInstanceId"], local.as_str());
-    let (status, _) = realtime(&a.access, &local).await;
+    let (status, _) = app.grant("realtime", &a.access, &local).await;
     assert_eq!(status, 200, "the holder keeps using it");
     // Another user naming it (or the first user's canonical id) is refused.
-    let (status, _) = realtime(&b.access, &local).await;
+    let (status, _) = app.grant("realtime", &b.access, &local).await;
     assert_eq!(status, 404);
-    let (status, _) = realtime(&b.access, &format!("instance-{}", a.id)).await;
+    let (status, _) = app
+        .grant("realtime", &b.access, &format!("instance-{}", a.id))
+        .await;
     assert_eq!(status, 404);
     let (status, body) = app
         .post("/v1/cloud-instances", &b.access, json!({"id": local}))
@@ -226,12 +218,7 @@ async fn unknown_instance_ids_are_claimed_on_first_use_within_bounds() {
     assert_eq!(status, 409, "{body}");
     // The runtime grant claims the same way.
     let second = uuid::Uuid::new_v4().to_string();
-    let (status, body) = app
-        .internal(
-            "/v1/internal/runtime/access",
-            json!({"accessToken": a.access, "cloudInstanceId": second}),
-        )
-        .await;
+    let (status, body) = app.grant("runtime", &a.access, &second).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["cloudInstance"]["id"], second.as_str());
     let (_, boot) = app.get("/v1/bootstrap", &a.access).await;
@@ -242,7 +229,7 @@ async fn unknown_instance_ids_are_claimed_on_first_use_within_bounds() {
     );
     // Bounded: a third id is refused, with a clear error where there is a body to read.
     let third = uuid::Uuid::new_v4().to_string();
-    let (status, _) = realtime(&a.access, &third).await;
+    let (status, _) = app.grant("realtime", &a.access, &third).await;
     assert_eq!(status, 404);
     let (status, body) = app
         .post("/v1/cloud-instances", &a.access, json!({"id": third}))
@@ -251,7 +238,7 @@ async fn unknown_instance_ids_are_claimed_on_first_use_within_bounds() {
     assert_eq!(body["error"], "instance_limit_reached");
     // Ids are validated (length, characters) and nothing is claimed for a bad one.
     for bad in ["a/b", "x y", "semi;colon", &"z".repeat(201)] {
-        let (status, _) = realtime(&b.access, bad).await;
+        let (status, _) = app.grant("realtime", &b.access, bad).await;
         assert_eq!(status, 404, "{bad}");
         let (status, body) = app
             .post("/v1/cloud-instances", &b.access, json!({"id": bad}))
@@ -267,7 +254,7 @@ async fn unknown_instance_ids_are_claimed_on_first_use_within_bounds() {
         .delete(&format!("/v1/cloud-instances/{second}"), &a.access)
         .await;
     assert_eq!(status, 200);
-    let (status, _) = realtime(&a.access, &third).await;
+    let (status, _) = app.grant("realtime", &a.access, &third).await;
     assert_eq!(status, 200);
 }
 

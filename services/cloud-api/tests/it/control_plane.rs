@@ -355,20 +355,10 @@ async fn runtime_grant_carries_subscription_providers_and_repository() {
 
     // Denials: another user's instance, foreign conversation, mismatched project. (An unknown
     // instance id is claimed by the caller on first use.)
-    let (status, _) = app
-        .internal(
-            "/v1/internal/runtime/access",
-            json!({"accessToken": u.access, "cloudInstanceId": "desk-unknown"}),
-        )
-        .await;
+    let (status, _) = app.grant("runtime", &u.access, "desk-unknown").await;
     assert_eq!(status, 200);
     let someone = app.signup().await;
-    let (status, _) = app
-        .internal(
-            "/v1/internal/runtime/access",
-            json!({"accessToken": someone.access, "cloudInstanceId": "desk-unknown"}),
-        )
-        .await;
+    let (status, _) = app.grant("runtime", &someone.access, "desk-unknown").await;
     assert_eq!(status, 404);
     let (status, _) = app.internal("/v1/internal/runtime/access", json!({"accessToken": u.access, "cloudInstanceId": "desk-9", "conversationId": cid, "projectId": "project-other"})).await;
     assert_eq!(status, 404);

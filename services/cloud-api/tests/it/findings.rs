@@ -365,12 +365,7 @@ async fn the_realtime_audience_lists_current_memberships_only() {
     let instance = format!("instance-{}", owner.id);
     let ask = |user: &str, instance: &str| json!({"userId": user, "cloudInstanceId": instance});
     // The canonical instance is claimed on first use by the access check.
-    let (status, _) = app
-        .internal(
-            "/v1/internal/realtime/access",
-            json!({"accessToken": owner.access, "cloudInstanceId": instance}),
-        )
-        .await;
+    let (status, _) = app.grant("realtime", &owner.access, &instance).await;
     assert_eq!(status, 200);
     let (status, body) = app
         .internal("/v1/internal/realtime/audience", ask(&owner.id, &instance))

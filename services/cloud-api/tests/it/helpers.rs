@@ -324,6 +324,19 @@ impl TestApp {
         assert_eq!(status, 200, "accept: {body}");
     }
 
+    /// The internal access grant of `service` (`"realtime"` or `"runtime"`) for the user of
+    /// `access_token` on `instance`: (status, body).
+    pub async fn grant(
+        &self,
+        service: &str,
+        access_token: &str,
+        instance: &str,
+    ) -> (u16, serde_json::Value) {
+        let body = serde_json::json!({"accessToken": access_token, "cloudInstanceId": instance});
+        self.internal(&format!("/v1/internal/{service}/access"), body)
+            .await
+    }
+
     /// The typed client of the internal endpoints (`cloud_common::internal`), with the service
     /// token.
     pub fn internal_client(&self) -> cloud_common::internal::CloudApiClient {

@@ -371,20 +371,12 @@ async fn another_tenant_can_neither_read_nor_write_by_id() {
         );
     }
     // The internal grants refuse B's token for A's things.
-    let (status, _) = app
-        .internal(
-            "/v1/internal/runtime/access",
-            json!({"accessToken": b.access, "cloudInstanceId": instance}),
-        )
-        .await;
+    let (status, _) = app.grant("runtime", &b.access, &instance).await;
     assert_eq!(status, 404);
     let (status, _) = app.internal("/v1/internal/runtime/access", json!({"accessToken": b.access, "cloudInstanceId": format!("instance-{}", b.id), "projectId": pid})).await;
     assert_eq!(status, 404);
     let (status, _) = app
-        .internal(
-            "/v1/internal/realtime/access",
-            json!({"accessToken": b.access, "cloudInstanceId": format!("instance-{}", a.id)}),
-        )
+        .grant("realtime", &b.access, &format!("instance-{}", a.id))
         .await;
     assert_eq!(status, 404);
     let (status, _) = app.internal(&format!("/v1/internal/conversations/{cid}/messages"), json!({"userId": b.id, "messages": [{"id": "y", "role": "user", "timestamp": 1, "content": "x"}]})).await;

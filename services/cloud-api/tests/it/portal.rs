@@ -49,6 +49,19 @@ async fn mails(app: &TestApp, to: &str, subject: &str) -> Vec<String> {
     .unwrap()
 }
 
+/// `column` of the one outbox row for `to`.
+async fn outbox_row<T>(app: &TestApp, column: &str, to: &str) -> T
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
+{
+    let query = format!("SELECT {column} FROM cloud_mail_outbox WHERE recipient = $1");
+    sqlx::query_scalar(&query)
+        .bind(to)
+        .fetch_one(&pool(app))
+        .await
+        .unwrap()
+}
+
 /// Waits until `n` such mails are queued (forgot-password queues after answering).
 async fn wait_mails(app: &TestApp, to: &str, subject: &str, n: usize) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -238,12 +251,7 @@ async fn verify_email_json_route_is_single_use() {
     let mail = wait_mails(&app, "verify@example.com", "Confirm", 1).await;
     assert_eq!(mail.len(), 1);
     let token = token_in(&mail[0], "/cloud/verify-email");
-    let html: String =
-        sqlx::query_scalar("SELECT html_body FROM cloud_mail_outbox WHERE recipient = $1")
-            .bind("verify@example.com")
-            .fetch_one(&pool(&app))
-            .await
-            .unwrap();
+    let html: String = outbox_row(&app, "html_body", "verify@example.com").await;
     // askama's escaping (numeric references).
     assert!(
         html.contains("Ada &#60;b&#62;Lovelace&#60;/b&#62;") && !html.contains("<b>Lovelace"),
@@ -426,11 +434,7 @@ async fn signup_answers_at_once_while_smtp_is_down_and_the_outbox_delivers_later
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
         let sent: Option<chrono::DateTime<chrono::Utc>> =
-            sqlx::query_scalar("SELECT sent_at FROM cloud_mail_outbox WHERE recipient = $1")
-                .bind("outage@example.com")
-                .fetch_one(&pool(&app))
-                .await
-                .unwrap();
+            outbox_row(&app, "sent_at", "outage@example.com").await;
         if sent.is_some() {
             break;
         }
@@ -442,11 +446,6 @@ async fn signup_answers_at_once_while_smtp_is_down_and_the_outbox_delivers_later
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(received.has_mail_for("outage@example.com"));
-    let attempts: i32 =
-        sqlx::query_scalar("SELECT attempts FROM cloud_mail_outbox WHERE recipient = $1")
-            .bind("outage@example.com")
-            .fetch_one(&pool(&app))
-            .await
-            .unwrap();
+    let attempts: i32 = outbox_row(&app, "attempts", "outage@example.com").await;
     assert!(attempts >= 2, "delivered by a retry, attempts = {attempts}");
 }

@@ -312,13 +312,36 @@ async fn or_listing<T>(
     Err(page.unwrap_or_else(|r| r))
 }
 
+const ORGS: &str = "/cloud/organizations";
+const PROVIDERS: &str = "/cloud/providers";
+
 impl Listing {
+    /// The page's path and the messages of its `?notice=` keys.
+    fn path_and_notices(self) -> (&'static str, &'static [(&'static str, &'static str)]) {
+        match self {
+            Listing::Organizations => (
+                ORGS,
+                &[
+                    ("created", "Organization created."),
+                    ("renamed", "Organization renamed."),
+                    ("invited", "Invitation sent."),
+                    ("joined", "You joined the organization."),
+                ],
+            ),
+            Listing::Providers => (
+                PROVIDERS,
+                &[
+                    ("added", "Provider added."),
+                    ("saved", "Provider saved."),
+                    ("deleted", "Provider deleted."),
+                ],
+            ),
+        }
+    }
+
     /// `GET`: the listing for `?org=`, with the message of `?notice=`.
     async fn page(self, state: &AppState, ctx: Ctx, q: OrgQuery) -> Page {
-        let (back, notices) = match self {
-            Listing::Organizations => (ORGS, ORG_NOTICES),
-            Listing::Providers => (PROVIDERS, PROVIDER_NOTICES),
-        };
+        let (back, notices) = self.path_and_notices();
         let caller = ctx.caller_or_login(back)?;
         let notice = notice_of(notices, q.notice.as_deref());
         self.render(state, &ctx, &caller, q.org.as_deref(), notice, None)

@@ -78,15 +78,6 @@ pub(super) async fn render_orgs(shown: Shown<'_>) -> Page {
     ))
 }
 
-pub(super) const ORG_NOTICES: &[(&str, &str)] = &[
-    ("created", "Organization created."),
-    ("renamed", "Organization renamed."),
-    ("invited", "Invitation sent."),
-    ("joined", "You joined the organization."),
-];
-
-pub(super) const ORGS: &str = "/cloud/organizations";
-
 pub async fn orgs_page(State(state): State<AppState>, ctx: Ctx, q: Query<OrgQuery>) -> Page {
     Listing::Organizations.page(&state, ctx, q.0).await
 }

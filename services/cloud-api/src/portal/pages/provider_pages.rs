@@ -52,14 +52,6 @@ pub(super) async fn render_providers(shown: Shown<'_>) -> Page {
     ))
 }
 
-pub(super) const PROVIDER_NOTICES: &[(&str, &str)] = &[
-    ("added", "Provider added."),
-    ("saved", "Provider saved."),
-    ("deleted", "Provider deleted."),
-];
-
-pub(super) const PROVIDERS: &str = "/cloud/providers";
-
 pub async fn providers_page(State(state): State<AppState>, ctx: Ctx, q: Query<OrgQuery>) -> Page {
     Listing::Providers.page(&state, ctx, q.0).await
 }
