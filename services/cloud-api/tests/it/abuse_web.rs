@@ -10,7 +10,7 @@ use cloud_testkit::oidc::pkce_pair;
 use serde_json::json;
 
 use crate::findings_web::{signed_in, signed_in_with_id_token};
-use crate::helpers::{Tenant, TestApp, Unchanged, spawn_app};
+use crate::helpers::{Tenant, TestApp, Unchanged, assert_error, spawn_app};
 use crate::oidc::{LOOPBACK, browser, desktop_authorize_url, desktop_code, exchange, token_form};
 
 /// Places a redirect must never lead to (each names `evil.example` or runs script).
@@ -404,10 +404,7 @@ async fn a_code_replayed_on_the_other_exchange_endpoint_is_refused_and_revokes()
         } else {
             legacy(code, verifier).await
         };
-        assert_eq!(
-            (status, body["error"].as_str()),
-            (400, Some("invalid_grant"))
-        );
+        assert_error(status, &body, 400, "invalid_grant");
         let (status, _) = app.get("/v1/bootstrap", &access).await;
         assert_eq!(status, 401, "what the replayed code issued is revoked");
     }

@@ -436,24 +436,19 @@ async fn the_shipped_desktop_sequence_works_unmodified() {
     let other_email = format!("other-{}@example.test", uuid::Uuid::new_v4().simple());
     let other = sign_up(&api, &other_email, "Other").await;
     let other_access = other["session"]["accessToken"].as_str().unwrap();
-    let denied = http
-        .get(format!(
-            "{realtime_base}/v1/realtime/token?cloudInstanceId={instance}"
-        ))
-        .bearer_auth(other_access)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(denied.status(), 403);
-    let denied = http
-        .get(format!(
-            "{realtime_base}/v1/realtime/replay?cloudInstanceId={instance}&afterSeq=0"
-        ))
-        .bearer_auth(other_access)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(denied.status(), 403);
+    for path in [
+        format!("/v1/realtime/token?cloudInstanceId={instance}"),
+        format!("/v1/realtime/replay?cloudInstanceId={instance}&afterSeq=0"),
+    ] {
+        let url = format!("{realtime_base}{path}");
+        let denied = http
+            .get(url)
+            .bearer_auth(other_access)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(denied.status(), 403, "{path}");
+    }
     let other_boot = ok_json(
         http.get(format!("{api}/v1/bootstrap"))
             .bearer_auth(other_access),

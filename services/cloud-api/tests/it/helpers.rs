@@ -375,6 +375,17 @@ pub async fn answer(req: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
     )
 }
 
+/// The JSON error envelope (`{"error", "message"}`, or OAuth's `{"error",
+/// "error_description"}`): `status` and the `error` code are the expected ones.
+#[allow(dead_code)]
+pub fn assert_error(status: u16, body: &serde_json::Value, want_status: u16, want_error: &str) {
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (want_status, Some(want_error)),
+        "{body}"
+    );
+}
+
 /// `key` of every item of the JSON array `list` (ids, contents…), as strings.
 #[allow(dead_code)]
 pub fn strings<'a>(list: &'a serde_json::Value, key: &str) -> Vec<&'a str> {

@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Tenant, Unchanged, documented_operations, spawn_app};
+use crate::helpers::{Tenant, Unchanged, assert_error, documented_operations, spawn_app};
 
 #[tokio::test]
 async fn another_tenant_can_neither_read_nor_write_by_id() {
@@ -451,10 +451,7 @@ async fn runtime_session_access_follows_the_users_current_access() {
         assert_eq!(status, 404, "{why}: {body}");
     }
     let (status, body) = app.internal(path, json!({"userId": owner.id})).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_request"))
-    );
+    assert_error(status, &body, 400, "invalid_request");
     let (status, _) = app
         .post(path, &owner.access, ask(&owner.id, &instance, None))
         .await;

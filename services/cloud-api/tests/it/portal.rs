@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 
 use cloud_testkit::oidc::csrf_from;
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_with, token_in};
+use crate::helpers::{TestApp, assert_error, spawn_app, spawn_app_with, token_in};
 use crate::web::{browser, location, page, portal_login, submit};
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -268,7 +268,7 @@ async fn verify_email_json_route_is_single_use() {
         json!({"token": "verify-bogus"}),
     )
     .await;
-    assert_eq!((s, v["error"].as_str()), (400, Some("invalid_token")));
+    assert_error(s, &v, 400, "invalid_token");
     let (_, before) = account_status(&app, &access).await;
     assert_eq!(before["user"]["emailVerified"], false, "{before}");
     let (s, v) = post_json(&app, "/v1/web/verify-email", json!({"token": token})).await;

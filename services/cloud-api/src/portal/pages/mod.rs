@@ -339,6 +339,13 @@ impl Listing {
         }
     }
 
+    /// Where a form about organization `org` leads once done: this listing of it, with the
+    /// message of `notice`.
+    fn done(self, org: &str, notice: &str) -> Response {
+        let (path, _) = self.path_and_notices();
+        after_post(&format!("{path}?org={org}&notice={notice}"))
+    }
+
     /// `GET`: the listing for `?org=`, with the message of `?notice=`.
     async fn page(self, state: &AppState, ctx: Ctx, q: OrgQuery) -> Page {
         let (back, notices) = self.path_and_notices();

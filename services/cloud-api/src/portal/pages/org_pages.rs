@@ -90,11 +90,6 @@ pub struct OrgForm {
     role: Option<String>,
 }
 
-/// Where a form about organization `org` leads once done: its page with `notice`.
-fn org_done(org: &str, notice: &str) -> Response {
-    after_post(&format!("{ORGS}?org={org}&notice={notice}"))
-}
-
 pub async fn org_create(State(state): State<AppState>, form: Posted<OrgForm>) -> Page {
     let (ctx, caller, form) = form.signed_in(ORGS)?;
     let body = orgs::CreateOrganizationBody {
@@ -103,7 +98,7 @@ pub async fn org_create(State(state): State<AppState>, form: Posted<OrgForm>) ->
     };
     let result = orgs::create(&state, &caller, body).await;
     let created = or_listing(Listing::Organizations, &state, &ctx, &caller, None, result).await?;
-    Ok(org_done(&created.organization.id, "created"))
+    Ok(Listing::Organizations.done(&created.organization.id, "created"))
 }
 
 pub async fn org_rename(State(state): State<AppState>, form: Posted<OrgForm>) -> Page {
@@ -118,7 +113,7 @@ pub async fn org_rename(State(state): State<AppState>, form: Posted<OrgForm>) ->
     let result = orgs::update(&state, &caller, body).await;
     let listing = Listing::Organizations;
     let updated = or_listing(listing, &state, &ctx, &caller, org.as_deref(), result).await?;
-    Ok(org_done(&updated.organization.id, "renamed"))
+    Ok(Listing::Organizations.done(&updated.organization.id, "renamed"))
 }
 
 pub async fn org_invite(State(state): State<AppState>, form: Posted<OrgForm>) -> Page {
@@ -149,7 +144,7 @@ pub async fn org_invite(State(state): State<AppState>, form: Posted<OrgForm>) ->
             &created.accept_url,
         ))
         .await;
-    Ok(org_done(&created.invite.organization_id, "invited"))
+    Ok(Listing::Organizations.done(&created.invite.organization_id, "invited"))
 }
 
 pub async fn accept_page(ctx: Ctx, Query(q): Query<TokenQuery>) -> Response {
@@ -176,7 +171,7 @@ pub async fn accept_submit(State(state): State<AppState>, form: Posted<TokenForm
     let (ctx, caller, form) = form.signed_in(ORGS)?;
     let body = orgs::AcceptInviteBody { token: form.token };
     Ok(match orgs::accept_invite(&state, &caller, body).await {
-        Ok(accepted) => org_done(&accepted.organization.id, "joined"),
+        Ok(accepted) => Listing::Organizations.done(&accepted.organization.id, "joined"),
         Err(e) => refused(
             &ctx,
             e,

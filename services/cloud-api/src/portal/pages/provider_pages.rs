@@ -67,11 +67,6 @@ pub struct ProviderForm {
     default_model: Option<String>,
 }
 
-/// The providers page of organization `org` once a form is done, with `notice`.
-fn providers_done(org: &str, notice: &str) -> Response {
-    after_post(&format!("{PROVIDERS}?org={org}&notice={notice}"))
-}
-
 pub async fn provider_create(State(state): State<AppState>, form: Posted<ProviderForm>) -> Page {
     let (ctx, caller, form) = form.signed_in(PROVIDERS)?;
     let org = form.organization_id.clone();
@@ -88,7 +83,7 @@ pub async fn provider_create(State(state): State<AppState>, form: Posted<Provide
     let result = providers::create(&state, &caller, body).await;
     let listing = Listing::Providers;
     let created = or_listing(listing, &state, &ctx, &caller, org.as_deref(), result).await?;
-    Ok(providers_done(&created.provider.organization_id, "added"))
+    Ok(Listing::Providers.done(&created.provider.organization_id, "added"))
 }
 
 /// The provider if the caller may see it (through the JSON list of its organization).
@@ -167,7 +162,7 @@ pub async fn provider_update(State(state): State<AppState>, post: ProviderPost) 
     };
     Ok(
         match providers::update(&state, &caller, id.clone(), body).await {
-            Ok(updated) => providers_done(&updated.provider.organization_id, "saved"),
+            Ok(updated) => Listing::Providers.done(&updated.provider.organization_id, "saved"),
             Err(e) if e.status.is_client_error() => match find_provider(&state, &caller, &id).await
             {
                 Some(p) => edit_page(&ctx, &p, Some((e.status, e.message.to_string()))),
@@ -185,7 +180,7 @@ pub async fn provider_delete(State(state): State<AppState>, post: ProviderPost) 
         .await
         .map(|p| p.organization_id);
     Ok(match providers::delete(&state, &caller, id).await {
-        Ok(_) => providers_done(&org.unwrap_or_default(), "deleted"),
+        Ok(_) => Listing::Providers.done(&org.unwrap_or_default(), "deleted"),
         Err(e) => ok_or_page(&ctx, e),
     })
 }
