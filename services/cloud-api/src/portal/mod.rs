@@ -152,10 +152,26 @@ impl FromRequestParts<AppState> for Ctx {
     }
 }
 
+/// A response that ends a page early (the login redirect, a notice), boxed so that the
+/// `Result`s carrying it stay small; `?` turns it back into the page's answer.
+pub(crate) struct EarlyAnswer(Box<Response>);
+
+impl From<Response> for EarlyAnswer {
+    fn from(r: Response) -> Self {
+        EarlyAnswer(Box::new(r))
+    }
+}
+
+impl From<EarlyAnswer> for Response {
+    fn from(e: EarlyAnswer) -> Self {
+        *e.0
+    }
+}
+
 impl Ctx {
     /// The signed-in user, or the redirect to the login page (which comes back to `back`).
-    pub fn caller_or_login(&self, back: &str) -> Result<Caller, Response> {
-        self.caller.clone().ok_or_else(|| to_login(back))
+    pub fn caller_or_login(&self, back: &str) -> Result<Caller, EarlyAnswer> {
+        self.caller.clone().ok_or_else(|| to_login(back).into())
     }
 }
 
@@ -177,7 +193,7 @@ impl<T: DeserializeOwned + Default> FromRequest<AppState> for Posted<T> {
 
 impl<T: DeserializeOwned + Default> Posted<T> {
     /// The form of a signed-in user (else the login page, which comes back to `back`).
-    pub fn signed_in(self, back: &str) -> Result<(Ctx, Caller, T), Response> {
+    pub fn signed_in(self, back: &str) -> Result<(Ctx, Caller, T), EarlyAnswer> {
         let Posted(ctx, form) = self;
         let caller = ctx.caller_or_login(back)?;
         Ok((ctx, caller, form))

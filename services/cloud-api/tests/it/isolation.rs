@@ -371,7 +371,7 @@ async fn another_tenant_can_neither_read_nor_write_by_id() {
         );
     }
     // The internal grants refuse B's token for A's things.
-    let (status, _) = app.grant("runtime", &b.access, &instance).await;
+    let (status, _) = app.grant("runtime", &b.access, instance).await;
     assert_eq!(status, 404);
     let (status, _) = app.internal("/v1/internal/runtime/access", json!({"accessToken": b.access, "cloudInstanceId": format!("instance-{}", b.id), "projectId": pid})).await;
     assert_eq!(status, 404);

@@ -16,10 +16,11 @@ fn link_token(
     token: Option<String>,
     message: &str,
     link: Option<(&str, &str)>,
-) -> Result<String, Response> {
-    token
-        .filter(|t| !t.trim().is_empty())
-        .ok_or_else(|| ctx.notice(StatusCode::BAD_REQUEST, "Invalid link", message, link))
+) -> Result<String, EarlyAnswer> {
+    token.filter(|t| !t.trim().is_empty()).ok_or_else(|| {
+        ctx.notice(StatusCode::BAD_REQUEST, "Invalid link", message, link)
+            .into()
+    })
 }
 
 /// Shows a button (the token is consumed by the POST, so mail scanners that open links do not

@@ -9,7 +9,7 @@ use axum::response::Response;
 use cloud_common::ApiError;
 use serde::Deserialize;
 
-use super::{Ctx, Posted, return_query, safe_return, to_login};
+use super::{Ctx, EarlyAnswer, Posted, return_query, safe_return, to_login};
 use crate::AppState;
 use crate::app::access::Scope;
 use crate::app::accounts::Attempt;
