@@ -292,24 +292,32 @@ enum Listing {
     Providers,
 }
 
-/// `result` of a form's action, or the answer when it failed: a client error shows `listing`
-/// again (for `org`) with the message, anything else is the error page.
-async fn or_listing<T>(
+/// A form a signed-in user posted on a listing page, about organization `org`: where a
+/// refused action shows that listing again.
+struct ListingPost {
     listing: Listing,
-    state: &AppState,
-    ctx: &Ctx,
-    caller: &Caller,
-    org: Option<&str>,
-    result: Result<T, ApiError>,
-) -> Result<T, Response> {
-    let e = match result {
-        Ok(value) => return Ok(value),
-        Err(e) if e.status.is_client_error() => e,
-        Err(e) => return Err(ok_or_page(ctx, e)),
-    };
-    let error = Some((e.status, e.message.to_string()));
-    let page = listing.render(state, ctx, caller, org, None, error).await;
-    Err(page.unwrap_or_else(|r| r))
+    ctx: Ctx,
+    caller: Caller,
+    org: Option<String>,
+}
+
+impl ListingPost {
+    /// `result` of the form's action, or the answer when it failed: a client error shows the
+    /// listing again (for `org`) with the message, anything else is the error page.
+    async fn check<T>(&self, state: &AppState, result: Result<T, ApiError>) -> Result<T, Response> {
+        let e = match result {
+            Ok(value) => return Ok(value),
+            Err(e) if e.status.is_client_error() => e,
+            Err(e) => return Err(ok_or_page(&self.ctx, e)),
+        };
+        let error = Some((e.status, e.message.to_string()));
+        let (ctx, caller, org) = (&self.ctx, &self.caller, self.org.as_deref());
+        let page = self
+            .listing
+            .render(state, ctx, caller, org, None, error)
+            .await;
+        Err(page.unwrap_or_else(|r| r))
+    }
 }
 
 const ORGS: &str = "/cloud/organizations";
@@ -337,6 +345,25 @@ impl Listing {
                 ],
             ),
         }
+    }
+
+    /// A signed-in user's `form` on this listing (else the login page), about the organization
+    /// `org_of` the fields name.
+    fn post<T: serde::de::DeserializeOwned + Default>(
+        self,
+        form: Posted<T>,
+        org_of: fn(&T) -> Option<String>,
+    ) -> Result<(ListingPost, T), EarlyAnswer> {
+        let (back, _) = self.path_and_notices();
+        let (ctx, caller, form) = form.signed_in(back)?;
+        let org = org_of(&form);
+        let post = ListingPost {
+            listing: self,
+            ctx,
+            caller,
+            org,
+        };
+        Ok((post, form))
     }
 
     /// Where a form about organization `org` leads once done: this listing of it, with the

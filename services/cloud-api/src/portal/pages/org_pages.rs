@@ -90,43 +90,46 @@ pub struct OrgForm {
     role: Option<String>,
 }
 
+impl OrgForm {
+    fn organization(&self) -> Option<String> {
+        self.organization_id.clone()
+    }
+}
+
 pub async fn org_create(State(state): State<AppState>, form: Posted<OrgForm>) -> Page {
-    let (ctx, caller, form) = form.signed_in(ORGS)?;
+    // A new organization: the listing shows the default one again if it is refused.
+    let (post, form) = Listing::Organizations.post(form, |_| None)?;
     let body = orgs::CreateOrganizationBody {
         name: form.name,
         slug: None,
     };
-    let result = orgs::create(&state, &caller, body).await;
-    let created = or_listing(Listing::Organizations, &state, &ctx, &caller, None, result).await?;
+    let result = orgs::create(&state, &post.caller, body).await;
+    let created = post.check(&state, result).await?;
     Ok(Listing::Organizations.done(&created.organization.id, "created"))
 }
 
 pub async fn org_rename(State(state): State<AppState>, form: Posted<OrgForm>) -> Page {
-    let (ctx, caller, form) = form.signed_in(ORGS)?;
-    let org = form.organization_id.clone();
+    let (post, form) = Listing::Organizations.post(form, OrgForm::organization)?;
     let body = orgs::UpdateOrganizationBody {
         organization_id: form.organization_id,
         name: form.name,
         slug: None,
         plan: None,
     };
-    let result = orgs::update(&state, &caller, body).await;
-    let listing = Listing::Organizations;
-    let updated = or_listing(listing, &state, &ctx, &caller, org.as_deref(), result).await?;
+    let result = orgs::update(&state, &post.caller, body).await;
+    let updated = post.check(&state, result).await?;
     Ok(Listing::Organizations.done(&updated.organization.id, "renamed"))
 }
 
 pub async fn org_invite(State(state): State<AppState>, form: Posted<OrgForm>) -> Page {
-    let (ctx, caller, form) = form.signed_in(ORGS)?;
-    let org = form.organization_id.clone();
+    let (post, form) = Listing::Organizations.post(form, OrgForm::organization)?;
     let body = orgs::CreateInviteBody {
         organization_id: form.organization_id,
         email: form.email,
         role: form.role,
     };
-    let result = orgs::create_invite(&state, &caller, body).await;
-    let listing = Listing::Organizations;
-    let created = or_listing(listing, &state, &ctx, &caller, org.as_deref(), result).await?;
+    let result = orgs::create_invite(&state, &post.caller, body).await;
+    let created = post.check(&state, result).await?;
     let org_name = match state
         .store
         .organization(&OrgId(created.invite.organization_id.clone()))
@@ -139,7 +142,7 @@ pub async fn org_invite(State(state): State<AppState>, form: Posted<OrgForm>) ->
         .mailer
         .send(mails::invite(
             &created.invite.email,
-            &caller.user.display_name,
+            &post.caller.user.display_name,
             &org_name,
             &created.accept_url,
         ))

@@ -68,8 +68,8 @@ pub struct ProviderForm {
 }
 
 pub async fn provider_create(State(state): State<AppState>, form: Posted<ProviderForm>) -> Page {
-    let (ctx, caller, form) = form.signed_in(PROVIDERS)?;
-    let org = form.organization_id.clone();
+    let org_of = |f: &ProviderForm| f.organization_id.clone();
+    let (post, form) = Listing::Providers.post(form, org_of)?;
     let body = providers::CreateProviderBody {
         organization_id: form.organization_id,
         kind: form.kind,
@@ -80,9 +80,8 @@ pub async fn provider_create(State(state): State<AppState>, form: Posted<Provide
         models: Some(lines(form.models.as_deref())),
         default_model: form.default_model,
     };
-    let result = providers::create(&state, &caller, body).await;
-    let listing = Listing::Providers;
-    let created = or_listing(listing, &state, &ctx, &caller, org.as_deref(), result).await?;
+    let result = providers::create(&state, &post.caller, body).await;
+    let created = post.check(&state, result).await?;
     Ok(Listing::Providers.done(&created.provider.organization_id, "added"))
 }
 
