@@ -8,7 +8,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Tenant, TestApp, Unchanged, documented_operations, spawn_app, spawn_app_with,
+    Tenant, TestApp, Unchanged, documented_operations, spawn_app, spawn_app_with, spawn_with_admin,
 };
 
 /// JSON routes `/openapi.json` does not list (internal, issuer, account e-mail flows): method,
@@ -41,13 +41,8 @@ async fn admin_tenant(app: &TestApp, email: &str) -> Tenant {
 
 #[tokio::test]
 async fn hostile_json_on_every_json_route_is_refused_and_stores_nothing() {
-    let email = format!("admin{}@example.com", cloud_testkit::random_token());
-    let app = spawn_app_with(&[
-        ("CHATONS_ADMIN_EMAILS", email.as_str()),
-        // 13 bodies on each of two token routes: no answer may be a 429 instead of a parse.
-        ("CHATONS_TOKEN_RATE_PER_SECOND", "1000"),
-    ])
-    .await;
+    // 13 bodies on each of two token routes: no answer may be a 429 instead of a parse.
+    let (app, email) = spawn_with_admin(&[("CHATONS_TOKEN_RATE_PER_SECOND", "1000")]).await;
     let t = admin_tenant(&app, &email).await;
     let (status, _) = app.get("/v1/admin/users", &t.user.access).await;
     assert_eq!(status, 200, "the tenant is an admin");
@@ -81,8 +76,7 @@ async fn hostile_json_on_every_json_route_is_refused_and_stores_nothing() {
 #[tokio::test]
 async fn internal_routes_refuse_a_missing_or_wrong_service_token() {
     let app = spawn_app().await;
-    let t = Tenant::create(&app, app.signup().await).await;
-    let unchanged = Unchanged::from_now(&app).await;
+    let (t, unchanged) = Tenant::with_snapshot(&app).await;
     let client = reqwest::Client::new();
     let body = json!({"accessToken": t.user.access, "userId": t.user.id,
                       "cloudInstanceId": t.instance, "content": "planted",
@@ -205,8 +199,7 @@ fn hostile_ids() -> Vec<String> {
 #[tokio::test]
 async fn traversal_in_path_ids_is_a_4xx_json_and_changes_nothing() {
     let app = spawn_app().await;
-    let t = Tenant::create(&app, app.signup().await).await;
-    let unchanged = Unchanged::from_now(&app).await;
+    let (t, unchanged) = Tenant::with_snapshot(&app).await;
     let client = reqwest::Client::new();
     let ops = documented_operations(&app).await;
     let with_ids: Vec<_> = ops.iter().filter(|op| op.path.contains('{')).collect();

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TEST_SECRETS_KEY, spawn_app, spawn_app_with, strings};
+use crate::helpers::{TEST_SECRETS_KEY, spawn_app, spawn_app_with, spawn_with_admin, strings};
 
 /// §11.34/35/36: an invited user sees every organization they belong to, accepting answers 200,
 /// and the invited organization works as the active one.
@@ -45,8 +45,7 @@ async fn bug34_org_listing_of_a_multi_org_user() {
 /// §11.37/38: the runtime grant's user has `subscription`, and it honours complimentary grants.
 #[tokio::test]
 async fn bug37_runtime_grant_with_subscription() {
-    let admin_email = format!("root{}@example.com", cloud_testkit::random_token());
-    let app = spawn_app_with(&[("CHATONS_ADMIN_EMAILS", admin_email.as_str())]).await;
+    let (app, admin_email) = spawn_with_admin(&[]).await;
     let admin = app.signup_as(&admin_email).await.access;
     let u = app.signup().await;
     let req = json!({"accessToken": u.access, "cloudInstanceId": format!("instance-{}", u.id)});

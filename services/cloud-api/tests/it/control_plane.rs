@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestUser, spawn_app, spawn_app_with, strings};
+use crate::helpers::{TestApp, TestUser, spawn_app, spawn_app_with, spawn_with_admin, strings};
 
 async fn provider(app: &TestApp, u: &TestUser, secret: &str) -> Value {
     let (status, body) = app
@@ -716,8 +716,7 @@ async fn organizations_invites_roles_and_members() {
 
 #[tokio::test]
 async fn admin_manages_plans_users_and_grants() {
-    let admin_email = format!("admin{}@example.com", cloud_testkit::random_token());
-    let app = spawn_app_with(&[("CHATONS_ADMIN_EMAILS", admin_email.as_str())]).await;
+    let (app, admin_email) = spawn_with_admin(&[]).await;
     let admin = app.signup_as(&admin_email).await.access;
     let (_, body) = app.get("/v1/account", &admin).await;
     assert_eq!(

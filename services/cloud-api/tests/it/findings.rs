@@ -5,7 +5,7 @@ use cloud_api::Config;
 use cloud_common::config::Env;
 use serde_json::{Value, json};
 
-use crate::helpers::{TEST_SECRETS_KEY, TestApp, TestUser, spawn_app_with};
+use crate::helpers::{TEST_SECRETS_KEY, TestApp, TestUser, spawn_app_with, spawn_with_admin};
 
 fn production_env(extra: &[(&str, &str)]) -> Env {
     let mut vars: Vec<(String, String)> = [
@@ -31,8 +31,7 @@ fn production_env(extra: &[(&str, &str)]) -> Env {
 /// verified, hence an admin at once. Now it is an admin only after opening the link.
 #[tokio::test]
 async fn an_admin_address_is_admin_only_once_its_link_was_opened() {
-    let admin_email = format!("root{}@example.com", cloud_testkit::random_token());
-    let app = spawn_app_with(&[("CHATONS_ADMIN_EMAILS", admin_email.as_str())]).await;
+    let (app, admin_email) = spawn_with_admin(&[]).await;
     let squatter = app.signup_unverified(&admin_email).await;
     assert_eq!(squatter.body["user"]["isAdmin"], false, "{}", squatter.body);
     assert_eq!(squatter.body["user"]["emailVerified"], false);
@@ -76,12 +75,7 @@ fn production_refuses_an_admin_list_that_can_never_be_verified() {
 /// The explicit development setting counts addresses as verified (what scripts/dev may use).
 #[tokio::test]
 async fn the_development_setting_verifies_at_signup() {
-    let admin_email = format!("dev{}@example.com", cloud_testkit::random_token());
-    let app = spawn_app_with(&[
-        ("CHATONS_ADMIN_EMAILS", admin_email.as_str()),
-        ("CHATONS_DEV_AUTO_VERIFY_EMAILS", "true"),
-    ])
-    .await;
+    let (app, admin_email) = spawn_with_admin(&[("CHATONS_DEV_AUTO_VERIFY_EMAILS", "true")]).await;
     let dev = app.signup_unverified(&admin_email).await;
     assert_eq!(dev.body["user"]["isAdmin"], true, "{}", dev.body);
     assert_eq!(dev.body["requiresEmailVerification"], false);

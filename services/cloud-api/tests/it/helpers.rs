@@ -57,6 +57,16 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
     app
 }
 
+/// cloud-api whose `CHATONS_ADMIN_EMAILS` lists a fresh address (returned; nobody has signed
+/// up with it yet), with `extra` variables.
+#[allow(dead_code)]
+pub async fn spawn_with_admin(extra: &[(&str, &str)]) -> (TestApp, String) {
+    let admin_email = format!("admin{}@example.com", cloud_testkit::random_token());
+    let mut vars = vec![("CHATONS_ADMIN_EMAILS", admin_email.as_str())];
+    vars.extend_from_slice(extra);
+    (spawn_app_with(&vars).await, admin_email)
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(&[]).await
 }
@@ -593,6 +603,13 @@ impl Tenant {
             invite,
             instance,
         }
+    }
+
+    /// A fresh user's tenant, and the database as it is once it exists (for the tests that
+    /// check refused requests change nothing).
+    pub async fn with_snapshot(app: &TestApp) -> (Self, Unchanged) {
+        let tenant = Self::create(app, app.signup().await).await;
+        (tenant, Unchanged::from_now(app).await)
     }
 
     /// `template` (a documented path) with this tenant's ids in its parameters.
