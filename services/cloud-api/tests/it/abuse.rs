@@ -7,9 +7,8 @@ use cloud_testkit::edge::{JsonRoute, assert_hostile_json_refused_with};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{
-    Tenant, TestApp, Unchanged, documented_operations, spawn_app, spawn_app_with, spawn_with_admin,
-};
+use crate::helpers::{TestApp, spawn_app, spawn_app_with, spawn_with_admin};
+use crate::tenant::{Tenant, Unchanged, documented_operations};
 
 /// JSON routes `/openapi.json` does not list (internal, issuer, account e-mail flows): method,
 /// path, and whether the service token (rather than the user's) authorizes them.

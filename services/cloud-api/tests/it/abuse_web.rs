@@ -10,8 +10,9 @@ use cloud_testkit::oidc::pkce_pair;
 use serde_json::json;
 
 use crate::findings_web::{signed_in, signed_in_with_id_token};
-use crate::helpers::{Tenant, TestApp, Unchanged, assert_error, spawn_app};
+use crate::helpers::{TestApp, assert_error, spawn_app};
 use crate::oidc::{LOOPBACK, browser, desktop_authorize_url, desktop_code, exchange, token_form};
+use crate::tenant::{Tenant, Unchanged};
 
 /// Places a redirect must never lead to (each names `evil.example` or runs script).
 const EVIL_RETURN_TO: &[&str] = &[

@@ -5,7 +5,8 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Tenant, Unchanged, assert_error, documented_operations, spawn_app};
+use crate::helpers::{assert_error, spawn_app};
+use crate::tenant::{Tenant, Unchanged, documented_operations};
 
 #[tokio::test]
 async fn another_tenant_can_neither_read_nor_write_by_id() {
