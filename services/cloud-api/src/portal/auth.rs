@@ -29,6 +29,11 @@ pub struct VerifyBody {
     pub token: Option<String>,
 }
 
+/// A field that must be there, not blank (trimmed), or 400 with `message`.
+fn required(value: Option<&str>, message: &'static str) -> Result<String, ApiError> {
+    rules::trimmed(value).ok_or_else(|| ApiError::bad_request(message))
+}
+
 /// `POST /v1/web/forgot-password {email}` → always `200 {"ok":true}`.
 #[tracing::instrument(skip_all)]
 pub async fn forgot_json(
@@ -36,8 +41,7 @@ pub async fn forgot_json(
     ip: ClientIp,
     ApiJson(body): ApiJson<ForgotBody>,
 ) -> Result<Json<OkBody>, ApiError> {
-    let email = rules::trimmed(body.email.as_deref())
-        .ok_or_else(|| ApiError::bad_request("email is required"))?;
+    let email = required(body.email.as_deref(), "email is required")?;
     throttle_forgot(&state, &ip, &email)?;
     forgot_password_detached(&state, email);
     Ok(Json(OkBody { ok: true }))
@@ -49,13 +53,10 @@ pub async fn reset_json(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<ResetBody>,
 ) -> Result<Json<OkBody>, ApiError> {
-    let (Some(token), Some(password)) = (
-        rules::trimmed(body.token.as_deref()),
-        body.password.as_deref().filter(|p| !p.is_empty()),
-    ) else {
-        return Err(ApiError::bad_request("token and password are required"));
-    };
-    reset_password(&state, &token, password).await?;
+    let missing = || ApiError::bad_request("token and password are required");
+    let token = rules::trimmed(body.token.as_deref()).ok_or_else(missing)?;
+    let password = body.password.as_deref().filter(|p| !p.is_empty());
+    reset_password(&state, &token, password.ok_or_else(missing)?).await?;
     Ok(Json(OkBody { ok: true }))
 }
 
@@ -65,8 +66,7 @@ pub async fn verify_json(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<VerifyBody>,
 ) -> Result<Json<OkBody>, ApiError> {
-    let token = rules::trimmed(body.token.as_deref())
-        .ok_or_else(|| ApiError::bad_request("token is required"))?;
+    let token = required(body.token.as_deref(), "token is required")?;
     verify_email(&state, &token).await?;
     Ok(Json(OkBody { ok: true }))
 }

@@ -12,11 +12,16 @@
 pub mod auth;
 pub(crate) mod pages;
 
+use std::convert::Infallible;
+
 use askama::Template;
 use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::header::{self, HeaderMap, HeaderValue};
-use axum::response::Response;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
 
@@ -135,6 +140,76 @@ impl Ctx {
                 link: link.map(|(h, l)| (h.to_owned(), l.to_owned())),
             },
         )
+    }
+}
+
+/// Every portal page starts from its context.
+impl FromRequestParts<AppState> for Ctx {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Infallible> {
+        Ok(Ctx::load(state, &parts.headers).await)
+    }
+}
+
+/// A response that ends a page early (the login redirect, a notice), boxed so that the
+/// `Result`s carrying it stay small; `?` turns it back into the page's answer.
+pub(crate) struct EarlyAnswer(Box<Response>);
+
+impl From<Response> for EarlyAnswer {
+    fn from(r: Response) -> Self {
+        EarlyAnswer(Box::new(r))
+    }
+}
+
+impl From<EarlyAnswer> for Response {
+    fn from(e: EarlyAnswer) -> Self {
+        *e.0
+    }
+}
+
+impl Ctx {
+    /// The signed-in user, or the redirect to the login page (which comes back to `back`).
+    pub fn caller_or_login(&self, back: &str) -> Result<Caller, EarlyAnswer> {
+        self.caller.clone().ok_or_else(|| to_login(back).into())
+    }
+}
+
+/// A form POST: the page context and the fields, CSRF-checked (see [`parse_form`]). A refused
+/// form is answered with the page that says why.
+pub(crate) struct Posted<T>(pub Ctx, pub T);
+
+impl<T: DeserializeOwned + Default> FromRequest<AppState> for Posted<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
+        let headers = req.headers().clone();
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Posted::read(state, &headers, &body).await
+    }
+}
+
+impl<T: DeserializeOwned + Default> Posted<T> {
+    /// The form of a signed-in user (else the login page, which comes back to `back`).
+    pub fn signed_in(self, back: &str) -> Result<(Ctx, Caller, T), EarlyAnswer> {
+        let Posted(ctx, form) = self;
+        let caller = ctx.caller_or_login(back)?;
+        Ok((ctx, caller, form))
+    }
+
+    /// The form in `body`, for the routes that read the body themselves.
+    pub async fn read(
+        state: &AppState,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Self, Response> {
+        let ctx = Ctx::load(state, headers).await;
+        match parse_form(headers, body) {
+            Ok(form) => Ok(Posted(ctx, form)),
+            Err(r) => Err(r.respond(&ctx)),
+        }
     }
 }
 

@@ -40,6 +40,18 @@ async function waitMail(to, subject, seen = new Set()) {
   throw new Error(`no mail "${subject}" to ${to} within 30 s`);
 }
 
+// The desktop's code exchange at /oidc/token (form-encoded, PKCE verifier).
+function exchangeCode(code, verifier) {
+  return fetch(`${BASE}/oidc/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({
+      grant_type: 'authorization_code', code, redirect_uri: 'chatons://cloud/auth/callback',
+      client_id: 'chatons-desktop', code_verifier: verifier,
+    }),
+  });
+}
+
 function linkIn(mail, path) {
   const m = mail.text.match(new RegExp(`https?://\\S+${path}\\?token=[A-Za-z0-9_\\-+%.]+`));
   assert.ok(m, `a ${path} link in: ${mail.text}`);
@@ -236,27 +248,13 @@ try {
   assert.ok(code, 'code in the callback');
 
   step('the desktop exchanges the code with its verifier at /oidc/token');
-  const tokenResp = await fetch(`${BASE}/oidc/token`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({
-      grant_type: 'authorization_code', code, redirect_uri: 'chatons://cloud/auth/callback',
-      client_id: 'chatons-desktop', code_verifier: verifier,
-    }),
-  });
+  const tokenResp = await exchangeCode(code, verifier);
   const tokens = await tokenResp.json();
   assert.equal(tokenResp.status, 200, JSON.stringify(tokens));
   assert.ok(tokens.access_token && tokens.id_token, 'tokens issued');
   const claims = JSON.parse(Buffer.from(tokens.id_token.split('.')[1], 'base64url').toString());
   assert.equal(claims.email, email);
-  const replay = await fetch(`${BASE}/oidc/token`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({
-      grant_type: 'authorization_code', code, redirect_uri: 'chatons://cloud/auth/callback',
-      client_id: 'chatons-desktop', code_verifier: verifier,
-    }),
-  });
+  const replay = await exchangeCode(code, verifier);
   assert.equal(replay.status, 400, 'the code works once');
 
   // The tab that was sent to the custom scheme stays stuck on it; continue in a fresh one.

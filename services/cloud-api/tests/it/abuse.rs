@@ -7,7 +7,8 @@ use cloud_testkit::edge::{JsonRoute, assert_hostile_json_refused_with};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Tenant, TestApp, documented_operations, snapshot, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, spawn_app, spawn_app_with, spawn_with_admin};
+use crate::tenant::{Tenant, Unchanged, documented_operations};
 
 /// JSON routes `/openapi.json` does not list (internal, issuer, account e-mail flows): method,
 /// path, and whether the service token (rather than the user's) authorizes them.
@@ -39,13 +40,8 @@ async fn admin_tenant(app: &TestApp, email: &str) -> Tenant {
 
 #[tokio::test]
 async fn hostile_json_on_every_json_route_is_refused_and_stores_nothing() {
-    let email = format!("admin{}@example.com", cloud_testkit::random_token());
-    let app = spawn_app_with(&[
-        ("CHATONS_ADMIN_EMAILS", email.as_str()),
-        // 13 bodies on each of two token routes: no answer may be a 429 instead of a parse.
-        ("CHATONS_TOKEN_RATE_PER_SECOND", "1000"),
-    ])
-    .await;
+    // 13 bodies on each of two token routes: no answer may be a 429 instead of a parse.
+    let (app, email) = spawn_with_admin(&[("CHATONS_TOKEN_RATE_PER_SECOND", "1000")]).await;
     let t = admin_tenant(&app, &email).await;
     let (status, _) = app.get("/v1/admin/users", &t.user.access).await;
     assert_eq!(status, 200, "the tenant is an admin");
@@ -57,8 +53,7 @@ async fn hostile_json_on_every_json_route_is_refused_and_stores_nothing() {
         .collect();
     assert!(routes.len() >= 20, "{routes:?}");
     routes.extend(undocumented_json_routes(&t));
-    let pool = app.db.as_ref().unwrap().pool.clone();
-    let before = snapshot(&pool).await;
+    let unchanged = Unchanged::from_now(&app).await;
     for (method, path, internal) in routes {
         let auth = format!(
             "Bearer {}",
@@ -74,19 +69,13 @@ async fn hostile_json_on_every_json_route_is_refused_and_stores_nothing() {
         )
         .await;
     }
-    assert_eq!(
-        snapshot(&pool).await,
-        before,
-        "a refused body changed the database"
-    );
+    unchanged.check("a refused body changed the database").await;
 }
 
 #[tokio::test]
 async fn internal_routes_refuse_a_missing_or_wrong_service_token() {
     let app = spawn_app().await;
-    let t = Tenant::create(&app, app.signup().await).await;
-    let pool = app.db.as_ref().unwrap().pool.clone();
-    let before = snapshot(&pool).await;
+    let (t, unchanged) = Tenant::with_snapshot(&app).await;
     let client = reqwest::Client::new();
     let body = json!({"accessToken": t.user.access, "userId": t.user.id,
                       "cloudInstanceId": t.instance, "content": "planted",
@@ -104,11 +93,7 @@ async fn internal_routes_refuse_a_missing_or_wrong_service_token() {
             assert!(answer["error"].is_string(), "{path}: {answer}");
         }
     }
-    assert_eq!(
-        snapshot(&pool).await,
-        before,
-        "a refused call changed something"
-    );
+    unchanged.check("a refused call changed something").await;
 }
 
 /// SQL fragments and exotic (NUL-free) Unicode: each kept byte for byte.
@@ -134,82 +119,43 @@ async fn sql_and_unicode_strings_are_stored_verbatim() {
     let app = spawn_app().await;
     for (n, s) in STRANGE.iter().enumerate() {
         let email = format!("strange{n}{}@example.com", cloud_testkit::random_token());
-        let resp = reqwest::Client::new()
-            .post(app.url("/v1/web/signup"))
-            .json(&json!({"email": email, "displayName": s, "password": "correct horse battery"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 201, "signup named {s:?}");
-        let body: Value = resp.json().await.unwrap();
+        let signup = json!({"email": email, "displayName": s, "password": "correct horse battery"});
+        let (status, body) = app.post_public("/v1/web/signup", signup).await;
+        assert_eq!(status, 201, "signup named {s:?}: {body}");
         let token = body["session"]["accessToken"].as_str().unwrap().to_owned();
         let (_, account) = app.get("/v1/account", &token).await;
         assert!(holds(&account, s), "display name {s:?}: {account}");
 
-        let created = |(status, body): (u16, Value), what: &str| {
-            assert!(
-                status == 200 || status == 201,
-                "{what} {s:?}: {status} {body}"
-            );
-            body
+        // Creates with `body` at `path`; the id of `answer[key]` ("" where there is none).
+        let create = |path: String, body: Value, key: &'static str| {
+            let (app, token) = (&app, token.clone());
+            async move {
+                let (status, answer) = app.post(&path, &token, body).await;
+                assert!(
+                    status == 200 || status == 201,
+                    "{path} {s:?}: {status} {answer}"
+                );
+                answer[key]["id"].as_str().unwrap_or_default().to_owned()
+            }
         };
-        let org = created(
-            app.post("/v1/organizations", &token, json!({ "name": s }))
-                .await,
+        let org = create(
+            "/v1/organizations".into(),
+            json!({ "name": s }),
             "organization",
-        );
-        let org = org["organization"]["id"].as_str().unwrap().to_owned();
-        let project = created(
-            app.post(
-                "/v1/projects",
-                &token,
-                json!({"name": s, "organizationId": org}),
-            )
-            .await,
-            "project",
-        );
-        let project = project["project"]["id"].as_str().unwrap().to_owned();
-        let conversation = created(
-            app.post(
-                "/v1/conversations",
-                &token,
-                json!({"projectId": project, "title": s}),
-            )
-            .await,
-            "conversation",
-        );
-        let conversation = conversation["conversation"]["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        created(
-            app.post(
-                &format!("/v1/conversations/{conversation}/messages"),
-                &token,
-                json!({"messages": [{"id": "m1", "role": "user", "timestamp": 1, "content": s}]}),
-            )
-            .await,
-            "message",
-        );
-        let memory = created(
-            app.post(
-                "/v1/memory",
-                &token,
-                json!({"organizationId": org, "content": s, "title": s}),
-            )
-            .await,
-            "memory",
-        );
-        let memory = memory["item"]["id"].as_str().unwrap().to_owned();
-        created(
-            app.post(
-                "/v1/organization/providers",
-                &token,
-                json!({"organizationId": org, "kind": "openai", "label": s, "secret": s}),
-            )
-            .await,
-            "provider",
-        );
+        )
+        .await;
+        let body = json!({"name": s, "organizationId": org});
+        let project = create("/v1/projects".into(), body, "project").await;
+        let body = json!({"projectId": project, "title": s});
+        let conversation = create("/v1/conversations".into(), body, "conversation").await;
+        let messages = format!("/v1/conversations/{conversation}/messages");
+        let body =
+            json!({"messages": [{"id": "m1", "role": "user", "timestamp": 1, "content": s}]});
+        create(messages, body, "message").await;
+        let body = json!({"organizationId": org, "content": s, "title": s});
+        let memory = create("/v1/memory".into(), body, "item").await;
+        let body = json!({"organizationId": org, "kind": "openai", "label": s, "secret": s});
+        create("/v1/organization/providers".into(), body, "provider").await;
         for path in [
             "/v1/organizations".to_owned(),
             format!("/v1/projects/{project}"),
@@ -252,9 +198,7 @@ fn hostile_ids() -> Vec<String> {
 #[tokio::test]
 async fn traversal_in_path_ids_is_a_4xx_json_and_changes_nothing() {
     let app = spawn_app().await;
-    let t = Tenant::create(&app, app.signup().await).await;
-    let pool = app.db.as_ref().unwrap().pool.clone();
-    let before = snapshot(&pool).await;
+    let (t, unchanged) = Tenant::with_snapshot(&app).await;
     let client = reqwest::Client::new();
     let ops = documented_operations(&app).await;
     let with_ids: Vec<_> = ops.iter().filter(|op| op.path.contains('{')).collect();
@@ -288,11 +232,7 @@ async fn traversal_in_path_ids_is_a_4xx_json_and_changes_nothing() {
             );
         }
     }
-    assert_eq!(
-        snapshot(&pool).await,
-        before,
-        "a hostile id changed something"
-    );
+    unchanged.check("a hostile id changed something").await;
 }
 
 // Brute force -----------------------------------------------------------------------------------
@@ -336,13 +276,8 @@ async fn password_guessing_on_the_portal_alone_is_stopped_with_429() {
     );
     assert_eq!(statuses[10], 429, "{statuses:?}");
     // The right password is refused too while the budget is spent (the guesser cannot tell).
-    let resp = reqwest::Client::new()
-        .post(app.url("/v1/web/login"))
-        .json(&json!({"email": u.email, "password": u.password}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 429);
+    let (status, body) = app.login(&u.email, &u.password).await;
+    assert_eq!(status, 429, "{body}");
 }
 
 #[tokio::test]

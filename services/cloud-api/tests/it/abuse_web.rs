@@ -10,8 +10,9 @@ use cloud_testkit::oidc::pkce_pair;
 use serde_json::json;
 
 use crate::findings_web::{signed_in, signed_in_with_id_token};
-use crate::helpers::{Tenant, TestApp, snapshot, spawn_app};
+use crate::helpers::{TestApp, assert_error, spawn_app};
 use crate::oidc::{LOOPBACK, browser, desktop_authorize_url, desktop_code, exchange, token_form};
+use crate::tenant::{Tenant, Unchanged};
 
 /// Places a redirect must never lead to (each names `evil.example` or runs script).
 const EVIL_RETURN_TO: &[&str] = &[
@@ -338,8 +339,7 @@ async fn every_form_refuses_a_missing_wrong_or_foreign_csrf_token() {
     // The attacker's own session gives it a genuine token, bound to the wrong session.
     let attacker = app.portal_browser(&app.signup().await).await;
     let foreign = app.csrf_of(&attacker, "/cloud/organizations").await;
-    let pool = app.db.as_ref().unwrap().pool.clone();
-    let before = snapshot(&pool).await;
+    let unchanged = Unchanged::from_now(&app).await;
     for (path, fields) in every_form(&t) {
         for token in [
             None,
@@ -364,19 +364,11 @@ async fn every_form_refuses_a_missing_wrong_or_foreign_csrf_token() {
         signed_in(&app, &victim).await,
         "no forged post signed the victim out"
     );
-    assert_eq!(
-        snapshot(&pool).await,
-        before,
-        "a forged form changed something"
-    );
+    unchanged.check("a forged form changed something").await;
     // The pages' own token still works (the table's forms are real).
     let csrf = app.csrf_of(&victim, "/cloud/organizations").await;
-    let resp = victim
-        .post(app.url("/cloud/organizations"))
-        .form(&[("name", "Real Org"), ("csrf_token", csrf.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let form = [("name", "Real Org"), ("csrf_token", csrf.as_str())];
+    let resp = crate::web::submit(&victim, app.url("/cloud/organizations"), &form).await;
     assert_eq!(resp.status(), 303);
 }
 
@@ -413,10 +405,7 @@ async fn a_code_replayed_on_the_other_exchange_endpoint_is_refused_and_revokes()
         } else {
             legacy(code, verifier).await
         };
-        assert_eq!(
-            (status, body["error"].as_str()),
-            (400, Some("invalid_grant"))
-        );
+        assert_error(status, &body, 400, "invalid_grant");
         let (status, _) = app.get("/v1/bootstrap", &access).await;
         assert_eq!(status, 401, "what the replayed code issued is revoked");
     }

@@ -2,7 +2,8 @@
 
 use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_app_with};
+use crate::helpers::{spawn_app, spawn_app_with, strings};
+use crate::web::{browser, page};
 
 #[tokio::test]
 async fn signup_login_and_bearer_auth() {
@@ -41,34 +42,14 @@ async fn signup_login_and_bearer_auth() {
     assert_eq!(status, 401);
     assert_eq!(body["error"], "unauthorized");
 
-    let client = reqwest::Client::new();
-    let resp = client
-        .post(app.url("/v1/web/login"))
-        .json(&json!({"email": u.email.to_uppercase(), "password": u.password}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let resp = client
-        .post(app.url("/v1/web/login"))
-        .json(&json!({"email": u.email, "password": "wrong password"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 401);
-    let body: serde_json::Value = resp.json().await.unwrap();
+    let (status, body) = app.login(&u.email.to_uppercase(), &u.password).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = app.login(&u.email, "wrong password").await;
+    assert_eq!(status, 401);
     assert_eq!(body["error"], "invalid_credentials");
-    let resp = client
-        .post(app.url("/v1/web/login"))
-        .json(&json!({"email": "nobody@example.com", "password": "whatever1"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        resp.status(),
-        401,
-        "unknown email answers like a wrong password"
-    );
+    let (status, body) = app.login("nobody@example.com", "whatever1").await;
+    assert_eq!(status, 401, "unknown email answers like a wrong password");
+    assert_eq!(body["error"], "invalid_credentials");
 
     // Logout revokes the token.
     let (status, _) = app.post("/v1/web/logout", &u.access, json!({})).await;
@@ -81,26 +62,23 @@ async fn signup_login_and_bearer_auth() {
 async fn duplicate_signup_is_409_and_bad_input_400() {
     let app = spawn_app().await;
     let u = app.signup().await;
-    let client = reqwest::Client::new();
-    let resp = client
-        .post(app.url("/v1/web/signup"))
-        .json(&json!({"email": u.email.to_uppercase(), "displayName": "X", "password": "another password"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 409);
-    for body in [
-        json!({"email": "x@example.com", "displayName": "X"}),
-        json!({"email": "not-an-email", "displayName": "X", "password": "long enough"}),
-        json!({"email": "y@example.com", "displayName": "X", "password": "short"}),
+    for (body, expected) in [
+        (
+            json!({"email": u.email.to_uppercase(), "displayName": "X", "password": "another password"}),
+            409,
+        ),
+        (json!({"email": "x@example.com", "displayName": "X"}), 400),
+        (
+            json!({"email": "not-an-email", "displayName": "X", "password": "long enough"}),
+            400,
+        ),
+        (
+            json!({"email": "y@example.com", "displayName": "X", "password": "short"}),
+            400,
+        ),
     ] {
-        let resp = client
-            .post(app.url("/v1/web/signup"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 400, "{body}");
+        let (status, answer) = app.post_public("/v1/web/signup", body.clone()).await;
+        assert_eq!(status, expected, "{body}: {answer}");
     }
     let users: i64 = sqlx::query_scalar("select count(*) from cloud_users")
         .fetch_one(&app.db.as_ref().unwrap().pool)
@@ -112,45 +90,29 @@ async fn duplicate_signup_is_409_and_bad_input_400() {
 #[tokio::test]
 async fn cloud_instances_register_once_per_user() {
     let app = spawn_app().await;
-    let a = app.signup().await;
-    let b = app.signup().await;
-    let (status, body) = app
-        .post(
-            "/v1/cloud-instances",
-            &a.access,
-            json!({"id": "desktop-1234", "name": "Laptop"}),
-        )
-        .await;
+    let [a, b] = app.signups().await;
+    let laptop = json!({"id": "desktop-1234", "name": "Laptop"});
+    let (status, body) = app.post("/v1/cloud-instances", &a.access, laptop).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["cloudInstance"]["id"], "desktop-1234");
     assert!(body["cloudInstance"]["endpoints"]["realtimeBaseUrl"].is_string());
-    let (status, _) = app
-        .post(
-            "/v1/cloud-instances",
-            &a.access,
+    for (why, user, body, expected) in [
+        (
+            "again by its holder",
+            &a,
             json!({"id": "desktop-1234"}),
-        )
-        .await;
-    assert_eq!(status, 200);
-    let (status, body) = app
-        .post(
-            "/v1/cloud-instances",
-            &b.access,
-            json!({"id": "desktop-1234"}),
-        )
-        .await;
-    assert_eq!(status, 409, "{body}");
-    let (status, _) = app.post("/v1/cloud-instances", &b.access, json!({})).await;
-    assert_eq!(status, 400);
+            200,
+        ),
+        ("by another user", &b, json!({"id": "desktop-1234"}), 409),
+        ("without an id", &b, json!({}), 400),
+    ] {
+        let (status, answer) = app.post("/v1/cloud-instances", &user.access, body).await;
+        assert_eq!(status, expected, "{why}: {answer}");
+    }
 
     let (status, body) = app.get("/v1/bootstrap", &a.access).await;
     assert_eq!(status, 200, "{body}");
-    let ids: Vec<&str> = body["cloudInstances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["id"].as_str().unwrap())
-        .collect();
+    let ids = strings(&body["cloudInstances"], "id");
     assert_eq!(
         ids,
         vec![format!("instance-{}", a.id).as_str(), "desktop-1234"]
@@ -160,17 +122,11 @@ async fn cloud_instances_register_once_per_user() {
 #[tokio::test]
 async fn realtime_access_binds_user_and_instance() {
     let app = spawn_app().await;
-    let a = app.signup().await;
-    let b = app.signup().await;
+    let [a, b] = app.signups().await;
     app.post("/v1/cloud-instances", &a.access, json!({"id": "desk-a"}))
         .await;
 
-    let (status, body) = app
-        .internal(
-            "/v1/internal/realtime/access",
-            json!({"accessToken": a.access, "cloudInstanceId": "desk-a"}),
-        )
-        .await;
+    let (status, body) = app.grant("realtime", &a.access, "desk-a").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["userId"], a.id.as_str());
     assert_eq!(body["cloudInstanceId"], "desk-a");
@@ -179,36 +135,34 @@ async fn realtime_access_binds_user_and_instance() {
     assert_eq!(body["organizationIds"], json!([org]));
 
     let canonical = format!("instance-{}", a.id);
-    let (status, _) = app
-        .internal(
-            "/v1/internal/realtime/access",
+    let not_found = Some("Cloud access grant not found");
+    for (why, body, expected, message) in [
+        (
+            "the canonical instance stays valid",
             json!({"accessToken": a.access, "cloudInstanceId": canonical}),
-        )
-        .await;
-    assert_eq!(status, 200, "the canonical instance stays valid");
-
-    let (status, body) = app
-        .internal(
-            "/v1/internal/realtime/access",
+            200,
+            None,
+        ),
+        (
+            "another user's instance",
             json!({"accessToken": b.access, "cloudInstanceId": "desk-a"}),
-        )
-        .await;
-    assert_eq!(status, 404, "another user's instance: {body}");
-    assert_eq!(body["message"], "Cloud access grant not found");
-    let (status, _) = app
-        .internal(
-            "/v1/internal/realtime/access",
+            404,
+            not_found,
+        ),
+        (
+            "an unknown token",
             json!({"accessToken": "access-x", "cloudInstanceId": "desk-a"}),
-        )
-        .await;
-    assert_eq!(status, 404);
-    let (status, _) = app
-        .internal(
-            "/v1/internal/realtime/access",
-            json!({"accessToken": a.access}),
-        )
-        .await;
-    assert_eq!(status, 400);
+            404,
+            None,
+        ),
+        ("no instance", json!({"accessToken": a.access}), 400, None),
+    ] {
+        let (status, answer) = app.internal("/v1/internal/realtime/access", body).await;
+        assert_eq!(status, expected, "{why}: {answer}");
+        if let Some(message) = message {
+            assert_eq!(answer["message"], message, "{why}");
+        }
+    }
     // A user token is not the service token.
     let (status, _) = app
         .post(
@@ -220,50 +174,36 @@ async fn realtime_access_binds_user_and_instance() {
     assert_eq!(status, 401);
 
     // The typed client agrees with the wire.
-    let client = cloud_common::internal::CloudApiClient::new(
-        url::Url::parse(&app.base).unwrap(),
-        cloud_common::Secret::new(app.token.clone()),
-    );
-    let got = client
-        .realtime_access(&cloud_common::internal::RealtimeAccessRequest {
-            access_token: a.access.clone(),
+    let client = app.internal_client();
+    // The holder of the instance is granted (as themself); another user is not.
+    for (user, granted) in [(&a, true), (&b, false)] {
+        let request = cloud_common::internal::RealtimeAccessRequest {
+            access_token: user.access.clone(),
             cloud_instance_id: "desk-a".into(),
-        })
-        .await
-        .unwrap()
-        .expect("granted");
-    assert_eq!(got.user_id, a.id);
-    let denied = client
-        .realtime_access(&cloud_common::internal::RealtimeAccessRequest {
-            access_token: b.access.clone(),
-            cloud_instance_id: "desk-a".into(),
-        })
-        .await
-        .unwrap();
-    assert!(denied.is_none());
+        };
+        let got = client.realtime_access(&request).await.unwrap();
+        let expected = granted.then(|| a.id.clone());
+        assert_eq!(got.map(|g| g.user_id), expected, "{}", user.email);
+    }
 }
 
 #[tokio::test]
 async fn unknown_instance_ids_are_claimed_on_first_use_within_bounds() {
     let app = spawn_app_with(&[("CHATONS_MAX_INSTANCES_PER_USER", "2")]).await;
-    let a = app.signup().await;
-    let b = app.signup().await;
-    let realtime = |token: &str, instance: &str| {
-        let body = json!({"accessToken": token, "cloudInstanceId": instance});
-        let app = &app;
-        async move { app.internal("/v1/internal/realtime/access", body).await }
-    };
+    let [a, b] = app.signups().await;
     // The desktop's locally generated id, never registered: claimed by the first caller.
     let local = uuid::Uuid::new_v4().to_string();
-    let (status, body) = realtime(&a.access, &local).await;
+    let (status, body) = app.grant("realtime", &a.access, &local).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["cloudInstanceId"], local.as_str());
-    let (status, _) = realtime(&a.access, &local).await;
+    let (status, _) = app.grant("realtime", &a.access, &local).await;
     assert_eq!(status, 200, "the holder keeps using it");
     // Another user naming it (or the first user's canonical id) is refused.
-    let (status, _) = realtime(&b.access, &local).await;
+    let (status, _) = app.grant("realtime", &b.access, &local).await;
     assert_eq!(status, 404);
-    let (status, _) = realtime(&b.access, &format!("instance-{}", a.id)).await;
+    let (status, _) = app
+        .grant("realtime", &b.access, &format!("instance-{}", a.id))
+        .await;
     assert_eq!(status, 404);
     let (status, body) = app
         .post("/v1/cloud-instances", &b.access, json!({"id": local}))
@@ -271,28 +211,18 @@ async fn unknown_instance_ids_are_claimed_on_first_use_within_bounds() {
     assert_eq!(status, 409, "{body}");
     // The runtime grant claims the same way.
     let second = uuid::Uuid::new_v4().to_string();
-    let (status, body) = app
-        .internal(
-            "/v1/internal/runtime/access",
-            json!({"accessToken": a.access, "cloudInstanceId": second}),
-        )
-        .await;
+    let (status, body) = app.grant("runtime", &a.access, &second).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["cloudInstance"]["id"], second.as_str());
     let (_, boot) = app.get("/v1/bootstrap", &a.access).await;
-    let ids: Vec<&str> = boot["cloudInstances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["id"].as_str().unwrap())
-        .collect();
+    let ids = strings(&boot["cloudInstances"], "id");
     assert!(
         ids.contains(&local.as_str()) && ids.contains(&second.as_str()),
         "{boot}"
     );
     // Bounded: a third id is refused, with a clear error where there is a body to read.
     let third = uuid::Uuid::new_v4().to_string();
-    let (status, _) = realtime(&a.access, &third).await;
+    let (status, _) = app.grant("realtime", &a.access, &third).await;
     assert_eq!(status, 404);
     let (status, body) = app
         .post("/v1/cloud-instances", &a.access, json!({"id": third}))
@@ -301,7 +231,7 @@ async fn unknown_instance_ids_are_claimed_on_first_use_within_bounds() {
     assert_eq!(body["error"], "instance_limit_reached");
     // Ids are validated (length, characters) and nothing is claimed for a bad one.
     for bad in ["a/b", "x y", "semi;colon", &"z".repeat(201)] {
-        let (status, _) = realtime(&b.access, bad).await;
+        let (status, _) = app.grant("realtime", &b.access, bad).await;
         assert_eq!(status, 404, "{bad}");
         let (status, body) = app
             .post("/v1/cloud-instances", &b.access, json!({"id": bad}))
@@ -317,7 +247,7 @@ async fn unknown_instance_ids_are_claimed_on_first_use_within_bounds() {
         .delete(&format!("/v1/cloud-instances/{second}"), &a.access)
         .await;
     assert_eq!(status, 200);
-    let (status, _) = realtime(&a.access, &third).await;
+    let (status, _) = app.grant("realtime", &a.access, &third).await;
     assert_eq!(status, 200);
 }
 
@@ -404,21 +334,11 @@ async fn bootstrap_without_pagination_returns_everything() {
     assert_eq!(status, 400);
 }
 
-/// A browser session: keeps cookies, does not follow redirects.
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
 #[tokio::test]
 async fn the_first_systems_form_posts_redirect_with_a_session_and_need_csrf() {
     let app = spawn_app().await;
     let b = browser();
-    let page = b.get(app.url("/cloud/signup")).send().await.unwrap();
-    let csrf = cloud_testkit::oidc::csrf_from(&page.text().await.unwrap());
+    let csrf = cloud_testkit::oidc::csrf_from(&page(&b, app.url("/cloud/signup")).await);
     let email = format!("form{}@example.com", cloud_testkit::random_token());
     let signup = |csrf: Option<&str>, email: &str| {
         let mut form = vec![
@@ -459,15 +379,13 @@ async fn the_first_systems_form_posts_redirect_with_a_session_and_need_csrf() {
     assert!(account.text().await.unwrap().contains(&email));
     // Signed in now: the form's token is bound to the new session.
     assert_eq!(signup(Some(&csrf), &email).await.unwrap().status(), 400);
-    let page = b.get(app.url("/cloud/signup")).send().await.unwrap();
-    let csrf = cloud_testkit::oidc::csrf_from(&page.text().await.unwrap());
+    let csrf = cloud_testkit::oidc::csrf_from(&page(&b, app.url("/cloud/signup")).await);
     let resp = signup(Some(&csrf), &email).await.unwrap();
     assert_eq!(resp.status(), 409, "the address is taken");
 
     // Login form: CSRF required, wrong password 401, success 302 with the cookie.
     let other = browser();
-    let page = other.get(app.url("/cloud/login")).send().await.unwrap();
-    let csrf = cloud_testkit::oidc::csrf_from(&page.text().await.unwrap());
+    let csrf = cloud_testkit::oidc::csrf_from(&page(&other, app.url("/cloud/login")).await);
     let login = |csrf: Option<&str>, password: &str| {
         let mut form = vec![
             ("email", email.clone()),
@@ -493,11 +411,6 @@ async fn the_first_systems_form_posts_redirect_with_a_session_and_need_csrf() {
     );
     assert!(resp.headers().get("set-cookie").is_some());
     // JSON clients keep the JSON answers.
-    let resp = reqwest::Client::new()
-        .post(app.url("/v1/web/login"))
-        .json(&json!({"email": email, "password": "correct horse battery"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let (status, body) = app.login(&email, "correct horse battery").await;
+    assert_eq!(status, 200, "{body}");
 }

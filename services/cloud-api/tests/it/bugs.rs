@@ -4,43 +4,23 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TEST_SECRETS_KEY, spawn_app, spawn_app_with};
+use crate::helpers::{TEST_SECRETS_KEY, spawn_app, spawn_app_with, spawn_with_admin, strings};
 
 /// §11.34/35/36: an invited user sees every organization they belong to, accepting answers 200,
 /// and the invited organization works as the active one.
 #[tokio::test]
 async fn bug34_org_listing_of_a_multi_org_user() {
     let app = spawn_app().await;
-    let a = app.signup().await;
-    let b = app.signup().await;
+    let [a, b] = app.signups().await;
     let (_, body) = app
         .post("/v1/organizations", &a.access, json!({"name": "Shared"}))
         .await;
     let org = body["organization"]["id"].as_str().unwrap().to_owned();
-    let (_, body) = app
-        .post(
-            "/v1/organization/invites",
-            &a.access,
-            json!({"organizationId": org, "email": b.email}),
-        )
-        .await;
-    let (status, _) = app
-        .post(
-            "/v1/organization/invites/accept",
-            &b.access,
-            json!({"token": body["token"]}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    app.add_member(&a, &org, &b, None).await;
     for path in ["/v1/organizations", "/v1/account", "/v1/bootstrap"] {
         let (status, body) = app.get(path, &b.access).await;
         assert_eq!(status, 200, "{path}");
-        let ids: Vec<&str> = body["organizations"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|o| o["id"].as_str().unwrap())
-            .collect();
+        let ids = strings(&body["organizations"], "id");
         assert_eq!(ids.len(), 2, "{path}: {body}");
         assert!(ids.contains(&org.as_str()));
         assert_eq!(
@@ -65,8 +45,7 @@ async fn bug34_org_listing_of_a_multi_org_user() {
 /// §11.37/38: the runtime grant's user has `subscription`, and it honours complimentary grants.
 #[tokio::test]
 async fn bug37_runtime_grant_with_subscription() {
-    let admin_email = format!("root{}@example.com", cloud_testkit::random_token());
-    let app = spawn_app_with(&[("CHATONS_ADMIN_EMAILS", admin_email.as_str())]).await;
+    let (app, admin_email) = spawn_with_admin(&[]).await;
     let admin = app.signup_as(&admin_email).await.access;
     let u = app.signup().await;
     let req = json!({"accessToken": u.access, "cloudInstanceId": format!("instance-{}", u.id)});
@@ -151,13 +130,9 @@ async fn bug42_query_strings_do_not_break_routing() {
         )
         .await;
     assert_eq!(status, 201);
-    let resp = reqwest::Client::new()
-        .post(app.url("/v1/web/login?return_to=/x"))
-        .json(&json!({"email": u.email, "password": u.password}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let login = json!({"email": u.email, "password": u.password});
+    let (status, body) = app.post_public("/v1/web/login?return_to=/x", login).await;
+    assert_eq!(status, 200, "{body}");
 }
 
 /// §11.15/51: CORS is an allow-list (never reflected) and preflight allows PATCH.
@@ -247,8 +222,7 @@ async fn bug44_malformed_json_is_400() {
 #[tokio::test]
 async fn bug22_memory_ids_cannot_be_hijacked() {
     let app = spawn_app().await;
-    let a = app.signup().await;
-    let b = app.signup().await;
+    let [a, b] = app.signups().await;
     let (_, body) = app
         .post(
             "/v1/memory",

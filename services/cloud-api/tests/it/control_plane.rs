@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestUser, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, TestUser, spawn_app, spawn_app_with, spawn_with_admin, strings};
 
 async fn provider(app: &TestApp, u: &TestUser, secret: &str) -> Value {
     let (status, body) = app
@@ -167,12 +167,7 @@ async fn projects_conversations_and_append_only_transcripts() {
     );
     let (status, body) = app.get(&format!("{path}?limit=2"), &u.access).await;
     assert_eq!(status, 200);
-    let ids: Vec<&str> = body["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap())
-        .collect();
+    let ids = strings(&body["messages"], "id");
     assert_eq!(ids, vec!["a", "b"]);
     let cursor = body["nextCursor"].as_str().unwrap();
     let (_, body) = app
@@ -360,20 +355,10 @@ async fn runtime_grant_carries_subscription_providers_and_repository() {
 
     // Denials: another user's instance, foreign conversation, mismatched project. (An unknown
     // instance id is claimed by the caller on first use.)
-    let (status, _) = app
-        .internal(
-            "/v1/internal/runtime/access",
-            json!({"accessToken": u.access, "cloudInstanceId": "desk-unknown"}),
-        )
-        .await;
+    let (status, _) = app.grant("runtime", &u.access, "desk-unknown").await;
     assert_eq!(status, 200);
     let someone = app.signup().await;
-    let (status, _) = app
-        .internal(
-            "/v1/internal/runtime/access",
-            json!({"accessToken": someone.access, "cloudInstanceId": "desk-unknown"}),
-        )
-        .await;
+    let (status, _) = app.grant("runtime", &someone.access, "desk-unknown").await;
     assert_eq!(status, 404);
     let (status, _) = app.internal("/v1/internal/runtime/access", json!({"accessToken": u.access, "cloudInstanceId": "desk-9", "conversationId": cid, "projectId": "project-other"})).await;
     assert_eq!(status, 404);
@@ -382,10 +367,7 @@ async fn runtime_grant_carries_subscription_providers_and_repository() {
     assert_eq!(status, 404);
 
     // The typed client.
-    let client = cloud_common::internal::CloudApiClient::new(
-        url::Url::parse(&app.base).unwrap(),
-        cloud_common::Secret::new(app.token.clone()),
-    );
+    let client = app.internal_client();
     let grant = client
         .runtime_access(&cloud_common::internal::RuntimeAccessRequest {
             access_token: u.access.clone(),
@@ -537,8 +519,7 @@ async fn memories_crud_search_stats_and_internal_upsert() {
 #[tokio::test]
 async fn organizations_invites_roles_and_members() {
     let app = spawn_app().await;
-    let owner = app.signup().await;
-    let bob = app.signup().await;
+    let [owner, bob] = app.signups().await;
     let (status, body) = app
         .post(
             "/v1/organizations",
@@ -735,8 +716,7 @@ async fn organizations_invites_roles_and_members() {
 
 #[tokio::test]
 async fn admin_manages_plans_users_and_grants() {
-    let admin_email = format!("admin{}@example.com", cloud_testkit::random_token());
-    let app = spawn_app_with(&[("CHATONS_ADMIN_EMAILS", admin_email.as_str())]).await;
+    let (app, admin_email) = spawn_with_admin(&[]).await;
     let admin = app.signup_as(&admin_email).await.access;
     let (_, body) = app.get("/v1/account", &admin).await;
     assert_eq!(
@@ -939,8 +919,7 @@ async fn secrets_key_rotation_with_the_reseal_command() {
 #[tokio::test]
 async fn only_owners_and_admins_give_a_conversation_project_full_tools() {
     let app = spawn_app().await;
-    let owner = app.signup().await;
-    let bob = app.signup().await;
+    let [owner, bob] = app.signups().await;
     let (_, body) = app
         .post(
             "/v1/organizations",
@@ -949,22 +928,7 @@ async fn only_owners_and_admins_give_a_conversation_project_full_tools() {
         )
         .await;
     let org = body["organization"]["id"].as_str().unwrap().to_owned();
-    let (_, body) = app
-        .post(
-            "/v1/organization/invites",
-            &owner.access,
-            json!({"organizationId": org, "email": bob.email}),
-        )
-        .await;
-    let token = body["token"].as_str().unwrap().to_owned();
-    let (status, _) = app
-        .post(
-            "/v1/organization/invites/accept",
-            &bob.access,
-            json!({"token": token}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    app.add_member(&owner, &org, &bob, None).await;
 
     // The owner creates a scratch-workspace project directly.
     let (status, body) = app

@@ -55,11 +55,28 @@ async fn fake_provider() -> String {
     base
 }
 
-async fn ok_json(resp: reqwest::Response, what: &str) -> Value {
+/// Sends `req`; its JSON answer, which must be a success.
+async fn ok_json(req: reqwest::RequestBuilder, what: &str) -> Value {
+    ok_answer(req.send().await.unwrap(), what).await
+}
+
+/// The JSON of `resp`, which must be a success.
+async fn ok_answer(resp: reqwest::Response, what: &str) -> Value {
     let status = resp.status();
     let body: Value = resp.json().await.unwrap_or(Value::Null);
     assert!(status.is_success(), "{what}: {status} {body}");
     body
+}
+
+/// Signs `email` up (named `name`) through the JSON route, as the portal's account would be.
+async fn sign_up(api: &str, email: &str, name: &str) -> Value {
+    let resp = reqwest::Client::new()
+        .post(format!("{api}/v1/web/signup"))
+        .json(&json!({"email": email, "displayName": name, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    ok_answer(resp, &format!("signup of {name}")).await
 }
 
 /// The desktop's sign-in: discovery, the browser through `authorization_endpoint` (login form
@@ -67,10 +84,7 @@ async fn ok_json(resp: reqwest::Response, what: &str) -> Value {
 async fn desktop_sign_in(api: &str, email: &str) -> Value {
     let http = reqwest::Client::new();
     let discovery = ok_json(
-        http.get(format!("{api}/.well-known/openid-configuration"))
-            .send()
-            .await
-            .unwrap(),
+        http.get(format!("{api}/.well-known/openid-configuration")),
         "discovery",
     )
     .await;
@@ -121,10 +135,7 @@ async fn desktop_sign_in(api: &str, email: &str) -> Value {
     ok_json(
         http.post(discovery["token_endpoint"].as_str().unwrap())
             .json(&json!({"grantType": "authorization_code", "clientId": "chatons-desktop",
-                          "code": query["code"], "redirectUri": CALLBACK, "codeVerifier": verifier}))
-            .send()
-            .await
-            .unwrap(),
+                          "code": query["code"], "redirectUri": CALLBACK, "codeVerifier": verifier})),
         "JSON token exchange",
     )
     .await
@@ -198,15 +209,7 @@ async fn the_shipped_desktop_sequence_works_unmodified() {
 
     // The account exists (signed up in the portal); the desktop signs in.
     let email = format!("desk-{}@example.test", uuid::Uuid::new_v4().simple());
-    ok_json(
-        http.post(format!("{api}/v1/web/signup"))
-            .json(&json!({"email": email, "displayName": "Desk", "password": PASSWORD}))
-            .send()
-            .await
-            .unwrap(),
-        "signup",
-    )
-    .await;
+    sign_up(&api, &email, "Desk").await;
     let tokens = desktop_sign_in(&api, &email).await;
     assert_eq!(tokens["user"]["email"], email.as_str());
     assert!(tokens["idToken"].is_string(), "{tokens}");
@@ -222,11 +225,7 @@ async fn the_shipped_desktop_sequence_works_unmodified() {
 
     // The organization's provider (configured by its owner) and a conversation.
     let boot = ok_json(
-        http.get(format!("{api}/v1/bootstrap"))
-            .bearer_auth(&access)
-            .send()
-            .await
-            .unwrap(),
+        http.get(format!("{api}/v1/bootstrap")).bearer_auth(&access),
         "bootstrap",
     )
     .await;
@@ -238,10 +237,7 @@ async fn the_shipped_desktop_sequence_works_unmodified() {
                 &json!({"kind": "openai", "label": "Fake", "secret": "sk-desktop-test",
                           "baseUrl": provider, "models": [{"id": "fake-1", "label": "Fake"}],
                           "defaultModel": "fake-1"}),
-            )
-            .send()
-            .await
-            .unwrap(),
+            ),
         "provider",
     )
     .await;
@@ -251,10 +247,7 @@ async fn the_shipped_desktop_sequence_works_unmodified() {
             .json(
                 &json!({"projectId": project_id, "title": "New - Cloud Workspace",
                           "modelProvider": "openai", "modelId": "fake-1"}),
-            )
-            .send()
-            .await
-            .unwrap(),
+            ),
         "conversation",
     )
     .await;
@@ -262,11 +255,7 @@ async fn the_shipped_desktop_sequence_works_unmodified() {
 
     // Bootstrap as the desktop reads it: no pagination, the first instance's endpoints.
     let boot = ok_json(
-        http.get(format!("{api}/v1/bootstrap"))
-            .bearer_auth(&access)
-            .send()
-            .await
-            .unwrap(),
+        http.get(format!("{api}/v1/bootstrap")).bearer_auth(&access),
         "bootstrap again",
     )
     .await;
@@ -290,10 +279,7 @@ async fn the_shipped_desktop_sequence_works_unmodified() {
         http.get(format!(
             "{realtime_base}/v1/realtime/token?cloudInstanceId={instance}"
         ))
-        .bearer_auth(&access)
-        .send()
-        .await
-        .unwrap(),
+        .bearer_auth(&access),
         "realtime token for an unregistered local instance id",
     )
     .await;
@@ -332,10 +318,7 @@ async fn the_shipped_desktop_sequence_works_unmodified() {
                 http.get(format!(
                     "{base}/v1/realtime/replay?cloudInstanceId={instance}&afterSeq={after}"
                 ))
-                .bearer_auth(&access)
-                .send()
-                .await
-                .unwrap(),
+                .bearer_auth(&access),
                 "replay",
             )
             .await
@@ -352,10 +335,7 @@ async fn the_shipped_desktop_sequence_works_unmodified() {
                 &json!({"conversationId": conversation_id, "projectId": project_id,
                           "cloudInstanceId": instance, "modelProvider": "openai",
                           "modelId": "fake-1", "thinkingLevel": null}),
-            )
-            .send()
-            .await
-            .unwrap(),
+            ),
         "runtime acquire",
     )
     .await;
@@ -365,10 +345,7 @@ async fn the_shipped_desktop_sequence_works_unmodified() {
             "{runtime_base}/v1/runtime/sessions/{session_id}/commands"
         ))
         .bearer_auth(&access)
-        .json(&json!({"id": "desk-1", "type": "prompt", "message": "Say hello"}))
-        .send()
-        .await
-        .unwrap(),
+        .json(&json!({"id": "desk-1", "type": "prompt", "message": "Say hello"})),
         "prompt",
     )
     .await;
@@ -434,7 +411,10 @@ async fn the_shipped_desktop_sequence_works_unmodified() {
         }
     };
     let (a, b) = tokio::join!(refresh_once(), refresh_once());
-    let (a, b) = (ok_json(a, "refresh A").await, ok_json(b, "refresh B").await);
+    let (a, b) = (
+        ok_answer(a, "refresh A").await,
+        ok_answer(b, "refresh B").await,
+    );
     assert_eq!(a["session"], b["session"]);
     assert_eq!(a["user"]["email"], email.as_str());
     let fresh = a["session"]["accessToken"].as_str().unwrap();
@@ -442,59 +422,36 @@ async fn the_shipped_desktop_sequence_works_unmodified() {
         http.get(format!(
             "{realtime_base}/v1/realtime/token?cloudInstanceId={instance}"
         ))
-        .bearer_auth(fresh)
-        .send()
-        .await
-        .unwrap(),
+        .bearer_auth(fresh),
         "realtime token with the refreshed access token",
     )
     .await;
     ok_json(
-        http.get(format!("{api}/v1/bootstrap"))
-            .bearer_auth(fresh)
-            .send()
-            .await
-            .unwrap(),
+        http.get(format!("{api}/v1/bootstrap")).bearer_auth(fresh),
         "bootstrap with the refreshed access token",
     )
     .await;
 
     // Another user naming that instance id is refused, by realtime and by the runtime.
     let other_email = format!("other-{}@example.test", uuid::Uuid::new_v4().simple());
-    let other = ok_json(
-        http.post(format!("{api}/v1/web/signup"))
-            .json(&json!({"email": other_email, "displayName": "Other", "password": PASSWORD}))
-            .send()
-            .await
-            .unwrap(),
-        "other signup",
-    )
-    .await;
+    let other = sign_up(&api, &other_email, "Other").await;
     let other_access = other["session"]["accessToken"].as_str().unwrap();
-    let denied = http
-        .get(format!(
-            "{realtime_base}/v1/realtime/token?cloudInstanceId={instance}"
-        ))
-        .bearer_auth(other_access)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(denied.status(), 403);
-    let denied = http
-        .get(format!(
-            "{realtime_base}/v1/realtime/replay?cloudInstanceId={instance}&afterSeq=0"
-        ))
-        .bearer_auth(other_access)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(denied.status(), 403);
-    let other_boot = ok_json(
-        http.get(format!("{api}/v1/bootstrap"))
+    for path in [
+        format!("/v1/realtime/token?cloudInstanceId={instance}"),
+        format!("/v1/realtime/replay?cloudInstanceId={instance}&afterSeq=0"),
+    ] {
+        let url = format!("{realtime_base}{path}");
+        let denied = http
+            .get(url)
             .bearer_auth(other_access)
             .send()
             .await
-            .unwrap(),
+            .unwrap();
+        assert_eq!(denied.status(), 403, "{path}");
+    }
+    let other_boot = ok_json(
+        http.get(format!("{api}/v1/bootstrap"))
+            .bearer_auth(other_access),
         "other bootstrap",
     )
     .await;
@@ -502,10 +459,7 @@ async fn the_shipped_desktop_sequence_works_unmodified() {
     let own = ok_json(
         http.post(format!("{api}/v1/conversations"))
             .bearer_auth(other_access)
-            .json(&json!({"projectId": other_project}))
-            .send()
-            .await
-            .unwrap(),
+            .json(&json!({"projectId": other_project})),
         "other conversation",
     )
     .await;

@@ -4,12 +4,12 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use cloud_testkit::edge::{JsonRoute, assert_drain_under_load};
+use cloud_testkit::edge::assert_drain_under_load;
 use cloud_testkit::process::ServiceProcess;
 use cloud_testkit::servers::PrivatePostgres;
 use serde_json::{Value, json};
 
-use crate::helpers::TEST_SECRETS_KEY;
+use crate::helpers::{LOGIN_ROUTE, TEST_SECRETS_KEY};
 
 fn env(database_url: &str, token: &str) -> Vec<(&'static str, String)> {
     vec![
@@ -46,6 +46,17 @@ async fn signup(base: &str) -> Account {
         token: body["session"]["accessToken"].as_str().unwrap().to_owned(),
         user_id: body["user"]["id"].as_str().unwrap().to_owned(),
     }
+}
+
+/// The JSON answer of `req` sent with `token`.
+async fn json_of(req: reqwest::RequestBuilder, token: &str) -> Value {
+    req.bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 async fn project_names(base: &str, token: &str) -> BTreeSet<String> {
@@ -161,26 +172,16 @@ async fn a_killed_replica_loses_no_idempotent_write_and_retries_do_not_duplicate
         .timeout(Duration::from_secs(5))
         .build()
         .unwrap();
-    let boot: Value = client
-        .get(format!("{}/v1/bootstrap", b.url()))
-        .bearer_auth(&account.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let boot = json_of(
+        client.get(format!("{}/v1/bootstrap", b.url())),
+        &account.token,
+    )
+    .await;
     let project = boot["projects"][0]["id"].as_str().unwrap().to_owned();
-    let conv: Value = client
+    let new_conversation = client
         .post(format!("{}/v1/conversations", b.url()))
-        .bearer_auth(&account.token)
-        .json(&json!({"projectId": project, "title": "kill -9"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json(&json!({"projectId": project, "title": "kill -9"}));
+    let conv = json_of(new_conversation, &account.token).await;
     let conversation = conv["conversation"]["id"].as_str().unwrap().to_owned();
     let path = cloud_common::internal::transcript_path(&conversation);
     let append = |base: String, n: usize| {
@@ -228,18 +229,8 @@ async fn a_killed_replica_loses_no_idempotent_write_and_retries_do_not_duplicate
     for n in unanswered.iter().copied().chain([0]) {
         assert!(append(b.url(), n).await.is_some(), "retry of m-{n} on B");
     }
-    let body: Value = client
-        .get(format!(
-            "{}/v1/conversations/{conversation}/messages",
-            b.url()
-        ))
-        .bearer_auth(&account.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let messages = format!("{}/v1/conversations/{conversation}/messages", b.url());
+    let body = json_of(client.get(messages), &account.token).await;
     let ids: Vec<String> = body["messages"]
         .as_array()
         .expect("messages")
@@ -260,14 +251,5 @@ async fn sigterm_under_load_cuts_no_request_short() {
         &env(&db.url, &cloud_testkit::random_token()),
     )
     .await;
-    assert_drain_under_load(
-        &mut process,
-        JsonRoute {
-            path: "/v1/web/login",
-            headers: &[],
-        },
-        8,
-        Duration::from_secs(5),
-    )
-    .await;
+    assert_drain_under_load(&mut process, LOGIN_ROUTE, 8, Duration::from_secs(5)).await;
 }

@@ -5,7 +5,7 @@ use cloud_api::Config;
 use cloud_common::config::Env;
 use serde_json::{Value, json};
 
-use crate::helpers::{TEST_SECRETS_KEY, TestApp, TestUser, spawn_app_with};
+use crate::helpers::{TEST_SECRETS_KEY, TestApp, TestUser, spawn_app_with, spawn_with_admin};
 
 fn production_env(extra: &[(&str, &str)]) -> Env {
     let mut vars: Vec<(String, String)> = [
@@ -31,8 +31,7 @@ fn production_env(extra: &[(&str, &str)]) -> Env {
 /// verified, hence an admin at once. Now it is an admin only after opening the link.
 #[tokio::test]
 async fn an_admin_address_is_admin_only_once_its_link_was_opened() {
-    let admin_email = format!("root{}@example.com", cloud_testkit::random_token());
-    let app = spawn_app_with(&[("CHATONS_ADMIN_EMAILS", admin_email.as_str())]).await;
+    let (app, admin_email) = spawn_with_admin(&[]).await;
     let squatter = app.signup_unverified(&admin_email).await;
     assert_eq!(squatter.body["user"]["isAdmin"], false, "{}", squatter.body);
     assert_eq!(squatter.body["user"]["emailVerified"], false);
@@ -76,29 +75,13 @@ fn production_refuses_an_admin_list_that_can_never_be_verified() {
 /// The explicit development setting counts addresses as verified (what scripts/dev may use).
 #[tokio::test]
 async fn the_development_setting_verifies_at_signup() {
-    let admin_email = format!("dev{}@example.com", cloud_testkit::random_token());
-    let app = spawn_app_with(&[
-        ("CHATONS_ADMIN_EMAILS", admin_email.as_str()),
-        ("CHATONS_DEV_AUTO_VERIFY_EMAILS", "true"),
-    ])
-    .await;
+    let (app, admin_email) = spawn_with_admin(&[("CHATONS_DEV_AUTO_VERIFY_EMAILS", "true")]).await;
     let dev = app.signup_unverified(&admin_email).await;
     assert_eq!(dev.body["user"]["isAdmin"], true, "{}", dev.body);
     assert_eq!(dev.body["requiresEmailVerification"], false);
 }
 
 // Low: signup and login --------------------------------------------------------------------------
-
-async fn post(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
-    let resp = reqwest::Client::new()
-        .post(app.url(path))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
 
 /// The JSON signup answered 409 for a registered address. A server that mails answers both the
 /// same (202, no session); the owner of the address is told by mail.
@@ -109,10 +92,10 @@ async fn json_signup_does_not_reveal_a_registered_address() {
     let signup = |email: &str| json!({"email": email, "displayName": "Someone", "password": "correct horse battery"});
     let taken = format!("taken{}@example.com", cloud_testkit::random_token());
     let fresh = format!("fresh{}@example.com", cloud_testkit::random_token());
-    let first = post(&app, "/v1/web/signup", signup(&taken)).await;
+    let first = app.post_public("/v1/web/signup", signup(&taken)).await;
     assert_eq!(first.0, 202, "{}", first.1);
-    let again = post(&app, "/v1/web/signup", signup(&taken)).await;
-    let new = post(&app, "/v1/web/signup", signup(&fresh)).await;
+    let again = app.post_public("/v1/web/signup", signup(&taken)).await;
+    let new = app.post_public("/v1/web/signup", signup(&fresh)).await;
     assert_eq!(again, new, "a taken address answers like a new one");
     assert_eq!(again.0, 202);
     let pool = &app.db.as_ref().unwrap().pool;
@@ -139,34 +122,13 @@ async fn one_login_budget_per_account_across_endpoints() {
     let u = app.signup().await;
     let wrong = json!({"email": u.email, "password": "not the password"});
     for _ in 0..10 {
-        assert_eq!(post(&app, "/v1/web/login", wrong.clone()).await.0, 401);
+        assert_eq!(app.post_public("/v1/web/login", wrong.clone()).await.0, 401);
     }
-    assert_eq!(post(&app, "/v1/web/login", wrong.clone()).await.0, 429);
+    assert_eq!(app.post_public("/v1/web/login", wrong.clone()).await.0, 429);
     // The portal's form draws from the same bucket, as does the authorization page's.
-    let browser = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let html = browser
-        .get(app.url("/cloud/login"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = cloud_testkit::oidc::csrf_from(&html);
-    let resp = browser
-        .post(app.url("/cloud/login"))
-        .form(&[
-            ("email", u.email.to_uppercase().as_str()),
-            ("password", u.password.as_str()),
-            ("csrf_token", csrf.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let browser = crate::web::browser();
+    let email = u.email.to_uppercase();
+    let resp = crate::web::portal_login(&app, &browser, &email, &u.password).await;
     assert_eq!(
         resp.status(),
         429,
@@ -224,26 +186,9 @@ async fn invitations_are_rate_limited_per_account_and_per_organization() {
         ("CHATONS_INVITES_PER_HOUR_PER_ORG", "4"),
     ])
     .await;
-    let owner = app.signup().await;
-    let admin = app.signup().await;
+    let [owner, admin] = app.signups().await;
     let (first, second) = (team(&app, &owner).await, team(&app, &owner).await);
-    let (status, body) = app
-        .post(
-            "/v1/organization/invites",
-            &owner.access,
-            json!({"email": admin.email, "role": "admin", "organizationId": first}),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    let token = body["token"].as_str().unwrap().to_owned();
-    let (status, _) = app
-        .post(
-            "/v1/organization/invites/accept",
-            &admin.access,
-            json!({ "token": token }),
-        )
-        .await;
-    assert_eq!(status, 200);
+    app.add_member(&owner, &first, &admin, Some("admin")).await;
     assert_eq!(invite(&app, &owner.access, Some(&first), 1).await.0, 201);
     assert_eq!(invite(&app, &owner.access, Some(&second), 2).await.0, 201);
     let (status, body) = invite(&app, &owner.access, Some(&second), 3).await;
@@ -270,25 +215,9 @@ async fn invitations_are_rate_limited_per_account_and_per_organization() {
 #[tokio::test]
 async fn repointing_a_repository_does_not_keep_its_token() {
     let app = spawn_app_with(&[]).await;
-    let owner = app.signup().await;
-    let member = app.signup().await;
+    let [owner, member] = app.signups().await;
     let org = team(&app, &owner).await;
-    let (_, body) = app
-        .post(
-            "/v1/organization/invites",
-            &owner.access,
-            json!({"email": member.email, "organizationId": org}),
-        )
-        .await;
-    let token = body["token"].as_str().unwrap().to_owned();
-    let (status, _) = app
-        .post(
-            "/v1/organization/invites/accept",
-            &member.access,
-            json!({ "token": token }),
-        )
-        .await;
-    assert_eq!(status, 200);
+    app.add_member(&owner, &org, &member, None).await;
     let (status, body) = app
         .post("/v1/projects", &owner.access, json!({"name": "Repo", "kind": "repository",
             "organizationId": org,
@@ -383,20 +312,7 @@ async fn two_owners_demoting_each_other_at_once_keep_one_owner() {
         let a = app.signup().await;
         let b = app.signup().await;
         let org = team(&app, &a).await;
-        let (_, body) = app
-            .post(
-                "/v1/organization/invites",
-                &a.access,
-                json!({"email": b.email, "role": "admin", "organizationId": org}),
-            )
-            .await;
-        let token = body["token"].as_str().unwrap().to_owned();
-        app.post(
-            "/v1/organization/invites/accept",
-            &b.access,
-            json!({ "token": token }),
-        )
-        .await;
+        app.add_member(&a, &org, &b, Some("admin")).await;
         let promote = json!({"role": "owner", "organizationId": org});
         let (status, body) = app
             .patch(
@@ -438,18 +354,12 @@ async fn two_owners_demoting_each_other_at_once_keep_one_owner() {
 #[tokio::test]
 async fn the_realtime_audience_lists_current_memberships_only() {
     let app = spawn_app_with(&[]).await;
-    let owner = app.signup().await;
-    let other = app.signup().await;
+    let [owner, other] = app.signups().await;
     let org = team(&app, &owner).await;
     let instance = format!("instance-{}", owner.id);
     let ask = |user: &str, instance: &str| json!({"userId": user, "cloudInstanceId": instance});
     // The canonical instance is claimed on first use by the access check.
-    let (status, _) = app
-        .internal(
-            "/v1/internal/realtime/access",
-            json!({"accessToken": owner.access, "cloudInstanceId": instance}),
-        )
-        .await;
+    let (status, _) = app.grant("realtime", &owner.access, &instance).await;
     assert_eq!(status, 200);
     let (status, body) = app
         .internal("/v1/internal/realtime/audience", ask(&owner.id, &instance))

@@ -7,6 +7,7 @@ use crate::helpers::spawn_app;
 use crate::oidc::{
     LOOPBACK, PASSWORD, browser, desktop_authorize_url, exchange, login_through, signup,
 };
+use crate::web::{location, page, portal_login, set_cookie, submit};
 
 /// `return_to=/%09/evil.example/` passed `safe_return`: browsers drop the tab and read
 /// `//evil.example/`, another site.
@@ -20,30 +21,20 @@ async fn a_return_to_with_control_characters_stays_on_site() {
         "/\r\n/evil.example/",
     ] {
         let b = browser();
-        let html = b
-            .get(app.url("/cloud/login"))
-            .query(&[("return_to", evil)])
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let mut login = url::Url::parse(&app.url("/cloud/login")).unwrap();
+        login.query_pairs_mut().append_pair("return_to", evil);
+        let html = page(&b, login).await;
         assert!(!html.contains("evil.example"), "{evil:?} kept in the page");
-        let resp = b
-            .post(app.url("/cloud/login"))
-            .form(&[
-                ("email", "ret@example.com"),
-                ("password", PASSWORD),
-                ("return_to", evil),
-                ("csrf_token", csrf_from(&html).as_str()),
-            ])
-            .send()
-            .await
-            .unwrap();
+        let csrf = csrf_from(&html);
+        let form = [
+            ("email", "ret@example.com"),
+            ("password", PASSWORD),
+            ("return_to", evil),
+            ("csrf_token", csrf.as_str()),
+        ];
+        let resp = submit(&b, app.url("/cloud/login"), &form).await;
         assert_eq!(resp.status(), 303);
-        let location = resp.headers()["location"].to_str().unwrap();
-        assert_eq!(location, "/cloud/account?notice=welcome", "{evil:?}");
+        assert_eq!(location(&resp), "/cloud/account?notice=welcome", "{evil:?}");
     }
 }
 
@@ -96,6 +87,17 @@ pub(crate) async fn signed_in(app: &crate::helpers::TestApp, b: &reqwest::Client
         == 200
 }
 
+/// `GET /oidc/logout?id_token_hint=…` in `b`.
+async fn logout_with_hint(
+    app: &crate::helpers::TestApp,
+    b: &reqwest::Client,
+    hint: &str,
+) -> reqwest::Response {
+    let mut url = url::Url::parse(&app.url("/oidc/logout")).unwrap();
+    url.query_pairs_mut().append_pair("id_token_hint", hint);
+    b.get(url).send().await.unwrap()
+}
+
 /// `GET /oidc/logout` signed anyone out from any site, and took an unsigned id_token_hint.
 #[tokio::test]
 async fn logout_needs_a_signed_hint_or_a_confirmation() {
@@ -113,30 +115,16 @@ async fn logout_needs_a_signed_hint_or_a_confirmation() {
 
     // A forged hint (the real claims, no signature): refused, still signed in.
     let unsigned = format!("{}.", &id_token[..id_token.rfind('.').unwrap()]);
-    let resp = b
-        .get(app.url("/oidc/logout"))
-        .query(&[("id_token_hint", unsigned.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let resp = logout_with_hint(&app, &b, &unsigned).await;
     assert_eq!(resp.status(), 400);
     assert!(signed_in(&app, &b).await);
 
     // The confirmation form without its CSRF token changes nothing; with it, signs out.
-    let resp = b
-        .post(app.url("/oidc/logout"))
-        .form(&[("csrf_token", "forged")])
-        .send()
-        .await
-        .unwrap();
+    let logout = app.url("/oidc/logout");
+    let resp = submit(&b, &logout, &[("csrf_token", "forged")]).await;
     assert_eq!(resp.status(), 400);
     assert!(signed_in(&app, &b).await);
-    let resp = b
-        .post(app.url("/oidc/logout"))
-        .form(&[("csrf_token", csrf_from(&html).as_str())])
-        .send()
-        .await
-        .unwrap();
+    let resp = submit(&b, &logout, &[("csrf_token", csrf_from(&html).as_str())]).await;
     assert_eq!(resp.status(), 200);
     assert!(!signed_in(&app, &b).await, "confirmed: signed out");
 }
@@ -148,12 +136,7 @@ async fn a_signed_hint_for_the_session_user_signs_out_at_once() {
     let app = spawn_app().await;
     let b = browser();
     let id_token = signed_in_with_id_token(&app, &b, "rp@example.com").await;
-    let resp = b
-        .get(app.url("/oidc/logout"))
-        .query(&[("id_token_hint", id_token.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let resp = logout_with_hint(&app, &b, &id_token).await;
     assert_eq!(resp.status(), 200);
     assert!(resp.text().await.unwrap().contains("You are signed out"));
     assert!(!signed_in(&app, &b).await);
@@ -166,33 +149,8 @@ async fn a_planted_csrf_cookie_does_not_pass_for_a_session() {
     let app = spawn_app().await;
     signup(&app, "victim@example.com").await;
     let b = browser();
-    let html = b
-        .get(app.url("/cloud/login"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let resp = b
-        .post(app.url("/cloud/login"))
-        .form(&[
-            ("email", "victim@example.com"),
-            ("password", PASSWORD),
-            ("csrf_token", csrf_from(&html).as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
-    let session = resp
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|c| c.strip_prefix("chatons_cloud_session="))
-        .and_then(|c| c.split(';').next())
-        .unwrap()
-        .to_owned();
+    let resp = portal_login(&app, &b, "victim@example.com", PASSWORD).await;
+    let session = set_cookie(&resp, "chatons_cloud_session").unwrap();
     let planted = "attackerknowsthisvalue0123456789abcdef";
     let forged = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -208,24 +166,11 @@ async fn a_planted_csrf_cookie_does_not_pass_for_a_session() {
         .await
         .unwrap();
     assert_eq!(forged.status(), 400, "the planted pair is refused");
-    let orgs = b
-        .get(app.url("/cloud/organizations"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let orgs = page(&b, app.url("/cloud/organizations")).await;
     assert!(!orgs.contains("Planted Org"));
     // The page's own token (bound to this session) works.
-    let resp = b
-        .post(app.url("/cloud/organizations"))
-        .form(&[
-            ("name", "Real Org"),
-            ("csrf_token", csrf_from(&orgs).as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let csrf = csrf_from(&orgs);
+    let form = [("name", "Real Org"), ("csrf_token", csrf.as_str())];
+    let resp = submit(&b, app.url("/cloud/organizations"), &form).await;
     assert_eq!(resp.status(), 303);
 }

@@ -8,6 +8,30 @@ use cloud_testkit::db::TestDb;
 /// base64 of 32 bytes 0x2a: a fixed key so tests can also open sealed rows themselves.
 pub const TEST_SECRETS_KEY: &str = "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio=";
 
+/// The login route, for the shared edge checks of `cloud_testkit::edge`.
+#[allow(dead_code)]
+pub const LOGIN_ROUTE: cloud_testkit::edge::JsonRoute<'static> = cloud_testkit::edge::JsonRoute {
+    path: "/v1/web/login",
+    headers: &[],
+};
+
+/// What the cloud-api binary needs besides `extra`: the secrets key and a service token.
+#[allow(dead_code)]
+pub fn binary_env(extra: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
+    let mut env = vec![
+        (
+            "CHATONS_SECRETS_ENCRYPTION_KEY",
+            TEST_SECRETS_KEY.to_owned(),
+        ),
+        (
+            "CHATONS_INTERNAL_SERVICE_TOKEN",
+            cloud_testkit::random_token(),
+        ),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    env
+}
+
 pub struct TestApp {
     pub base: String,
     pub db: Option<TestDb>,
@@ -31,6 +55,16 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
     let mut app = spawn_with_env(vars).await;
     app.db = Some(db);
     app
+}
+
+/// cloud-api whose `CHATONS_ADMIN_EMAILS` lists a fresh address (returned; nobody has signed
+/// up with it yet), with `extra` variables.
+#[allow(dead_code)]
+pub async fn spawn_with_admin(extra: &[(&str, &str)]) -> (TestApp, String) {
+    let admin_email = format!("admin{}@example.com", cloud_testkit::random_token());
+    let mut vars = vec![("CHATONS_ADMIN_EMAILS", admin_email.as_str())];
+    vars.extend_from_slice(extra);
+    (spawn_app_with(&vars).await, admin_email)
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -124,6 +158,15 @@ impl TestApp {
         self.signup_as(&email).await
     }
 
+    /// `N` fresh users ([`TestApp::signup`] each), in order.
+    pub async fn signups<const N: usize>(&self) -> [TestUser; N] {
+        let mut users = Vec::with_capacity(N);
+        for _ in 0..N {
+            users.push(self.signup().await);
+        }
+        users.try_into().expect("N users")
+    }
+
     /// [`TestApp::signup`] with this email.
     pub async fn signup_as(&self, email: &str) -> TestUser {
         let user = self.signup_unverified(email).await;
@@ -136,14 +179,13 @@ impl TestApp {
     /// Signs up `email` without opening the verification link.
     pub async fn signup_unverified(&self, email: &str) -> TestUser {
         let password = "correct horse battery".to_string();
-        let resp = reqwest::Client::new()
-            .post(self.url("/v1/web/signup"))
-            .json(&serde_json::json!({"email": email, "displayName": "Test User", "password": password}))
-            .send()
-            .await
-            .expect("signup");
-        assert_eq!(resp.status(), 201, "signup status");
-        let body: serde_json::Value = resp.json().await.expect("signup body");
+        let (status, body) = self
+            .post_public(
+                "/v1/web/signup",
+                serde_json::json!({"email": email, "displayName": "Test User", "password": password}),
+            )
+            .await;
+        assert_eq!(status, 201, "signup status: {body}");
         TestUser {
             id: body["user"]["id"].as_str().expect("user id").to_owned(),
             email: email.to_owned(),
@@ -175,25 +217,19 @@ impl TestApp {
         .fetch_one(pool)
         .await
         .expect("a verification mail was queued");
-        let marker = "/cloud/verify-email?token=";
-        let start = body.find(marker).expect("link in mail") + marker.len();
-        body[start..]
-            .split(|c: char| c.is_whitespace())
-            .next()
-            .unwrap_or_default()
-            .to_owned()
+        token_in(&body, "/cloud/verify-email")
     }
 
     /// Opens the verification link mailed to `email`.
     pub async fn verify_email(&self, email: &str) {
         let token = self.verification_token(email).await;
-        let resp = reqwest::Client::new()
-            .post(self.url("/v1/web/verify-email"))
-            .json(&serde_json::json!({ "token": token }))
-            .send()
-            .await
-            .expect("verify");
-        assert_eq!(resp.status(), 200, "verify-email status");
+        let (status, body) = self
+            .post_public(
+                "/v1/web/verify-email",
+                serde_json::json!({ "token": token }),
+            )
+            .await;
+        assert_eq!(status, 200, "verify-email status: {body}");
     }
 
     /// A request with the user's bearer token; returns (status, JSON body or Null).
@@ -210,13 +246,17 @@ impl TestApp {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req.send().await.expect("request");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
-        )
+        answer(req).await
+    }
+
+    /// A JSON POST without a token (signup, login, the email routes, the token endpoint's JSON
+    /// shape); returns (status, JSON body or Null).
+    pub async fn post_public(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        answer(reqwest::Client::new().post(self.url(path)).json(&body)).await
     }
 
     pub async fn get(&self, path: &str, token: &str) -> (u16, serde_json::Value) {
@@ -264,6 +304,58 @@ impl TestApp {
             .to_owned()
     }
 
+    /// `POST /v1/web/login` with JSON: (status, body).
+    pub async fn login(&self, email: &str, password: &str) -> (u16, serde_json::Value) {
+        let body = serde_json::json!({"email": email, "password": password});
+        self.post_public("/v1/web/login", body).await
+    }
+
+    /// `manager` invites `member` into organization `org` (with `role`, default member) and
+    /// `member` accepts: both must succeed.
+    pub async fn add_member(
+        &self,
+        manager: &TestUser,
+        org: &str,
+        member: &TestUser,
+        role: Option<&str>,
+    ) {
+        let mut invite = serde_json::json!({"organizationId": org, "email": member.email});
+        if let Some(role) = role {
+            invite["role"] = role.into();
+        }
+        let (status, body) = self
+            .post("/v1/organization/invites", &manager.access, invite)
+            .await;
+        assert_eq!(status, 201, "invite: {body}");
+        let accept = serde_json::json!({"token": body["token"]});
+        let (status, body) = self
+            .post("/v1/organization/invites/accept", &member.access, accept)
+            .await;
+        assert_eq!(status, 200, "accept: {body}");
+    }
+
+    /// The internal access grant of `service` (`"realtime"` or `"runtime"`) for the user of
+    /// `access_token` on `instance`: (status, body).
+    pub async fn grant(
+        &self,
+        service: &str,
+        access_token: &str,
+        instance: &str,
+    ) -> (u16, serde_json::Value) {
+        let body = serde_json::json!({"accessToken": access_token, "cloudInstanceId": instance});
+        self.internal(&format!("/v1/internal/{service}/access"), body)
+            .await
+    }
+
+    /// The typed client of the internal endpoints (`cloud_common::internal`), with the service
+    /// token.
+    pub fn internal_client(&self) -> cloud_common::internal::CloudApiClient {
+        cloud_common::internal::CloudApiClient::new(
+            url::Url::parse(&self.base).expect("base URL"),
+            cloud_common::Secret::new(self.token.clone()),
+        )
+    }
+
     /// An internal call with the service token.
     pub async fn internal(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
         let token = self.token.clone();
@@ -271,229 +363,61 @@ impl TestApp {
     }
 }
 
-/// Every row of the tables a refused request must leave alone, as JSON text (to compare).
-#[allow(dead_code)]
-pub async fn snapshot(pool: &sqlx::PgPool) -> Vec<String> {
-    let mut out = Vec::new();
-    for table in [
-        "cloud_users",
-        "cloud_sessions",
-        "cloud_organizations",
-        "cloud_organization_memberships",
-        "cloud_organization_invites",
-        "cloud_organization_providers",
-        "cloud_projects",
-        "cloud_conversations",
-        "cloud_conversation_messages",
-        "cloud_memories",
-        "cloud_instances",
-        "cloud_subscription_plans",
-    ] {
-        let rows: Vec<String> = sqlx::query_scalar(&format!(
-            "select row_to_json(t)::text from {table} t order by 1"
-        ))
-        .fetch_all(pool)
-        .await
-        .unwrap();
-        out.push(format!("{table}: {}", rows.join("\n")));
-    }
-    out
+/// The token of the first `{path}?token=…` link in a mail's text.
+pub fn token_in(body: &str, path: &str) -> String {
+    let marker = format!("{path}?token=");
+    let start = body.find(&marker).expect("link in mail") + marker.len();
+    body[start..]
+        .split(|c: char| c.is_whitespace())
+        .next()
+        .unwrap_or_default()
+        .to_owned()
 }
 
-/// One documented operation of `/openapi.json`: method, path template, whether it takes a
-/// JSON body.
-#[allow(dead_code)]
-#[derive(Debug, Clone)]
-pub struct Operation {
-    pub method: reqwest::Method,
-    pub path: String,
-    pub json_body: bool,
+/// Sends `req`; returns (status, JSON body or Null).
+pub async fn answer(req: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
 }
 
+/// The JSON error envelope (`{"error", "message"}`, or OAuth's `{"error",
+/// "error_description"}`): `status` and the `error` code are the expected ones.
 #[allow(dead_code)]
-impl Operation {
-    /// Whether `path` (a concrete path, query string ignored) is an instance of this template.
-    pub fn matches(&self, method: &str, path: &str) -> bool {
-        let path = path.split('?').next().unwrap_or_default();
-        let (want, got): (Vec<&str>, Vec<&str>) =
-            (self.path.split('/').collect(), path.split('/').collect());
-        self.method.as_str() == method
-            && want.len() == got.len()
-            && want
-                .iter()
-                .zip(&got)
-                .all(|(w, g)| (w.starts_with('{') && !g.is_empty()) || w == g)
-    }
+pub fn assert_error(status: u16, body: &serde_json::Value, want_status: u16, want_error: &str) {
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (want_status, Some(want_error)),
+        "{body}"
+    );
 }
 
-/// Every operation cloud-api documents, from its own `/openapi.json` (so a new route is covered
-/// by the table-driven tests as soon as it is documented).
+/// `key` of every item of the JSON array `list` (ids, contents…), as strings.
 #[allow(dead_code)]
-pub async fn documented_operations(app: &TestApp) -> Vec<Operation> {
-    let doc: serde_json::Value = reqwest::get(app.url("/openapi.json"))
-        .await
-        .expect("openapi")
-        .json()
-        .await
-        .expect("openapi JSON");
-    let mut out = Vec::new();
-    for (path, item) in doc["paths"].as_object().expect("paths") {
-        for (method, op) in item.as_object().expect("path item") {
-            let Ok(method) = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()) else {
-                continue;
-            };
-            out.push(Operation {
-                method,
-                path: path.clone(),
-                json_body: op["requestBody"]["content"]["application/json"].is_object(),
-            });
-        }
-    }
-    assert!(out.len() > 20, "the document lists the routes: {out:?}");
-    out
-}
-
-/// What one tenant owns, for the tests that aim requests at it: a user and their organization
-/// with one of each resource.
-#[allow(dead_code)]
-pub struct Tenant {
-    pub user: TestUser,
-    pub org: String,
-    pub project: String,
-    pub conversation: String,
-    pub provider: String,
-    pub memory: String,
-    pub project_memory: String,
-    pub invite: String,
-    pub instance: String,
-}
-
-#[allow(dead_code)]
-impl Tenant {
-    /// Signs `user` up with one of each resource in their active organization.
-    pub async fn create(app: &TestApp, user: TestUser) -> Self {
-        use serde_json::json;
-        let t = user.access.clone();
-        let id = |body: &serde_json::Value, key: &str| {
-            body[key]["id"]
+pub fn strings<'a>(list: &'a serde_json::Value, key: &str) -> Vec<&'a str> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not an array: {list}"))
+        .iter()
+        .map(|item| {
+            item[key]
                 .as_str()
-                .unwrap_or_else(|| panic!("{key} id in {body}"))
-                .to_owned()
-        };
-        let (_, acct) = app.get("/v1/account", &t).await;
-        let org = acct["activeOrganizationId"].as_str().unwrap().to_owned();
-        let (_, body) = app
-            .post("/v1/projects", &t, json!({"name": "Secret project"}))
-            .await;
-        let project = id(&body, "project");
-        let (_, body) = app
-            .post("/v1/conversations", &t, json!({"projectId": project}))
-            .await;
-        let conversation = id(&body, "conversation");
-        let (status, _) = app
-            .post(
-                &format!("/v1/conversations/{conversation}/messages"),
-                &t,
-                json!({"messages": [{"id": "m1", "role": "user", "timestamp": 1, "content": "private"}]}),
-            )
-            .await;
-        assert_eq!(status, 200, "append");
-        let (_, body) = app
-            .post(
-                "/v1/organization/providers",
-                &t,
-                json!({"kind": "openai", "label": "K", "secret": "sk-a"}),
-            )
-            .await;
-        let provider = id(&body, "provider");
-        let (_, body) = app
-            .post("/v1/memory", &t, json!({"content": "A's private note"}))
-            .await;
-        let memory = id(&body, "item");
-        let (_, body) = app
-            .post(
-                "/v1/memory",
-                &t,
-                json!({"scope": "project", "projectId": project, "content": "A's project note"}),
-            )
-            .await;
-        let project_memory = id(&body, "item");
-        let (_, body) = app
-            .post(
-                "/v1/organization/invites",
-                &t,
-                json!({"organizationId": org, "email": "friend@example.com"}),
-            )
-            .await;
-        let invite = id(&body, "invite");
-        let instance = format!("desk-{}", cloud_testkit::random_token());
-        let (status, _) = app
-            .post("/v1/cloud-instances", &t, json!({ "id": instance }))
-            .await;
-        assert_eq!(status, 201, "instance");
-        Self {
-            user,
-            org,
-            project,
-            conversation,
-            provider,
-            memory,
-            project_memory,
-            invite,
-            instance,
-        }
-    }
-
-    /// `template` (a documented path) with this tenant's ids in its parameters.
-    pub fn fill(&self, template: &str) -> String {
-        let (param, value) = if template.starts_with("/v1/projects/") {
-            ("{id}", self.project.as_str())
-        } else if template.starts_with("/v1/conversations/") {
-            ("{id}", self.conversation.as_str())
-        } else if template.starts_with("/v1/memory/") {
-            ("{id}", self.memory.as_str())
-        } else if template.starts_with("/v1/organization/providers/") {
-            ("{id}", self.provider.as_str())
-        } else if template.starts_with("/v1/cloud-instances/") {
-            ("{id}", self.instance.as_str())
-        } else if template.starts_with("/v1/organization/invites/") {
-            ("{inviteId}", self.invite.as_str())
-        } else if template.starts_with("/v1/admin/plans/") {
-            ("{planId}", "plus")
-        } else {
-            ("{userId}", self.user.id.as_str())
-        };
-        let path = template.replace(param, value);
-        assert!(
-            !path.contains('{'),
-            "no id of the tenant fits {template}: add it to Tenant::fill"
-        );
-        path
-    }
+                .unwrap_or_else(|| panic!("no string {key} in {item}"))
+        })
+        .collect()
 }
 
 #[allow(dead_code)]
 impl TestApp {
     /// A cookie-keeping browser (redirects not followed) signed in to the portal as `user`.
     pub async fn portal_browser(&self, user: &TestUser) -> reqwest::Client {
-        let browser = reqwest::Client::builder()
-            .cookie_store(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("browser");
-        let csrf = self.csrf_of(&browser, "/cloud/login").await;
-        let resp = browser
-            .post(self.url("/cloud/login"))
-            .form(&[
-                ("email", user.email.as_str()),
-                ("password", user.password.as_str()),
-                ("csrf_token", csrf.as_str()),
-            ])
-            .send()
-            .await
-            .expect("portal login");
+        let b = crate::web::browser();
+        let resp = crate::web::portal_login(self, &b, &user.email, &user.password).await;
         assert_eq!(resp.status(), 303, "portal login");
-        browser
+        b
     }
 
     /// The CSRF token of the form on `page` (a path or a whole URL), as `browser` sees it.
@@ -503,14 +427,6 @@ impl TestApp {
         } else {
             page.to_owned()
         };
-        let html = browser
-            .get(url)
-            .send()
-            .await
-            .expect("page")
-            .text()
-            .await
-            .expect("page text");
-        cloud_testkit::oidc::csrf_from(&html)
+        cloud_testkit::oidc::csrf_from(&crate::web::page(browser, url).await)
     }
 }

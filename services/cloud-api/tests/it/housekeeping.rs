@@ -8,8 +8,7 @@ use crate::helpers::spawn_app_with;
 async fn expired_rows_are_purged_on_schedule_and_counted() {
     let app = spawn_app_with(&[("CHATONS_HOUSEKEEPING_INTERVAL_SECONDS", "1")]).await;
     let pool = app.db.as_ref().unwrap().pool.clone();
-    let dead = app.signup().await;
-    let live = app.signup().await;
+    let [dead, live] = app.signups().await;
     let exec = |sql: &str, id: &str| {
         let (pool, sql, id) = (pool.clone(), sql.to_owned(), id.to_owned());
         async move {

@@ -5,13 +5,13 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Tenant, documented_operations, snapshot, spawn_app};
+use crate::helpers::{assert_error, spawn_app};
+use crate::tenant::{Tenant, Unchanged, documented_operations};
 
 #[tokio::test]
 async fn another_tenant_can_neither_read_nor_write_by_id() {
     let app = spawn_app().await;
-    let a = app.signup().await;
-    let b = app.signup().await;
+    let [a, b] = app.signups().await;
 
     // A's resources.
     let owner = Tenant::create(&app, a).await;
@@ -30,8 +30,7 @@ async fn another_tenant_can_neither_read_nor_write_by_id() {
 
     // B's portal session, opened before the snapshot.
     let web = app.portal_browser(&b).await;
-    let pool = app.db.as_ref().unwrap().pool.clone();
-    let before = snapshot(&pool).await;
+    let unchanged = Unchanged::from_now(&app).await;
 
     let t = &b.access;
     let m = |p: &str| p.to_owned();
@@ -373,30 +372,20 @@ async fn another_tenant_can_neither_read_nor_write_by_id() {
         );
     }
     // The internal grants refuse B's token for A's things.
-    let (status, _) = app
-        .internal(
-            "/v1/internal/runtime/access",
-            json!({"accessToken": b.access, "cloudInstanceId": instance}),
-        )
-        .await;
+    let (status, _) = app.grant("runtime", &b.access, instance).await;
     assert_eq!(status, 404);
     let (status, _) = app.internal("/v1/internal/runtime/access", json!({"accessToken": b.access, "cloudInstanceId": format!("instance-{}", b.id), "projectId": pid})).await;
     assert_eq!(status, 404);
     let (status, _) = app
-        .internal(
-            "/v1/internal/realtime/access",
-            json!({"accessToken": b.access, "cloudInstanceId": format!("instance-{}", a.id)}),
-        )
+        .grant("realtime", &b.access, &format!("instance-{}", a.id))
         .await;
     assert_eq!(status, 404);
     let (status, _) = app.internal(&format!("/v1/internal/conversations/{cid}/messages"), json!({"userId": b.id, "messages": [{"id": "y", "role": "user", "timestamp": 1, "content": "x"}]})).await;
     assert_eq!(status, 404);
 
-    assert_eq!(
-        snapshot(&pool).await,
-        before,
-        "refused requests changed the database"
-    );
+    unchanged
+        .check("refused requests changed the database")
+        .await;
 }
 
 /// runtime-headless serves the desktop's tokenless snapshot only after this check: the
@@ -406,8 +395,7 @@ async fn another_tenant_can_neither_read_nor_write_by_id() {
 #[tokio::test]
 async fn runtime_session_access_follows_the_users_current_access() {
     let app = spawn_app().await;
-    let owner = app.signup().await;
-    let stranger = app.signup().await;
+    let [owner, stranger] = app.signups().await;
     let project = app
         .create(
             "/v1/projects",
@@ -464,10 +452,7 @@ async fn runtime_session_access_follows_the_users_current_access() {
         assert_eq!(status, 404, "{why}: {body}");
     }
     let (status, body) = app.internal(path, json!({"userId": owner.id})).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_request"))
-    );
+    assert_error(status, &body, 400, "invalid_request");
     let (status, _) = app
         .post(path, &owner.access, ask(&owner.id, &instance, None))
         .await;

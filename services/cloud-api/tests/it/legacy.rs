@@ -5,7 +5,7 @@
 use cloud_testkit::db::TestDb;
 use serde_json::{Value, json};
 
-use crate::helpers::{TEST_SECRETS_KEY, spawn_with_env};
+use crate::helpers::{TEST_SECRETS_KEY, spawn_with_env, strings};
 
 const PASSWORD: &str = "legacy password 42";
 const ALICE: &str = "user-alice-example-com";
@@ -152,12 +152,7 @@ async fn legacy_deployment_is_imported_once_and_its_users_keep_working() {
     assert_eq!(orgs[0]["id"], "org-user-alice-example-com");
     assert_eq!(orgs[0]["role"], "owner", "the owner is an owner here");
     assert_eq!(orgs[0]["providers"][0]["id"], PROVIDER);
-    let projects: Vec<&str> = boot["projects"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["id"].as_str().unwrap())
-        .collect();
+    let projects = strings(&boot["projects"], "id");
     assert!(
         projects.contains(&REPO_PROJECT) && projects.contains(&WORKSPACE),
         "{boot}"
@@ -182,12 +177,7 @@ async fn legacy_deployment_is_imported_once_and_its_users_keep_working() {
     assert_eq!(list[1]["content"], "Fixed in footer.css");
     let (status, memories) = app.get("/v1/memory", &access).await;
     assert_eq!(status, 200, "{memories}");
-    let contents: Vec<&str> = memories["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["content"].as_str().unwrap())
-        .collect();
+    let contents = strings(&memories["items"], "content");
     assert!(
         contents.contains(&"Alice prefers tabs over spaces"),
         "{memories}"

@@ -24,3 +24,5 @@ mod portal;
 mod production_profile;
 mod side_contract;
 mod store_contract;
+mod tenant;
+mod web;

@@ -18,29 +18,19 @@ use openidconnect::{
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, assert_error, spawn_app, spawn_app_with};
 
 pub(crate) const PASSWORD: &str = "correct horse battery staple";
 pub(crate) const LOOPBACK: &str = "http://127.0.0.1:53682/callback";
 const DESKTOP: &str = "chatons://cloud/auth/callback";
 
-pub(crate) fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
+pub(crate) use crate::web::browser;
 
 pub(crate) async fn signup(app: &TestApp, email: &str) -> Value {
-    let resp = reqwest::Client::new()
-        .post(format!("{}/v1/web/signup", app.base))
-        .json(&json!({"email": email, "displayName": "Ada Lovelace", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201, "signup");
-    resp.json().await.unwrap()
+    let body = json!({"email": email, "displayName": "Ada Lovelace", "password": PASSWORD});
+    let (status, body) = app.post_public("/v1/web/signup", body).await;
+    assert_eq!(status, 201, "signup: {body}");
+    body
 }
 
 /// Opens `authorize_url` in a cookie-keeping client, fills the login form, and returns the
@@ -310,13 +300,9 @@ async fn desktop_login_with_its_custom_scheme_yields_working_tokens() {
         200
     );
     // Refresh through the desktop's JSON shape too.
-    let resp = reqwest::Client::new()
-        .post(format!("{}/oidc/token", app.base))
-        .json(&json!({"grantType":"refresh_token","clientId":"chatons-desktop","redirectUri":DESKTOP,"refreshToken":body["session"]["refreshToken"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let refresh = json!({"grantType":"refresh_token","clientId":"chatons-desktop","redirectUri":DESKTOP,"refreshToken":body["session"]["refreshToken"]});
+    let (status, body) = app.post_public("/oidc/token", refresh).await;
+    assert_eq!(status, 200, "{body}");
 }
 
 #[tokio::test]
@@ -371,10 +357,7 @@ async fn a_wrong_verifier_is_invalid_grant_and_does_not_burn_the_code() {
     let (code, verifier) = desktop_code(&app, "wv@example.com", LOOPBACK).await;
     let (other, _) = pkce_pair();
     let (status, body) = exchange(&app, &code, &other, LOOPBACK).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_grant"))
-    );
+    assert_error(status, &body, 400, "invalid_grant");
     let (status, _) = exchange(&app, &code, &verifier, LOOPBACK).await;
     assert_eq!(status, 200, "the right verifier still works");
 }
@@ -412,10 +395,7 @@ async fn missing_or_plain_pkce_is_refused_at_the_authorization_endpoint() {
         ],
     )
     .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_request"))
-    );
+    assert_error(status, &body, 400, "invalid_request");
 }
 
 #[tokio::test]
@@ -428,10 +408,7 @@ async fn a_reused_code_is_refused_and_revokes_what_it_issued() {
     let access = first["access_token"].as_str().unwrap();
     assert_eq!(bootstrap_status(&app, access).await, 200);
     let (status, body) = exchange(&app, &code, &verifier, LOOPBACK).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_grant"))
-    );
+    assert_error(status, &body, 400, "invalid_grant");
     assert_eq!(
         bootstrap_status(&app, access).await,
         401,
@@ -470,10 +447,7 @@ async fn redirect_uri_mismatches_are_refused() {
     // Registered but different at the token endpoint.
     let (code, verifier) = desktop_code(&app, "mm@example.com", LOOPBACK).await;
     let (status, body) = exchange(&app, &code, &verifier, "http://127.0.0.1:53682/other").await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_grant"))
-    );
+    assert_error(status, &body, 400, "invalid_grant");
 }
 
 #[tokio::test]
@@ -483,10 +457,7 @@ async fn an_expired_code_is_invalid_grant() {
     let (code, verifier) = desktop_code(&app, "exp@example.com", LOOPBACK).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (status, body) = exchange(&app, &code, &verifier, LOOPBACK).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_grant"))
-    );
+    assert_error(status, &body, 400, "invalid_grant");
 }
 
 /// The desktop's refresh call: JSON, camelCase (reference part C.3), from `forwarded_for`.
@@ -534,10 +505,7 @@ async fn a_reused_refresh_token_revokes_the_family_after_the_grace_window() {
     tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
     // After it: re-use revokes the family.
     let (status, body) = refresh(old).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_grant"))
-    );
+    assert_error(status, &body, 400, "invalid_grant");
     let (status, _) = refresh(second["refresh_token"].as_str().unwrap().to_owned()).await;
     assert_eq!(status, 400, "the newest token of the family is revoked too");
     assert_eq!(
@@ -625,18 +593,12 @@ async fn unknown_clients_are_refused() {
         ],
     )
     .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (401, Some("invalid_client"))
+    assert_error(status, &body, 401, "invalid_client");
+    let authorize = format!(
+        "{}/oidc/authorize?response_type=code&client_id=nobody&redirect_uri={LOOPBACK}",
+        app.base
     );
-    let resp = browser()
-        .get(format!(
-            "{}/oidc/authorize?response_type=code&client_id=nobody&redirect_uri={LOOPBACK}",
-            app.base
-        ))
-        .send()
-        .await
-        .unwrap();
+    let resp = browser().get(authorize).send().await.unwrap();
     assert_eq!(resp.status(), 400);
     assert!(resp.headers().get("location").is_none());
 }
@@ -671,17 +633,13 @@ async fn prompt_none_and_a_forged_form_behave() {
     assert!(query_of(resp.headers()["location"].to_str().unwrap()).contains_key("code"));
 
     // A login POST without the CSRF pair changes nothing.
-    let resp = reqwest::Client::new()
-        .post(format!("{}/oidc/authorize", app.base))
-        .form(&[
-            ("client_id", "chatons-desktop"),
-            ("email", "pn@example.com"),
-            ("password", PASSWORD),
-            ("action", "login"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let form = [
+        ("client_id", "chatons-desktop"),
+        ("email", "pn@example.com"),
+        ("password", PASSWORD),
+        ("action", "login"),
+    ];
+    let resp = crate::web::submit(&reqwest::Client::new(), app.url("/oidc/authorize"), &form).await;
     assert_eq!(resp.status(), 400);
     assert!(resp.headers().get("set-cookie").is_none());
 }

@@ -11,56 +11,30 @@ use tokio::net::TcpListener;
 
 use cloud_testkit::oidc::csrf_from;
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, assert_error, spawn_app, spawn_app_with, token_in};
+use crate::web::{browser, location, page, portal_login, submit};
 
 const PASSWORD: &str = "correct horse battery staple";
-
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
 
 fn pool(app: &TestApp) -> sqlx::PgPool {
     app.db.as_ref().expect("postgres").pool.clone()
 }
 
-async fn json_signup(app: &TestApp, email: &str) -> (reqwest::StatusCode, Value) {
-    let resp = reqwest::Client::new()
-        .post(format!("{}/v1/web/signup", app.base))
-        .json(&json!({"email": email, "displayName": "Ada <b>Lovelace</b>", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    (status, resp.json().await.unwrap_or(Value::Null))
+async fn json_signup(app: &TestApp, email: &str) -> (u16, Value) {
+    let body = json!({"email": email, "displayName": "Ada <b>Lovelace</b>", "password": PASSWORD});
+    app.post_public("/v1/web/signup", body).await
 }
 
 async fn login(app: &TestApp, email: &str, password: &str) -> Option<String> {
-    let resp = reqwest::Client::new()
-        .post(format!("{}/v1/web/login", app.base))
-        .json(&json!({"email": email, "password": password}))
-        .send()
-        .await
-        .unwrap();
-    if resp.status() != 200 {
+    let (status, v) = app.login(email, password).await;
+    if status != 200 {
         return None;
     }
-    let v: Value = resp.json().await.unwrap();
     v["session"]["accessToken"].as_str().map(str::to_owned)
 }
 
 async fn post_json(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
-    let resp = reqwest::Client::new()
-        .post(format!("{}{path}", app.base))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    app.post_public(path, body).await
 }
 
 /// Text bodies queued for `to` whose subject contains `subject`, oldest first.
@@ -75,6 +49,19 @@ async fn mails(app: &TestApp, to: &str, subject: &str) -> Vec<String> {
     .unwrap()
 }
 
+/// `column` of the one outbox row for `to`.
+async fn outbox_row<T>(app: &TestApp, column: &str, to: &str) -> T
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
+{
+    let query = format!("SELECT {column} FROM cloud_mail_outbox WHERE recipient = $1");
+    sqlx::query_scalar(&query)
+        .bind(to)
+        .fetch_one(&pool(app))
+        .await
+        .unwrap()
+}
+
 /// Waits until `n` such mails are queued (forgot-password queues after answering).
 async fn wait_mails(app: &TestApp, to: &str, subject: &str, n: usize) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -87,31 +74,21 @@ async fn wait_mails(app: &TestApp, to: &str, subject: &str, n: usize) -> Vec<Str
     }
 }
 
-fn token_in(body: &str, path: &str) -> String {
-    let marker = format!("{path}?token=");
-    let start = body.find(&marker).expect("link in mail") + marker.len();
-    body[start..]
-        .split(|c: char| c.is_whitespace())
-        .next()
-        .unwrap()
-        .to_owned()
-}
-
 async fn account_status(app: &TestApp, token: &str) -> (u16, Value) {
-    let resp = reqwest::Client::new()
-        .get(format!("{}/v1/account", app.base))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    let s = resp.status().as_u16();
-    (s, resp.json().await.unwrap_or(Value::Null))
+    app.get("/v1/account", token).await
 }
 
 // A tiny SMTP sink ---------------------------------------------------------------------------------
 
 #[derive(Clone, Default)]
 struct Received(Arc<Mutex<Vec<String>>>, Arc<std::sync::atomic::AtomicUsize>);
+
+impl Received {
+    /// Whether a message to (or naming) `email` was delivered.
+    fn has_mail_for(&self, email: &str) -> bool {
+        self.0.lock().unwrap().iter().any(|m| m.contains(email))
+    }
+}
 
 /// Serves SMTP on `listener` until the task is aborted; every message (envelope recipients and
 /// DATA) is recorded. While `down` is set, connections get no answer (server unavailable).
@@ -191,25 +168,21 @@ fn smtp_sink(
 async fn form_posts_without_or_with_a_wrong_csrf_token_are_rejected_and_change_nothing() {
     let app = spawn_app().await;
     let b = browser();
-    let page = b
-        .get(format!("{}/cloud/signup", app.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(page.status(), 200);
+    let page_resp = b.get(app.url("/cloud/signup")).send().await.unwrap();
+    assert_eq!(page_resp.status(), 200);
     for header in [
         "content-security-policy",
         "x-frame-options",
         "referrer-policy",
     ] {
-        assert!(page.headers().contains_key(header), "{header}");
+        assert!(page_resp.headers().contains_key(header), "{header}");
     }
-    let csp = page.headers()["content-security-policy"]
+    let csp = page_resp.headers()["content-security-policy"]
         .to_str()
         .unwrap()
         .to_owned();
     assert!(!csp.contains("unsafe-inline") && csp.contains("frame-ancestors 'none'"));
-    let csrf = csrf_from(&page.text().await.unwrap());
+    let csrf = csrf_from(&page_resp.text().await.unwrap());
     for token in [None, Some("wrong-token-wrong-token-wrong-token-00")] {
         let mut form = vec![
             ("email", "csrf@example.com"),
@@ -219,54 +192,29 @@ async fn form_posts_without_or_with_a_wrong_csrf_token_are_rejected_and_change_n
         if let Some(t) = token {
             form.push(("csrf_token", t));
         }
-        let resp = b
-            .post(format!("{}/cloud/signup", app.base))
-            .form(&form)
-            .send()
-            .await
-            .unwrap();
+        let resp = submit(&b, app.url("/cloud/signup"), &form).await;
         assert_eq!(resp.status(), 400, "token {token:?}");
     }
     assert!(login(&app, "csrf@example.com", PASSWORD).await.is_none());
     // The same form with the right token works.
-    let resp = b
-        .post(format!("{}/cloud/signup", app.base))
-        .form(&[
-            ("email", "csrf@example.com"),
-            ("display_name", "Csrf"),
-            ("password", PASSWORD),
-            ("csrf_token", csrf.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let form = [
+        ("email", "csrf@example.com"),
+        ("display_name", "Csrf"),
+        ("password", PASSWORD),
+        ("csrf_token", csrf.as_str()),
+    ];
+    assert_eq!(
+        submit(&b, app.url("/cloud/signup"), &form).await.status(),
+        200
+    );
     assert!(login(&app, "csrf@example.com", PASSWORD).await.is_some());
 
     // Signed in through the portal: an org-creation POST without the token creates nothing.
-    let page = b
-        .get(format!("{}/cloud/login", app.base))
-        .send()
-        .await
-        .unwrap();
-    let csrf = csrf_from(&page.text().await.unwrap());
-    let resp = b
-        .post(format!("{}/cloud/login", app.base))
-        .form(&[
-            ("email", "csrf@example.com"),
-            ("password", PASSWORD),
-            ("csrf_token", &csrf),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let csrf = csrf_from(&page(&b, app.url("/cloud/login")).await);
+    let resp = portal_login(&app, &b, "csrf@example.com", PASSWORD).await;
     assert_eq!(resp.status(), 303);
-    let resp = b
-        .post(format!("{}/cloud/organizations", app.base))
-        .form(&[("name", "Sneaky Org"), ("csrf_token", "nope")])
-        .send()
-        .await
-        .unwrap();
+    let orgs = app.url("/cloud/organizations");
+    let resp = submit(&b, &orgs, &[("name", "Sneaky Org"), ("csrf_token", "nope")]).await;
     assert_eq!(resp.status(), 400);
     let count: i64 =
         sqlx::query_scalar("SELECT count(*) FROM cloud_organizations WHERE name = 'Sneaky Org'")
@@ -276,40 +224,12 @@ async fn form_posts_without_or_with_a_wrong_csrf_token_are_rejected_and_change_n
     assert_eq!(count, 0);
     // Signed in, the forms carry a token bound to the new session: the one from before the
     // login no longer passes.
-    let resp = b
-        .post(format!("{}/cloud/organizations", app.base))
-        .form(&[("name", "Sneaky Org"), ("csrf_token", &csrf)])
-        .send()
-        .await
-        .unwrap();
+    let resp = submit(&b, &orgs, &[("name", "Sneaky Org"), ("csrf_token", &csrf)]).await;
     assert_eq!(resp.status(), 400);
-    let page = b
-        .get(format!("{}/cloud/organizations", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let resp = b
-        .post(format!("{}/cloud/organizations", app.base))
-        .form(&[("name", "Real Org"), ("csrf_token", &csrf_from(&page))])
-        .send()
-        .await
-        .unwrap();
+    let fresh = csrf_from(&page(&b, &orgs).await);
+    let resp = submit(&b, &orgs, &[("name", "Real Org"), ("csrf_token", &fresh)]).await;
     assert_eq!(resp.status(), 303);
-    let html = b
-        .get(format!(
-            "{}{}",
-            app.base,
-            resp.headers()["location"].to_str().unwrap()
-        ))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = page(&b, app.url(location(&resp))).await;
     assert!(html.contains("Real Org"));
 }
 
@@ -331,12 +251,7 @@ async fn verify_email_json_route_is_single_use() {
     let mail = wait_mails(&app, "verify@example.com", "Confirm", 1).await;
     assert_eq!(mail.len(), 1);
     let token = token_in(&mail[0], "/cloud/verify-email");
-    let html: String =
-        sqlx::query_scalar("SELECT html_body FROM cloud_mail_outbox WHERE recipient = $1")
-            .bind("verify@example.com")
-            .fetch_one(&pool(&app))
-            .await
-            .unwrap();
+    let html: String = outbox_row(&app, "html_body", "verify@example.com").await;
     // askama's escaping (numeric references).
     assert!(
         html.contains("Ada &#60;b&#62;Lovelace&#60;/b&#62;") && !html.contains("<b>Lovelace"),
@@ -353,7 +268,7 @@ async fn verify_email_json_route_is_single_use() {
         json!({"token": "verify-bogus"}),
     )
     .await;
-    assert_eq!((s, v["error"].as_str()), (400, Some("invalid_token")));
+    assert_error(s, &v, 400, "invalid_token");
     let (_, before) = account_status(&app, &access).await;
     assert_eq!(before["user"]["emailVerified"], false, "{before}");
     let (s, v) = post_json(&app, "/v1/web/verify-email", json!({"token": token})).await;
@@ -367,14 +282,7 @@ async fn verify_email_json_route_is_single_use() {
     while received.0.lock().unwrap().is_empty() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(
-        received
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|m| m.contains("verify@example.com"))
-    );
+    assert!(received.has_mail_for("verify@example.com"));
 }
 
 #[tokio::test]
@@ -408,26 +316,13 @@ async fn reset_password_revokes_sessions_and_older_tokens() {
     .unwrap();
     assert_eq!(stored, 0, "tokens are stored hashed");
 
-    let (s, v) = post_json(
-        &app,
-        "/v1/web/reset-password",
-        json!({"token": second, "password": "short"}),
-    )
-    .await;
+    let reset = |body: Value| post_json(&app, "/v1/web/reset-password", body);
+    let (s, v) = reset(json!({"token": second, "password": "short"})).await;
     assert_eq!(s, 400, "{v}");
-    assert_eq!(
-        post_json(&app, "/v1/web/reset-password", json!({"token": second}))
-            .await
-            .0,
-        400
-    );
+    let (s, v) = reset(json!({"token": second})).await;
+    assert_eq!(s, 400, "no password: {v}");
     let new_password = "a brand new passphrase";
-    let (s, v) = post_json(
-        &app,
-        "/v1/web/reset-password",
-        json!({"token": second, "password": new_password}),
-    )
-    .await;
+    let (s, v) = reset(json!({"token": second, "password": new_password})).await;
     assert_eq!((s, v), (200, json!({"ok": true})));
 
     assert_eq!(
@@ -435,23 +330,13 @@ async fn reset_password_revokes_sessions_and_older_tokens() {
         401,
         "sessions are revoked"
     );
-    let (s, v) = post_json(
-        &app,
-        "/v1/web/reset-password",
-        json!({"token": second, "password": "another one 123"}),
-    )
-    .await;
+    let (s, v) = reset(json!({"token": second, "password": "another one 123"})).await;
     assert_eq!(
         (s, v["error"].as_str()),
         (400, Some("invalid_token")),
         "single use"
     );
-    let (s, _) = post_json(
-        &app,
-        "/v1/web/reset-password",
-        json!({"token": first, "password": "another one 123"}),
-    )
-    .await;
+    let (s, _) = reset(json!({"token": first, "password": "another one 123"})).await;
     assert_eq!(s, 400, "older reset tokens die with the reset");
     assert!(login(&app, email, PASSWORD).await.is_none());
     assert!(login(&app, email, new_password).await.is_some());
@@ -487,27 +372,16 @@ async fn signup_and_forgot_password_do_not_reveal_accounts() {
         let app_base = app.base.clone();
         async move {
             let b = browser();
-            let html = b
-                .get(format!("{app_base}/cloud/signup"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            let csrf = csrf_from(&html);
+            let signup = format!("{app_base}/cloud/signup");
+            let csrf = csrf_from(&page(&b, &signup).await);
             let started = Instant::now();
-            let resp = b
-                .post(format!("{app_base}/cloud/signup"))
-                .form(&[
-                    ("email", email),
-                    ("display_name", "Someone"),
-                    ("password", PASSWORD),
-                    ("csrf_token", &csrf),
-                ])
-                .send()
-                .await
-                .unwrap();
+            let form = [
+                ("email", email),
+                ("display_name", "Someone"),
+                ("password", PASSWORD),
+                ("csrf_token", &csrf),
+            ];
+            let resp = submit(&b, &signup, &form).await;
             let status = resp.status();
             let text = resp.text().await.unwrap();
             (status, text.replace(email, "EMAIL"), started.elapsed())
@@ -560,11 +434,7 @@ async fn signup_answers_at_once_while_smtp_is_down_and_the_outbox_delivers_later
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
         let sent: Option<chrono::DateTime<chrono::Utc>> =
-            sqlx::query_scalar("SELECT sent_at FROM cloud_mail_outbox WHERE recipient = $1")
-                .bind("outage@example.com")
-                .fetch_one(&pool(&app))
-                .await
-                .unwrap();
+            outbox_row(&app, "sent_at", "outage@example.com").await;
         if sent.is_some() {
             break;
         }
@@ -575,19 +445,7 @@ async fn signup_answers_at_once_while_smtp_is_down_and_the_outbox_delivers_later
         tokio::time::sleep(Duration::from_millis(50)).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(
-        received
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|m| m.contains("outage@example.com"))
-    );
-    let attempts: i32 =
-        sqlx::query_scalar("SELECT attempts FROM cloud_mail_outbox WHERE recipient = $1")
-            .bind("outage@example.com")
-            .fetch_one(&pool(&app))
-            .await
-            .unwrap();
+    assert!(received.has_mail_for("outage@example.com"));
+    let attempts: i32 = outbox_row(&app, "attempts", "outage@example.com").await;
     assert!(attempts >= 2, "delivered by a retry, attempts = {attempts}");
 }

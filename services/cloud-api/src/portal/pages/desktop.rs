@@ -22,18 +22,16 @@ pub async fn desktop(
     Query(q): Query<DesktopQuery>,
 ) -> Response {
     if q.code_challenge.as_deref().is_some_and(|c| !c.is_empty()) {
-        let mut pairs: Vec<(&str, String)> = Vec::new();
-        for (k, v) in [
+        let pairs: Vec<(&str, String)> = [
             ("state", q.state),
             ("code_challenge", q.code_challenge),
             ("code_challenge_method", q.code_challenge_method),
             ("redirect_uri", q.redirect_uri),
             ("nonce", q.nonce),
-        ] {
-            if let Some(v) = v {
-                pairs.push((k, v));
-            }
-        }
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v?)))
+        .collect();
         let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
         return web::redirect(&format!("/desktop/auth?{query}"), false, Vec::new());
     }

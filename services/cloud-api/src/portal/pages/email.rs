@@ -9,30 +9,33 @@ pub struct TokenQuery {
     pub(super) token: Option<String>,
 }
 
+/// The token of a mailed link, or the notice (400, `message`, `link`) that the link is
+/// incomplete.
+fn link_token(
+    ctx: &Ctx,
+    token: Option<String>,
+    message: &str,
+    link: Option<(&str, &str)>,
+) -> Result<String, EarlyAnswer> {
+    token.filter(|t| !t.trim().is_empty()).ok_or_else(|| {
+        ctx.notice(StatusCode::BAD_REQUEST, "Invalid link", message, link)
+            .into()
+    })
+}
+
 /// Shows a button (the token is consumed by the POST, so mail scanners that open links do not
 /// burn it).
-pub async fn verify_page(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(q): Query<TokenQuery>,
-) -> Response {
-    let ctx = Ctx::load(&state, &headers).await;
-    let Some(token) = q.token.filter(|t| !t.trim().is_empty()) else {
-        return ctx.notice(
-            StatusCode::BAD_REQUEST,
-            "Invalid link",
-            "This confirmation link is incomplete. Open the link from the mail again.",
-            None,
-        );
-    };
-    ctx.page(
+pub async fn verify_page(ctx: Ctx, Query(q): Query<TokenQuery>) -> Page {
+    let incomplete = "This confirmation link is incomplete. Open the link from the mail again.";
+    let token = link_token(&ctx, q.token, incomplete, None)?;
+    Ok(ctx.page(
         StatusCode::OK,
         &VerifyPage {
             signed_in: ctx.signed_in(),
             csrf_token: ctx.csrf.clone(),
             token,
         },
-    )
+    ))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -41,17 +44,10 @@ pub struct TokenForm {
     pub(super) password: Option<String>,
 }
 
-pub async fn verify_submit(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let ctx = Ctx::load(&state, &headers).await;
-    let form: TokenForm = match parse_form(&headers, &body) {
-        Ok(f) => f,
-        Err(r) => return r.respond(&ctx),
-    };
-    match crate::app::email::verify_email(&state, form.token.as_deref().unwrap_or("").trim()).await {
+pub async fn verify_submit(State(state): State<AppState>, form: Posted<TokenForm>) -> Response {
+    let Posted(ctx, form) = form;
+    let token = form.token.as_deref().unwrap_or("").trim();
+    match crate::app::email::verify_email(&state, token).await {
         Ok(_) if ctx.signed_in() => after_post("/cloud/account?notice=verified"),
         Ok(_) => ctx.notice(
             StatusCode::OK,
@@ -59,57 +55,54 @@ pub async fn verify_submit(
             "Your email is confirmed. You can sign in.",
             Some(("/cloud/login", "Sign in")),
         ),
-        Err(e) if e.status.is_client_error() => ctx.notice(
-            StatusCode::BAD_REQUEST,
+        Err(e) => refused(
+            &ctx,
+            e,
             "Link expired",
             "This confirmation link is invalid, already used or expired. Sign in and ask for a new one.",
             Some(("/cloud/login", "Sign in")),
         ),
-        Err(e) => ok_or_page(&ctx, e),
     }
 }
 
-pub async fn verify_resend(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let ctx = Ctx::load(&state, &headers).await;
-    #[derive(Default, Deserialize)]
-    struct Empty {}
-    if let Err(r) = parse_form::<Empty>(&headers, &body) {
-        return r.respond(&ctx);
-    }
-    let Some(caller) = &ctx.caller else {
-        return to_login("/cloud/account");
-    };
+/// A form with no field but its CSRF token.
+#[derive(Default, Deserialize)]
+pub struct Empty {}
+
+pub async fn verify_resend(State(state): State<AppState>, form: Posted<Empty>) -> Page {
+    let back = "/cloud/account";
+    let (ctx, caller, Empty {}) = form.signed_in(back)?;
     let key = format!("resend:{}", caller.user.id);
     if state.limiters.per_account.check(&key).is_err() {
-        return ctx.notice(
+        return Ok(ctx.notice(
             StatusCode::TOO_MANY_REQUESTS,
             "Slow down",
             TOO_MANY,
-            Some(("/cloud/account", "Back")),
-        );
+            Some((back, "Back")),
+        ));
     }
     if caller.user.email_verified_at.is_none() {
         crate::app::email::send_verification(&state, &caller.user).await;
     }
-    after_post("/cloud/account?notice=resent")
+    Ok(after_post("/cloud/account?notice=resent"))
 }
 
 // Forgot / reset password -------------------------------------------------------------------------
 
-pub async fn forgot_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let ctx = Ctx::load(&state, &headers).await;
+/// The forgot-password form, with `error` above it.
+fn forgot_form(ctx: &Ctx, status: StatusCode, error: Option<&str>) -> Response {
     ctx.page(
-        StatusCode::OK,
+        status,
         &ForgotPage {
             signed_in: ctx.signed_in(),
             csrf_token: ctx.csrf.clone(),
-            error: None,
+            error: error.map(str::to_owned),
         },
     )
+}
+
+pub async fn forgot_page(ctx: Ctx) -> Response {
+    forgot_form(&ctx, StatusCode::OK, None)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -122,30 +115,16 @@ pub(super) const FORGOT_SENT: &str = "If this address has an account, a link to 
 pub async fn forgot_submit(
     State(state): State<AppState>,
     ip: ClientIp,
-    headers: HeaderMap,
-    body: Bytes,
+    Posted(ctx, form): Posted<EmailForm>,
 ) -> Response {
-    let ctx = Ctx::load(&state, &headers).await;
-    let form: EmailForm = match parse_form(&headers, &body) {
-        Ok(f) => f,
-        Err(r) => return r.respond(&ctx),
-    };
     let email = form.email.unwrap_or_default().trim().to_owned();
-    let retry = |message: &str, status| {
-        ctx.page(
-            status,
-            &ForgotPage {
-                signed_in: ctx.signed_in(),
-                csrf_token: ctx.csrf.clone(),
-                error: Some(message.to_owned()),
-            },
-        )
-    };
     if email.is_empty() {
-        return retry("Enter your email.", StatusCode::BAD_REQUEST);
+        let status = StatusCode::BAD_REQUEST;
+        return forgot_form(&ctx, status, Some("Enter your email."));
     }
     if crate::app::email::throttle_forgot(&state, &ip, &email).is_err() {
-        return retry(TOO_MANY, StatusCode::TOO_MANY_REQUESTS);
+        let status = StatusCode::TOO_MANY_REQUESTS;
+        return forgot_form(&ctx, status, Some(TOO_MANY));
     }
     crate::app::email::forgot_password_detached(&state, email);
     ctx.notice(
@@ -156,41 +135,29 @@ pub async fn forgot_submit(
     )
 }
 
-pub async fn reset_page(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(q): Query<TokenQuery>,
-) -> Response {
-    let ctx = Ctx::load(&state, &headers).await;
-    let Some(token) = q.token.filter(|t| !t.trim().is_empty()) else {
-        return ctx.notice(
-            StatusCode::BAD_REQUEST,
-            "Invalid link",
-            "This reset link is incomplete. Ask for a new one.",
-            Some(("/cloud/forgot-password", "Forgot password")),
-        );
-    };
+const FORGOT_LINK: Option<(&str, &str)> = Some(("/cloud/forgot-password", "Forgot password"));
+
+/// The reset-password form for `token`, with `error` above it.
+fn reset_form(ctx: &Ctx, status: StatusCode, token: String, error: Option<String>) -> Response {
     ctx.page(
-        StatusCode::OK,
+        status,
         &ResetPage {
             signed_in: ctx.signed_in(),
             csrf_token: ctx.csrf.clone(),
-            error: None,
+            error,
             token,
         },
     )
 }
 
-pub async fn reset_submit(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let ctx = Ctx::load(&state, &headers).await;
-    let form: TokenForm = match parse_form(&headers, &body) {
-        Ok(f) => f,
-        Err(r) => return r.respond(&ctx),
-    };
+pub async fn reset_page(ctx: Ctx, Query(q): Query<TokenQuery>) -> Page {
+    let incomplete = "This reset link is incomplete. Ask for a new one.";
+    let token = link_token(&ctx, q.token, incomplete, FORGOT_LINK)?;
+    Ok(reset_form(&ctx, StatusCode::OK, token, None))
+}
+
+pub async fn reset_submit(State(state): State<AppState>, form: Posted<TokenForm>) -> Response {
+    let Posted(ctx, form) = form;
     let token = form.token.unwrap_or_default().trim().to_owned();
     let password = form.password.unwrap_or_default();
     match crate::app::email::reset_password(&state, &token, &password).await {
@@ -203,23 +170,16 @@ pub async fn reset_submit(
             StatusCode::BAD_REQUEST,
             "Link expired",
             "This reset link is invalid, already used or expired. Ask for a new one.",
-            Some(("/cloud/forgot-password", "Forgot password")),
+            FORGOT_LINK,
         ),
-        Err(e) if e.status.is_client_error() => ctx.page(
-            e.status,
-            &ResetPage {
-                signed_in: ctx.signed_in(),
-                csrf_token: ctx.csrf.clone(),
-                error: Some(e.message.to_string()),
-                token,
-            },
-        ),
+        Err(e) if e.status.is_client_error() => {
+            reset_form(&ctx, e.status, token, Some(e.message.to_string()))
+        }
         Err(e) => ok_or_page(&ctx, e),
     }
 }
 
-pub async fn reset_done(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let ctx = Ctx::load(&state, &headers).await;
+pub async fn reset_done(ctx: Ctx) -> Response {
     ctx.notice(
         StatusCode::OK,
         "Password changed",

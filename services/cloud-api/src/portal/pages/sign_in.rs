@@ -11,21 +11,39 @@ pub struct ReturnQuery {
 
 pub async fn signup_page(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(q): Query<ReturnQuery>,
+    ctx: Ctx,
+    q: Query<ReturnQuery>,
 ) -> Response {
-    let ctx = Ctx::load(&state, &headers).await;
     let return_to = safe_return(&state, q.return_to.as_deref()).unwrap_or_default();
+    let filled = Filled::default();
+    signup_form(&ctx, StatusCode::OK, &return_to, &filled, None)
+}
+
+/// What a refused form keeps: the email and the name typed.
+#[derive(Default)]
+struct Filled {
+    email: String,
+    display_name: String,
+}
+
+/// The signup form (going back to `return_to` afterwards), with `error` above it.
+fn signup_form(
+    ctx: &Ctx,
+    status: StatusCode,
+    return_to: &str,
+    filled: &Filled,
+    error: Option<String>,
+) -> Response {
     ctx.page(
-        StatusCode::OK,
+        status,
         &SignupPage {
             signed_in: ctx.signed_in(),
             csrf_token: ctx.csrf.clone(),
-            error: None,
-            return_query: return_query(&return_to),
-            return_to,
-            email: String::new(),
-            display_name: String::new(),
+            error,
+            return_query: return_query(return_to),
+            return_to: return_to.to_owned(),
+            email: filled.email.clone(),
+            display_name: filled.display_name.clone(),
         },
     )
 }
@@ -62,26 +80,18 @@ pub async fn signup_with_form(
     body: &[u8],
     legacy: bool,
 ) -> Response {
-    let ctx = Ctx::load(state, headers).await;
-    let form: SignupForm = match parse_form(headers, body) {
-        Ok(f) => f,
-        Err(r) => return r.respond(&ctx),
+    let Posted(ctx, form) = match Posted::<SignupForm>::read(state, headers, body).await {
+        Ok(v) => v,
+        Err(r) => return r,
     };
     let return_to = safe_return(state, form.return_to.as_deref()).unwrap_or_default();
     let email = form.email.clone().unwrap_or_default();
+    let filled = Filled {
+        email: email.trim().to_owned(),
+        display_name: form.display_name.clone().unwrap_or_default(),
+    };
     let retry = |message: String, status: StatusCode| {
-        ctx.page(
-            status,
-            &SignupPage {
-                signed_in: ctx.signed_in(),
-                csrf_token: ctx.csrf.clone(),
-                error: Some(message),
-                return_query: return_query(&return_to),
-                return_to: return_to.clone(),
-                email: email.trim().to_owned(),
-                display_name: form.display_name.clone().unwrap_or_default(),
-            },
-        )
+        signup_form(&ctx, status, &return_to, &filled, Some(message))
     };
     if crate::app::accounts::throttle(state, ip.0, Attempt::Signup, Some(&email)).is_err() {
         return retry(TOO_MANY.into(), StatusCode::TOO_MANY_REQUESTS);
@@ -141,21 +151,31 @@ pub async fn signup_with_form(
 
 pub async fn login_page(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(q): Query<ReturnQuery>,
+    ctx: Ctx,
+    q: Query<ReturnQuery>,
 ) -> Response {
-    let ctx = Ctx::load(&state, &headers).await;
     let return_to = safe_return(&state, q.return_to.as_deref()).unwrap_or_default();
+    login_form(&ctx, StatusCode::OK, &return_to, "", None)
+}
+
+/// The login form (going back to `return_to` afterwards) for `email`, with `error` above it.
+fn login_form(
+    ctx: &Ctx,
+    status: StatusCode,
+    return_to: &str,
+    email: &str,
+    error: Option<&str>,
+) -> Response {
     ctx.page(
-        StatusCode::OK,
+        status,
         &LoginPage {
             signed_in: ctx.signed_in(),
             csrf_token: ctx.csrf.clone(),
             notice: None,
-            error: None,
-            return_query: return_query(&return_to),
-            return_to,
-            email: String::new(),
+            error: error.map(str::to_owned),
+            return_query: return_query(return_to),
+            return_to: return_to.to_owned(),
+            email: email.to_owned(),
         },
     )
 }
@@ -186,27 +206,15 @@ pub async fn login_with_form(
     body: &[u8],
     redirect: StatusCode,
 ) -> Response {
-    let ctx = Ctx::load(state, headers).await;
-    let form: LoginForm = match parse_form(headers, body) {
-        Ok(f) => f,
-        Err(r) => return r.respond(&ctx),
+    let Posted(ctx, form) = match Posted::<LoginForm>::read(state, headers, body).await {
+        Ok(v) => v,
+        Err(r) => return r,
     };
     let return_to = safe_return(state, form.return_to.as_deref()).unwrap_or_default();
     let email = form.email.as_deref().unwrap_or("").trim().to_lowercase();
     let password = form.password.as_deref().unwrap_or("");
     let retry = |message: &str, status: StatusCode| {
-        ctx.page(
-            status,
-            &LoginPage {
-                signed_in: ctx.signed_in(),
-                csrf_token: ctx.csrf.clone(),
-                notice: None,
-                error: Some(message.to_owned()),
-                return_query: return_query(&return_to),
-                return_to: return_to.clone(),
-                email: email.clone(),
-            },
-        )
+        login_form(&ctx, status, &return_to, &email, Some(message))
     };
     if email.is_empty() || password.is_empty() || password.len() > 1024 {
         return retry("Email and password are required.", StatusCode::BAD_REQUEST);
@@ -256,13 +264,8 @@ pub(super) async fn start_session(
     response
 }
 
-pub async fn logout(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let ctx = Ctx::load(&state, &headers).await;
-    #[derive(Default, Deserialize)]
-    struct Empty {}
-    if let Err(r) = parse_form::<Empty>(&headers, &body) {
-        return r.respond(&ctx);
-    }
+pub async fn logout(State(state): State<AppState>, form: Posted<Empty>) -> Response {
+    let Posted(ctx, Empty {}) = form;
     if let Some(caller) = &ctx.caller {
         if let Err(e) = accounts::sign_out(&state, &caller.session.family_id).await {
             return ok_or_page(&ctx, e);
