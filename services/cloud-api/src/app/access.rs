@@ -78,6 +78,23 @@ impl Scope {
         Ok(found)
     }
 
+    /// A project in one of the caller's organizations, or 404.
+    pub async fn project(&self, state: &AppState, id: &str) -> Result<Project, ApiError> {
+        let found = state.store.project(&ProjectId::from(id)).await?;
+        visible_or_404(
+            found,
+            |p| self.role(&p.organization_id).is_some(),
+            "Project not found",
+        )
+    }
+
+    /// A conversation in one of the caller's organizations, or 404.
+    pub async fn conversation(&self, state: &AppState, id: &str) -> Result<Conversation, ApiError> {
+        let found = state.store.conversation(&ConversationId::from(id)).await?;
+        let visible = |c: &Conversation| self.role(&c.organization_id).is_some();
+        visible_or_404(found, visible, "Conversation not found")
+    }
+
     pub fn org_name(&self, org: &OrgId) -> String {
         self.org(org)
             .map(|(o, _)| o.name.clone())
@@ -108,42 +125,16 @@ pub fn require_manager(role: Role) -> Result<(), ApiError> {
     }
 }
 
-/// A project in one of the caller's organizations, or 404.
-pub async fn visible_project(
-    state: &AppState,
-    scope: &Scope,
-    id: &str,
-) -> Result<Project, ApiError> {
-    let found = state.store.project(&ProjectId::from(id)).await?;
-    visible_or_404(
-        found,
-        |p| scope.role(&p.organization_id).is_some(),
-        "Project not found",
-    )
-}
-
-/// A conversation in one of the caller's organizations, or 404.
-pub async fn visible_conversation(
-    state: &AppState,
-    scope: &Scope,
-    id: &str,
-) -> Result<Conversation, ApiError> {
-    let found = state.store.conversation(&ConversationId::from(id)).await?;
-    visible_or_404(
-        found,
-        |c| scope.role(&c.organization_id).is_some(),
-        "Conversation not found",
-    )
-}
-
 /// A conversation of the caller's organizations, or 404.
 pub async fn callers_conversation(
     state: &AppState,
     caller: &Caller,
     id: &str,
 ) -> Result<Conversation, ApiError> {
-    let scope = Scope::of(state, caller).await?;
-    visible_conversation(state, &scope, id).await
+    Scope::of(state, caller)
+        .await?
+        .conversation(state, id)
+        .await
 }
 
 /// The plans, normalised (sorted, one default).

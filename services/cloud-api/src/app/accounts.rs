@@ -111,17 +111,12 @@ pub enum Signup {
 /// [`register`], except that a taken address is not an error: its owner gets an "already
 /// registered" mail and the caller gets [`Signup::AlreadyRegistered`] (adapters that must not
 /// reveal accounts answer both cases alike).
-pub async fn sign_up(
-    state: &AppState,
-    email: Option<&str>,
-    display_name: Option<&str>,
-    password: Option<&str>,
-) -> Result<Signup, ApiError> {
-    match register(state, email, display_name, password).await {
+pub async fn sign_up(state: &AppState, new: SignupInput<'_>) -> Result<Signup, ApiError> {
+    match register(state, new).await {
         Ok(r) => Ok(Signup::Created(Box::new(r))),
         Err(e) if e.status == axum::http::StatusCode::CONFLICT => {
-            let _ = state.hasher.hash(password.unwrap_or("")).await;
-            let email = rules::normalize_email(email.unwrap_or(""))?;
+            let _ = state.hasher.hash(new.password.unwrap_or("")).await;
+            let email = rules::normalize_email(new.email.unwrap_or(""))?;
             if let Ok(Some(owner)) = state.store.user_by_email(&email).await {
                 crate::app::email::send_already_registered(state, &owner).await;
             }
@@ -129,6 +124,14 @@ pub async fn sign_up(
         }
         Err(e) => Err(e),
     }
+}
+
+/// What a signup form or body gives (each checked by [`register`]).
+#[derive(Debug, Clone, Copy)]
+pub struct SignupInput<'a> {
+    pub email: Option<&'a str>,
+    pub display_name: Option<&'a str>,
+    pub password: Option<&'a str>,
 }
 
 /// A new account: the user, its personal organization and the plans (for the views).
@@ -141,16 +144,11 @@ pub struct Registered {
 /// Validates and creates an account (user, personal organization, default project) and, when
 /// the email must be verified, queues the verification mail. Shared by `POST /v1/web/signup`
 /// and the portal's signup page. Duplicate email → 409.
-pub async fn register(
-    state: &AppState,
-    email: Option<&str>,
-    display_name: Option<&str>,
-    password: Option<&str>,
-) -> Result<Registered, ApiError> {
+pub async fn register(state: &AppState, new: SignupInput<'_>) -> Result<Registered, ApiError> {
     let (Some(email), Some(name), Some(password)) = (
-        rules::trimmed(email),
-        rules::trimmed(display_name),
-        password.filter(|p| !p.is_empty()),
+        rules::trimmed(new.email),
+        rules::trimmed(new.display_name),
+        new.password.filter(|p| !p.is_empty()),
     ) else {
         return Err(ApiError::bad_request(
             "email, displayName, and password are required",

@@ -5,12 +5,12 @@ use crate::AppState;
 use crate::app::access::{self, Scope};
 use crate::domain::rules::{self, MAX_NAME};
 use crate::domain::*;
-use crate::paging::{page_req, page_views};
+use crate::paging::page_views;
 use crate::views::*;
 use crate::web::caller::Caller;
 use cloud_common::ApiError;
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 const STATUSES: &[&str] = &["active", "done", "archived"];
 
@@ -47,24 +47,12 @@ pub struct ConversationResponse {
     pub conversation: ConversationView,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ConversationListResponse {
-    pub conversations: Vec<ConversationView>,
-    pub next_cursor: Option<String>,
-}
+page_response! { ConversationListResponse { conversations: ConversationView } }
 
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(rename_all = "camelCase")]
-pub struct ConversationListQuery {
+page_query! { ConversationListQuery {
     /// Only this project's conversations.
-    pub project_id: Option<String>,
-    /// 1-200, default 50.
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
-    pub limit: Option<String>,
-    pub cursor: Option<String>,
-}
+    project_id,
+} limit "1-200, default 50." default 50 max 200 }
 
 fn opt_field(v: Option<&str>, what: &str) -> Result<Option<String>, ApiError> {
     rules::trimmed(v)
@@ -82,7 +70,7 @@ pub async fn create(
     let scope = Scope::of(state, caller).await?;
     let project_id = rules::trimmed(body.project_id.as_deref())
         .ok_or_else(|| ApiError::bad_request("projectId is required"))?;
-    let project = access::visible_project(state, &scope, &project_id).await?;
+    let project = scope.project(state, &project_id).await?;
     let title = match opt_field(body.title.as_deref(), "title")? {
         Some(t) => t,
         None => format!("New - {}", project.name),
@@ -111,21 +99,17 @@ pub async fn list(
     caller: &Caller,
     q: ConversationListQuery,
 ) -> Result<ConversationListResponse, ApiError> {
-    let page = page_req(q.limit.as_deref(), q.cursor.as_deref(), 50, 200)?;
+    let page = q.page()?;
     let scope = Scope::of(state, caller).await?;
     let project = match rules::trimmed(q.project_id.as_deref()) {
-        Some(p) => Some(access::visible_project(state, &scope, &p).await?.id),
+        Some(p) => Some(scope.project(state, &p).await?.id),
         None => None,
     };
     let result = state
         .store
         .conversations(&scope.org_ids(), project.as_ref(), &page)
         .await?;
-    let (conversations, next_cursor) = page_views(&result, ConversationView::from);
-    Ok(ConversationListResponse {
-        conversations,
-        next_cursor,
-    })
+    Ok(page_views(&result, ConversationView::from).into())
 }
 
 pub async fn get(
@@ -278,14 +262,8 @@ pub struct AppendResponse {
     pub total: u64,
 }
 
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct MessageListQuery {
-    /// 1-1000, default 500 (transcripts are read whole by older desktops).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
-    pub limit: Option<String>,
-    pub cursor: Option<String>,
-}
+page_query! { MessageListQuery {
+} limit "1-1000, default 500 (transcripts are read whole by older desktops)." default 500 max 1000 }
 
 pub async fn messages(
     state: &AppState,
@@ -295,7 +273,7 @@ pub async fn messages(
 ) -> Result<MessagesResponse, ApiError> {
     access::require_subscription(state, &caller.user).await?;
     let c = access::callers_conversation(state, caller, id).await?;
-    let page = page_req(q.limit.as_deref(), q.cursor.as_deref(), 500, 1000)?;
+    let page = q.page()?;
     let result = state.store.messages(&c.id, &page).await?;
     let (messages, next_cursor) = page_views(&result, MessageView::from);
     Ok(MessagesResponse {

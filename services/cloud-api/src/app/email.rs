@@ -20,50 +20,55 @@ fn expiry(ttl: std::time::Duration) -> chrono::DateTime<chrono::Utc> {
     now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::hours(1))
 }
 
-/// A new single-use token of `kind` for `user`, valid for `ttl` (stored as its hash), or `None`
-/// when it could not be stored (logged; the mail is then not sent).
-async fn store_token(
+/// Mails `user` the link to `path` with a new single-use token of `kind`, valid for `ttl`
+/// (stored as its hash); `write` makes the mail from the link and the ttl. A token that could
+/// not be stored is logged and nothing is sent.
+async fn mail_token_link(
     state: &AppState,
-    kind: EmailTokenKind,
     user: &User,
-    ttl: std::time::Duration,
-) -> Option<String> {
-    let (prefix, what) = match kind {
-        EmailTokenKind::Verification => ("verify-", "an email verification"),
-        EmailTokenKind::PasswordReset => ("reset-", "a password reset"),
+    kind: EmailTokenKind,
+    path: &str,
+    write: impl FnOnce(&str, std::time::Duration) -> crate::mail::Mail,
+) {
+    let (ttl, prefix, what) = match kind {
+        EmailTokenKind::Verification => (
+            state.config.email_verification_ttl,
+            "verify-",
+            "an email verification",
+        ),
+        EmailTokenKind::PasswordReset => (
+            state.config.password_reset_ttl,
+            "reset-",
+            "a password reset",
+        ),
     };
     let token = new_token(prefix);
     let stored = state
         .store
         .insert_email_token(kind, &token_hash(&token), &user.id, expiry(ttl))
         .await;
-    match stored {
-        Ok(()) => Some(token),
-        Err(e) => {
-            tracing::error!(error = %e, "Could not store {what} token.");
-            None
-        }
+    if let Err(e) = stored {
+        tracing::error!(error = %e, "Could not store {what} token.");
+        return;
     }
+    let url = templates::link(&state.config.web_url, path, &token);
+    state.mailer.send(write(&url, ttl)).await;
 }
 
 /// Creates a verification token for `user` and queues the mail with its link. Failures are
 /// logged: signup never fails because of mail.
 pub async fn send_verification(state: &AppState, user: &User) {
-    let ttl = state.config.email_verification_ttl;
-    let Some(token) = store_token(state, EmailTokenKind::Verification, user, ttl).await else {
-        return;
-    };
-    let url = templates::link(&state.config.web_url, "/cloud/verify-email", &token);
-    let hours = (ttl.as_secs() / 3600).max(1);
-    state
-        .mailer
-        .send(templates::verification(
-            &user.email,
-            &user.display_name,
-            &url,
-            hours,
-        ))
-        .await;
+    mail_token_link(
+        state,
+        user,
+        EmailTokenKind::Verification,
+        "/cloud/verify-email",
+        |url, ttl| {
+            let hours = (ttl.as_secs() / 3600).max(1);
+            templates::verification(&user.email, &user.display_name, url, hours)
+        },
+    )
+    .await;
 }
 
 /// Someone signed up with an address that already has an account: tell its owner (the page
@@ -94,21 +99,18 @@ pub async fn forgot_password(state: &AppState, email: &str) {
             return;
         }
     };
-    let ttl = state.config.password_reset_ttl;
-    let Some(token) = store_token(state, EmailTokenKind::PasswordReset, &user, ttl).await else {
-        return;
-    };
-    let url = templates::link(&state.config.web_url, "/cloud/reset-password", &token);
-    let minutes = (ttl.as_secs() / 60).max(1);
-    state
-        .mailer
-        .send(templates::password_reset(
-            &user.email,
-            &user.display_name,
-            &url,
-            minutes,
-        ))
-        .await;
+    let path = "/cloud/reset-password";
+    mail_token_link(
+        state,
+        &user,
+        EmailTokenKind::PasswordReset,
+        path,
+        |url, ttl| {
+            let minutes = (ttl.as_secs() / 60).max(1);
+            templates::password_reset(&user.email, &user.display_name, url, minutes)
+        },
+    )
+    .await;
 }
 
 /// Starts [`forgot_password`] in the background so the caller answers in the same time whether

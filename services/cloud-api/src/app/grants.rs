@@ -123,7 +123,8 @@ pub async fn runtime_session_access(
         ));
     }
     let (user, scope) = holder_scope(state, user, instance).await?;
-    let found = access::visible_conversation(state, &scope, conversation)
+    let found = scope
+        .conversation(state, conversation)
         .await
         .map_err(|_| denied())?;
     let project = body.project_id.as_deref().map(str::trim);
@@ -163,25 +164,18 @@ pub async fn runtime_access(
         .map(str::trim)
         .filter(|s| !s.is_empty());
     let conversation = match conversation_id {
-        Some(id) => Some(
-            access::visible_conversation(state, &scope, id)
-                .await
-                .map_err(|_| denied())?,
-        ),
+        Some(id) => Some(scope.conversation(state, id).await.map_err(|_| denied())?),
         None => None,
     };
     let project = match (project_id, &conversation) {
         (Some(p), Some(c)) if c.project_id.0 != p => return Err(denied()),
         (_, Some(c)) => Some(
-            access::visible_project(state, &scope, c.project_id.as_str())
+            scope
+                .project(state, c.project_id.as_str())
                 .await
                 .map_err(|_| denied())?,
         ),
-        (Some(p), None) => Some(
-            access::visible_project(state, &scope, p)
-                .await
-                .map_err(|_| denied())?,
-        ),
+        (Some(p), None) => Some(scope.project(state, p).await.map_err(|_| denied())?),
         (None, None) => None,
     };
     // The organization whose credentials are used is the project's, never the caller's own
@@ -341,7 +335,7 @@ pub async fn append_transcript(
         .ok_or_else(|| ApiError::bad_request("userId is required"))?;
     let messages = parse_messages(body.messages)?;
     let scope = Scope::load(state, &UserId::from(user.as_str()), None).await?;
-    let conversation = access::visible_conversation(state, &scope, id).await?;
+    let conversation = scope.conversation(state, id).await?;
     let (appended, total) = append_checked(state, &conversation, &messages).await?;
     Ok(TranscriptAppendResponse {
         conversation_id: conversation.id.0,

@@ -28,12 +28,7 @@ pub struct InstanceResponse {
     pub cloud_instance: CloudInstanceView,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct InstanceListResponse {
-    pub cloud_instances: Vec<CloudInstanceView>,
-    pub next_cursor: Option<String>,
-}
+page_response! { InstanceListResponse { cloud_instances: CloudInstanceView } }
 
 /// A registered instance as the API shows it.
 pub fn registered_view(state: &AppState, i: &Instance) -> CloudInstanceView {
@@ -85,11 +80,7 @@ pub async fn list(
         .store
         .instances_of(&caller.user.id, &q.page()?)
         .await?;
-    let (cloud_instances, next_cursor) = page_views(&page, |i| registered_view(state, i));
-    Ok(InstanceListResponse {
-        cloud_instances,
-        next_cursor,
-    })
+    Ok(page_views(&page, |i| registered_view(state, i)).into())
 }
 
 /// Whether `user` holds `instance` (their canonical `instance-<userId>`, never stored, or one

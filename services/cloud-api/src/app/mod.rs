@@ -2,6 +2,9 @@
 //! adapters (`http/`, `portal/`, `oidc/`) only extract input, call one function and render.
 //! Functions return [`crate::domain::DomainError`]; each adapter maps it once.
 
+#[macro_use]
+mod listing;
+
 pub mod access;
 pub mod accounts;
 pub mod admin;

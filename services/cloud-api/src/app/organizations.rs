@@ -195,12 +195,7 @@ pub async fn set_active(
     })
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct MemberListResponse {
-    pub members: Vec<MemberView>,
-    pub next_cursor: Option<String>,
-}
+page_response! { MemberListResponse { members: MemberView } }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MemberResponse {
@@ -232,11 +227,7 @@ pub async fn members(
 ) -> Result<MemberListResponse, ApiError> {
     let (org, page) = q.member_page(state, caller).await?;
     let result = state.store.members(&org.id, &page).await?;
-    let (members, next_cursor) = page_views(&result, MemberView::from);
-    Ok(MemberListResponse {
-        members,
-        next_cursor,
-    })
+    Ok(page_views(&result, MemberView::from).into())
 }
 
 async fn member_of(state: &AppState, org: &OrgId, user: &UserId) -> Result<Member, ApiError> {
@@ -260,7 +251,7 @@ async fn member_of(state: &AppState, org: &OrgId, user: &UserId) -> Result<Membe
 pub async fn update_member(
     state: &AppState,
     caller: &Caller,
-    user_id: String,
+    user_id: &str,
     body: UpdateMemberBody,
 ) -> Result<MemberResponse, ApiError> {
     let role = body
@@ -273,7 +264,7 @@ pub async fn update_member(
         })?;
     let scope = Scope::of(state, caller).await?;
     let (org, my_role) = scope.manage(body.organization_id.as_deref())?.clone();
-    let target = UserId::from(user_id.as_str());
+    let target = UserId::from(user_id);
     let member = member_of(state, &org.id, &target).await?;
     let touches_owner = role == Role::Owner || member.membership.role == Role::Owner;
     if touches_owner && my_role != Role::Owner {
@@ -297,11 +288,11 @@ pub async fn update_member(
 pub async fn remove_member(
     state: &AppState,
     caller: &Caller,
-    user_id: String,
+    user_id: &str,
     q: OrgQuery,
 ) -> Result<OkBody, ApiError> {
     let scope = Scope::of(state, caller).await?;
-    let target = UserId::from(user_id.as_str());
+    let target = UserId::from(user_id);
     let leaving = target == caller.user.id;
     let (org, my_role) = if leaving {
         scope.resolve(q.organization_id.as_deref())?.clone()
@@ -336,12 +327,7 @@ pub struct InviteCreatedResponse {
     pub accept_url: String,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct InviteListResponse {
-    pub invites: Vec<InviteView>,
-    pub next_cursor: Option<String>,
-}
+page_response! { InviteListResponse { invites: InviteView } }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct AcceptInviteBody {
@@ -439,25 +425,21 @@ pub async fn invites(
 ) -> Result<InviteListResponse, ApiError> {
     let (org, page) = q.managed_page(state, caller).await?;
     let result = state.store.invites(&org.id, &page).await?;
-    let (invites, next_cursor) = page_views(&result, InviteView::from);
-    Ok(InviteListResponse {
-        invites,
-        next_cursor,
-    })
+    Ok(page_views(&result, InviteView::from).into())
 }
 
 #[tracing::instrument(skip_all)]
 pub async fn revoke_invite(
     state: &AppState,
     caller: &Caller,
-    invite_id: String,
+    invite_id: &str,
     q: OrgQuery,
 ) -> Result<OkBody, ApiError> {
     let scope = Scope::of(state, caller).await?;
     let (org, _) = scope.manage(q.organization_id.as_deref())?;
     match state
         .store
-        .revoke_invite(&org.id, &InviteId::from(invite_id.as_str()), now())
+        .revoke_invite(&org.id, &InviteId::from(invite_id), now())
         .await
     {
         Ok(()) => Ok(OkBody { ok: true }),

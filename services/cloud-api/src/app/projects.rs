@@ -4,13 +4,13 @@
 
 use cloud_common::ApiError;
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::app::access::{self, Scope};
 use crate::domain::rules::{self, MAX_NAME};
 use crate::domain::*;
-use crate::paging::{page_req, page_views};
+use crate::paging::page_views;
 use crate::views::*;
 use crate::web::caller::Caller;
 
@@ -66,24 +66,12 @@ pub struct ProjectResponse {
     pub project: ProjectView,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ProjectListResponse {
-    pub projects: Vec<ProjectView>,
-    pub next_cursor: Option<String>,
-}
+page_response! { ProjectListResponse { projects: ProjectView } }
 
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(rename_all = "camelCase")]
-pub struct ProjectListQuery {
+page_query! { ProjectListQuery {
     /// Only this organization's projects.
-    pub organization_id: Option<String>,
-    /// 1-200, default 50.
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
-    pub limit: Option<String>,
-    pub cursor: Option<String>,
-}
+    organization_id,
+} limit "1-200, default 50." default 50 max 200 }
 
 /// Decides the project's workspace capability. Repository projects always get the agent's file
 /// and shell tools (as in the first system); a conversation project keeps what it has (a new one
@@ -256,25 +244,22 @@ pub async fn list(
     caller: &Caller,
     q: ProjectListQuery,
 ) -> Result<ProjectListResponse, ApiError> {
-    let page = page_req(q.limit.as_deref(), q.cursor.as_deref(), 50, 200)?;
+    let page = q.page()?;
     let scope = Scope::of(state, caller).await?;
     let orgs = match rules::trimmed(q.organization_id.as_deref()) {
         Some(o) => vec![scope.resolve(Some(&o))?.0.id.clone()],
         None => scope.org_ids(),
     };
     let result = state.store.projects(&orgs, &page).await?;
-    let (projects, next_cursor) = page_views(&result, |p| {
+    Ok(page_views(&result, |p| {
         project_view(p, &scope.org_name(&p.organization_id))
-    });
-    Ok(ProjectListResponse {
-        projects,
-        next_cursor,
     })
+    .into())
 }
 
 pub async fn get(state: &AppState, caller: &Caller, id: &str) -> Result<ProjectResponse, ApiError> {
     let scope = Scope::of(state, caller).await?;
-    let p = access::visible_project(state, &scope, id).await?;
+    let p = scope.project(state, id).await?;
     Ok(ProjectResponse {
         project: project_view(&p, &scope.org_name(&p.organization_id)),
     })
@@ -287,7 +272,7 @@ pub async fn update(
     body: UpdateProjectBody,
 ) -> Result<ProjectResponse, ApiError> {
     let scope = Scope::of(state, caller).await?;
-    let mut p = access::visible_project(state, &scope, id).await?;
+    let mut p = scope.project(state, id).await?;
     if body.name.is_some() {
         p.name = rules::required(body.name.as_deref(), MAX_NAME, "Project name is required")?;
     }
@@ -327,7 +312,7 @@ pub async fn update(
 /// Deletes a project with its conversations. Its creator or an owner/admin of the organization.
 pub async fn delete(state: &AppState, caller: &Caller, id: &str) -> Result<OkBody, ApiError> {
     let scope = Scope::of(state, caller).await?;
-    let p = access::visible_project(state, &scope, id).await?;
+    let p = scope.project(state, id).await?;
     let manager = scope.role(&p.organization_id).is_some_and(Role::can_manage);
     if !manager && p.created_by.as_ref() != Some(&caller.user.id) {
         return Err(ApiError::forbidden(

@@ -3,13 +3,13 @@
 
 use cloud_common::ApiError;
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::app::access::{self, Scope};
 use crate::domain::rules::{self, MAX_NAME};
 use crate::domain::*;
-use crate::paging::{page_req, page_views};
+use crate::paging::page_views;
 use crate::views::*;
 use crate::web::caller::Caller;
 
@@ -62,24 +62,12 @@ pub struct ProviderResponse {
     pub provider: ProviderView,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ProviderListResponse {
-    pub providers: Vec<ProviderView>,
-    pub next_cursor: Option<String>,
-}
+page_response! { ProviderListResponse { providers: ProviderView } }
 
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(rename_all = "camelCase")]
-pub struct OrgListQuery {
+page_query! { OrgListQuery {
     /// Default: the active organization.
-    pub organization_id: Option<String>,
-    /// 1-200, default 50.
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
-    pub limit: Option<String>,
-    pub cursor: Option<String>,
-}
+    organization_id,
+} limit "1-200, default 50." default 50 max 200 }
 
 /// How a list picks its organization in the caller's scope: [`Scope::resolve`] or
 /// [`Scope::manage`].
@@ -110,7 +98,7 @@ impl OrgListQuery {
         caller: &Caller,
         pick: PickOrg,
     ) -> Result<(Organization, PageReq), ApiError> {
-        let page = page_req(self.limit.as_deref(), self.cursor.as_deref(), 50, 200)?;
+        let page = self.page()?;
         let scope = Scope::of(state, caller).await?;
         let (org, _) = pick(&scope, self.organization_id.as_deref())?;
         Ok((org.clone(), page))
@@ -213,11 +201,7 @@ pub async fn list(
 ) -> Result<ProviderListResponse, ApiError> {
     let (org, page) = q.member_page(state, caller).await?;
     let result = state.store.providers(&org.id, &page).await?;
-    let (providers, next_cursor) = page_views(&result, ProviderView::from);
-    Ok(ProviderListResponse {
-        providers,
-        next_cursor,
-    })
+    Ok(page_views(&result, ProviderView::from).into())
 }
 
 /// The provider if it belongs to one of the caller's organizations (404 otherwise), and whether
@@ -240,11 +224,11 @@ async fn visible_provider(
 pub async fn update(
     state: &AppState,
     caller: &Caller,
-    id: String,
+    id: &str,
     body: UpdateProviderBody,
 ) -> Result<ProviderResponse, ApiError> {
     let scope = Scope::of(state, caller).await?;
-    let (mut p, role) = visible_provider(state, &scope, &id).await?;
+    let (mut p, role) = visible_provider(state, &scope, id).await?;
     access::require_manager(role)?;
     if body.label.is_some() {
         p.label = rules::required(body.label.as_deref(), MAX_NAME, "label must not be empty")?;
@@ -282,9 +266,9 @@ pub async fn update(
 }
 
 #[tracing::instrument(skip_all)]
-pub async fn delete(state: &AppState, caller: &Caller, id: String) -> Result<OkBody, ApiError> {
+pub async fn delete(state: &AppState, caller: &Caller, id: &str) -> Result<OkBody, ApiError> {
     let scope = Scope::of(state, caller).await?;
-    let (p, role) = visible_provider(state, &scope, &id).await?;
+    let (p, role) = visible_provider(state, &scope, id).await?;
     access::require_manager(role)?;
     state.store.delete_provider(&p.id).await?;
     Ok(OkBody { ok: true })

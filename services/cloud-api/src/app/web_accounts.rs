@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::app::access::{self, Scope};
-use crate::app::accounts::{self, Attempt, Registered, Signup};
+use crate::app::accounts::{self, Attempt, Registered, Signup, SignupInput};
 use crate::app::tokens;
 use crate::domain::rules;
 use crate::domain::*;
@@ -105,13 +105,13 @@ pub async fn signup(
     body: SignupBody,
 ) -> Result<SignupAnswer, ApiError> {
     accounts::throttle(state, ip, Attempt::Signup, body.email.as_deref())?;
-    let (email, name, password) = (
-        body.email.as_deref(),
-        body.display_name.as_deref(),
-        body.password.as_deref(),
-    );
+    let new = SignupInput {
+        email: body.email.as_deref(),
+        display_name: body.display_name.as_deref(),
+        password: body.password.as_deref(),
+    };
     let registered = if state.config.signup_hides_accounts() {
-        match accounts::sign_up(state, email, name, password).await? {
+        match accounts::sign_up(state, new).await? {
             Signup::Created(r) if r.user.email_verified_at.is_some() => *r,
             Signup::Created(_) | Signup::AlreadyRegistered => {
                 return Ok(SignupAnswer::Pending(SignupPendingResponse {
@@ -122,7 +122,7 @@ pub async fn signup(
             }
         }
     } else {
-        accounts::register(state, email, name, password).await?
+        accounts::register(state, new).await?
     };
     let Registered {
         mut user,

@@ -6,9 +6,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use cloud_common::ApiError;
-use cloud_common::extract::{ApiJson, ApiQuery};
+use cloud_common::extract::ApiJson;
 
-use super::extract::{Caller, ClientIp};
+use super::extract::ClientIp;
 use crate::AppState;
 use crate::app::bootstrap::{self, *};
 use crate::app::web_accounts::{self, *};
@@ -49,36 +49,10 @@ pub async fn login(
     web_accounts::login(&state, ip.0, body).await.map(Json)
 }
 
-/// Revokes the presented session and every token rotated from it.
-#[utoipa::path(post, path = "/v1/web/logout", tag = "accounts", security(("bearer" = [])),
-    responses((status = 200, body = OkBody), (status = 401, body = ErrorBody)))]
-#[tracing::instrument(skip_all)]
-pub async fn logout(
-    State(state): State<AppState>,
-    caller: Caller,
-) -> Result<Json<OkBody>, ApiError> {
-    web_accounts::logout(&state, &caller).await.map(Json)
-}
-
-#[utoipa::path(get, path = "/v1/account", tag = "accounts", security(("bearer" = [])),
-    responses((status = 200, body = AccountResponse), (status = 401, body = ErrorBody)))]
-#[tracing::instrument(skip_all)]
-pub async fn account(
-    State(state): State<AppState>,
-    caller: Caller,
-) -> Result<Json<AccountResponse>, ApiError> {
-    bootstrap::account(&state, &caller).await.map(Json)
-}
-
-#[utoipa::path(get, path = "/v1/bootstrap", tag = "accounts", security(("bearer" = [])),
-    params(BootstrapQuery),
-    responses((status = 200, body = BootstrapResponse), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-#[tracing::instrument(skip_all)]
-pub async fn bootstrap(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiQuery(q): ApiQuery<BootstrapQuery>,
-) -> Result<Json<BootstrapResponse>, ApiError> {
-    bootstrap::bootstrap(&state, &caller, q).await.map(Json)
+json_routes! { tag = "accounts";
+    /// Revokes the presented session and every token rotated from it.
+    logout: post "/v1/web/logout" [] -> 200 OkBody [401] => web_accounts::logout;
+    account: get "/v1/account" [] -> 200 AccountResponse [401] => bootstrap::account;
+    bootstrap: get "/v1/bootstrap" [query BootstrapQuery;]
+        -> 200 BootstrapResponse [400, 401, 403] => bootstrap::bootstrap;
 }

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use cloud_common::ApiError;
-use cloud_common::extract::{ApiJson, ApiQuery};
+use cloud_common::extract::ApiJson;
 
 use super::extract::{Caller, ListQuery};
 use crate::AppState;
@@ -44,15 +44,7 @@ pub async fn delete(
     instances::delete(&state, &caller, &id).await.map(Json)
 }
 
-#[utoipa::path(get, path = "/v1/cloud-instances", tag = "instances", security(("bearer" = [])),
-    params(ListQuery),
-    responses((status = 200, body = InstanceListResponse), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody)))]
-#[tracing::instrument(skip_all)]
-pub async fn list(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiQuery(q): ApiQuery<ListQuery>,
-) -> Result<Json<InstanceListResponse>, ApiError> {
-    instances::list(&state, &caller, q).await.map(Json)
+json_routes! { tag = "instances";
+    list: get "/v1/cloud-instances" [query ListQuery;]
+        -> 200 InstanceListResponse [400, 401] => instances::list;
 }

@@ -38,13 +38,11 @@ struct HtmlBody<'a> {
     action: Option<Action<'a>>,
 }
 
-/// The plain-text part (`.txt`: nothing is escaped).
+/// The plain-text part (`.txt`: nothing is escaped), from the same values.
 #[derive(Template)]
 #[template(path = "mail/message.txt")]
 struct TextBody<'a> {
-    greeting: &'a str,
-    paragraphs: &'a [String],
-    action: Option<Action<'a>>,
+    m: &'a HtmlBody<'a>,
 }
 
 fn mail(
@@ -54,17 +52,12 @@ fn mail(
     paragraphs: Vec<String>,
     action: Option<(&str, &str)>,
 ) -> Mail {
-    let action = || action.map(|(label, href)| Action { label, href });
     let html = HtmlBody {
         greeting,
         paragraphs: &paragraphs,
-        action: action(),
+        action: action.map(|(label, href)| Action { label, href }),
     };
-    let text = TextBody {
-        greeting,
-        paragraphs: &paragraphs,
-        action: action(),
-    };
+    let text = TextBody { m: &html };
     Mail {
         recipient: to.to_owned(),
         subject: subject.to_owned(),

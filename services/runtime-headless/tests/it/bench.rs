@@ -161,9 +161,11 @@ fn cpu_split(
         .iter()
         .map(|g| (*g, 0.0))
         .collect();
+    // The kernel keeps 15 bytes of a command name: `runtime-headless` is `runtime-headles`.
+    let same = |group: &str, comm: &str| group.get(..15).unwrap_or(group) == comm;
     for (name, t) in after {
         let used = t.saturating_sub(before.get(name).copied().unwrap_or(0)) as f64 / tck;
-        let i = groups.iter().position(|(g, _)| *g == name).unwrap_or(4);
+        let i = groups.iter().position(|(g, _)| same(g, name)).unwrap_or(4);
         groups[i].1 += used;
     }
     let total = wall.as_secs_f64() * cores;

@@ -44,12 +44,7 @@ pub struct MemoryItemResponse {
     pub item: MemoryView,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct MemoryListResponse {
-    pub items: Vec<MemoryView>,
-    pub next_cursor: Option<String>,
-}
+page_response! { MemoryListResponse { items: MemoryView } }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MemorySearchResponse {
@@ -67,22 +62,15 @@ pub struct MemoryStatsResponse {
     pub schema_version: i32,
 }
 
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(rename_all = "camelCase")]
-pub struct MemoryListQuery {
-    pub organization_id: Option<String>,
+page_query! { MemoryListQuery {
+    organization_id,
     #[param(schema_with = crate::schema::memory_scope)]
-    pub scope: Option<String>,
-    pub project_id: Option<String>,
-    pub kind: Option<String>,
+    scope,
+    project_id,
+    kind,
     /// `true` to include archived memories.
-    pub include_archived: Option<String>,
-    /// 1-200, default 50.
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
-    pub limit: Option<String>,
-    pub cursor: Option<String>,
-}
+    include_archived,
+} limit "1-200, default 50." default 50 max 200 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -156,12 +144,11 @@ pub async fn list(
     caller: &Caller,
     q: MemoryListQuery,
 ) -> Result<MemoryListResponse, ApiError> {
-    let page = page_req(q.limit.as_deref(), q.cursor.as_deref(), 50, 200)?;
+    let page = q.page()?;
     let scope = Scope::of(state, caller).await?;
     let f = filter(&scope, &caller.user.id, &q)?;
     let result = state.store.memories(&f, &page).await?;
-    let (items, next_cursor) = page_views(&result, MemoryView::from);
-    Ok(MemoryListResponse { items, next_cursor })
+    Ok(page_views(&result, MemoryView::from).into())
 }
 
 fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {

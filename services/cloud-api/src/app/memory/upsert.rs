@@ -6,7 +6,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::app::access::{self, Scope};
+use crate::app::access::Scope;
 use crate::domain::memory::{self as mem, SUPERSEDING_KINDS};
 use crate::domain::rules::{self, MAX_NAME};
 use crate::domain::*;
@@ -93,7 +93,7 @@ pub async fn upsert(
     let project_id = if mem_scope == "project" {
         let id = rules::trimmed(input.project_id.as_deref())
             .ok_or_else(|| ApiError::bad_request("projectId is required for project memories"))?;
-        let p = access::visible_project(state, scope, &id).await?;
+        let p = scope.project(state, &id).await?;
         if p.organization_id != org.id {
             return Err(ApiError::bad_request("Unable to store memory"));
         }
@@ -123,7 +123,7 @@ pub async fn upsert(
         &topic_key,
     );
     let conversation = match rules::trimmed(input.conversation_id.as_deref()) {
-        Some(c) => Some(access::visible_conversation(state, scope, &c).await?.id),
+        Some(c) => Some(scope.conversation(state, &c).await?.id),
         None => None,
     };
     let mut existing = state
@@ -142,41 +142,13 @@ pub async fn upsert(
             None => {}
         }
     }
-    let Some(old) = existing else {
-        let now = now();
-        let m = Memory {
-            id: new_id.unwrap_or_else(MemoryId::generate),
-            organization_id: org.id.clone(),
-            user_id: user_for_fp.map(UserId::from),
-            project_id,
-            scope: mem_scope.into(),
-            kind,
-            title,
-            content,
-            tags,
-            topic_key,
-            confidence: confidence(input.confidence)?.unwrap_or(0.5),
-            schema_version: 1,
-            reinforced_at: None,
-            last_used_at: None,
-            times_used: 0,
-            source_conversation_id: conversation,
-            origin_type: "manual".into(),
-            status: "active".into(),
-            visibility: visibility(input.visibility.as_deref(), mem_scope),
-            fingerprint,
-            archived: false,
-            source: rules::trimmed(input.source.as_deref())
-                .map(|s| rules::bounded(s, 64, "source"))
-                .transpose()?
-                .unwrap_or_else(|| "manual".into()),
-            created_by: Some(user.clone()),
-            created_at: now,
-            updated_at: now,
-        };
-        return save(state, m).await;
-    };
-    let m = Memory {
+    let source = rules::trimmed(input.source.as_deref())
+        .map(|s| rules::bounded(s, 64, "source"))
+        .transpose()?;
+    let confidence = confidence(input.confidence)?;
+    let now = now();
+    let fresh = Memory {
+        id: new_id.unwrap_or_else(MemoryId::generate),
         organization_id: org.id.clone(),
         user_id: user_for_fp.map(UserId::from),
         project_id,
@@ -186,15 +158,42 @@ pub async fn upsert(
         content,
         tags,
         topic_key,
-        confidence: confidence(input.confidence)?.unwrap_or(old.confidence),
-        source_conversation_id: conversation.or(old.source_conversation_id.clone()),
+        confidence: confidence.unwrap_or(0.5),
+        schema_version: 1,
+        reinforced_at: None,
+        last_used_at: None,
+        times_used: 0,
+        source_conversation_id: conversation,
+        origin_type: "manual".into(),
         status: "active".into(),
         visibility: visibility(input.visibility.as_deref(), mem_scope),
         fingerprint,
         archived: false,
-        source: rules::trimmed(input.source.as_deref()).unwrap_or(old.source.clone()),
-        updated_at: now(),
-        ..old
+        source: source.clone().unwrap_or_else(|| "manual".into()),
+        created_by: Some(user.clone()),
+        created_at: now,
+        updated_at: now,
+    };
+    let m = match existing {
+        None => fresh,
+        // An update keeps the memory's identity, history and use, and what the input leaves out.
+        Some(old) => Memory {
+            id: old.id,
+            confidence: confidence.unwrap_or(old.confidence),
+            schema_version: old.schema_version,
+            reinforced_at: old.reinforced_at,
+            last_used_at: old.last_used_at,
+            times_used: old.times_used,
+            source_conversation_id: fresh
+                .source_conversation_id
+                .clone()
+                .or(old.source_conversation_id),
+            origin_type: old.origin_type,
+            source: source.unwrap_or(old.source),
+            created_by: old.created_by,
+            created_at: old.created_at,
+            ..fresh
+        },
     };
     save(state, m).await
 }

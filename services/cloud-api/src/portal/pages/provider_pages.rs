@@ -159,17 +159,14 @@ pub async fn provider_update(State(state): State<AppState>, post: ProviderPost) 
         models: Some(lines(form.models.as_deref())),
         default_model: form.default_model,
     };
-    Ok(
-        match providers::update(&state, &caller, id.clone(), body).await {
-            Ok(updated) => Listing::Providers.done(&updated.provider.organization_id, "saved"),
-            Err(e) if e.status.is_client_error() => match find_provider(&state, &caller, &id).await
-            {
-                Some(p) => edit_page(&ctx, &p, Some((e.status, e.message.to_string()))),
-                None => ok_or_page(&ctx, e),
-            },
-            Err(e) => ok_or_page(&ctx, e),
+    Ok(match providers::update(&state, &caller, &id, body).await {
+        Ok(updated) => Listing::Providers.done(&updated.provider.organization_id, "saved"),
+        Err(e) if e.status.is_client_error() => match find_provider(&state, &caller, &id).await {
+            Some(p) => edit_page(&ctx, &p, Some((e.status, e.message.to_string()))),
+            None => ok_or_page(&ctx, e),
         },
-    )
+        Err(e) => ok_or_page(&ctx, e),
+    })
 }
 
 pub async fn provider_delete(State(state): State<AppState>, post: ProviderPost) -> Page {
@@ -178,7 +175,7 @@ pub async fn provider_delete(State(state): State<AppState>, post: ProviderPost) 
     let org = find_provider(&state, &caller, &id)
         .await
         .map(|p| p.organization_id);
-    Ok(match providers::delete(&state, &caller, id).await {
+    Ok(match providers::delete(&state, &caller, &id).await {
         Ok(_) => Listing::Providers.done(&org.unwrap_or_default(), "deleted"),
         Err(e) => ok_or_page(&ctx, e),
     })

@@ -97,25 +97,19 @@ pub async fn signup_with_form(
         return retry(TOO_MANY.into(), StatusCode::TOO_MANY_REQUESTS);
     }
     let hides = state.config.signup_hides_accounts();
+    let new = crate::app::accounts::SignupInput {
+        email: form.email.as_deref(),
+        display_name: form.display_name.as_deref(),
+        password: form.password.as_deref(),
+    };
     let outcome = if legacy && !hides {
         // A development server without SMTP: the first system's form signs in at once and
         // says when the address is taken.
-        crate::app::accounts::register(
-            state,
-            form.email.as_deref(),
-            form.display_name.as_deref(),
-            form.password.as_deref(),
-        )
-        .await
-        .map(|r| crate::app::accounts::Signup::Created(Box::new(r)))
+        crate::app::accounts::register(state, new)
+            .await
+            .map(|r| crate::app::accounts::Signup::Created(Box::new(r)))
     } else {
-        crate::app::accounts::sign_up(
-            state,
-            form.email.as_deref(),
-            form.display_name.as_deref(),
-            form.password.as_deref(),
-        )
-        .await
+        crate::app::accounts::sign_up(state, new).await
     };
     match outcome {
         Ok(crate::app::accounts::Signup::Created(registered)) if legacy && !hides => {

@@ -1,0 +1,104 @@
+//! The JSON routes of a signed-in caller are written as a table, one row a route.
+//!
+//! Every such handler has the same body (extract the caller and the inputs, call one application
+//! function, answer its result as JSON with one status), so writing each out by hand repeated
+//! ten lines per route and let an OpenAPI entry drift from what the handler does. A row names
+//! what differs (the method and path, the inputs, the answer, the error statuses and the
+//! application function) and [`json_routes!`] writes both the handler and its OpenAPI entry from
+//! it. Routes that answer in other ways (several success statuses, no caller, a raw query) stay
+//! hand-written beside their table.
+//!
+//! ```text
+//! json_routes! { tag = "memory";
+//!     /// Reads a memory.
+//!     get: get "/v1/memory/{id}" [path "id";] -> 200 MemoryItemResponse [401, 404] => memory::get;
+//! }
+//! ```
+//!
+//! Inputs, in this order, each ended by `;`: `path "name";` (one path segment, passed to the
+//! application function as `&str`), `query Type;` (an [`ApiQuery`](cloud_common::extract::ApiQuery)),
+//! `body Type;` (an [`ApiJson`](cloud_common::extract::ApiJson)). An error status may carry a
+//! description: `409 = "why"`. The application function is called as
+//! `f(&state, &caller, path?, query?, body?)`. Each table also writes the `routes()` of its
+//! module, so a path is written once for the router and the document.
+//!
+//! `json_routes! { internal; … }` writes the service-to-service routes the same way: the
+//! caller is a service holding the internal token, the function is called without a `Caller`,
+//! and the routes stay out of the OpenAPI document.
+
+macro_rules! json_routes {
+    (tag = $tag:tt; $(
+        $(#[doc = $doc:tt])*
+        $name:ident: $method:ident $path:tt [$($input:tt)*]
+            -> $status:tt $answer:ident [$($error:tt $(= $why:tt)?),*] => $call:path;
+    )*) => {
+        $(json_routes!(@inputs [$($input)*] [] [] [] []
+            { [$($doc)*] $tag $name $method $path $status $answer [$($error $(= $why)?),*] $call });)*
+        /// The routes of this table.
+        pub fn routes() -> axum::Router<crate::AppState> {
+            axum::Router::new()$(.route($path, axum::routing::$method($name)))*
+        }
+    };
+    // Internal routes: the caller is a service (its token checked by `InternalCaller`), not in
+    // the OpenAPI document, and the application function gets no `Caller`.
+    (internal; $(
+        $(#[doc = $doc:tt])*
+        $name:ident: $method:ident $path:tt [$($input:tt)*] -> $answer:ident => $call:path;
+    )*) => {
+        $(json_routes!(@inputs [$($input)*] [] [] [] [] { internal [$($doc)*] $name $answer $call });)*
+        /// The routes of this table.
+        pub fn routes() -> axum::Router<crate::AppState> {
+            axum::Router::new()$(.route($path, axum::routing::$method($name)))*
+        }
+    };
+
+    // The inputs become, in four lists: handler arguments, call arguments, OpenAPI `params` and
+    // the OpenAPI `request_body`.
+    (@inputs [path $param:tt; $($rest:tt)*] [$($arg:tt)*] [$($pass:tt)*] [$($doc:tt)*] [$($req:tt)*] $route:tt) => {
+        json_routes!(@inputs [$($rest)*] [$($arg)* axum::extract::Path(id): axum::extract::Path<String>,]
+            [$($pass)* &id,] [$($doc)* ($param = String, Path),] [$($req)*] $route);
+    };
+    (@inputs [query $query:ident; $($rest:tt)*] [$($arg:tt)*] [$($pass:tt)*] [$($doc:tt)*] [$($req:tt)*] $route:tt) => {
+        json_routes!(@inputs [$($rest)*] [$($arg)* cloud_common::extract::ApiQuery(query): cloud_common::extract::ApiQuery<$query>,]
+            [$($pass)* query,] [$($doc)* $query,] [$($req)*] $route);
+    };
+    (@inputs [body $body:ident; $($rest:tt)*] [$($arg:tt)*] [$($pass:tt)*] [$($doc:tt)*] [$($req:tt)*] $route:tt) => {
+        json_routes!(@inputs [$($rest)*] [$($arg)* cloud_common::extract::ApiJson(body): cloud_common::extract::ApiJson<$body>,]
+            [$($pass)* body,] [$($doc)*] [request_body = $body,] $route);
+    };
+    (@inputs [] [$($arg:tt)*] [$($pass:tt)*] [$($param:tt)*] [$($req:tt)*]
+        { [$($doc:tt)*] $tag:tt $name:ident $method:ident $path:tt $status:tt $answer:ident
+          [$($error:tt $(= $why:tt)?),*] $call:path }) => {
+        $(#[doc = $doc])*
+        #[utoipa::path($method, path = $path, tag = $tag, security(("bearer" = [])),
+            params($($param)*), $($req)*
+            responses((status = $status, body = $answer)
+                $(, (status = $error, $(description = $why,)? body = crate::views::ErrorBody))*))]
+        #[tracing::instrument(skip_all)]
+        pub async fn $name(
+            axum::extract::State(state): axum::extract::State<crate::AppState>,
+            caller: crate::web::caller::Caller,
+            $($arg)*
+        ) -> Result<(axum::http::StatusCode, axum::Json<$answer>), cloud_common::ApiError> {
+            $call(&state, &caller, $($pass)*)
+                .await
+                .map(|answer| (json_routes!(@status $status), axum::Json(answer)))
+        }
+    };
+
+    (@inputs [] [$($arg:tt)*] [$($pass:tt)*] [$($param:tt)*] [$($req:tt)*]
+        { internal [$($doc:tt)*] $name:ident $answer:ident $call:path }) => {
+        $(#[doc = $doc])*
+        #[tracing::instrument(skip_all)]
+        pub async fn $name(
+            _: cloud_common::auth::InternalCaller,
+            axum::extract::State(state): axum::extract::State<crate::AppState>,
+            $($arg)*
+        ) -> Result<axum::Json<$answer>, cloud_common::ApiError> {
+            $call(&state, $($pass)*).await.map(axum::Json)
+        }
+    };
+
+    (@status 200) => { axum::http::StatusCode::OK };
+    (@status 201) => { axum::http::StatusCode::CREATED };
+}
