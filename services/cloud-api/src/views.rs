@@ -277,12 +277,12 @@ pub fn project_view(p: &Project, org_name: &str) -> ProjectView {
         organization_name: org_name.to_owned(),
         name: p.name.clone(),
         repo_name: p.repo_name.clone(),
-        kind: p.kind.clone(),
-        workspace_capability: p.workspace_capability.clone(),
+        kind: p.kind.to_string(),
+        workspace_capability: p.workspace_capability.to_string(),
         repository: p
             .repository
             .as_ref()
-            .filter(|_| p.kind == "repository")
+            .filter(|_| p.kind == ProjectKind::Repository)
             .map(|r| RepositoryView {
                 clone_url: r.clone_url.clone(),
                 default_branch: r.default_branch.clone(),
@@ -319,7 +319,7 @@ impl From<&Conversation> for ConversationView {
             organization_id: c.organization_id.0.clone(),
             runtime_location: "cloud".into(),
             title: c.title.clone(),
-            status: c.status.clone(),
+            status: c.status.to_string(),
             model_provider: c.model_provider.clone(),
             model_id: c.model_id.clone(),
             created_at: iso(c.created_at),
@@ -387,7 +387,7 @@ impl From<&Memory> for MemoryView {
     fn from(m: &Memory) -> Self {
         Self {
             id: m.id.0.clone(),
-            scope: m.scope.clone(),
+            scope: m.scope.to_string(),
             kind: m.kind.clone(),
             title: m.title.clone(),
             content: m.content.clone(),
@@ -400,7 +400,7 @@ impl From<&Memory> for MemoryView {
             times_used: m.times_used,
             source_conversation_id: m.source_conversation_id.as_ref().map(|c| c.0.clone()),
             origin_type: m.origin_type.clone(),
-            status: m.status.clone(),
+            status: m.status.to_string(),
             visibility: m.visibility.clone(),
             fingerprint: m.fingerprint.clone(),
             archived: m.archived,

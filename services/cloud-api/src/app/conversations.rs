@@ -12,8 +12,6 @@ use cloud_common::ApiError;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-const STATUSES: &[&str] = &["active", "done", "archived"];
-
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateConversationBody {
@@ -82,7 +80,7 @@ pub async fn create(
         project_id: project.id.clone(),
         created_by: Some(caller.user.id.clone()),
         title,
-        status: "active".into(),
+        status: ConversationStatus::Active,
         model_provider: opt_field(body.model_provider.as_deref(), "modelProvider")?,
         model_id: opt_field(body.model_id.as_deref(), "modelId")?,
         created_at: now,
@@ -134,13 +132,8 @@ pub async fn update(
         c.title = t;
     }
     if let Some(s) = body.status.as_deref() {
-        let s = s.trim();
-        if !STATUSES.contains(&s) {
-            return Err(ApiError::bad_request(
-                "status must be active, done or archived",
-            ));
-        }
-        c.status = s.to_owned();
+        c.status = ConversationStatus::parse(s.trim())
+            .ok_or_else(|| ApiError::bad_request("status must be active, done or archived"))?;
     }
     if body.model_provider.is_some() {
         c.model_provider = opt_field(body.model_provider.as_deref(), "modelProvider")?;

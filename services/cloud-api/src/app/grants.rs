@@ -222,7 +222,7 @@ pub async fn runtime_access(
     let repository = match project.as_ref().and_then(|p| {
         p.repository
             .as_ref()
-            .filter(|_| p.kind == "repository")
+            .filter(|_| p.kind == ProjectKind::Repository)
             .map(|r| (p, r))
     }) {
         Some((p, r)) => {
@@ -301,14 +301,14 @@ pub async fn runtime_access(
             organization_id: p.organization_id.0.clone(),
             name: p.name.clone(),
             repo_name: p.repo_name.clone(),
-            kind: p.kind.clone(),
-            workspace_capability: p.workspace_capability.clone(),
+            kind: p.kind.to_string(),
+            workspace_capability: p.workspace_capability.to_string(),
         }),
         conversation: conversation.as_ref().map(|c| GrantConversation {
             id: c.id.0.clone(),
             project_id: c.project_id.0.clone(),
             title: c.title.clone(),
-            status: c.status.clone(),
+            status: c.status.to_string(),
             model_provider: c.model_provider.clone(),
             model_id: c.model_id.clone(),
         }),

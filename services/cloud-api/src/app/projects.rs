@@ -85,24 +85,21 @@ fn apply_capability(
 ) -> Result<(), ApiError> {
     let requested = match rules::trimmed(requested) {
         None => None,
-        Some(c) if c == "chat_only" || c == "full_tools" => Some(c),
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "workspaceCapability must be chat_only or full_tools",
-            ));
-        }
+        Some(c) => Some(WorkspaceCapability::parse(&c).ok_or_else(|| {
+            ApiError::bad_request("workspaceCapability must be chat_only or full_tools")
+        })?),
     };
-    if project.kind == "repository" {
-        if requested.as_deref() == Some("chat_only") {
+    if project.kind == ProjectKind::Repository {
+        if requested == Some(WorkspaceCapability::ChatOnly) {
             return Err(ApiError::bad_request(
                 "Repository projects always have workspaceCapability full_tools",
             ));
         }
-        project.workspace_capability = "full_tools".into();
+        project.workspace_capability = WorkspaceCapability::FullTools;
         return Ok(());
     }
     if kind_changed {
-        project.workspace_capability = "chat_only".into();
+        project.workspace_capability = WorkspaceCapability::ChatOnly;
     }
     if let Some(c) = requested
         && c != project.workspace_capability
@@ -127,10 +124,9 @@ fn apply_repository(
     org_name: &str,
 ) -> Result<(), ApiError> {
     if let Some(kind) = kind {
-        project.kind = if kind.trim() == "repository" {
-            "repository".into()
-        } else {
-            "conversation_only".into()
+        project.kind = match kind.trim() {
+            "repository" => ProjectKind::Repository,
+            _ => ProjectKind::ConversationOnly,
         };
     }
     if let Some(r) = repo {
@@ -176,7 +172,7 @@ fn apply_repository(
             }
         }
     }
-    if project.kind != "repository" {
+    if project.kind != ProjectKind::Repository {
         project.repository = None;
     }
     project.repo_name = project
@@ -200,8 +196,8 @@ pub(crate) fn new_project(
         created_by: Some(creator.clone()),
         name,
         repo_name: org.name.clone(),
-        kind: "conversation_only".into(),
-        workspace_capability: "chat_only".into(),
+        kind: ProjectKind::ConversationOnly,
+        workspace_capability: WorkspaceCapability::ChatOnly,
         repository: None,
         cloud_status: "connected".into(),
         created_at: now,
@@ -286,7 +282,7 @@ pub async fn update(
         p.cloud_status = s.to_owned();
     }
     let org_name = scope.org_name(&p.organization_id);
-    let kind_before = p.kind.clone();
+    let kind_before = p.kind;
     apply_repository(
         state,
         &mut p,

@@ -6,9 +6,11 @@ pub mod ids;
 pub mod memory;
 pub mod model;
 pub mod rules;
+pub mod states;
 
 pub use ids::*;
 pub use model::*;
+pub use states::*;
 
 use chrono::{DateTime, Utc};
 

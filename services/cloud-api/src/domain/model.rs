@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use super::ids::*;
+use super::states::*;
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Plan {
@@ -68,49 +69,6 @@ pub enum RotateOutcome {
     Reused,
     /// Unknown or expired.
     Invalid,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Role {
-    Owner,
-    Admin,
-    Member,
-    BillingViewer,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Owner => "owner",
-            Role::Admin => "admin",
-            Role::Member => "member",
-            Role::BillingViewer => "billing_viewer",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "owner" => Role::Owner,
-            "admin" => Role::Admin,
-            "member" => Role::Member,
-            "billing_viewer" => Role::BillingViewer,
-            _ => return None,
-        })
-    }
-
-    /// Owners and admins manage the organization (members, invites, providers, name).
-    pub fn can_manage(self) -> bool {
-        matches!(self, Role::Owner | Role::Admin)
-    }
-}
-
-/// How a stored role reads back (a row with an unknown role is a decode error, never a member).
-impl TryFrom<String> for Role {
-    type Error = String;
-
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        Role::parse(&s).ok_or_else(|| format!("unknown role {s:?}"))
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -214,10 +172,8 @@ pub struct Project {
     pub created_by: Option<UserId>,
     pub name: String,
     pub repo_name: String,
-    /// `repository` or `conversation_only`.
-    pub kind: String,
-    /// `full_tools` or `chat_only`.
-    pub workspace_capability: String,
+    pub kind: ProjectKind,
+    pub workspace_capability: WorkspaceCapability,
     /// Only ever set for `repository` projects.
     pub repository: Option<Repository>,
     pub cloud_status: String,
@@ -232,7 +188,8 @@ pub struct Conversation {
     pub project_id: ProjectId,
     pub created_by: Option<UserId>,
     pub title: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: ConversationStatus,
     pub model_provider: Option<String>,
     pub model_id: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -276,7 +233,8 @@ pub struct Memory {
     pub user_id: Option<UserId>,
     /// Set for project scope.
     pub project_id: Option<ProjectId>,
-    pub scope: String,
+    #[sqlx(try_from = "String")]
+    pub scope: MemoryScope,
     pub kind: String,
     pub title: Option<String>,
     pub content: String,
@@ -290,7 +248,8 @@ pub struct Memory {
     pub times_used: i32,
     pub source_conversation_id: Option<ConversationId>,
     pub origin_type: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: MemoryStatus,
     pub visibility: String,
     pub fingerprint: String,
     pub archived: bool,
@@ -307,8 +266,8 @@ pub struct Memory {
 pub struct MemoryFilter {
     pub organization_id: OrgId,
     pub user_id: UserId,
-    /// `global`, `project` or `all`.
-    pub scope: String,
+    /// One scope, or `None` for both.
+    pub scope: Option<MemoryScope>,
     pub project_id: Option<ProjectId>,
     pub kind: Option<String>,
     pub include_archived: bool,

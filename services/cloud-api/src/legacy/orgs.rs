@@ -11,6 +11,7 @@ use super::Summary;
 use super::rows::*;
 use crate::crypto::SecretBox;
 use crate::domain::rules::MAX_MESSAGE_CONTENT;
+use crate::domain::{ConversationStatus, MemoryStatus, ProjectKind, WorkspaceCapability};
 
 type Tx = Transaction<'static, Postgres>;
 
@@ -226,19 +227,18 @@ async fn projects(
             summary.unchanged("projects");
             continue;
         }
-        let kind = one_of(
-            &p.project_kind,
-            &["repository", "conversation_only"],
-            "conversation_only",
-        );
-        let capability = match p.workspace_capability.as_str() {
-            "full_tools" | "chat_only" => p.workspace_capability.as_str(),
-            _ if kind == "repository" => "full_tools",
-            _ => "chat_only",
+        let kind = ProjectKind::parse(&p.project_kind).unwrap_or(ProjectKind::ConversationOnly);
+        let capability = match WorkspaceCapability::parse(&p.workspace_capability) {
+            Some(c) => c,
+            None if kind == ProjectKind::Repository => WorkspaceCapability::FullTools,
+            None => WorkspaceCapability::ChatOnly,
         };
         // Only repository projects keep a repository (the first system exposed the one of
         // conversation-only projects too).
-        let repo = p.repository_json.as_ref().filter(|_| kind == "repository");
+        let repo = p
+            .repository_json
+            .as_ref()
+            .filter(|_| kind == ProjectKind::Repository);
         let clone_url = text(repo.and_then(|r| r.get("cloneUrl")));
         let branch = text(repo.and_then(|r| r.get("defaultBranch")));
         let auth_mode = clone_url.as_ref().map(|_| {
@@ -274,8 +274,8 @@ async fn projects(
         .bind(creator)
         .bind(&p.name)
         .bind(&p.repo_name)
-        .bind(kind)
-        .bind(capability)
+        .bind(kind.as_str())
+        .bind(capability.as_str())
         .bind(&clone_url)
         .bind(&branch)
         .bind(auth_mode)
@@ -332,7 +332,7 @@ async fn conversations(
             .bind(&c.project_id)
             .bind(creator)
             .bind(&c.title)
-            .bind(one_of(&c.status, &["active", "done", "archived"], "active"))
+            .bind(ConversationStatus::parse(&c.status).unwrap_or(ConversationStatus::Active).as_str())
             .bind(&c.model_provider)
             .bind(&c.model_id)
             .bind(c.created_at)
@@ -486,7 +486,7 @@ async fn memories(
         .bind(m.times_used.unwrap_or(0).max(0))
         .bind(conversation)
         .bind(m.origin_type.as_deref().unwrap_or("manual"))
-        .bind(one_of(m.status.as_deref().unwrap_or(""), &["active", "superseded"], "active"))
+        .bind(m.status.as_deref().and_then(MemoryStatus::parse).unwrap_or(MemoryStatus::Active).as_str())
         .bind(one_of(m.visibility.as_deref().unwrap_or(""), &["private", "shared"], "private"))
         .bind(&m.fingerprint)
         .bind(m.archived.unwrap_or(false))

@@ -119,19 +119,16 @@ pub async fn create(
 fn filter(scope: &Scope, user: &UserId, q: &MemoryListQuery) -> Result<MemoryFilter, ApiError> {
     let (o, _) = scope.resolve(q.organization_id.as_deref())?;
     let s = match q.scope.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-        None | Some("all") => "all",
-        Some("global") => "global",
-        Some("project") => "project",
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "scope must be global, project or all",
-            ));
-        }
+        None | Some("all") => None,
+        Some(s) => Some(
+            MemoryScope::parse(s)
+                .ok_or_else(|| ApiError::bad_request("scope must be global, project or all"))?,
+        ),
     };
     Ok(MemoryFilter {
         organization_id: o.id.clone(),
         user_id: user.clone(),
-        scope: s.into(),
+        scope: s,
         project_id: rules::trimmed(q.project_id.as_deref()).map(ProjectId),
         kind: rules::trimmed(q.kind.as_deref()).map(|k| mem::normalize_kind(Some(&k))),
         include_archived: q.include_archived.as_deref().map(str::trim) == Some("true"),
@@ -248,7 +245,7 @@ pub async fn stats(
         let batch = state.store.memories(&f, &page).await?;
         for m in &batch.items {
             out.total += 1;
-            if m.status == "active" {
+            if m.status == MemoryStatus::Active {
                 out.active += 1;
             } else {
                 out.superseded += 1;
@@ -256,7 +253,7 @@ pub async fn stats(
             *out.by_kind
                 .entry(mem::normalize_kind(Some(&m.kind)))
                 .or_default() += 1;
-            *out.by_scope.entry(m.scope.clone()).or_default() += 1;
+            *out.by_scope.entry(m.scope.to_string()).or_default() += 1;
         }
         match batch.next {
             Some(c) => page.after = Some(c),
@@ -318,14 +315,12 @@ pub async fn update(
         m.archived = a;
     }
     if let Some(s) = p.status.as_deref() {
-        match s.trim() {
-            "active" | "superseded" => m.status = s.trim().into(),
-            _ => return Err(ApiError::bad_request("status must be active or superseded")),
-        }
+        m.status = MemoryStatus::parse(s.trim())
+            .ok_or_else(|| ApiError::bad_request("status must be active or superseded"))?;
     }
     if let Some(v) = p.visibility.as_deref() {
         match v.trim() {
-            "private" | "shared" => m.visibility = visibility(Some(v), &m.scope),
+            "private" | "shared" => m.visibility = visibility(Some(v), m.scope),
             _ => {
                 return Err(ApiError::bad_request(
                     "visibility must be private or shared",
@@ -344,7 +339,7 @@ pub async fn update(
         &m.tags,
     );
     m.fingerprint = mem::fingerprint(
-        &m.scope,
+        m.scope.as_str(),
         m.organization_id.as_str(),
         m.user_id.as_ref().map(|u| u.as_str()),
         m.project_id.as_ref().map(|p| p.as_str()),

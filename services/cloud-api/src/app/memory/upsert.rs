@@ -72,7 +72,7 @@ pub(crate) fn confidence(v: Option<f64>) -> Result<Option<f64>, ApiError> {
 /// Whether the caller may see (and so change) a memory.
 pub(crate) fn visible(scope: &Scope, user: &UserId, m: &Memory) -> bool {
     scope.role(&m.organization_id).is_some()
-        && (m.scope == "project" || m.user_id.as_ref() == Some(user))
+        && (m.scope == MemoryScope::Project || m.user_id.as_ref() == Some(user))
 }
 
 /// The upsert of the first system (§6.8), with membership checks on the organization, project
@@ -85,12 +85,11 @@ pub async fn upsert(
 ) -> Result<Memory, ApiError> {
     let content = content(input.content.as_deref())?;
     let (org, _) = scope.resolve(input.organization_id.as_deref())?.clone();
-    let mem_scope = if input.scope.as_deref().map(str::trim) == Some("project") {
-        "project"
-    } else {
-        "global"
+    let mem_scope = match input.scope.as_deref().map(str::trim) {
+        Some("project") => MemoryScope::Project,
+        _ => MemoryScope::Global,
     };
-    let project_id = if mem_scope == "project" {
+    let project_id = if mem_scope == MemoryScope::Project {
         let id = rules::trimmed(input.project_id.as_deref())
             .ok_or_else(|| ApiError::bad_request("projectId is required for project memories"))?;
         let p = scope.project(state, &id).await?;
@@ -113,9 +112,9 @@ pub async fn upsert(
         &content,
         &tags,
     );
-    let user_for_fp = (mem_scope == "global").then_some(user.as_str());
+    let user_for_fp = (mem_scope == MemoryScope::Global).then_some(user.as_str());
     let fingerprint = mem::fingerprint(
-        mem_scope,
+        mem_scope.as_str(),
         org.id.as_str(),
         user_for_fp,
         project_id.as_ref().map(|p| p.as_str()),
@@ -152,7 +151,7 @@ pub async fn upsert(
         organization_id: org.id.clone(),
         user_id: user_for_fp.map(UserId::from),
         project_id,
-        scope: mem_scope.into(),
+        scope: mem_scope,
         kind,
         title,
         content,
@@ -165,7 +164,7 @@ pub async fn upsert(
         times_used: 0,
         source_conversation_id: conversation,
         origin_type: "manual".into(),
-        status: "active".into(),
+        status: MemoryStatus::Active,
         visibility: visibility(input.visibility.as_deref(), mem_scope),
         fingerprint,
         archived: false,
@@ -210,8 +209,8 @@ async fn save(state: &AppState, m: Memory) -> Result<Memory, ApiError> {
     Ok(m)
 }
 
-pub(crate) fn visibility(requested: Option<&str>, scope: &str) -> String {
-    if scope == "project" || requested.map(str::trim) == Some("shared") {
+pub(crate) fn visibility(requested: Option<&str>, scope: MemoryScope) -> String {
+    if scope == MemoryScope::Project || requested.map(str::trim) == Some("shared") {
         "shared".into()
     } else {
         "private".into()

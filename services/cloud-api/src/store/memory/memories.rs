@@ -25,9 +25,9 @@ impl MemoriesStore for MemoryStore {
                 &m.organization_id == org
                     && m.fingerprint == fingerprint
                     && &m.id != keep
-                    && m.status == "active"
+                    && m.status == MemoryStatus::Active
             }) {
-                m.status = "superseded".into();
+                m.status = MemoryStatus::Superseded;
             }
         })
     }

@@ -185,27 +185,18 @@ fn memory_visible(m: &Memory, f: &MemoryFilter) -> bool {
     if m.organization_id != f.organization_id {
         return false;
     }
-    let global = m.scope == "global" && m.user_id.as_ref() == Some(&f.user_id);
-    let project = m.scope == "project" && m.project_id.is_some();
-    let scope_ok = match f.scope.as_str() {
-        "global" => global,
-        "project" => {
-            project
-                && f.project_id
-                    .as_ref()
-                    .is_none_or(|p| m.project_id.as_ref() == Some(p))
-        }
-        _ => {
-            global
-                || (project
-                    && f.project_id
-                        .as_ref()
-                        .is_none_or(|p| m.project_id.as_ref() == Some(p)))
-        }
+    let in_project = f
+        .project_id
+        .as_ref()
+        .is_none_or(|p| m.project_id.as_ref() == Some(p));
+    let scope_ok = match m.scope {
+        MemoryScope::Global => m.user_id.as_ref() == Some(&f.user_id),
+        MemoryScope::Project => m.project_id.is_some() && in_project,
     };
+    let scope_ok = scope_ok && f.scope.is_none_or(|s| s == m.scope);
     scope_ok
         && (f.include_archived || !m.archived)
-        && (!f.active_only || m.status == "active")
+        && (!f.active_only || m.status == MemoryStatus::Active)
         && f.kind.as_ref().is_none_or(|k| &m.kind == k)
 }
 

@@ -180,8 +180,8 @@ fn org_strings(orgs: &[OrgId]) -> Vec<String> {
 /// The memory visibility rule as SQL; binds $1 org, $2 user, $3 scope, $4 project filter,
 /// $5 kind, $6 include archived, $7 active only.
 const MEMORY_WHERE: &str = "organization_id = $1 \
-    AND ( ($3 IN ('global','all') AND scope = 'global' AND user_id = $2) \
-       OR ($3 IN ('project','all') AND scope = 'project' AND project_id IS NOT NULL \
+    AND ( (coalesce($3, 'global') = 'global' AND scope = 'global' AND user_id = $2) \
+       OR (coalesce($3, 'project') = 'project' AND scope = 'project' AND project_id IS NOT NULL \
            AND ($4::text IS NULL OR project_id = $4)) ) \
     AND ($5::text IS NULL OR kind = $5) \
     AND ($6 OR NOT archived) \
@@ -190,7 +190,7 @@ const MEMORY_WHERE: &str = "organization_id = $1 \
 fn bind_memory_filter<'q>(q: PgQuery<'q>, f: &'q MemoryFilter) -> PgQuery<'q> {
     q.bind(f.organization_id.as_str())
         .bind(f.user_id.as_str())
-        .bind(f.scope.as_str())
+        .bind(f.scope.map(MemoryScope::as_str))
         .bind(f.project_id.as_ref().map(|p| p.0.as_str()))
         .bind(f.kind.as_deref())
         .bind(f.include_archived)

@@ -229,8 +229,8 @@ impl FromRow<'_, PgRow> for Project {
             created_by: r.try_get::<Option<String>, _>("created_by")?.map(UserId),
             name: r.try_get("name")?,
             repo_name: r.try_get("repo_name")?,
-            kind: r.try_get("project_kind")?,
-            workspace_capability: r.try_get("workspace_capability")?,
+            kind: state_of(r.try_get("project_kind")?)?,
+            workspace_capability: state_of(r.try_get("workspace_capability")?)?,
             repository,
             cloud_status: r.try_get("cloud_status")?,
             created_at: r.try_get("created_at")?,
@@ -239,6 +239,11 @@ impl FromRow<'_, PgRow> for Project {
     }
 }
 
+/// A stored state (see `domain::states`); a value outside its set is a decode error.
+pub(super) fn state_of<T: TryFrom<String, Error = String>>(s: String) -> Result<T, sqlx::Error> {
+    T::try_from(s).map_err(|e| sqlx::Error::Decode(e.into()))
+}
+
 pub(super) fn role_of(s: &str) -> Result<Role, sqlx::Error> {
-    Role::parse(s).ok_or_else(|| sqlx::Error::Decode(format!("unknown role {s:?}").into()))
+    state_of(s.to_owned())
 }

@@ -108,8 +108,8 @@ pub(super) fn bind_project_settings<'q>(q: PgQuery<'q>, p: &'q Project) -> PgQue
     let q = q
         .bind(&p.name)
         .bind(&p.repo_name)
-        .bind(&p.kind)
-        .bind(&p.workspace_capability)
+        .bind(p.kind.as_str())
+        .bind(p.workspace_capability.as_str())
         .bind(repo.map(|r| r.clone_url.as_str()))
         .bind(repo.and_then(|r| r.default_branch.as_deref()))
         .bind(repo.map(|r| r.auth_mode.as_str()));
@@ -119,7 +119,7 @@ pub(super) fn bind_project_settings<'q>(q: PgQuery<'q>, p: &'q Project) -> PgQue
 /// What can change in a conversation, `title` to `model_id` (four parameters).
 pub(super) fn bind_conversation_settings<'q>(q: PgQuery<'q>, c: &'q Conversation) -> PgQuery<'q> {
     q.bind(&c.title)
-        .bind(&c.status)
+        .bind(c.status.as_str())
         .bind(&c.model_provider)
         .bind(&c.model_id)
 }

@@ -5,8 +5,8 @@ use super::*;
 pub(super) async fn projects_and_conversations_page_and_cascade(store: DynStore) {
     let a = create(&store, "c@example.com").await;
     let mut repo = project_in(&a.org, &a.user, "Alpha");
-    repo.kind = "repository".into();
-    repo.workspace_capability = "full_tools".into();
+    repo.kind = ProjectKind::Repository;
+    repo.workspace_capability = WorkspaceCapability::FullTools;
     repo.repository = Some(Repository {
         clone_url: "https://example.com/a.git".into(),
         default_branch: Some("main".into()),
@@ -65,7 +65,7 @@ pub(super) async fn projects_and_conversations_page_and_cascade(store: DynStore)
     assert_eq!(only.items.len(), 2);
     let mut upd = c1.clone();
     upd.title = "renamed".into();
-    upd.status = "done".into();
+    upd.status = ConversationStatus::Done;
     store.update_conversation(&upd).await.unwrap();
     assert_eq!(store.conversation(&c1.id).await.unwrap(), Some(upd));
     let mut p2 = zeta.clone();
@@ -145,7 +145,7 @@ fn memory(
         organization_id: org.clone(),
         user_id: user.cloned(),
         project_id: project.cloned(),
-        scope: scope.into(),
+        scope: MemoryScope::parse(scope).unwrap(),
         kind: kind.into(),
         title: Some("Title".into()),
         content: content.into(),
@@ -158,7 +158,7 @@ fn memory(
         times_used: 0,
         source_conversation_id: None,
         origin_type: "manual".into(),
-        status: "active".into(),
+        status: MemoryStatus::Active,
         visibility: "private".into(),
         fingerprint: format!("{scope}::{}::{topic}", org.0),
         archived: false,
@@ -198,7 +198,7 @@ pub(super) async fn memories_visibility_search_and_supersede(store: DynStore) {
     let filter = |user: &UserId, scope: &str| MemoryFilter {
         organization_id: a.org.id.clone(),
         user_id: user.clone(),
-        scope: scope.into(),
+        scope: MemoryScope::parse(scope),
         ..MemoryFilter::default()
     };
     let listed = async |f: &MemoryFilter| store.memories(f, &PageReq::first(10)).await.unwrap();
@@ -229,7 +229,7 @@ pub(super) async fn memories_visibility_search_and_supersede(store: DynStore) {
         .unwrap();
     assert_eq!(
         store.memory(&mine.id).await.unwrap().unwrap().status,
-        "superseded"
+        MemoryStatus::Superseded
     );
     assert_eq!(
         store
