@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 
 use crate::crypto::{SecretBox, new_token, token_hash};
 use crate::domain::*;
-use crate::store::Store;
+use crate::store::{Rotation, Store};
 
 pub const ACCESS_PREFIX: &str = "access-";
 pub const REFRESH_PREFIX: &str = "refresh-";
@@ -153,7 +153,12 @@ pub async fn rotate_refresh(
         }))
     };
     match store
-        .rotate_refresh(&hash, template.session.clone(), now(), grace)
+        .rotate_refresh(Rotation {
+            refresh_hash: &hash,
+            next: template.session.clone(),
+            now: now(),
+            grace,
+        })
         .await?
     {
         RotateOutcome::Rotated(session) | RotateOutcome::Repeated(session) => Ok(tokens(session)),

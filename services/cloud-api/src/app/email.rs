@@ -13,7 +13,7 @@ use crate::crypto::{new_token, token_hash};
 use crate::domain::rules;
 use crate::domain::*;
 use crate::mail::templates;
-use crate::store::EmailTokenKind;
+use crate::store::{EmailToken, EmailTokenKind};
 use crate::web::client_ip::ClientIp;
 
 fn expiry(ttl: std::time::Duration) -> chrono::DateTime<chrono::Utc> {
@@ -45,7 +45,12 @@ async fn mail_token_link(
     let token = new_token(prefix);
     let stored = state
         .store
-        .insert_email_token(kind, &token_hash(&token), &user.id, expiry(ttl))
+        .insert_email_token(&EmailToken {
+            kind,
+            hash: token_hash(&token),
+            user: user.id.clone(),
+            expires_at: expiry(ttl),
+        })
         .await;
     if let Err(e) = stored {
         tracing::error!(error = %e, "Could not store {what} token.");

@@ -74,13 +74,7 @@ pub trait SessionStore: Send + Sync + 'static {
     /// whose access hash is `next.access_token_hash` (the successor issued then: successors are
     /// derived from the presented token, so the same token always names the same successor) and
     /// changes nothing. Any other re-use revokes the family.
-    async fn rotate_refresh(
-        &self,
-        refresh_hash: &str,
-        next: Session,
-        now: DateTime<Utc>,
-        grace: std::time::Duration,
-    ) -> StoreResult<RotateOutcome>;
+    async fn rotate_refresh(&self, rotation: Rotation<'_>) -> StoreResult<RotateOutcome>;
     async fn revoke_session(&self, id: &SessionId, now: DateTime<Utc>) -> StoreResult<()>;
     async fn revoke_family(&self, family: &FamilyId, now: DateTime<Utc>) -> StoreResult<()>;
     /// Deletes sessions whose access and refresh tokens both expired before `before`
@@ -273,14 +267,8 @@ pub trait MemoriesStore: Send + Sync + 'static {
 /// One-time email verification and password reset tokens.
 #[async_trait]
 pub trait EmailTokenStore: Send + Sync + 'static {
-    /// Stores the SHA-256 `hash` of a fresh verification or password-reset token.
-    async fn insert_email_token(
-        &self,
-        kind: EmailTokenKind,
-        hash: &str,
-        user: &UserId,
-        expires_at: DateTime<Utc>,
-    ) -> StoreResult<()>;
+    /// Stores a fresh verification or password-reset token (its SHA-256 hash).
+    async fn insert_email_token(&self, token: &EmailToken) -> StoreResult<()>;
     /// Deletes verification and reset tokens that expired before `before` (housekeeping).
     async fn purge_email_tokens(&self, before: DateTime<Utc>) -> StoreResult<u64>;
     /// Atomically: deletes the unexpired verification token `hash` (single use) and marks the
@@ -320,11 +308,30 @@ pub trait Store:
     fn kind(&self) -> &'static str;
 }
 
+/// A refresh: the hash of the presented refresh token, its successor, the time and the grace
+/// period of a repeated refresh (see [`SessionStore::rotate_refresh`]).
+#[derive(Debug, Clone)]
+pub struct Rotation<'a> {
+    pub refresh_hash: &'a str,
+    pub next: Session,
+    pub now: DateTime<Utc>,
+    pub grace: std::time::Duration,
+}
+
 /// The two kinds of one-time tokens mailed to a user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EmailTokenKind {
     Verification,
     PasswordReset,
+}
+
+/// A one-time token mailed to `user`, as stored: the SHA-256 `hash` of the token, never the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailToken {
+    pub kind: EmailTokenKind,
+    pub hash: String,
+    pub user: UserId,
+    pub expires_at: DateTime<Utc>,
 }
 
 pub type DynStore = Arc<dyn Store>;

@@ -4,6 +4,11 @@ use cloud_api::Config;
 use cloud_common::config::Env;
 use cloud_common::server::Shutdown;
 use cloud_testkit::db::TestDb;
+use reqwest::Method;
+use serde_json::Value;
+
+/// What a request answered: the status and the JSON body (`Null` when it is not JSON).
+pub type Reply = (u16, Value);
 
 /// base64 of 32 bytes 0x2a: a fixed key so tests can also open sealed rows themselves.
 pub const TEST_SECRETS_KEY: &str = "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio=";
@@ -235,11 +240,11 @@ impl TestApp {
     /// A request with the user's bearer token; returns (status, JSON body or Null).
     pub async fn call(
         &self,
-        method: reqwest::Method,
+        method: Method,
         path: &str,
         token: &str,
-        body: Option<serde_json::Value>,
-    ) -> (u16, serde_json::Value) {
+        body: Option<Value>,
+    ) -> Reply {
         let mut req = reqwest::Client::new()
             .request(method, self.url(path))
             .bearer_auth(token);
@@ -251,40 +256,24 @@ impl TestApp {
 
     /// A JSON POST without a token (signup, login, the email routes, the token endpoint's JSON
     /// shape); returns (status, JSON body or Null).
-    pub async fn post_public(
-        &self,
-        path: &str,
-        body: serde_json::Value,
-    ) -> (u16, serde_json::Value) {
+    pub async fn post_public(&self, path: &str, body: Value) -> Reply {
         answer(reqwest::Client::new().post(self.url(path)).json(&body)).await
     }
 
-    pub async fn get(&self, path: &str, token: &str) -> (u16, serde_json::Value) {
-        self.call(reqwest::Method::GET, path, token, None).await
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        self.call(Method::GET, path, token, None).await
     }
 
-    pub async fn post(
-        &self,
-        path: &str,
-        token: &str,
-        body: serde_json::Value,
-    ) -> (u16, serde_json::Value) {
-        self.call(reqwest::Method::POST, path, token, Some(body))
-            .await
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.call(Method::POST, path, token, Some(body)).await
     }
 
-    pub async fn patch(
-        &self,
-        path: &str,
-        token: &str,
-        body: serde_json::Value,
-    ) -> (u16, serde_json::Value) {
-        self.call(reqwest::Method::PATCH, path, token, Some(body))
-            .await
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.call(Method::PATCH, path, token, Some(body)).await
     }
 
-    pub async fn delete(&self, path: &str, token: &str) -> (u16, serde_json::Value) {
-        self.call(reqwest::Method::DELETE, path, token, None).await
+    pub async fn delete(&self, path: &str, token: &str) -> Reply {
+        self.call(Method::DELETE, path, token, None).await
     }
 
     /// POSTs a creation that must answer 201 and returns the id of `body[kind]`

@@ -180,23 +180,27 @@ impl Tenant {
 
     /// `template` (a documented path) with this tenant's ids in its parameters.
     pub fn fill(&self, template: &str) -> String {
-        let (param, value) = if template.starts_with("/v1/projects/") {
-            ("{id}", self.project.as_str())
-        } else if template.starts_with("/v1/conversations/") {
-            ("{id}", self.conversation.as_str())
-        } else if template.starts_with("/v1/memory/") {
-            ("{id}", self.memory.as_str())
-        } else if template.starts_with("/v1/organization/providers/") {
-            ("{id}", self.provider.as_str())
-        } else if template.starts_with("/v1/cloud-instances/") {
-            ("{id}", self.instance.as_str())
-        } else if template.starts_with("/v1/organization/invites/") {
-            ("{inviteId}", self.invite.as_str())
-        } else if template.starts_with("/v1/admin/plans/") {
-            ("{planId}", "plus")
-        } else {
-            ("{userId}", self.user.id.as_str())
-        };
+        let by_prefix = [
+            ("/v1/projects/", "{id}", self.project.as_str()),
+            ("/v1/conversations/", "{id}", self.conversation.as_str()),
+            ("/v1/memory/", "{id}", self.memory.as_str()),
+            (
+                "/v1/organization/providers/",
+                "{id}",
+                self.provider.as_str(),
+            ),
+            ("/v1/cloud-instances/", "{id}", self.instance.as_str()),
+            (
+                "/v1/organization/invites/",
+                "{inviteId}",
+                self.invite.as_str(),
+            ),
+            ("/v1/admin/plans/", "{planId}", "plus"),
+        ];
+        let (param, value) = by_prefix
+            .iter()
+            .find(|(prefix, _, _)| template.starts_with(prefix))
+            .map_or(("{userId}", self.user.id.as_str()), |(_, p, v)| (*p, *v));
         let path = template.replace(param, value);
         assert!(
             !path.contains('{'),

@@ -4,17 +4,8 @@ use super::*;
 
 #[async_trait]
 impl EmailTokenStore for MemoryStore {
-    async fn insert_email_token(
-        &self,
-        kind: EmailTokenKind,
-        hash: &str,
-        user: &UserId,
-        expires_at: DateTime<Utc>,
-    ) -> StoreResult<()> {
-        self.with(|t| {
-            t.email_tokens
-                .push((kind, hash.to_owned(), user.clone(), expires_at))
-        })
+    async fn insert_email_token(&self, token: &EmailToken) -> StoreResult<()> {
+        self.with(|t| t.email_tokens.push(token.clone()))
     }
 
     async fn verify_email_token(
@@ -26,8 +17,10 @@ impl EmailTokenStore for MemoryStore {
             let pos = t
                 .email_tokens
                 .iter()
-                .position(|(k, h, _, _)| *k == EmailTokenKind::Verification && h == hash)?;
-            let (_, _, user, expires_at) = t.email_tokens.remove(pos);
+                .position(|e| e.kind == EmailTokenKind::Verification && e.hash == hash)?;
+            let EmailToken {
+                user, expires_at, ..
+            } = t.email_tokens.remove(pos);
             if expires_at <= now {
                 return None;
             }
@@ -44,17 +37,19 @@ impl EmailTokenStore for MemoryStore {
         now: DateTime<Utc>,
     ) -> StoreResult<Option<UserId>> {
         self.with(|t| {
-            let (_, _, user, expires_at) = t
+            let EmailToken {
+                user, expires_at, ..
+            } = t
                 .email_tokens
                 .iter()
-                .find(|(k, h, _, _)| *k == EmailTokenKind::PasswordReset && h == hash)
+                .find(|e| e.kind == EmailTokenKind::PasswordReset && e.hash == hash)
                 .cloned()?;
             if expires_at <= now {
-                t.email_tokens.retain(|(_, h, _, _)| h != hash);
+                t.email_tokens.retain(|e| e.hash != hash);
                 return None;
             }
             t.email_tokens
-                .retain(|(k, _, u, _)| !(*k == EmailTokenKind::PasswordReset && *u == user));
+                .retain(|e| !(e.kind == EmailTokenKind::PasswordReset && e.user == user));
             let u = t.users.get_mut(&user)?;
             u.password_hash = Some(password_hash.to_owned());
             t.sessions.update_user(&user, |s| {
@@ -67,8 +62,7 @@ impl EmailTokenStore for MemoryStore {
     async fn purge_email_tokens(&self, before: DateTime<Utc>) -> StoreResult<u64> {
         self.with(|t| {
             let total = t.email_tokens.len();
-            t.email_tokens
-                .retain(|(_, _, _, expires_at)| *expires_at >= before);
+            t.email_tokens.retain(|e| e.expires_at >= before);
             (total - t.email_tokens.len()) as u64
         })
     }

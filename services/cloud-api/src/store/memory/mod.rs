@@ -28,7 +28,7 @@ struct Tables {
     conversations: HashMap<ConversationId, Conversation>,
     messages: HashMap<ConversationId, Vec<Message>>,
     memories: HashMap<MemoryId, Memory>,
-    email_tokens: Vec<(EmailTokenKind, String, UserId, DateTime<Utc>)>,
+    email_tokens: Vec<EmailToken>,
 }
 
 /// Sessions with the indexes the token paths need: every access-token check, refresh and

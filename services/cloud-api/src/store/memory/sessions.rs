@@ -29,13 +29,13 @@ impl SessionStore for MemoryStore {
         })
     }
 
-    async fn rotate_refresh(
-        &self,
-        refresh_hash: &str,
-        next: Session,
-        now: DateTime<Utc>,
-        grace: std::time::Duration,
-    ) -> StoreResult<RotateOutcome> {
+    async fn rotate_refresh(&self, rotation: Rotation<'_>) -> StoreResult<RotateOutcome> {
+        let Rotation {
+            refresh_hash,
+            next,
+            now,
+            grace,
+        } = rotation;
         self.with(|t| {
             let Some(idx) = t.sessions.refresh_index(refresh_hash) else {
                 return RotateOutcome::Invalid;

@@ -4,19 +4,15 @@ use super::*;
 
 #[async_trait]
 impl EmailTokenStore for PgStore {
-    async fn insert_email_token(
-        &self,
-        kind: EmailTokenKind,
-        hash: &str,
-        user: &UserId,
-        expires_at: DateTime<Utc>,
-    ) -> StoreResult<()> {
+    async fn insert_email_token(&self, token: &EmailToken) -> StoreResult<()> {
         let sql = format!(
             "INSERT INTO {} (token_hash, user_id, expires_at) VALUES ($1, $2, $3)",
-            email_token_table(kind)
+            email_token_table(token.kind)
         );
-        let q = sqlx::query(&sql).bind(hash).bind(user.as_str());
-        self.run(q.bind(expires_at)).await.map(drop)
+        let q = sqlx::query(&sql)
+            .bind(&token.hash)
+            .bind(token.user.as_str());
+        self.run(q.bind(token.expires_at)).await.map(drop)
     }
 
     async fn verify_email_token(

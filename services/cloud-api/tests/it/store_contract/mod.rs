@@ -3,7 +3,9 @@
 
 use chrono::{DateTime, Duration, Utc};
 use cloud_api::domain::*;
-use cloud_api::store::{DynStore, EmailTokenKind, NewAccount, PlanPatch, StoreResult};
+use cloud_api::store::{
+    DynStore, EmailToken, EmailTokenKind, NewAccount, PlanPatch, Rotation, StoreResult,
+};
 
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
@@ -182,10 +184,13 @@ async fn rotate(
     at: DateTime<Utc>,
     grace: std::time::Duration,
 ) -> RotateOutcome {
-    store
-        .rotate_refresh(refresh, next, at, grace)
-        .await
-        .unwrap()
+    let rotation = Rotation {
+        refresh_hash: refresh,
+        next,
+        now: at,
+        grace,
+    };
+    store.rotate_refresh(rotation).await.unwrap()
 }
 
 /// Whether the store answered `NotFound`.
@@ -208,8 +213,11 @@ async fn email_token(
     user: &UserId,
     expires_at: DateTime<Utc>,
 ) {
-    store
-        .insert_email_token(kind, hash, user, expires_at)
-        .await
-        .unwrap();
+    let token = EmailToken {
+        kind,
+        hash: hash.to_owned(),
+        user: user.clone(),
+        expires_at,
+    };
+    store.insert_email_token(&token).await.unwrap();
 }
