@@ -5,8 +5,6 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-
 use crate::crypto::{SecretBox, new_token, token_hash};
 use crate::domain::*;
 use crate::store::{Rotation, Store};
@@ -38,7 +36,7 @@ impl std::fmt::Debug for IssuedTokens {
 }
 
 /// `t + d`, capped at ten years so an absurd configured TTL cannot overflow the calendar.
-fn add(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+fn add(t: Timestamp, d: Duration) -> Timestamp {
     let cap = chrono::Duration::days(3650);
     let d = chrono::Duration::from_std(d).unwrap_or(cap).min(cap);
     t.checked_add_signed(d).unwrap_or(t)
@@ -55,7 +53,7 @@ pub struct SessionRequest {
     /// Whether a refresh token is issued (OIDC: only with `offline_access`).
     pub with_refresh: bool,
     /// When the user last authenticated (OIDC `auth_time`, `max_age`).
-    pub auth_time: DateTime<Utc>,
+    pub auth_time: Timestamp,
 }
 
 fn build(policy: SessionPolicy, req: &SessionRequest, family: FamilyId) -> IssuedTokens {

@@ -1,7 +1,6 @@
 //! Wire shapes (camelCase, as the first system and the desktop use them) and their derivation
 //! from records. These types are also the OpenAPI schemas.
 
-use chrono::{DateTime, Utc};
 use cloud_common::time::iso;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -68,7 +67,7 @@ pub struct UserView {
     pub complimentary_grant: Option<GrantView>,
 }
 
-pub fn user_view(u: &User, plans: &[Plan], now: DateTime<Utc>) -> UserView {
+pub fn user_view(u: &User, plans: &[Plan], now: Timestamp) -> UserView {
     let grant = active_grant(u, now).map(|g| {
         let plan = plans
             .iter()
@@ -225,7 +224,7 @@ pub fn instance_view(
     config: &Config,
     id: &str,
     name: &str,
-    created: Option<DateTime<Utc>>,
+    created: Option<Timestamp>,
 ) -> CloudInstanceView {
     CloudInstanceView {
         id: id.to_owned(),

@@ -16,7 +16,7 @@ use crate::mail::templates;
 use crate::store::{EmailToken, EmailTokenKind};
 use crate::web::client_ip::ClientIp;
 
-fn expiry(ttl: std::time::Duration) -> chrono::DateTime<chrono::Utc> {
+fn expiry(ttl: std::time::Duration) -> Timestamp {
     now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::hours(1))
 }
 

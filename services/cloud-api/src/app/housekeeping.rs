@@ -5,11 +5,11 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
 use crate::AppState;
+use crate::domain::Timestamp;
 use crate::domain::now;
 
 /// Delivered mails are kept this long (to answer "did it go out?"), then deleted.
@@ -25,7 +25,7 @@ pub struct Purged {
 }
 
 /// One pass at `now`. A failing kind is logged and skipped; the others still run.
-pub async fn purge_once(state: &AppState, now: DateTime<Utc>) -> Purged {
+pub async fn purge_once(state: &AppState, now: Timestamp) -> Purged {
     fn report<E: std::fmt::Display>(kind: &str, r: Result<u64, E>) -> u64 {
         r.unwrap_or_else(|e| {
             tracing::warn!(kind, error = %e, "Housekeeping failed for one kind of row.");

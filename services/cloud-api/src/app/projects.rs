@@ -188,7 +188,7 @@ pub(crate) fn new_project(
     org: &Organization,
     creator: &UserId,
     name: String,
-    now: chrono::DateTime<chrono::Utc>,
+    now: Timestamp,
 ) -> Project {
     Project {
         id: ProjectId::generate(),

@@ -1,7 +1,7 @@
 //! The memory algorithms of the first system (normalisation, topic keys, fingerprints, ranking),
 //! ported so both stores and existing data agree on them.
 
-use chrono::{DateTime, Utc};
+use super::Timestamp;
 
 use super::model::Memory;
 
@@ -132,7 +132,7 @@ pub struct Hit {
 }
 
 /// Re-ranks candidates (with their full-text rank) as the first system did, best first.
-pub fn rank(candidates: Vec<(Memory, f64)>, query: &str, now: DateTime<Utc>) -> Vec<Hit> {
+pub fn rank(candidates: Vec<(Memory, f64)>, query: &str, now: Timestamp) -> Vec<Hit> {
     let q = normalize_text(query);
     let toks = tokens(&q);
     let mut hits: Vec<Hit> = candidates

@@ -14,9 +14,12 @@ pub use states::*;
 
 use chrono::{DateTime, Utc};
 
+/// An instant in UTC, as every record keeps its times.
+pub type Timestamp = DateTime<Utc>;
+
 /// The current time at the precision Postgres keeps (microseconds), so a record read back from
 /// either store compares equal to the one written.
-pub fn now() -> DateTime<Utc> {
+pub fn now() -> Timestamp {
     let t = Utc::now();
     let micros = t.timestamp_micros();
     DateTime::from_timestamp_micros(micros).unwrap_or(t)

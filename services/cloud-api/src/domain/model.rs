@@ -1,8 +1,9 @@
 //! Records as the stores keep them. Wire shapes are in `http::views`; secrets appear here only
 //! as ciphertext ([`Sealed`]) or hashes.
 
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 
+use super::Timestamp;
 use super::ids::*;
 use super::states::*;
 
@@ -19,8 +20,8 @@ pub struct Plan {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ComplimentaryGrant {
     pub plan_id: String,
-    pub granted_at: DateTime<Utc>,
-    pub expires_at: Option<DateTime<Utc>>,
+    pub granted_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -33,9 +34,9 @@ pub struct User {
     pub subscription_plan: Option<String>,
     /// argon2id PHC string.
     pub password_hash: Option<String>,
-    pub email_verified_at: Option<DateTime<Utc>>,
+    pub email_verified_at: Option<Timestamp>,
     pub complimentary: Option<ComplimentaryGrant>,
-    pub created_at: DateTime<Utc>,
+    pub created_at: Timestamp,
 }
 
 /// One issued access/refresh pair. Tokens themselves are never stored, only their SHA-256.
@@ -49,12 +50,12 @@ pub struct Session {
     pub access_token_hash: String,
     pub refresh_token_hash: Option<String>,
     pub active_organization_id: Option<OrgId>,
-    pub auth_time: DateTime<Utc>,
-    pub expires_at: DateTime<Utc>,
-    pub refresh_expires_at: Option<DateTime<Utc>>,
-    pub rotated_at: Option<DateTime<Utc>>,
-    pub revoked_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
+    pub auth_time: Timestamp,
+    pub expires_at: Timestamp,
+    pub refresh_expires_at: Option<Timestamp>,
+    pub rotated_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+    pub created_at: Timestamp,
 }
 
 /// What presenting a refresh token led to.
@@ -78,7 +79,7 @@ pub struct Organization {
     pub name: String,
     pub owner_user_id: Option<UserId>,
     pub is_personal: bool,
-    pub created_at: DateTime<Utc>,
+    pub created_at: Timestamp,
 }
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -87,7 +88,7 @@ pub struct Membership {
     pub user_id: UserId,
     #[sqlx(try_from = "String")]
     pub role: Role,
-    pub created_at: DateTime<Utc>,
+    pub created_at: Timestamp,
 }
 
 /// A member with the user fields the members list shows.
@@ -108,10 +109,10 @@ pub struct Invite {
     #[sqlx(try_from = "String")]
     pub role: Role,
     pub inviter_user_id: Option<UserId>,
-    pub expires_at: DateTime<Utc>,
-    pub accepted_at: Option<DateTime<Utc>>,
-    pub revoked_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
+    pub expires_at: Timestamp,
+    pub accepted_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+    pub created_at: Timestamp,
 }
 
 /// AES-256-GCM ciphertext with its nonce and the id of the key that sealed it (for rotation).
@@ -152,8 +153,8 @@ pub struct Provider {
     pub supports_cloud_runtime: bool,
     pub secret: Option<Sealed>,
     pub created_by: Option<UserId>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -177,8 +178,8 @@ pub struct Project {
     /// Only ever set for `repository` projects.
     pub repository: Option<Repository>,
     pub cloud_status: String,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -192,8 +193,8 @@ pub struct Conversation {
     pub status: ConversationStatus,
     pub model_provider: Option<String>,
     pub model_id: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -210,7 +211,7 @@ pub struct Instance {
     pub id: InstanceId,
     pub user_id: UserId,
     pub name: String,
-    pub created_at: DateTime<Utc>,
+    pub created_at: Timestamp,
 }
 
 /// Result of registering a desktop's instance id.
@@ -243,8 +244,8 @@ pub struct Memory {
     pub topic_key: String,
     pub confidence: f64,
     pub schema_version: i32,
-    pub reinforced_at: Option<DateTime<Utc>>,
-    pub last_used_at: Option<DateTime<Utc>>,
+    pub reinforced_at: Option<Timestamp>,
+    pub last_used_at: Option<Timestamp>,
     pub times_used: i32,
     pub source_conversation_id: Option<ConversationId>,
     pub origin_type: String,
@@ -255,8 +256,8 @@ pub struct Memory {
     pub archived: bool,
     pub source: String,
     pub created_by: Option<UserId>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 /// Which memories a list, search or stats call looks at. The store applies the visibility rule:
@@ -332,11 +333,11 @@ impl<T> Page<T> {
 
 /// Sort key of lists ordered by creation time: microseconds since the epoch, zero-padded so the
 /// string order is the time order.
-pub fn time_key(t: DateTime<Utc>) -> String {
+pub fn time_key(t: Timestamp) -> String {
     format!("{:020}", t.timestamp_micros().max(0))
 }
 
-pub fn parse_time_key(key: &str) -> Option<DateTime<Utc>> {
+pub fn parse_time_key(key: &str) -> Option<Timestamp> {
     key.parse::<i64>()
         .ok()
         .and_then(DateTime::from_timestamp_micros)

@@ -1,6 +1,6 @@
 //! Rules: validation and derivations that do not need storage.
 
-use chrono::{DateTime, Utc};
+use super::Timestamp;
 
 use super::model::*;
 use super::{DomainError, DomainResult};
@@ -110,21 +110,21 @@ pub fn fallback_plan() -> Plan {
 }
 
 /// The active complimentary grant, if any.
-pub fn active_grant(user: &User, now: DateTime<Utc>) -> Option<&ComplimentaryGrant> {
+pub fn active_grant(user: &User, now: Timestamp) -> Option<&ComplimentaryGrant> {
     user.complimentary
         .as_ref()
         .filter(|g| g.expires_at.is_none_or(|e| e > now))
 }
 
 /// The effective plan id: an active complimentary grant wins over the base plan.
-pub fn effective_plan_id(user: &User, now: DateTime<Utc>) -> Option<String> {
+pub fn effective_plan_id(user: &User, now: Timestamp) -> Option<String> {
     active_grant(user, now)
         .map(|g| g.plan_id.clone())
         .or_else(|| user.subscription_plan.clone())
 }
 
 /// The effective plan record (the default plan when the id is unknown).
-pub fn effective_plan(user: &User, plans: &[Plan], now: DateTime<Utc>) -> Plan {
+pub fn effective_plan(user: &User, plans: &[Plan], now: Timestamp) -> Plan {
     let id = effective_plan_id(user, now);
     id.and_then(|id| plans.iter().find(|p| p.id == id).cloned())
         .or_else(|| plans.iter().find(|p| p.is_default).cloned())
@@ -132,7 +132,7 @@ pub fn effective_plan(user: &User, plans: &[Plan], now: DateTime<Utc>) -> Plan {
 }
 
 /// Whether the user may use the subscription-gated routes.
-pub fn has_subscription(user: &User, now: DateTime<Utc>) -> bool {
+pub fn has_subscription(user: &User, now: Timestamp) -> bool {
     effective_plan_id(user, now).is_some()
 }
 
@@ -262,7 +262,7 @@ pub fn validate_client_id(raw: &str, what: &str) -> DomainResult<String> {
 }
 
 /// Whether `at` lies less than `grace` before `now` (the refresh-token re-use window).
-pub fn within_grace(at: DateTime<Utc>, now: DateTime<Utc>, grace: std::time::Duration) -> bool {
+pub fn within_grace(at: Timestamp, now: Timestamp, grace: std::time::Duration) -> bool {
     chrono::Duration::from_std(grace).is_ok_and(|g| now - at < g)
 }
 

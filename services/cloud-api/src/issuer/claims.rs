@@ -3,9 +3,10 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+
+use crate::domain::Timestamp;
 
 /// What goes into one id_token.
 pub struct IdTokenInput<'a> {
@@ -16,8 +17,8 @@ pub struct IdTokenInput<'a> {
     pub email_verified: bool,
     pub name: &'a str,
     pub nonce: Option<&'a str>,
-    pub auth_time: DateTime<Utc>,
-    pub now: DateTime<Utc>,
+    pub auth_time: Timestamp,
+    pub now: Timestamp,
     pub ttl_secs: i64,
     pub access_token: Option<&'a str>,
 }
@@ -59,7 +60,7 @@ mod tests {
 
     #[test]
     fn claims_carry_profile_nonce_and_at_hash() {
-        let now = Utc::now();
+        let now = chrono::Utc::now();
         let claims = id_token_claims(&IdTokenInput {
             issuer: "https://cloud.example",
             client_id: "chatons-desktop",

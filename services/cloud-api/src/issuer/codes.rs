@@ -9,9 +9,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
+use crate::domain::Timestamp;
 use crate::domain::{FamilyId, StoreError, UserId};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -23,9 +23,9 @@ pub struct AuthCode {
     pub scope: String,
     pub nonce: Option<String>,
     pub code_challenge: String,
-    pub auth_time: DateTime<Utc>,
-    pub expires_at: DateTime<Utc>,
-    pub consumed_at: Option<DateTime<Utc>>,
+    pub auth_time: Timestamp,
+    pub expires_at: Timestamp,
+    pub consumed_at: Option<Timestamp>,
     pub family_id: Option<FamilyId>,
 }
 
@@ -34,11 +34,11 @@ pub trait AuthCodes: Send + Sync + 'static {
     async fn insert(&self, code: &AuthCode) -> Result<(), StoreError>;
     async fn get(&self, code_hash: &str) -> Result<Option<AuthCode>, StoreError>;
     /// Marks the code consumed; `false` when it already was (a replay, or a concurrent exchange).
-    async fn consume(&self, code_hash: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    async fn consume(&self, code_hash: &str, now: Timestamp) -> Result<bool, StoreError>;
     /// Records which session family the code produced, so a replay can revoke it.
     async fn bind_family(&self, code_hash: &str, family: &FamilyId) -> Result<(), StoreError>;
     /// Deletes codes that expired before `before` (housekeeping).
-    async fn purge_expired(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+    async fn purge_expired(&self, before: Timestamp) -> Result<u64, StoreError>;
 }
 
 pub struct PgAuthCodes(pub PgPool);
@@ -51,9 +51,9 @@ type CodeRow = (
     String,
     Option<String>,
     String,
-    DateTime<Utc>,
-    DateTime<Utc>,
-    Option<DateTime<Utc>>,
+    Timestamp,
+    Timestamp,
+    Option<Timestamp>,
     Option<String>,
 );
 
@@ -104,7 +104,7 @@ impl AuthCodes for PgAuthCodes {
         }))
     }
 
-    async fn consume(&self, code_hash: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    async fn consume(&self, code_hash: &str, now: Timestamp) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE cloud_oidc_authorization_codes SET consumed_at = $2
               WHERE code_hash = $1 AND consumed_at IS NULL",
@@ -127,7 +127,7 @@ impl AuthCodes for PgAuthCodes {
         Ok(())
     }
 
-    async fn purge_expired(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+    async fn purge_expired(&self, before: Timestamp) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM cloud_oidc_authorization_codes WHERE expires_at < $1")
             .bind(before)
             .execute(&self.0)
@@ -168,7 +168,7 @@ impl AuthCodes for MemoryAuthCodes {
         self.with(|m| m.get(code_hash).cloned())
     }
 
-    async fn consume(&self, code_hash: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    async fn consume(&self, code_hash: &str, now: Timestamp) -> Result<bool, StoreError> {
         self.with(|m| match m.get_mut(code_hash) {
             Some(c) if c.consumed_at.is_none() => {
                 c.consumed_at = Some(now);
@@ -186,7 +186,7 @@ impl AuthCodes for MemoryAuthCodes {
         })
     }
 
-    async fn purge_expired(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+    async fn purge_expired(&self, before: Timestamp) -> Result<u64, StoreError> {
         self.with(|m| {
             let n = m.len();
             m.retain(|_, c| c.expires_at >= before);

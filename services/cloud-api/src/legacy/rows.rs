@@ -1,8 +1,9 @@
 //! The first system's rows, as its Postgres schema holds them (reference §6). Columns are read
 //! by name; JSON columns stay `serde_json::Value` because the first system wrote them unchecked.
 
-use chrono::{DateTime, Utc};
 use serde_json::Value;
+
+use crate::domain::Timestamp;
 
 #[derive(Debug, sqlx::FromRow)]
 pub struct LegacyPlan {
@@ -18,13 +19,13 @@ pub struct LegacyUser {
     pub email: String,
     pub display_name: String,
     pub is_admin: bool,
-    pub created_at: DateTime<Utc>,
+    pub created_at: Timestamp,
     pub subscription_plan: Option<String>,
     pub password_hash: Option<String>,
-    pub email_verified_at: Option<DateTime<Utc>>,
+    pub email_verified_at: Option<Timestamp>,
     pub complimentary_plan_id: Option<String>,
-    pub complimentary_granted_at: Option<DateTime<Utc>>,
-    pub complimentary_expires_at: Option<DateTime<Utc>>,
+    pub complimentary_granted_at: Option<Timestamp>,
+    pub complimentary_expires_at: Option<Timestamp>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -33,8 +34,8 @@ pub struct LegacySession {
     pub refresh_token: String,
     pub user_id: String,
     pub active_organization_id: Option<String>,
-    pub expires_at: DateTime<Utc>,
-    pub created_at: DateTime<Utc>,
+    pub expires_at: Timestamp,
+    pub created_at: Timestamp,
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -43,15 +44,15 @@ pub struct LegacyOrg {
     pub owner_user_id: String,
     pub slug: String,
     pub name: String,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 #[derive(Debug, sqlx::FromRow)]
 pub struct LegacyMembership {
     pub user_id: String,
     pub role: String,
-    pub created_at: DateTime<Utc>,
+    pub created_at: Timestamp,
 }
 
 #[derive(sqlx::FromRow)]
@@ -64,8 +65,8 @@ pub struct LegacyProvider {
     pub models_json: Value,
     pub default_model: Option<String>,
     pub supports_cloud_runtime: bool,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
     /// From `cloud_organization_provider_secrets` (plaintext there).
     pub secret: Option<String>,
 }
@@ -80,8 +81,8 @@ pub struct LegacyProject {
     pub workspace_capability: String,
     pub repository_json: Option<Value>,
     pub cloud_status: String,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
     /// From `cloud_project_repository_secrets` (plaintext there).
     pub access_token: Option<String>,
 }
@@ -95,8 +96,8 @@ pub struct LegacyConversation {
     pub status: String,
     pub model_provider: Option<String>,
     pub model_id: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
     /// From `cloud_conversation_messages` (one JSON array per conversation).
     pub messages_json: Option<Value>,
 }
@@ -114,8 +115,8 @@ pub struct LegacyMemory {
     pub topic_key: String,
     pub confidence: Option<f64>,
     pub schema_version: Option<i32>,
-    pub reinforced_at: Option<DateTime<Utc>>,
-    pub last_used_at: Option<DateTime<Utc>>,
+    pub reinforced_at: Option<Timestamp>,
+    pub last_used_at: Option<Timestamp>,
     pub times_used: Option<i32>,
     pub source_conversation_id: Option<String>,
     pub origin_type: Option<String>,
@@ -124,6 +125,6 @@ pub struct LegacyMemory {
     pub fingerprint: String,
     pub archived: Option<bool>,
     pub source: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }

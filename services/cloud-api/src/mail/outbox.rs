@@ -3,8 +3,10 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::domain::Timestamp;
+
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use sqlx::{PgPool, Row};
 
 use super::Mail;
@@ -26,19 +28,19 @@ pub trait MailOutbox: Send + Sync + 'static {
     /// `lease` and its attempt counted. Rows locked by another worker are skipped.
     async fn claim_due(
         &self,
-        now: DateTime<Utc>,
+        now: Timestamp,
         limit: i64,
         lease: Duration,
     ) -> OutboxResult<Vec<QueuedMail>>;
-    async fn mark_sent(&self, id: i64, now: DateTime<Utc>) -> OutboxResult<()>;
-    async fn mark_failed(&self, id: i64, error: &str, next: DateTime<Utc>) -> OutboxResult<()>;
+    async fn mark_sent(&self, id: i64, now: Timestamp) -> OutboxResult<()>;
+    async fn mark_failed(&self, id: i64, error: &str, next: Timestamp) -> OutboxResult<()>;
     /// Messages not yet sent.
     async fn backlog(&self) -> OutboxResult<i64>;
     /// Deletes messages delivered before `before` (housekeeping).
-    async fn purge_sent(&self, before: DateTime<Utc>) -> OutboxResult<u64>;
+    async fn purge_sent(&self, before: Timestamp) -> OutboxResult<u64>;
 }
 
-fn lease_until(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
+fn lease_until(now: Timestamp, lease: Duration) -> Timestamp {
     now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::minutes(1))
 }
 
@@ -71,7 +73,7 @@ impl MailOutbox for PgOutbox {
 
     async fn claim_due(
         &self,
-        now: DateTime<Utc>,
+        now: Timestamp,
         limit: i64,
         lease: Duration,
     ) -> OutboxResult<Vec<QueuedMail>> {
@@ -108,7 +110,7 @@ impl MailOutbox for PgOutbox {
         Ok(out)
     }
 
-    async fn mark_sent(&self, id: i64, now: DateTime<Utc>) -> OutboxResult<()> {
+    async fn mark_sent(&self, id: i64, now: Timestamp) -> OutboxResult<()> {
         sqlx::query("UPDATE cloud_mail_outbox SET sent_at = $2, last_error = NULL WHERE id = $1")
             .bind(id)
             .bind(now)
@@ -118,7 +120,7 @@ impl MailOutbox for PgOutbox {
         Ok(())
     }
 
-    async fn mark_failed(&self, id: i64, error: &str, next: DateTime<Utc>) -> OutboxResult<()> {
+    async fn mark_failed(&self, id: i64, error: &str, next: Timestamp) -> OutboxResult<()> {
         let error: String = error.chars().take(2000).collect();
         sqlx::query(
             "UPDATE cloud_mail_outbox SET last_error = $2, next_attempt_at = $3 WHERE id = $1",
@@ -139,7 +141,7 @@ impl MailOutbox for PgOutbox {
             .map_err(|e| e.to_string())
     }
 
-    async fn purge_sent(&self, before: DateTime<Utc>) -> OutboxResult<u64> {
+    async fn purge_sent(&self, before: Timestamp) -> OutboxResult<u64> {
         sqlx::query("DELETE FROM cloud_mail_outbox WHERE sent_at IS NOT NULL AND sent_at < $1")
             .bind(before)
             .execute(&self.pool)
@@ -153,8 +155,8 @@ struct Row_ {
     id: i64,
     mail: Mail,
     attempts: i32,
-    next_attempt_at: DateTime<Utc>,
-    sent_at: Option<DateTime<Utc>>,
+    next_attempt_at: Timestamp,
+    sent_at: Option<Timestamp>,
     last_error: Option<String>,
 }
 
@@ -206,7 +208,7 @@ impl MailOutbox for MemoryOutbox {
 
     async fn claim_due(
         &self,
-        now: DateTime<Utc>,
+        now: Timestamp,
         limit: i64,
         lease: Duration,
     ) -> OutboxResult<Vec<QueuedMail>> {
@@ -227,7 +229,7 @@ impl MailOutbox for MemoryOutbox {
         })
     }
 
-    async fn mark_sent(&self, id: i64, now: DateTime<Utc>) -> OutboxResult<()> {
+    async fn mark_sent(&self, id: i64, now: Timestamp) -> OutboxResult<()> {
         self.with(|rows| {
             if let Some(r) = rows.iter_mut().find(|r| r.id == id) {
                 r.sent_at = Some(now);
@@ -236,7 +238,7 @@ impl MailOutbox for MemoryOutbox {
         })
     }
 
-    async fn mark_failed(&self, id: i64, error: &str, next: DateTime<Utc>) -> OutboxResult<()> {
+    async fn mark_failed(&self, id: i64, error: &str, next: Timestamp) -> OutboxResult<()> {
         self.with(|rows| {
             if let Some(r) = rows.iter_mut().find(|r| r.id == id) {
                 r.last_error = Some(error.to_owned());
@@ -249,7 +251,7 @@ impl MailOutbox for MemoryOutbox {
         self.with(|rows| rows.iter().filter(|r| r.sent_at.is_none()).count() as i64)
     }
 
-    async fn purge_sent(&self, before: DateTime<Utc>) -> OutboxResult<u64> {
+    async fn purge_sent(&self, before: Timestamp) -> OutboxResult<u64> {
         self.with(|rows| {
             let total = rows.len();
             rows.retain(|r| r.sent_at.is_none_or(|at| at >= before));

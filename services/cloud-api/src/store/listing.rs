@@ -63,7 +63,7 @@ impl Listed for Memory {
 }
 
 /// The `updated_at` a memory cursor stands for (the inverse of [`Memory::cursor`]).
-pub fn memory_cursor_time(c: &Cursor) -> Option<chrono::DateTime<chrono::Utc>> {
+pub fn memory_cursor_time(c: &Cursor) -> Option<Timestamp> {
     c.key
         .parse::<i64>()
         .ok()

@@ -15,7 +15,6 @@ pub mod postgres;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 
 use crate::domain::*;
 
@@ -64,7 +63,7 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn session_by_access_hash(
         &self,
         hash: &str,
-        now: DateTime<Utc>,
+        now: Timestamp,
     ) -> StoreResult<Option<Session>>;
     /// The session a refresh token belongs to, whatever its state (revocation looks it up).
     async fn session_by_refresh_hash(&self, hash: &str) -> StoreResult<Option<Session>>;
@@ -75,11 +74,11 @@ pub trait SessionStore: Send + Sync + 'static {
     /// derived from the presented token, so the same token always names the same successor) and
     /// changes nothing. Any other re-use revokes the family.
     async fn rotate_refresh(&self, rotation: Rotation<'_>) -> StoreResult<RotateOutcome>;
-    async fn revoke_session(&self, id: &SessionId, now: DateTime<Utc>) -> StoreResult<()>;
-    async fn revoke_family(&self, family: &FamilyId, now: DateTime<Utc>) -> StoreResult<()>;
+    async fn revoke_session(&self, id: &SessionId, now: Timestamp) -> StoreResult<()>;
+    async fn revoke_family(&self, family: &FamilyId, now: Timestamp) -> StoreResult<()>;
     /// Deletes sessions whose access and refresh tokens both expired before `before`
     /// (housekeeping); rotated rows are kept until then, for re-use detection.
-    async fn purge_sessions(&self, before: DateTime<Utc>) -> StoreResult<u64>;
+    async fn purge_sessions(&self, before: Timestamp) -> StoreResult<u64>;
     /// Sets the active organization on every live session of the user.
     async fn set_active_organization(&self, user: &UserId, org: &OrgId) -> StoreResult<()>;
 }
@@ -91,7 +90,7 @@ pub trait PlanStore: Send + Sync + 'static {
     /// `NotFound` for an unknown plan. Setting `is_default` clears it on the others.
     async fn update_plan(&self, id: &str, patch: &PlanPatch) -> StoreResult<()>;
     /// Runtime sessions of the user not stopped/errored whose lease has not expired.
-    async fn active_runtime_sessions(&self, user: &UserId, now: DateTime<Utc>) -> StoreResult<i64>;
+    async fn active_runtime_sessions(&self, user: &UserId, now: Timestamp) -> StoreResult<i64>;
 }
 
 /// Organizations and their members.
@@ -129,21 +128,21 @@ pub trait InviteStore: Send + Sync + 'static {
         &self,
         invite: &InviteId,
         user: &UserId,
-        now: DateTime<Utc>,
+        now: Timestamp,
     ) -> StoreResult<()>;
     /// Invites created after `since` (accepted and revoked ones included): `(in org, by inviter)`.
     async fn recent_invite_counts(
         &self,
         org: &OrgId,
         inviter: &UserId,
-        since: DateTime<Utc>,
+        since: Timestamp,
     ) -> StoreResult<(u64, u64)>;
     /// `NotFound` unless the invite is pending in `org`.
     async fn revoke_invite(
         &self,
         org: &OrgId,
         invite: &InviteId,
-        now: DateTime<Utc>,
+        now: Timestamp,
     ) -> StoreResult<()>;
 }
 
@@ -259,8 +258,8 @@ pub trait MemoriesStore: Send + Sync + 'static {
         query: &str,
         limit: usize,
     ) -> StoreResult<Vec<(Memory, f64)>>;
-    async fn touch_memory(&self, id: &MemoryId, now: DateTime<Utc>) -> StoreResult<()>;
-    async fn mark_memories_seen(&self, ids: &[MemoryId], now: DateTime<Utc>) -> StoreResult<()>;
+    async fn touch_memory(&self, id: &MemoryId, now: Timestamp) -> StoreResult<()>;
+    async fn mark_memories_seen(&self, ids: &[MemoryId], now: Timestamp) -> StoreResult<()>;
     async fn delete_memory(&self, id: &MemoryId) -> StoreResult<()>;
 }
 
@@ -270,14 +269,10 @@ pub trait EmailTokenStore: Send + Sync + 'static {
     /// Stores a fresh verification or password-reset token (its SHA-256 hash).
     async fn insert_email_token(&self, token: &EmailToken) -> StoreResult<()>;
     /// Deletes verification and reset tokens that expired before `before` (housekeeping).
-    async fn purge_email_tokens(&self, before: DateTime<Utc>) -> StoreResult<u64>;
+    async fn purge_email_tokens(&self, before: Timestamp) -> StoreResult<u64>;
     /// Atomically: deletes the unexpired verification token `hash` (single use) and marks the
     /// user's email verified. The user, or `None` when the token is unknown or expired.
-    async fn verify_email_token(
-        &self,
-        hash: &str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Option<UserId>>;
+    async fn verify_email_token(&self, hash: &str, now: Timestamp) -> StoreResult<Option<UserId>>;
     /// Atomically: deletes the unexpired reset token `hash` and every other reset token of its
     /// user, replaces the password hash and revokes all the user's sessions. `None` when the
     /// token is unknown or expired.
@@ -285,7 +280,7 @@ pub trait EmailTokenStore: Send + Sync + 'static {
         &self,
         hash: &str,
         password_hash: &str,
-        now: DateTime<Utc>,
+        now: Timestamp,
     ) -> StoreResult<Option<UserId>>;
 }
 
@@ -314,7 +309,7 @@ pub trait Store:
 pub struct Rotation<'a> {
     pub refresh_hash: &'a str,
     pub next: Session,
-    pub now: DateTime<Utc>,
+    pub now: Timestamp,
     pub grace: std::time::Duration,
 }
 
@@ -331,7 +326,7 @@ pub struct EmailToken {
     pub kind: EmailTokenKind,
     pub hash: String,
     pub user: UserId,
-    pub expires_at: DateTime<Utc>,
+    pub expires_at: Timestamp,
 }
 
 pub type DynStore = Arc<dyn Store>;

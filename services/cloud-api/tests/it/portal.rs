@@ -5,6 +5,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use cloud_api::domain::Timestamp;
+
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
@@ -433,8 +435,7 @@ async fn signup_answers_at_once_while_smtp_is_down_and_the_outbox_delivers_later
     down.store(false, std::sync::atomic::Ordering::SeqCst);
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
-        let sent: Option<chrono::DateTime<chrono::Utc>> =
-            outbox_row(&app, "sent_at", "outage@example.com").await;
+        let sent: Option<Timestamp> = outbox_row(&app, "sent_at", "outage@example.com").await;
         if sent.is_some() {
             break;
         }

@@ -2,6 +2,8 @@
 
 use super::*;
 
+use crate::domain::Timestamp;
+
 // Authorization endpoint -----------------------------------------------------------------------
 
 /// The authorization request, as query parameters (GET) or hidden form fields (POST).
@@ -301,11 +303,7 @@ pub(super) async fn portal_session(
     Ok(found.filter(|(s, _)| s.client_id == PORTAL_CLIENT))
 }
 
-pub(super) fn needs_login(
-    v: &Validated<'_>,
-    session: Option<&Session>,
-    now: DateTime<Utc>,
-) -> bool {
+pub(super) fn needs_login(v: &Validated<'_>, session: Option<&Session>, now: Timestamp) -> bool {
     let Some(session) = session else { return true };
     if v.prompt
         .iter()
@@ -553,7 +551,7 @@ pub(super) async fn issue_code(
     state: &AppState,
     v: &Validated<'_>,
     user: &User,
-    auth_time: DateTime<Utc>,
+    auth_time: Timestamp,
     cookies: Vec<HeaderValue>,
     after_post: bool,
 ) -> Response {

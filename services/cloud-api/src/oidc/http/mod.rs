@@ -12,7 +12,6 @@ use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use chrono::{DateTime, Utc};
 use cloud_common::ApiError;
 use cloud_common::auth::bearer;
 use cloud_common::extract::{ApiForm, ApiQuery};

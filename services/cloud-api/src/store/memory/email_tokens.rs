@@ -8,11 +8,7 @@ impl EmailTokenStore for MemoryStore {
         self.with(|t| t.email_tokens.push(token.clone()))
     }
 
-    async fn verify_email_token(
-        &self,
-        hash: &str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Option<UserId>> {
+    async fn verify_email_token(&self, hash: &str, now: Timestamp) -> StoreResult<Option<UserId>> {
         self.with(|t| {
             let pos = t
                 .email_tokens
@@ -34,7 +30,7 @@ impl EmailTokenStore for MemoryStore {
         &self,
         hash: &str,
         password_hash: &str,
-        now: DateTime<Utc>,
+        now: Timestamp,
     ) -> StoreResult<Option<UserId>> {
         self.with(|t| {
             let EmailToken {
@@ -59,7 +55,7 @@ impl EmailTokenStore for MemoryStore {
         })
     }
 
-    async fn purge_email_tokens(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+    async fn purge_email_tokens(&self, before: Timestamp) -> StoreResult<u64> {
         self.with(|t| {
             let total = t.email_tokens.len();
             t.email_tokens.retain(|e| e.expires_at >= before);

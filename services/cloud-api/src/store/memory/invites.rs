@@ -30,7 +30,7 @@ impl InviteStore for MemoryStore {
         &self,
         org: &OrgId,
         inviter: &UserId,
-        since: DateTime<Utc>,
+        since: Timestamp,
     ) -> StoreResult<(u64, u64)> {
         self.with(|t| {
             let recent = t.invites.iter().filter(|i| i.created_at > since);
@@ -47,7 +47,7 @@ impl InviteStore for MemoryStore {
         &self,
         invite: &InviteId,
         user: &UserId,
-        now: DateTime<Utc>,
+        now: Timestamp,
     ) -> StoreResult<()> {
         self.try_with(|t| {
             let Some(inv) = t.invites.iter_mut().find(|i| {
@@ -81,7 +81,7 @@ impl InviteStore for MemoryStore {
         &self,
         org: &OrgId,
         invite: &InviteId,
-        now: DateTime<Utc>,
+        now: Timestamp,
     ) -> StoreResult<()> {
         self.try_with(|t| {
             let pending = t.invites.iter_mut().find(|i| {

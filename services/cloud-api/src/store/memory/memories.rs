@@ -83,7 +83,7 @@ impl MemoriesStore for MemoryStore {
         })
     }
 
-    async fn touch_memory(&self, id: &MemoryId, now: DateTime<Utc>) -> StoreResult<()> {
+    async fn touch_memory(&self, id: &MemoryId, now: Timestamp) -> StoreResult<()> {
         self.try_with(|t| {
             update(&mut t.memories, id, |m| {
                 m.times_used += 1;
@@ -94,7 +94,7 @@ impl MemoriesStore for MemoryStore {
         })
     }
 
-    async fn mark_memories_seen(&self, _ids: &[MemoryId], _now: DateTime<Utc>) -> StoreResult<()> {
+    async fn mark_memories_seen(&self, _ids: &[MemoryId], _now: Timestamp) -> StoreResult<()> {
         // `last_seen_at` is not part of the record; only Postgres keeps it (for analytics).
         Ok(())
     }

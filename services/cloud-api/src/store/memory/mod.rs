@@ -7,7 +7,6 @@ use std::hash::Hash;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 
 use super::listing::*;
 use super::*;

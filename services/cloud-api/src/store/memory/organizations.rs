@@ -26,7 +26,7 @@ impl OrganizationStore for MemoryStore {
 
     async fn memberships_of(&self, user: &UserId) -> StoreResult<Vec<(Organization, Role)>> {
         self.with(|t| {
-            let mut out: Vec<(Organization, Role, DateTime<Utc>)> = t
+            let mut out: Vec<(Organization, Role, Timestamp)> = t
                 .memberships
                 .iter()
                 .filter(|m| &m.user_id == user)

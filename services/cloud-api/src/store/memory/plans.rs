@@ -40,11 +40,7 @@ impl PlanStore for MemoryStore {
         })
     }
 
-    async fn active_runtime_sessions(
-        &self,
-        _user: &UserId,
-        _now: DateTime<Utc>,
-    ) -> StoreResult<i64> {
+    async fn active_runtime_sessions(&self, _user: &UserId, _now: Timestamp) -> StoreResult<i64> {
         // Runtime sessions live in Postgres only (runtime-headless writes them).
         Ok(0)
     }

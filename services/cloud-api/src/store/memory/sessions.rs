@@ -11,7 +11,7 @@ impl SessionStore for MemoryStore {
     async fn session_by_access_hash(
         &self,
         hash: &str,
-        now: DateTime<Utc>,
+        now: Timestamp,
     ) -> StoreResult<Option<Session>> {
         self.with(|t| {
             t.sessions
@@ -77,7 +77,7 @@ impl SessionStore for MemoryStore {
         })
     }
 
-    async fn revoke_session(&self, id: &SessionId, now: DateTime<Utc>) -> StoreResult<()> {
+    async fn revoke_session(&self, id: &SessionId, now: Timestamp) -> StoreResult<()> {
         self.with(|t| {
             if let Some(&i) = t.sessions.by_id.get(id) {
                 t.sessions.rows[i].revoked_at.get_or_insert(now);
@@ -85,7 +85,7 @@ impl SessionStore for MemoryStore {
         })
     }
 
-    async fn revoke_family(&self, family: &FamilyId, now: DateTime<Utc>) -> StoreResult<()> {
+    async fn revoke_family(&self, family: &FamilyId, now: Timestamp) -> StoreResult<()> {
         self.with(|t| {
             t.sessions.update_family(family, |s| {
                 s.revoked_at.get_or_insert(now);
@@ -103,7 +103,7 @@ impl SessionStore for MemoryStore {
         })
     }
 
-    async fn purge_sessions(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+    async fn purge_sessions(&self, before: Timestamp) -> StoreResult<u64> {
         self.with(|t| {
             let rows = std::mem::take(&mut t.sessions).rows;
             let total = rows.len();

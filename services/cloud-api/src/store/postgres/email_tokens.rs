@@ -15,11 +15,7 @@ impl EmailTokenStore for PgStore {
         self.run(q.bind(token.expires_at)).await.map(drop)
     }
 
-    async fn verify_email_token(
-        &self,
-        hash: &str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Option<UserId>> {
+    async fn verify_email_token(&self, hash: &str, now: Timestamp) -> StoreResult<Option<UserId>> {
         let mut tx = self.tx().await?;
         let user = take_token(&mut tx, EmailTokenKind::Verification, hash, now).await?;
         if let Some(user) = &user {
@@ -40,7 +36,7 @@ impl EmailTokenStore for PgStore {
         &self,
         hash: &str,
         password_hash: &str,
-        now: DateTime<Utc>,
+        now: Timestamp,
     ) -> StoreResult<Option<UserId>> {
         let mut tx = self.tx().await?;
         let Some(user) = take_token(&mut tx, EmailTokenKind::PasswordReset, hash, now).await?
@@ -62,7 +58,7 @@ impl EmailTokenStore for PgStore {
         Ok(Some(UserId(user)))
     }
 
-    async fn purge_email_tokens(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+    async fn purge_email_tokens(&self, before: Timestamp) -> StoreResult<u64> {
         let mut purged = 0;
         for kind in [EmailTokenKind::Verification, EmailTokenKind::PasswordReset] {
             let sql = format!(
@@ -81,7 +77,7 @@ async fn take_token(
     tx: &mut Transaction<'static, Postgres>,
     kind: EmailTokenKind,
     hash: &str,
-    now: DateTime<Utc>,
+    now: Timestamp,
 ) -> StoreResult<Option<String>> {
     let sql = format!(
         "DELETE FROM {} WHERE token_hash = $1 \

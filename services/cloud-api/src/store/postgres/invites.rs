@@ -35,7 +35,7 @@ impl InviteStore for PgStore {
         &self,
         org: &OrgId,
         inviter: &UserId,
-        since: DateTime<Utc>,
+        since: Timestamp,
     ) -> StoreResult<(u64, u64)> {
         let (in_org, by_inviter): (i64, i64) = sqlx::query_as(
             "SELECT count(*) FILTER (WHERE organization_id = $1), \
@@ -56,7 +56,7 @@ impl InviteStore for PgStore {
         &self,
         invite: &InviteId,
         user: &UserId,
-        now: DateTime<Utc>,
+        now: Timestamp,
     ) -> StoreResult<()> {
         let mut tx = self.tx().await?;
         let row = sqlx::query(
@@ -96,7 +96,7 @@ impl InviteStore for PgStore {
         &self,
         org: &OrgId,
         invite: &InviteId,
-        now: DateTime<Utc>,
+        now: Timestamp,
     ) -> StoreResult<()> {
         let q = sqlx::query(
             "UPDATE cloud_organization_invites SET revoked_at = $3 \

@@ -140,7 +140,7 @@ impl MemoriesStore for PgStore {
         })
     }
 
-    async fn touch_memory(&self, id: &MemoryId, now: DateTime<Utc>) -> StoreResult<()> {
+    async fn touch_memory(&self, id: &MemoryId, now: Timestamp) -> StoreResult<()> {
         let q = sqlx::query(
             "UPDATE cloud_memories SET times_used = times_used + 1, last_used_at = $2, \
              reinforced_at = $2, updated_at = $2 WHERE id = $1",
@@ -148,7 +148,7 @@ impl MemoriesStore for PgStore {
         self.change(q.bind(id.as_str()).bind(now)).await
     }
 
-    async fn mark_memories_seen(&self, ids: &[MemoryId], now: DateTime<Utc>) -> StoreResult<()> {
+    async fn mark_memories_seen(&self, ids: &[MemoryId], now: Timestamp) -> StoreResult<()> {
         if ids.is_empty() {
             return Ok(());
         }

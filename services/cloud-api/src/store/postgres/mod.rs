@@ -3,7 +3,6 @@
 //! (and thus keyset pagination) is byte order, the same as the in-memory store.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::{FromRow, PgPool, Postgres, Row, Transaction};
 
@@ -223,7 +222,7 @@ enum Sessions<'a> {
 }
 
 /// Revokes the sessions (keeping an earlier revocation time).
-async fn revoke_sessions<'e, E>(ex: E, which: Sessions<'_>, now: DateTime<Utc>) -> StoreResult<()>
+async fn revoke_sessions<'e, E>(ex: E, which: Sessions<'_>, now: Timestamp) -> StoreResult<()>
 where
     E: sqlx::PgExecutor<'e>,
 {

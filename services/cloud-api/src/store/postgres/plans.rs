@@ -51,7 +51,7 @@ impl PlanStore for PgStore {
         Ok(())
     }
 
-    async fn active_runtime_sessions(&self, user: &UserId, now: DateTime<Utc>) -> StoreResult<i64> {
+    async fn active_runtime_sessions(&self, user: &UserId, now: Timestamp) -> StoreResult<i64> {
         let n: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM runtime_sessions WHERE user_id = $1 \
              AND status NOT IN ('stopped','error') AND lease_expires_at > $2",

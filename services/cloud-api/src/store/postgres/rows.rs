@@ -2,7 +2,6 @@
 //! the flat records (in `domain`), written here for the three whose columns fold into nested
 //! values (a complimentary grant, a sealed secret, a repository).
 
-use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{FromRow, Row};
 
@@ -24,7 +23,7 @@ pub(super) const USER_LIST: List = List {
 impl FromRow<'_, PgRow> for User {
     fn from_row(r: &PgRow) -> Result<Self, sqlx::Error> {
         let plan_id: Option<String> = r.try_get("complimentary_plan_id")?;
-        let granted: Option<DateTime<Utc>> = r.try_get("complimentary_granted_at")?;
+        let granted: Option<Timestamp> = r.try_get("complimentary_granted_at")?;
         Ok(User {
             id: UserId(r.try_get("id")?),
             email: r.try_get("email")?,

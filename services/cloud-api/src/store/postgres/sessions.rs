@@ -11,7 +11,7 @@ impl SessionStore for PgStore {
     async fn session_by_access_hash(
         &self,
         hash: &str,
-        now: DateTime<Utc>,
+        now: Timestamp,
     ) -> StoreResult<Option<Session>> {
         let sql =
             SESSIONS.select("access_token_hash = $1 AND revoked_at IS NULL AND expires_at > $2");
@@ -61,7 +61,7 @@ impl SessionStore for PgStore {
             return Ok(RotateOutcome::Rotated(Box::new(session)));
         }
         // Nothing rotated: unknown, expired, or presented again after a rotation or revocation.
-        let seen: Option<(String, Option<DateTime<Utc>>, bool)> = sqlx::query_as(
+        let seen: Option<(String, Option<Timestamp>, bool)> = sqlx::query_as(
             "SELECT family_id, rotated_at, revoked_at IS NOT NULL \
                FROM cloud_sessions WHERE refresh_token_hash = $1",
         )
@@ -94,11 +94,11 @@ impl SessionStore for PgStore {
         Ok(RotateOutcome::Invalid)
     }
 
-    async fn revoke_session(&self, id: &SessionId, now: DateTime<Utc>) -> StoreResult<()> {
+    async fn revoke_session(&self, id: &SessionId, now: Timestamp) -> StoreResult<()> {
         revoke_sessions(&self.pool, Sessions::One(id), now).await
     }
 
-    async fn revoke_family(&self, family: &FamilyId, now: DateTime<Utc>) -> StoreResult<()> {
+    async fn revoke_family(&self, family: &FamilyId, now: Timestamp) -> StoreResult<()> {
         revoke_sessions(&self.pool, Sessions::Family(family), now).await
     }
 
@@ -112,7 +112,7 @@ impl SessionStore for PgStore {
             .map(drop)
     }
 
-    async fn purge_sessions(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+    async fn purge_sessions(&self, before: Timestamp) -> StoreResult<u64> {
         let q = sqlx::query(
             "DELETE FROM cloud_sessions WHERE expires_at < $1 \
              AND (refresh_expires_at IS NULL OR refresh_expires_at < $1)",

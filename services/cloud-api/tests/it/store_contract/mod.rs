@@ -1,7 +1,7 @@
 //! The store contract: every scenario runs against the in-memory store and against Postgres
 //! (a fresh schema per test), and both must behave identically.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use cloud_api::domain::*;
 use cloud_api::store::{
     DynStore, EmailToken, EmailTokenKind, NewAccount, PlanPatch, Rotation, StoreResult,
@@ -181,7 +181,7 @@ async fn rotate(
     store: &DynStore,
     refresh: &str,
     next: Session,
-    at: DateTime<Utc>,
+    at: Timestamp,
     grace: std::time::Duration,
 ) -> RotateOutcome {
     let rotation = Rotation {
@@ -211,7 +211,7 @@ async fn email_token(
     kind: EmailTokenKind,
     hash: &str,
     user: &UserId,
-    expires_at: DateTime<Utc>,
+    expires_at: Timestamp,
 ) {
     let token = EmailToken {
         kind,
