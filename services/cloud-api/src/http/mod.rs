@@ -33,7 +33,6 @@ pub fn routes() -> Router<AppState> {
         .route("/assets/redoc.standalone.js", get(docs::redoc))
         .route("/v1/cloud-instances", post(instances::register))
         .route("/v1/cloud-instances/{id}", delete(instances::delete))
-        .route("/v1/memory/search", get(memory::search))
         .merge(accounts::routes())
         .merge(instances::routes())
         .merge(orgs::routes())
