@@ -2,7 +2,6 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use cloud_common::ApiError;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -23,7 +22,7 @@ pub struct ListQuery {
 }
 
 impl ListQuery {
-    pub fn page(&self) -> Result<PageReq, ApiError> {
+    pub fn page(&self) -> Result<PageReq, DomainError> {
         page_req(
             self.limit.as_deref(),
             self.cursor.as_deref(),
@@ -39,13 +38,13 @@ pub fn page_req(
     cursor: Option<&str>,
     default: usize,
     max: usize,
-) -> Result<PageReq, ApiError> {
+) -> Result<PageReq, DomainError> {
     let limit = match limit.map(str::trim).filter(|s| !s.is_empty()) {
         None => default,
         Some(s) => match s.parse::<usize>() {
             Ok(n) if (1..=max).contains(&n) => n,
             _ => {
-                return Err(ApiError::bad_request(format!(
+                return Err(DomainError::invalid(format!(
                     "limit must be an integer from 1 to {max}"
                 )));
             }
@@ -53,7 +52,7 @@ pub fn page_req(
     };
     let after = match cursor.map(str::trim).filter(|s| !s.is_empty()) {
         None => None,
-        Some(c) => Some(decode_cursor(c).ok_or_else(|| ApiError::bad_request("Invalid cursor"))?),
+        Some(c) => Some(decode_cursor(c).ok_or_else(|| DomainError::invalid("Invalid cursor"))?),
     };
     Ok(PageReq { limit, after })
 }

@@ -2,8 +2,6 @@
 //! memberships: an id of another tenant is indistinguishable from an id that does not exist
 //! (404), so ids cannot be probed.
 
-use cloud_common::ApiError;
-
 use crate::AppState;
 use crate::domain::rules::{effective_plan, has_subscription};
 use crate::domain::*;
@@ -22,7 +20,7 @@ impl Scope {
         state: &AppState,
         user: &UserId,
         session_active: Option<&OrgId>,
-    ) -> Result<Self, ApiError> {
+    ) -> Result<Self, DomainError> {
         let memberships = state.store.memberships_of(user).await?;
         let active = session_active
             .filter(|a| memberships.iter().any(|(o, _)| &o.id == *a))
@@ -34,7 +32,7 @@ impl Scope {
         })
     }
 
-    pub async fn of(state: &AppState, caller: &Caller) -> Result<Self, ApiError> {
+    pub async fn of(state: &AppState, caller: &Caller) -> Result<Self, DomainError> {
         Self::load(
             state,
             &caller.user.id,
@@ -59,27 +57,27 @@ impl Scope {
     }
 
     /// The requested organization (trimmed; blank = the active one), or 404.
-    pub fn resolve(&self, requested: Option<&str>) -> Result<&(Organization, Role), ApiError> {
+    pub fn resolve(&self, requested: Option<&str>) -> Result<&(Organization, Role), DomainError> {
         let id = match requested.map(str::trim).filter(|s| !s.is_empty()) {
             Some(id) => OrgId::from(id),
             None => self
                 .active
                 .clone()
-                .ok_or_else(|| ApiError::not_found("Organization not found"))?,
+                .ok_or(DomainError::NotFound("Organization not found"))?,
         };
         self.org(&id)
-            .ok_or_else(|| ApiError::not_found("Organization not found"))
+            .ok_or(DomainError::NotFound("Organization not found"))
     }
 
     /// Like [`Scope::resolve`], and the caller must be an owner or admin there (403 otherwise).
-    pub fn manage(&self, requested: Option<&str>) -> Result<&(Organization, Role), ApiError> {
+    pub fn manage(&self, requested: Option<&str>) -> Result<&(Organization, Role), DomainError> {
         let found = self.resolve(requested)?;
         require_manager(found.1)?;
         Ok(found)
     }
 
     /// A project in one of the caller's organizations, or 404.
-    pub async fn project(&self, state: &AppState, id: &str) -> Result<Project, ApiError> {
+    pub async fn project(&self, state: &AppState, id: &str) -> Result<Project, DomainError> {
         let found = state.store.project(&ProjectId::from(id)).await?;
         visible_or_404(
             found,
@@ -89,7 +87,11 @@ impl Scope {
     }
 
     /// A conversation in one of the caller's organizations, or 404.
-    pub async fn conversation(&self, state: &AppState, id: &str) -> Result<Conversation, ApiError> {
+    pub async fn conversation(
+        &self,
+        state: &AppState,
+        id: &str,
+    ) -> Result<Conversation, DomainError> {
         let found = state.store.conversation(&ConversationId::from(id)).await?;
         let visible = |c: &Conversation| self.role(&c.organization_id).is_some();
         visible_or_404(found, visible, "Conversation not found")
@@ -108,18 +110,16 @@ pub fn visible_or_404<T>(
     found: Option<T>,
     visible: impl FnOnce(&T) -> bool,
     message: &'static str,
-) -> Result<T, ApiError> {
-    found
-        .filter(visible)
-        .ok_or_else(|| ApiError::not_found(message))
+) -> Result<T, DomainError> {
+    found.filter(visible).ok_or(DomainError::NotFound(message))
 }
 
 /// The one role check of organization management: owners and admins may (403 otherwise).
-pub fn require_manager(role: Role) -> Result<(), ApiError> {
+pub fn require_manager(role: Role) -> Result<(), DomainError> {
     if role.can_manage() {
         Ok(())
     } else {
-        Err(ApiError::forbidden(
+        Err(DomainError::Forbidden(
             "Only owners and admins of the organization can do this.",
         ))
     }
@@ -130,7 +130,7 @@ pub async fn callers_conversation(
     state: &AppState,
     caller: &Caller,
     id: &str,
-) -> Result<Conversation, ApiError> {
+) -> Result<Conversation, DomainError> {
     Scope::of(state, caller)
         .await?
         .conversation(state, id)
@@ -138,7 +138,7 @@ pub async fn callers_conversation(
 }
 
 /// The plans, normalised (sorted, one default).
-pub async fn plans(state: &AppState) -> Result<Vec<Plan>, ApiError> {
+pub async fn plans(state: &AppState) -> Result<Vec<Plan>, DomainError> {
     if let Some(plans) = state.plan_cache.fresh() {
         return Ok(plans);
     }
@@ -147,7 +147,7 @@ pub async fn plans(state: &AppState) -> Result<Vec<Plan>, ApiError> {
     Ok(plans)
 }
 
-pub async fn usage(state: &AppState, user: &User, plans: &[Plan]) -> Result<Usage, ApiError> {
+pub async fn usage(state: &AppState, user: &User, plans: &[Plan]) -> Result<Usage, DomainError> {
     let now = now();
     let plan = effective_plan(user, plans, now);
     let active = state.store.active_runtime_sessions(&user.id, now).await?;
@@ -158,17 +158,17 @@ pub async fn usage(state: &AppState, user: &User, plans: &[Plan]) -> Result<Usag
 }
 
 /// Subscription-gated routes: 403 `subscription_required` (with usage) without an effective plan.
-pub async fn require_subscription(state: &AppState, user: &User) -> Result<(), ApiError> {
+pub async fn require_subscription(state: &AppState, user: &User) -> Result<(), DomainError> {
     if has_subscription(user, now()) {
         return Ok(());
     }
     let plans = plans(state).await?;
     let usage = usage(state, user, &plans).await?;
-    Err(DomainError::SubscriptionRequired(Box::new(usage)).into())
+    Err(DomainError::SubscriptionRequired(Box::new(usage)))
 }
 
 /// Every item of a paged store list, page by page (lists the desktop reads whole).
-pub async fn all_pages<T, F, Fut>(mut fetch: F) -> Result<Vec<T>, ApiError>
+pub async fn all_pages<T, F, Fut>(mut fetch: F) -> Result<Vec<T>, DomainError>
 where
     F: FnMut(PageReq) -> Fut,
     Fut: std::future::Future<Output = StoreResult<Page<T>>>,
@@ -186,7 +186,7 @@ where
 }
 
 /// Every provider of an organization.
-pub async fn all_providers(state: &AppState, org: &OrgId) -> Result<Vec<Provider>, ApiError> {
+pub async fn all_providers(state: &AppState, org: &OrgId) -> Result<Vec<Provider>, DomainError> {
     all_pages(|page| async move { state.store.providers(org, &page).await }).await
 }
 
@@ -194,7 +194,7 @@ pub async fn all_providers(state: &AppState, org: &OrgId) -> Result<Vec<Provider
 pub async fn org_views(
     state: &AppState,
     scope: &Scope,
-) -> Result<Vec<crate::views::OrganizationView>, ApiError> {
+) -> Result<Vec<crate::views::OrganizationView>, DomainError> {
     let mut out = Vec::with_capacity(scope.memberships.len());
     for (org, role) in &scope.memberships {
         let providers = all_providers(state, &org.id).await?;
@@ -219,7 +219,7 @@ pub async fn summary(
     state: &AppState,
     user: &User,
     session_active: Option<&OrgId>,
-) -> Result<Summary, ApiError> {
+) -> Result<Summary, DomainError> {
     let plans = plans(state).await?;
     let usage = usage(state, user, &plans).await?;
     let scope = Scope::load(state, &user.id, session_active).await?;

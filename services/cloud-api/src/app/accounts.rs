@@ -1,8 +1,6 @@
 //! Accounts: signup and password sign-in, shared by the JSON API, the portal and the OIDC login
 //! page.
 
-use cloud_common::ApiError;
-
 use crate::AppState;
 use crate::domain::rules::{self, MAX_NAME};
 use crate::domain::*;
@@ -111,10 +109,10 @@ pub enum Signup {
 /// [`register`], except that a taken address is not an error: its owner gets an "already
 /// registered" mail and the caller gets [`Signup::AlreadyRegistered`] (adapters that must not
 /// reveal accounts answer both cases alike).
-pub async fn sign_up(state: &AppState, new: SignupInput<'_>) -> Result<Signup, ApiError> {
+pub async fn sign_up(state: &AppState, new: SignupInput<'_>) -> Result<Signup, DomainError> {
     match register(state, new).await {
         Ok(r) => Ok(Signup::Created(Box::new(r))),
-        Err(e) if e.status == axum::http::StatusCode::CONFLICT => {
+        Err(e) if e.is_conflict() => {
             let _ = state.hasher.hash(new.password.unwrap_or("")).await;
             let email = rules::normalize_email(new.email.unwrap_or(""))?;
             if let Ok(Some(owner)) = state.store.user_by_email(&email).await {
@@ -144,13 +142,13 @@ pub struct Registered {
 /// Validates and creates an account (user, personal organization, default project) and, when
 /// the email must be verified, queues the verification mail. Shared by `POST /v1/web/signup`
 /// and the portal's signup page. Duplicate email → 409.
-pub async fn register(state: &AppState, new: SignupInput<'_>) -> Result<Registered, ApiError> {
+pub async fn register(state: &AppState, new: SignupInput<'_>) -> Result<Registered, DomainError> {
     let (Some(email), Some(name), Some(password)) = (
         rules::trimmed(new.email),
         rules::trimmed(new.display_name),
         new.password.filter(|p| !p.is_empty()),
     ) else {
-        return Err(ApiError::bad_request(
+        return Err(DomainError::invalid(
             "email, displayName, and password are required",
         ));
     };
@@ -158,7 +156,7 @@ pub async fn register(state: &AppState, new: SignupInput<'_>) -> Result<Register
     let name = rules::bounded(name, MAX_NAME, "displayName")?;
     rules::validate_password(password)?;
     if state.store.user_by_email(&email).await?.is_some() {
-        return Err(ApiError::conflict(
+        return Err(DomainError::conflict(
             "An account with this email already exists",
         ));
     }
@@ -210,7 +208,7 @@ pub async fn register(state: &AppState, new: SignupInput<'_>) -> Result<Register
     {
         Ok(()) => {}
         Err(StoreError::Conflict(_)) => {
-            return Err(ApiError::conflict(
+            return Err(DomainError::conflict(
                 "An account with this email already exists",
             ));
         }
@@ -232,7 +230,7 @@ pub async fn start_portal_session(
     state: &AppState,
     user: &UserId,
     previous: Option<&FamilyId>,
-) -> Result<IssuedTokens, ApiError> {
+) -> Result<IssuedTokens, DomainError> {
     let ttl = state.config.portal_session_ttl;
     let issued = sessions::issue_session(
         state.store.as_ref(),
@@ -259,6 +257,6 @@ pub async fn start_portal_session(
 }
 
 /// Ends a session family (sign-out).
-pub async fn sign_out(state: &AppState, family: &FamilyId) -> Result<(), ApiError> {
+pub async fn sign_out(state: &AppState, family: &FamilyId) -> Result<(), DomainError> {
     Ok(sessions::revoke_family(state.store.as_ref(), family).await?)
 }

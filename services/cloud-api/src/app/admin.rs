@@ -1,7 +1,6 @@
 //! Global administration: users, plans and complimentary grants. The only place plans change;
 //! every function requires a global admin.
 
-use cloud_common::ApiError;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -82,7 +81,7 @@ pub async fn users(
     state: &AppState,
     caller: &Caller,
     q: ListQuery,
-) -> Result<AdminUsersResponse, ApiError> {
+) -> Result<AdminUsersResponse, DomainError> {
     require_admin(caller)?;
     let page = q.page()?;
     let plans = access::plans(state).await?;
@@ -105,7 +104,7 @@ pub async fn update_plan(
     caller: &Caller,
     plan_id: &str,
     body: PlanPatchBody,
-) -> Result<AdminPlansResponse, ApiError> {
+) -> Result<AdminPlansResponse, DomainError> {
     require_admin(caller)?;
     let label = body
         .label
@@ -115,7 +114,7 @@ pub async fn update_plan(
     let limit = match body.parallel_sessions_limit {
         Some(n) if n.is_finite() && (0.0..=100_000.0).contains(&n) => Some(n.floor() as i64),
         Some(_) => {
-            return Err(ApiError::bad_request(
+            return Err(DomainError::invalid(
                 "parallelSessionsLimit must be a number from 0 to 100000",
             ));
         }
@@ -131,7 +130,7 @@ pub async fn update_plan(
     state.plan_cache.invalidate();
     match updated {
         Ok(()) => {}
-        Err(StoreError::NotFound) => return Err(ApiError::not_found("Plan not found")),
+        Err(StoreError::NotFound) => return Err(DomainError::NotFound("Plan not found")),
         Err(e) => return Err(e.into()),
     }
     let plans = access::plans(state).await?;
@@ -140,7 +139,7 @@ pub async fn update_plan(
     })
 }
 
-async fn user_answer(state: &AppState, user: &User) -> Result<AdminUserResponse, ApiError> {
+async fn user_answer(state: &AppState, user: &User) -> Result<AdminUserResponse, DomainError> {
     let mut u = user.clone();
     apply_admin_list(&state.config.admin_emails, &mut u);
     let summary = access::summary(state, &u, None).await?;
@@ -153,27 +152,30 @@ async fn user_answer(state: &AppState, user: &User) -> Result<AdminUserResponse,
     })
 }
 
-async fn target_user(state: &AppState, id: &str) -> Result<User, ApiError> {
+async fn target_user(state: &AppState, id: &str) -> Result<User, DomainError> {
     state
         .store
         .user(&UserId::from(id))
         .await?
-        .ok_or_else(|| ApiError::not_found("User not found"))
+        .ok_or(DomainError::NotFound("User not found"))
 }
 
 /// Saves the user's entitlements and answers with the user as an admin sees it.
-async fn save_entitlements(state: &AppState, user: &User) -> Result<AdminUserResponse, ApiError> {
+async fn save_entitlements(
+    state: &AppState,
+    user: &User,
+) -> Result<AdminUserResponse, DomainError> {
     state.store.update_user_entitlements(user).await?;
     user_answer(state, user).await
 }
 
-async fn known_plan(state: &AppState, id: &str) -> Result<String, ApiError> {
+async fn known_plan(state: &AppState, id: &str) -> Result<String, DomainError> {
     let plans = state.store.plans().await?;
     plans
         .iter()
         .find(|p| p.id == id.trim())
         .map(|p| p.id.clone())
-        .ok_or_else(|| ApiError::bad_request("Invalid subscription plan"))
+        .ok_or_else(|| DomainError::invalid("Invalid subscription plan"))
 }
 
 pub async fn update_user(
@@ -181,7 +183,7 @@ pub async fn update_user(
     caller: &Caller,
     user_id: &str,
     body: UserPatchBody,
-) -> Result<AdminUserResponse, ApiError> {
+) -> Result<AdminUserResponse, DomainError> {
     require_admin(caller)?;
     let mut user = target_user(state, user_id).await?;
     match &body.subscription_plan {
@@ -200,14 +202,14 @@ pub async fn grant(
     caller: &Caller,
     user_id: &str,
     body: GrantBody,
-) -> Result<AdminUserResponse, ApiError> {
+) -> Result<AdminUserResponse, DomainError> {
     require_admin(caller)?;
     let plan = known_plan(state, body.plan_id.as_deref().unwrap_or("")).await?;
     let days = match body.duration_days {
         None => None,
         Some(d) if d.is_finite() && d.floor() >= 1.0 && d <= 36_500.0 => Some(d.floor() as i64),
         Some(_) => {
-            return Err(ApiError::bad_request(
+            return Err(DomainError::invalid(
                 "durationDays must be at least 1 when provided",
             ));
         }
@@ -227,7 +229,7 @@ pub async fn revoke_grant(
     state: &AppState,
     caller: &Caller,
     user_id: &str,
-) -> Result<AdminUserResponse, ApiError> {
+) -> Result<AdminUserResponse, DomainError> {
     require_admin(caller)?;
     let mut user = target_user(state, user_id).await?;
     user.complimentary = None;

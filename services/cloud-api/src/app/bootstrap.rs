@@ -1,7 +1,6 @@
 //! The account summary (`GET /v1/account`) and the desktop bootstrap (`GET /v1/bootstrap`):
 //! everything the desktop needs at start, whole or by pages.
 
-use cloud_common::ApiError;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -24,7 +23,7 @@ pub struct AccountResponse {
     pub active_organization_id: Option<String>,
 }
 
-pub async fn account(state: &AppState, caller: &Caller) -> Result<AccountResponse, ApiError> {
+pub async fn account(state: &AppState, caller: &Caller) -> Result<AccountResponse, DomainError> {
     let summary = access::summary(
         state,
         &caller.user,
@@ -79,13 +78,13 @@ struct BootstrapCursor {
 }
 
 impl BootstrapCursor {
-    fn decode(raw: &str) -> Result<Self, ApiError> {
+    fn decode(raw: &str) -> Result<Self, DomainError> {
         use base64::Engine as _;
         base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(raw.trim())
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or_else(|| ApiError::bad_request("Invalid cursor"))
+            .ok_or_else(|| DomainError::invalid("Invalid cursor"))
     }
 
     fn encode(&self) -> String {
@@ -120,7 +119,7 @@ async fn bootstrap_page<T, Fut>(
     after: Option<(String, String)>,
     limit: usize,
     fetch: impl FnOnce(PageReq) -> Fut,
-) -> Result<Page<T>, ApiError>
+) -> Result<Page<T>, DomainError>
 where
     Fut: std::future::Future<Output = crate::store::StoreResult<Page<T>>>,
 {
@@ -141,7 +140,7 @@ pub async fn bootstrap(
     state: &AppState,
     caller: &Caller,
     q: BootstrapQuery,
-) -> Result<BootstrapResponse, ApiError> {
+) -> Result<BootstrapResponse, DomainError> {
     access::require_subscription(state, &caller.user).await?;
     let scope = Scope::of(state, caller).await?;
     let plans = access::plans(state).await?;

@@ -8,7 +8,6 @@ use crate::domain::*;
 use crate::paging::page_views;
 use crate::views::*;
 use crate::web::caller::Caller;
-use cloud_common::ApiError;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -52,22 +51,21 @@ page_query! { ConversationListQuery {
     project_id,
 } limit "1-200, default 50." default 50 max 200 }
 
-fn opt_field(v: Option<&str>, what: &str) -> Result<Option<String>, ApiError> {
+fn opt_field(v: Option<&str>, what: &str) -> Result<Option<String>, DomainError> {
     rules::trimmed(v)
         .map(|s| rules::bounded(s, MAX_NAME, what))
         .transpose()
-        .map_err(Into::into)
 }
 
 pub async fn create(
     state: &AppState,
     caller: &Caller,
     body: CreateConversationBody,
-) -> Result<ConversationResponse, ApiError> {
+) -> Result<ConversationResponse, DomainError> {
     access::require_subscription(state, &caller.user).await?;
     let scope = Scope::of(state, caller).await?;
     let project_id = rules::trimmed(body.project_id.as_deref())
-        .ok_or_else(|| ApiError::bad_request("projectId is required"))?;
+        .ok_or_else(|| DomainError::invalid("projectId is required"))?;
     let project = scope.project(state, &project_id).await?;
     let title = match opt_field(body.title.as_deref(), "title")? {
         Some(t) => t,
@@ -96,7 +94,7 @@ pub async fn list(
     state: &AppState,
     caller: &Caller,
     q: ConversationListQuery,
-) -> Result<ConversationListResponse, ApiError> {
+) -> Result<ConversationListResponse, DomainError> {
     let page = q.page()?;
     let scope = Scope::of(state, caller).await?;
     let project = match rules::trimmed(q.project_id.as_deref()) {
@@ -114,7 +112,7 @@ pub async fn get(
     state: &AppState,
     caller: &Caller,
     id: &str,
-) -> Result<ConversationResponse, ApiError> {
+) -> Result<ConversationResponse, DomainError> {
     let c = access::callers_conversation(state, caller, id).await?;
     Ok(ConversationResponse {
         conversation: ConversationView::from(&c),
@@ -126,14 +124,14 @@ pub async fn update(
     caller: &Caller,
     id: &str,
     body: UpdateConversationBody,
-) -> Result<ConversationResponse, ApiError> {
+) -> Result<ConversationResponse, DomainError> {
     let mut c = access::callers_conversation(state, caller, id).await?;
     if let Some(t) = opt_field(body.title.as_deref(), "title")? {
         c.title = t;
     }
     if let Some(s) = body.status.as_deref() {
         c.status = ConversationStatus::parse(s.trim())
-            .ok_or_else(|| ApiError::bad_request("status must be active, done or archived"))?;
+            .ok_or_else(|| DomainError::invalid("status must be active, done or archived"))?;
     }
     if body.model_provider.is_some() {
         c.model_provider = opt_field(body.model_provider.as_deref(), "modelProvider")?;
@@ -148,7 +146,7 @@ pub async fn update(
     })
 }
 
-pub async fn delete(state: &AppState, caller: &Caller, id: &str) -> Result<OkBody, ApiError> {
+pub async fn delete(state: &AppState, caller: &Caller, id: &str) -> Result<OkBody, DomainError> {
     let c = access::callers_conversation(state, caller, id).await?;
     state.store.delete_conversation(&c.id).await?;
     Ok(OkBody { ok: true })
@@ -179,9 +177,9 @@ pub struct MessageInput {
 }
 
 /// Validates messages: id and role required, content a string (may be empty), bounded sizes.
-pub fn parse_messages(input: Vec<MessageInput>) -> Result<Vec<Message>, ApiError> {
+pub fn parse_messages(input: Vec<MessageInput>) -> Result<Vec<Message>, DomainError> {
     if input.len() > rules::MAX_MESSAGES_PER_APPEND {
-        return Err(ApiError::bad_request(format!(
+        return Err(DomainError::invalid(format!(
             "At most {} messages per request",
             rules::MAX_MESSAGES_PER_APPEND
         )));
@@ -191,18 +189,18 @@ pub fn parse_messages(input: Vec<MessageInput>) -> Result<Vec<Message>, ApiError
         let id =
             rules::validate_client_id(m.id.as_deref().unwrap_or(""), &format!("messages[{i}].id"))?;
         let role = rules::trimmed(m.role.as_deref())
-            .ok_or_else(|| ApiError::bad_request(format!("messages[{i}].role is required")))?;
+            .ok_or_else(|| DomainError::invalid(format!("messages[{i}].role is required")))?;
         let role = rules::bounded(role, 64, "role")?;
         let content = m.content.unwrap_or_default();
         if content.len() > rules::MAX_MESSAGE_CONTENT {
-            return Err(ApiError::bad_request(format!(
+            return Err(DomainError::invalid(format!(
                 "messages[{i}].content is too large"
             )));
         }
         let timestamp = match m.timestamp {
             Some(t) if t.is_finite() && t.abs() < 1e16 => t as i64,
             Some(_) => {
-                return Err(ApiError::bad_request(format!(
+                return Err(DomainError::invalid(format!(
                     "messages[{i}].timestamp is invalid"
                 )));
             }
@@ -223,7 +221,7 @@ pub async fn append_checked(
     state: &AppState,
     conversation: &Conversation,
     messages: &[Message],
-) -> Result<(u64, u64), ApiError> {
+) -> Result<(u64, u64), DomainError> {
     Ok(state
         .store
         .append_messages(&conversation.id, messages)
@@ -263,7 +261,7 @@ pub async fn messages(
     caller: &Caller,
     id: &str,
     q: MessageListQuery,
-) -> Result<MessagesResponse, ApiError> {
+) -> Result<MessagesResponse, DomainError> {
     access::require_subscription(state, &caller.user).await?;
     let c = access::callers_conversation(state, caller, id).await?;
     let page = q.page()?;
@@ -282,7 +280,7 @@ pub async fn append(
     caller: &Caller,
     id: &str,
     body: AppendBody,
-) -> Result<AppendResponse, ApiError> {
+) -> Result<AppendResponse, DomainError> {
     access::require_subscription(state, &caller.user).await?;
     let messages = parse_messages(body.messages)?;
     let c = access::callers_conversation(state, caller, id).await?;

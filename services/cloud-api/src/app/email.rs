@@ -6,8 +6,6 @@
 //! system kept both). Forgot-password answers the same, at once, whether or not the account
 //! exists: the lookup and the mail happen after the answer.
 
-use cloud_common::ApiError;
-
 use crate::AppState;
 use crate::crypto::{new_token, token_hash};
 use crate::domain::rules;
@@ -131,7 +129,7 @@ pub async fn reset_password(
     state: &AppState,
     token: &str,
     password: &str,
-) -> Result<User, ApiError> {
+) -> Result<User, DomainError> {
     rules::validate_password(password)?;
     let hash = state
         .hasher
@@ -160,27 +158,27 @@ pub async fn reset_password(
 }
 
 /// Consumes a verification token and marks the address verified.
-pub async fn verify_email(state: &AppState, token: &str) -> Result<UserId, ApiError> {
-    Ok(state
+pub async fn verify_email(state: &AppState, token: &str) -> Result<UserId, DomainError> {
+    state
         .store
         .verify_email_token(&token_hash(token), now())
         .await?
         .ok_or(DomainError::InvalidToken(
             "Invalid or expired email verification token",
-        ))?)
+        ))
 }
 
 /// Per-IP and per-address throttle for forgot-password (`forgot:` keys).
-pub fn throttle_forgot(state: &AppState, ip: &ClientIp, email: &str) -> Result<(), ApiError> {
+pub fn throttle_forgot(state: &AppState, ip: &ClientIp, email: &str) -> Result<(), DomainError> {
     state
         .limiters
         .per_ip
         .check(&format!("forgot:{}", ip.0))
-        .map_err(|w| ApiError::too_many_requests(w.as_secs().max(1)))?;
+        .map_err(|w| DomainError::RateLimited(w.as_secs().max(1)))?;
     state
         .limiters
         .per_account
         .check(&format!("forgot:{}", email.trim().to_lowercase()))
-        .map_err(|w| ApiError::too_many_requests(w.as_secs().max(1)))?;
+        .map_err(|w| DomainError::RateLimited(w.as_secs().max(1)))?;
     Ok(())
 }

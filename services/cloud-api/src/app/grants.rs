@@ -2,7 +2,6 @@
 //! checks the service token). Denials are 404 `Cloud access grant not found` whatever the reason, as callers treat 401/404
 //! alike and a reason would only help an attacker holding the service token probe tokens.
 
-use cloud_common::ApiError;
 use cloud_common::internal::*;
 use cloud_common::time::iso;
 use serde::Deserialize;
@@ -16,8 +15,8 @@ use crate::domain::rules::{self, active_grant, effective_plan};
 use crate::domain::*;
 use crate::views::instance_view;
 
-fn denied() -> ApiError {
-    ApiError::not_found("Cloud access grant not found")
+fn denied() -> DomainError {
+    DomainError::NotFound("Cloud access grant not found")
 }
 
 /// Resolves the user of an access token and checks the instance binding.
@@ -25,9 +24,9 @@ async fn user_and_scope(
     state: &AppState,
     token: &str,
     instance: &str,
-) -> Result<(User, Scope, String), ApiError> {
+) -> Result<(User, Scope, String), DomainError> {
     if token.is_empty() || instance.is_empty() {
-        return Err(ApiError::bad_request(
+        return Err(DomainError::invalid(
             "accessToken and cloudInstanceId are required",
         ));
     }
@@ -38,8 +37,8 @@ async fn user_and_scope(
     // its locally generated id); one held by someone else, or beyond the limit, is denied.
     let instance = match claim(state, &user.id, Some(instance), "Chatons Desktop".into()).await {
         Ok(Claim::Created(i) | Claim::Held(i)) => i.id.0,
-        Err(e) if e.status.is_client_error() => {
-            tracing::info!(user = %user.id, reason = %e.message, "Instance not usable by this user.");
+        Err(e) if e.is_client_error() => {
+            tracing::info!(user = %user.id, reason = %e, "Instance not usable by this user.");
             return Err(denied());
         }
         Err(e) => return Err(e),
@@ -51,7 +50,7 @@ async fn user_and_scope(
 pub async fn realtime_access(
     state: &AppState,
     body: RealtimeAccessRequest,
-) -> Result<RealtimeAccess, ApiError> {
+) -> Result<RealtimeAccess, DomainError> {
     let (user, scope, instance) =
         user_and_scope(state, &body.access_token, &body.cloud_instance_id).await?;
     realtime_grant(user.id, instance, &scope)
@@ -63,10 +62,10 @@ pub async fn realtime_access(
 pub async fn realtime_audience(
     state: &AppState,
     body: RealtimeAudienceRequest,
-) -> Result<RealtimeAccess, ApiError> {
+) -> Result<RealtimeAccess, DomainError> {
     let (user, instance) = (body.user_id.trim(), body.cloud_instance_id.trim());
     if user.is_empty() || instance.is_empty() {
-        return Err(ApiError::bad_request(
+        return Err(DomainError::invalid(
             "userId and cloudInstanceId are required",
         ));
     }
@@ -80,7 +79,7 @@ fn realtime_grant(
     user: UserId,
     instance: String,
     scope: &Scope,
-) -> Result<RealtimeAccess, ApiError> {
+) -> Result<RealtimeAccess, DomainError> {
     let organization_id = scope.active.clone().ok_or_else(denied)?;
     Ok(RealtimeAccess {
         user_id: user.0,
@@ -97,7 +96,7 @@ async fn holder_scope(
     state: &AppState,
     user: &str,
     instance: &str,
-) -> Result<(UserId, Scope), ApiError> {
+) -> Result<(UserId, Scope), DomainError> {
     let user = UserId::from(user);
     if !holds(state, &user, instance).await? || state.store.user(&user).await?.is_none() {
         return Err(denied());
@@ -111,14 +110,14 @@ async fn holder_scope(
 pub async fn runtime_session_access(
     state: &AppState,
     body: RuntimeSessionAccessRequest,
-) -> Result<RuntimeSessionAccess, ApiError> {
+) -> Result<RuntimeSessionAccess, DomainError> {
     let (user, instance, conversation) = (
         body.user_id.trim(),
         body.cloud_instance_id.trim(),
         body.conversation_id.trim(),
     );
     if user.is_empty() || instance.is_empty() || conversation.is_empty() {
-        return Err(ApiError::bad_request(
+        return Err(DomainError::invalid(
             "userId, cloudInstanceId and conversationId are required",
         ));
     }
@@ -150,7 +149,7 @@ fn plan_wire(p: &Plan) -> GrantPlan {
 pub async fn runtime_access(
     state: &AppState,
     body: RuntimeAccessRequest,
-) -> Result<RuntimeGrant, ApiError> {
+) -> Result<RuntimeGrant, DomainError> {
     let (user, scope, instance) =
         user_and_scope(state, &body.access_token, &body.cloud_instance_id).await?;
     let project_id = body
@@ -330,9 +329,9 @@ pub async fn append_transcript(
     state: &AppState,
     id: &str,
     body: TranscriptBody,
-) -> Result<TranscriptAppendResponse, ApiError> {
+) -> Result<TranscriptAppendResponse, DomainError> {
     let user = rules::trimmed(body.user_id.as_deref())
-        .ok_or_else(|| ApiError::bad_request("userId is required"))?;
+        .ok_or_else(|| DomainError::invalid("userId is required"))?;
     let messages = parse_messages(body.messages)?;
     let scope = Scope::load(state, &UserId::from(user.as_str()), None).await?;
     let conversation = scope.conversation(state, id).await?;

@@ -2,7 +2,6 @@
 //! runtime grants to that user.
 
 use axum::http::StatusCode;
-use cloud_common::ApiError;
 use cloud_common::internal::validate_instance_id;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -41,7 +40,7 @@ pub async fn register(
     state: &AppState,
     caller: &Caller,
     body: RegisterInstanceBody,
-) -> Result<(StatusCode, InstanceResponse), ApiError> {
+) -> Result<(StatusCode, InstanceResponse), DomainError> {
     let name = rules::trimmed(body.name.as_deref()).unwrap_or_else(|| "Chatons Desktop".into());
     let name = rules::bounded(name, MAX_NAME, "name")?;
     let (status, inst) = match claim(state, &caller.user.id, body.id.as_deref(), name).await? {
@@ -57,9 +56,9 @@ pub async fn register(
 }
 
 /// Forgets one of the caller's instances (frees a place under the per-user limit).
-pub async fn delete(state: &AppState, caller: &Caller, id: &str) -> Result<OkBody, ApiError> {
+pub async fn delete(state: &AppState, caller: &Caller, id: &str) -> Result<OkBody, DomainError> {
     // The same alphabet every service accepts for instance ids (so no stored id is refused).
-    let id = validate_instance_id(id).map_err(ApiError::bad_request)?;
+    let id = validate_instance_id(id).map_err(DomainError::invalid)?;
     if state
         .store
         .delete_instance(&caller.user.id, &InstanceId::from(id))
@@ -67,7 +66,7 @@ pub async fn delete(state: &AppState, caller: &Caller, id: &str) -> Result<OkBod
     {
         Ok(OkBody { ok: true })
     } else {
-        Err(ApiError::not_found("Cloud instance not found"))
+        Err(DomainError::NotFound("Cloud instance not found"))
     }
 }
 
@@ -75,7 +74,7 @@ pub async fn list(
     state: &AppState,
     caller: &Caller,
     q: ListQuery,
-) -> Result<InstanceListResponse, ApiError> {
+) -> Result<InstanceListResponse, DomainError> {
     let page = state
         .store
         .instances_of(&caller.user.id, &q.page()?)
@@ -85,7 +84,7 @@ pub async fn list(
 
 /// Whether `user` holds `instance` (their canonical `instance-<userId>`, never stored, or one
 /// registered to them).
-pub async fn holds(state: &AppState, user: &UserId, instance: &str) -> Result<bool, ApiError> {
+pub async fn holds(state: &AppState, user: &UserId, instance: &str) -> Result<bool, DomainError> {
     Ok(InstanceId::canonical(user).0 == instance
         || state
             .store
@@ -113,8 +112,8 @@ pub async fn claim(
     user: &UserId,
     raw: Option<&str>,
     name: String,
-) -> Result<Claim, ApiError> {
-    let id = validate_instance_id(raw.unwrap_or("")).map_err(ApiError::bad_request)?;
+) -> Result<Claim, DomainError> {
+    let id = validate_instance_id(raw.unwrap_or("")).map_err(DomainError::invalid)?;
     let canonical = InstanceId::canonical(user);
     if id == canonical.0 {
         return Ok(Claim::Held(Instance {
@@ -150,16 +149,15 @@ pub async fn claim(
         }
         RegisterOutcome::Existing(i) => Ok(Claim::Held(i)),
         RegisterOutcome::Taken => Err(taken()),
-        RegisterOutcome::LimitReached => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "instance_limit_reached",
-            format!(
+        RegisterOutcome::LimitReached => Err(DomainError::Refused {
+            code: "instance_limit_reached",
+            message: format!(
                 "This account already uses {max} desktop instances; remove one (DELETE /v1/cloud-instances/{{id}}) before adding another."
             ),
-        )),
+        }),
     }
 }
 
-fn taken() -> ApiError {
-    ApiError::conflict("This instance id is registered by another user")
+fn taken() -> DomainError {
+    DomainError::conflict("This instance id is registered by another user")
 }

@@ -45,7 +45,7 @@ macro_rules! page_query {
 
         impl $name {
             /// The page asked for (400 for a `limit` out of range or a cursor not ours).
-            pub fn page(&self) -> Result<crate::domain::PageReq, cloud_common::ApiError> {
+            pub fn page(&self) -> Result<crate::domain::PageReq, crate::domain::DomainError> {
                 let (limit, cursor) = (self.limit.as_deref(), self.cursor.as_deref());
                 crate::paging::page_req(limit, cursor, $default, $max)
             }

@@ -1,6 +1,5 @@
 //! Organizations, members and invites. Owners and admins manage; only owners touch owners.
 
-use cloud_common::ApiError;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -71,7 +70,7 @@ pub async fn list(
     state: &AppState,
     caller: &Caller,
     q: ListQuery,
-) -> Result<OrganizationListResponse, ApiError> {
+) -> Result<OrganizationListResponse, DomainError> {
     let page = q.page()?;
     let scope = Scope::of(state, caller).await?;
     // Memberships are few per user; paginate the ordered list in place.
@@ -112,7 +111,7 @@ pub async fn create(
     state: &AppState,
     caller: &Caller,
     body: CreateOrganizationBody,
-) -> Result<OrganizationResponse, ApiError> {
+) -> Result<OrganizationResponse, DomainError> {
     let name = rules::required(body.name.as_deref(), MAX_NAME, "name is required")?;
     let slug = match rules::trimmed(body.slug.as_deref()) {
         Some(s) => rules::validate_slug(&s)?,
@@ -129,7 +128,7 @@ pub async fn create(
     match state.store.create_organization(&org, &caller.user.id).await {
         Ok(()) => {}
         Err(StoreError::Conflict(_)) => {
-            return Err(ApiError::conflict("This slug is already taken"));
+            return Err(DomainError::conflict("This slug is already taken"));
         }
         Err(e) => return Err(e.into()),
     }
@@ -145,9 +144,9 @@ pub async fn update(
     state: &AppState,
     caller: &Caller,
     body: UpdateOrganizationBody,
-) -> Result<OrganizationResponse, ApiError> {
+) -> Result<OrganizationResponse, DomainError> {
     if body.plan.as_ref().is_some_and(|p| !p.is_null()) {
-        return Err(ApiError::forbidden(
+        return Err(DomainError::Forbidden(
             "Plans are changed by an administrator, not through the organization.",
         ));
     }
@@ -164,7 +163,7 @@ pub async fn update(
     match state.store.rename_organization(&org.id, &name, &slug).await {
         Ok(()) => {}
         Err(StoreError::Conflict(_)) => {
-            return Err(ApiError::conflict("This slug is already taken"));
+            return Err(DomainError::conflict("This slug is already taken"));
         }
         Err(e) => return Err(e.into()),
     }
@@ -180,9 +179,9 @@ pub async fn set_active(
     state: &AppState,
     caller: &Caller,
     body: ActiveOrganizationBody,
-) -> Result<ActiveOrganizationResponse, ApiError> {
+) -> Result<ActiveOrganizationResponse, DomainError> {
     let id = rules::trimmed(body.organization_id.as_deref())
-        .ok_or_else(|| ApiError::bad_request("organizationId is required"))?;
+        .ok_or_else(|| DomainError::invalid("organizationId is required"))?;
     let scope = Scope::of(state, caller).await?;
     let (org, _) = scope.resolve(Some(&id))?;
     state
@@ -224,13 +223,13 @@ pub async fn members(
     state: &AppState,
     caller: &Caller,
     q: OrgListQuery,
-) -> Result<MemberListResponse, ApiError> {
+) -> Result<MemberListResponse, DomainError> {
     let (org, page) = q.member_page(state, caller).await?;
     let result = state.store.members(&org.id, &page).await?;
     Ok(page_views(&result, MemberView::from).into())
 }
 
-async fn member_of(state: &AppState, org: &OrgId, user: &UserId) -> Result<Member, ApiError> {
+async fn member_of(state: &AppState, org: &OrgId, user: &UserId) -> Result<Member, DomainError> {
     // Members are few; the first pages cover them. Look the user up directly.
     let mut page = PageReq::first(200);
     loop {
@@ -240,7 +239,7 @@ async fn member_of(state: &AppState, org: &OrgId, user: &UserId) -> Result<Membe
         }
         match batch.next {
             Some(c) => page.after = Some(c),
-            None => return Err(ApiError::not_found("Member not found")),
+            None => return Err(DomainError::NotFound("Member not found")),
         }
     }
 }
@@ -253,14 +252,14 @@ pub async fn update_member(
     caller: &Caller,
     user_id: &str,
     body: UpdateMemberBody,
-) -> Result<MemberResponse, ApiError> {
+) -> Result<MemberResponse, DomainError> {
     let role = body
         .role
         .as_deref()
         .map(str::trim)
         .and_then(Role::parse)
         .ok_or_else(|| {
-            ApiError::bad_request("role must be owner, admin, member or billing_viewer")
+            DomainError::invalid("role must be owner, admin, member or billing_viewer")
         })?;
     let scope = Scope::of(state, caller).await?;
     let (org, my_role) = scope.manage(body.organization_id.as_deref())?.clone();
@@ -268,7 +267,7 @@ pub async fn update_member(
     let member = member_of(state, &org.id, &target).await?;
     let touches_owner = role == Role::Owner || member.membership.role == Role::Owner;
     if touches_owner && my_role != Role::Owner {
-        return Err(ApiError::forbidden(
+        return Err(DomainError::Forbidden(
             "Only owners can grant or change the owner role.",
         ));
     }
@@ -290,7 +289,7 @@ pub async fn remove_member(
     caller: &Caller,
     user_id: &str,
     q: OrgQuery,
-) -> Result<OkBody, ApiError> {
+) -> Result<OkBody, DomainError> {
     let scope = Scope::of(state, caller).await?;
     let target = UserId::from(user_id);
     let leaving = target == caller.user.id;
@@ -301,7 +300,7 @@ pub async fn remove_member(
     };
     let member = member_of(state, &org.id, &target).await?;
     if member.membership.role == Role::Owner && my_role != Role::Owner {
-        return Err(ApiError::forbidden("Only owners can remove an owner."));
+        return Err(DomainError::Forbidden("Only owners can remove an owner."));
     }
     state.store.remove_member(&org.id, &target).await?;
     Ok(OkBody { ok: true })
@@ -347,9 +346,9 @@ pub async fn create_invite(
     state: &AppState,
     caller: &Caller,
     body: CreateInviteBody,
-) -> Result<InviteCreatedResponse, ApiError> {
+) -> Result<InviteCreatedResponse, DomainError> {
     let email = rules::trimmed(body.email.as_deref())
-        .ok_or_else(|| ApiError::bad_request("organizationId and email are required"))?;
+        .ok_or_else(|| DomainError::invalid("organizationId and email are required"))?;
     let email = rules::normalize_email(&email)?;
     let role = match body
         .role
@@ -360,7 +359,7 @@ pub async fn create_invite(
         None => Role::Member,
         Some(r) => match Role::parse(r) {
             Some(Role::Owner) | None => {
-                return Err(ApiError::bad_request(
+                return Err(DomainError::invalid(
                     "role must be admin, member or billing_viewer",
                 ));
             }
@@ -370,14 +369,14 @@ pub async fn create_invite(
     let scope = Scope::of(state, caller).await?;
     let (org, _) = scope.resolve(body.organization_id.as_deref())?.clone();
     if !scope.role(&org.id).is_some_and(Role::can_manage) {
-        return Err(ApiError::forbidden("Invite creation not allowed"));
+        return Err(DomainError::Forbidden("Invite creation not allowed"));
     }
     // Invitations put the sender's words in someone else's mailbox: only a proven address may
     // send them, and only so many an hour.
     if caller.user.email_verified_at.is_none() {
-        return Err(
-            DomainError::Forbidden("Confirm your email address before inviting anyone.").into(),
-        );
+        return Err(DomainError::Forbidden(
+            "Confirm your email address before inviting anyone.",
+        ));
     }
     let now = now();
     let (in_org, by_caller) = state
@@ -387,7 +386,7 @@ pub async fn create_invite(
     if by_caller >= state.config.invites_per_hour_per_account
         || in_org >= state.config.invites_per_hour_per_org
     {
-        return Err(DomainError::RateLimited(INVITE_RETRY_SECS).into());
+        return Err(DomainError::RateLimited(INVITE_RETRY_SECS));
     }
     let token = new_token("invite-");
     let invite = Invite {
@@ -422,7 +421,7 @@ pub async fn invites(
     state: &AppState,
     caller: &Caller,
     q: OrgListQuery,
-) -> Result<InviteListResponse, ApiError> {
+) -> Result<InviteListResponse, DomainError> {
     let (org, page) = q.managed_page(state, caller).await?;
     let result = state.store.invites(&org.id, &page).await?;
     Ok(page_views(&result, InviteView::from).into())
@@ -434,7 +433,7 @@ pub async fn revoke_invite(
     caller: &Caller,
     invite_id: &str,
     q: OrgQuery,
-) -> Result<OkBody, ApiError> {
+) -> Result<OkBody, DomainError> {
     let scope = Scope::of(state, caller).await?;
     let (org, _) = scope.manage(q.organization_id.as_deref())?;
     match state
@@ -443,7 +442,7 @@ pub async fn revoke_invite(
         .await
     {
         Ok(()) => Ok(OkBody { ok: true }),
-        Err(StoreError::NotFound) => Err(ApiError::not_found("Invite not found")),
+        Err(StoreError::NotFound) => Err(DomainError::NotFound("Invite not found")),
         Err(e) => Err(e.into()),
     }
 }
@@ -455,12 +454,11 @@ pub async fn accept_invite(
     state: &AppState,
     caller: &Caller,
     body: AcceptInviteBody,
-) -> Result<AcceptInviteResponse, ApiError> {
+) -> Result<AcceptInviteResponse, DomainError> {
     let token = rules::trimmed(body.token.as_deref())
-        .ok_or_else(|| ApiError::bad_request("token is required"))?;
-    let invalid = || -> ApiError {
-        DomainError::InvalidToken("Invalid or expired organization invite").into()
-    };
+        .ok_or_else(|| DomainError::invalid("token is required"))?;
+    let invalid =
+        || -> DomainError { DomainError::InvalidToken("Invalid or expired organization invite") };
     let now = now();
     let invite = state
         .store

@@ -2,7 +2,6 @@
 //! `repository` projects, its token sealed and kept with its URL) and who may hand the cloud
 //! agent a shell (`workspaceCapability`).
 
-use cloud_common::ApiError;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -82,16 +81,16 @@ fn apply_capability(
     requested: Option<&str>,
     can_manage: bool,
     kind_changed: bool,
-) -> Result<(), ApiError> {
+) -> Result<(), DomainError> {
     let requested = match rules::trimmed(requested) {
         None => None,
         Some(c) => Some(WorkspaceCapability::parse(&c).ok_or_else(|| {
-            ApiError::bad_request("workspaceCapability must be chat_only or full_tools")
+            DomainError::invalid("workspaceCapability must be chat_only or full_tools")
         })?),
     };
     if project.kind == ProjectKind::Repository {
         if requested == Some(WorkspaceCapability::ChatOnly) {
-            return Err(ApiError::bad_request(
+            return Err(DomainError::invalid(
                 "Repository projects always have workspaceCapability full_tools",
             ));
         }
@@ -105,7 +104,7 @@ fn apply_capability(
         && c != project.workspace_capability
     {
         if !can_manage {
-            return Err(ApiError::forbidden(
+            return Err(DomainError::Forbidden(
                 "Only an organization owner or admin can change workspaceCapability.",
             ));
         }
@@ -122,7 +121,7 @@ fn apply_repository(
     kind: Option<&str>,
     repo: Option<&RepositoryInput>,
     org_name: &str,
-) -> Result<(), ApiError> {
+) -> Result<(), DomainError> {
     if let Some(kind) = kind {
         project.kind = match kind.trim() {
             "repository" => ProjectKind::Repository,
@@ -146,7 +145,7 @@ fn apply_repository(
                             state
                                 .secrets
                                 .seal(&t, project.id.as_str())
-                                .map_err(ApiError::internal)?,
+                                .map_err(DomainError::internal)?,
                         )
                     }
                     // The stored token stays with the repository it was given for: repointing
@@ -154,7 +153,7 @@ fn apply_repository(
                     None => match project.repository.as_ref() {
                         Some(old) if old.clone_url == clone_url => old.token.clone(),
                         Some(old) if old.token.is_some() && auth_mode == "token" => {
-                            return Err(ApiError::bad_request(
+                            return Err(DomainError::invalid(
                                 "A new accessToken is required when the repository URL changes",
                             ));
                         }
@@ -209,7 +208,7 @@ pub async fn create(
     state: &AppState,
     caller: &Caller,
     body: CreateProjectBody,
-) -> Result<ProjectResponse, ApiError> {
+) -> Result<ProjectResponse, DomainError> {
     access::require_subscription(state, &caller.user).await?;
     let name = rules::required(body.name.as_deref(), MAX_NAME, "Project name is required")?;
     let scope = Scope::of(state, caller).await?;
@@ -239,7 +238,7 @@ pub async fn list(
     state: &AppState,
     caller: &Caller,
     q: ProjectListQuery,
-) -> Result<ProjectListResponse, ApiError> {
+) -> Result<ProjectListResponse, DomainError> {
     let page = q.page()?;
     let scope = Scope::of(state, caller).await?;
     let orgs = match rules::trimmed(q.organization_id.as_deref()) {
@@ -253,7 +252,11 @@ pub async fn list(
     .into())
 }
 
-pub async fn get(state: &AppState, caller: &Caller, id: &str) -> Result<ProjectResponse, ApiError> {
+pub async fn get(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<ProjectResponse, DomainError> {
     let scope = Scope::of(state, caller).await?;
     let p = scope.project(state, id).await?;
     Ok(ProjectResponse {
@@ -266,7 +269,7 @@ pub async fn update(
     caller: &Caller,
     id: &str,
     body: UpdateProjectBody,
-) -> Result<ProjectResponse, ApiError> {
+) -> Result<ProjectResponse, DomainError> {
     let scope = Scope::of(state, caller).await?;
     let mut p = scope.project(state, id).await?;
     if body.name.is_some() {
@@ -275,7 +278,7 @@ pub async fn update(
     if let Some(s) = body.cloud_status.as_deref() {
         let s = s.trim();
         if !["connected", "connecting", "disconnected", "error"].contains(&s) {
-            return Err(ApiError::bad_request(
+            return Err(DomainError::invalid(
                 "cloudStatus must be connected, connecting, disconnected or error",
             ));
         }
@@ -306,12 +309,12 @@ pub async fn update(
 }
 
 /// Deletes a project with its conversations. Its creator or an owner/admin of the organization.
-pub async fn delete(state: &AppState, caller: &Caller, id: &str) -> Result<OkBody, ApiError> {
+pub async fn delete(state: &AppState, caller: &Caller, id: &str) -> Result<OkBody, DomainError> {
     let scope = Scope::of(state, caller).await?;
     let p = scope.project(state, id).await?;
     let manager = scope.role(&p.organization_id).is_some_and(Role::can_manage);
     if !manager && p.created_by.as_ref() != Some(&caller.user.id) {
-        return Err(ApiError::forbidden(
+        return Err(DomainError::Forbidden(
             "Only the project's creator or an organization owner/admin can delete it.",
         ));
     }

@@ -1,7 +1,6 @@
 //! LLM provider configurations of an organization. Secrets are sealed with AES-256-GCM before
 //! they reach the store and are never part of any public answer (`secretHint` is just "set").
 
-use cloud_common::ApiError;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -71,7 +70,7 @@ page_query! { OrgListQuery {
 
 /// How a list picks its organization in the caller's scope: [`Scope::resolve`] or
 /// [`Scope::manage`].
-type PickOrg = for<'s> fn(&'s Scope, Option<&str>) -> Result<&'s (Organization, Role), ApiError>;
+type PickOrg = for<'s> fn(&'s Scope, Option<&str>) -> Result<&'s (Organization, Role), DomainError>;
 
 impl OrgListQuery {
     /// The page asked for, and the caller's organization it names (404 when not theirs).
@@ -79,7 +78,7 @@ impl OrgListQuery {
         &self,
         state: &AppState,
         caller: &Caller,
-    ) -> Result<(Organization, PageReq), ApiError> {
+    ) -> Result<(Organization, PageReq), DomainError> {
         self.page_in(state, caller, Scope::resolve).await
     }
 
@@ -88,7 +87,7 @@ impl OrgListQuery {
         &self,
         state: &AppState,
         caller: &Caller,
-    ) -> Result<(Organization, PageReq), ApiError> {
+    ) -> Result<(Organization, PageReq), DomainError> {
         self.page_in(state, caller, Scope::manage).await
     }
 
@@ -97,7 +96,7 @@ impl OrgListQuery {
         state: &AppState,
         caller: &Caller,
         pick: PickOrg,
-    ) -> Result<(Organization, PageReq), ApiError> {
+    ) -> Result<(Organization, PageReq), DomainError> {
         let page = self.page()?;
         let scope = Scope::of(state, caller).await?;
         let (org, _) = pick(&scope, self.organization_id.as_deref())?;
@@ -105,9 +104,9 @@ impl OrgListQuery {
     }
 }
 
-fn models(input: &[ModelInput]) -> Result<Vec<ProviderModel>, ApiError> {
+fn models(input: &[ModelInput]) -> Result<Vec<ProviderModel>, DomainError> {
     if input.len() > rules::MAX_MODELS {
-        return Err(ApiError::bad_request("Too many models"));
+        return Err(DomainError::invalid("Too many models"));
     }
     let mut out = Vec::new();
     for m in input {
@@ -129,11 +128,10 @@ fn credential_type(v: Option<&str>) -> String {
     }
 }
 
-fn secret(v: Option<&str>) -> Result<Option<String>, ApiError> {
+fn secret(v: Option<&str>) -> Result<Option<String>, DomainError> {
     rules::trimmed(v)
         .map(|s| rules::bounded(s, rules::MAX_SECRET, "secret"))
         .transpose()
-        .map_err(Into::into)
 }
 
 #[tracing::instrument(skip_all)]
@@ -141,15 +139,13 @@ pub async fn create(
     state: &AppState,
     caller: &Caller,
     body: CreateProviderBody,
-) -> Result<ProviderCreatedResponse, ApiError> {
+) -> Result<ProviderCreatedResponse, DomainError> {
     let (Some(kind), Some(label), Some(secret)) = (
         rules::trimmed(body.kind.as_deref()),
         rules::trimmed(body.label.as_deref()),
         secret(body.secret.as_deref())?,
     ) else {
-        return Err(ApiError::bad_request(
-            "kind, label, and secret are required",
-        ));
+        return Err(DomainError::invalid("kind, label, and secret are required"));
     };
     let kind = rules::bounded(kind, 64, "kind")?;
     let label = rules::bounded(label, MAX_NAME, "label")?;
@@ -168,7 +164,7 @@ pub async fn create(
     let sealed = state
         .secrets
         .seal(&secret, id.as_str())
-        .map_err(ApiError::internal)?;
+        .map_err(DomainError::internal)?;
     let now = now();
     let provider = Provider {
         id,
@@ -198,7 +194,7 @@ pub async fn list(
     state: &AppState,
     caller: &Caller,
     q: OrgListQuery,
-) -> Result<ProviderListResponse, ApiError> {
+) -> Result<ProviderListResponse, DomainError> {
     let (org, page) = q.member_page(state, caller).await?;
     let result = state.store.providers(&org.id, &page).await?;
     Ok(page_views(&result, ProviderView::from).into())
@@ -210,13 +206,13 @@ async fn visible_provider(
     state: &AppState,
     scope: &Scope,
     id: &str,
-) -> Result<(Provider, Role), ApiError> {
+) -> Result<(Provider, Role), DomainError> {
     match state.store.provider(&ProviderId::from(id)).await? {
         Some(p) => match scope.role(&p.organization_id) {
             Some(role) => Ok((p, role)),
-            None => Err(ApiError::not_found("Provider not found")),
+            None => Err(DomainError::NotFound("Provider not found")),
         },
-        None => Err(ApiError::not_found("Provider not found")),
+        None => Err(DomainError::NotFound("Provider not found")),
     }
 }
 
@@ -226,7 +222,7 @@ pub async fn update(
     caller: &Caller,
     id: &str,
     body: UpdateProviderBody,
-) -> Result<ProviderResponse, ApiError> {
+) -> Result<ProviderResponse, DomainError> {
     let scope = Scope::of(state, caller).await?;
     let (mut p, role) = visible_provider(state, &scope, id).await?;
     access::require_manager(role)?;
@@ -238,7 +234,7 @@ pub async fn update(
             state
                 .secrets
                 .seal(&s, p.id.as_str())
-                .map_err(ApiError::internal)?,
+                .map_err(DomainError::internal)?,
         );
     }
     if let Some(u) = body.base_url.as_deref() {
@@ -266,7 +262,7 @@ pub async fn update(
 }
 
 #[tracing::instrument(skip_all)]
-pub async fn delete(state: &AppState, caller: &Caller, id: &str) -> Result<OkBody, ApiError> {
+pub async fn delete(state: &AppState, caller: &Caller, id: &str) -> Result<OkBody, DomainError> {
     let scope = Scope::of(state, caller).await?;
     let (p, role) = visible_provider(state, &scope, id).await?;
     access::require_manager(role)?;

@@ -1,8 +1,6 @@
 //! Sessions behind the issuer's endpoints and the JSON API: authenticating an access token,
 //! issuing, rotating and revoking tokens (the token rules themselves are in `crate::sessions`).
 
-use cloud_common::ApiError;
-
 use crate::AppState;
 use crate::crypto::token_hash;
 use crate::domain::*;
@@ -20,17 +18,20 @@ pub fn api_policy(state: &AppState) -> SessionPolicy {
 pub async fn authenticate(
     state: &AppState,
     access_token: &str,
-) -> Result<Option<(Session, User)>, ApiError> {
+) -> Result<Option<(Session, User)>, DomainError> {
     Ok(sessions::authenticate(state.store.as_ref(), access_token).await?)
 }
 
 /// A new API session (see [`api_policy`]).
-pub async fn issue(state: &AppState, request: &SessionRequest) -> Result<IssuedTokens, ApiError> {
+pub async fn issue(
+    state: &AppState,
+    request: &SessionRequest,
+) -> Result<IssuedTokens, DomainError> {
     Ok(sessions::issue_session(state.store.as_ref(), api_policy(state), request).await?)
 }
 
 /// The user a session or an authorization code was issued to, if it still exists.
-pub async fn user(state: &AppState, id: &UserId) -> Result<Option<User>, ApiError> {
+pub async fn user(state: &AppState, id: &UserId) -> Result<Option<User>, DomainError> {
     Ok(state.store.user(id).await?)
 }
 
@@ -38,7 +39,7 @@ pub async fn user(state: &AppState, id: &UserId) -> Result<Option<User>, ApiErro
 pub async fn refresh_session(
     state: &AppState,
     refresh_token: &str,
-) -> Result<Option<Session>, ApiError> {
+) -> Result<Option<Session>, DomainError> {
     Ok(state
         .store
         .session_by_refresh_hash(&token_hash(refresh_token))
@@ -46,7 +47,7 @@ pub async fn refresh_session(
 }
 
 /// Rotates a refresh token (see [`sessions::rotate_refresh`]).
-pub async fn rotate(state: &AppState, refresh_token: &str) -> Result<Refreshed, ApiError> {
+pub async fn rotate(state: &AppState, refresh_token: &str) -> Result<Refreshed, DomainError> {
     Ok(sessions::rotate_refresh(
         state.store.as_ref(),
         &state.secrets,
@@ -59,7 +60,7 @@ pub async fn rotate(state: &AppState, refresh_token: &str) -> Result<Refreshed, 
 
 /// RFC 7009: revokes an access token (its session) or a refresh token (its whole family), when
 /// it was issued to `client`. Unknown tokens and other clients' tokens change nothing.
-pub async fn revoke(state: &AppState, client: &str, token: &str) -> Result<(), ApiError> {
+pub async fn revoke(state: &AppState, client: &str, token: &str) -> Result<(), DomainError> {
     let hash = token_hash(token);
     let now = now();
     if let Some(session) = state.store.session_by_access_hash(&hash, now).await? {

@@ -1,7 +1,6 @@
 //! The JSON account API: password signup, sign-in and sign-out, each with a session of the
 //! desktop client (the portal's pages and the OIDC login page share `app::accounts`).
 
-use cloud_common::ApiError;
 use cloud_common::time::iso;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -90,7 +89,7 @@ async fn issue(
     state: &AppState,
     user: &UserId,
     active_org: Option<OrgId>,
-) -> Result<IssuedTokens, ApiError> {
+) -> Result<IssuedTokens, DomainError> {
     tokens::issue(state, &json_api_session(state, user, active_org)).await
 }
 
@@ -103,7 +102,7 @@ pub async fn signup(
     state: &AppState,
     ip: std::net::IpAddr,
     body: SignupBody,
-) -> Result<SignupAnswer, ApiError> {
+) -> Result<SignupAnswer, DomainError> {
     accounts::throttle(state, ip, Attempt::Signup, body.email.as_deref())?;
     let new = SignupInput {
         email: body.email.as_deref(),
@@ -145,18 +144,18 @@ pub async fn login(
     state: &AppState,
     ip: std::net::IpAddr,
     body: LoginBody,
-) -> Result<LoginResponse, ApiError> {
+) -> Result<LoginResponse, DomainError> {
     let (Some(email), Some(password)) = (
         rules::trimmed(body.email.as_deref()),
         body.password.as_deref().filter(|p| !p.is_empty()),
     ) else {
-        return Err(ApiError::bad_request("email and password are required"));
+        return Err(DomainError::invalid("email and password are required"));
     };
     if password.chars().count() > rules::MAX_PASSWORD {
-        return Err(DomainError::InvalidCredentials.into());
+        return Err(DomainError::InvalidCredentials);
     }
     let Some(mut user) = accounts::sign_in_with_password(state, ip, &email, password).await? else {
-        return Err(DomainError::InvalidCredentials.into());
+        return Err(DomainError::InvalidCredentials);
     };
     let scope = Scope::load(state, &user.id, None).await?;
     let tokens = issue(state, &user.id, scope.active.clone()).await?;
@@ -169,7 +168,7 @@ pub async fn login(
 }
 
 /// Revokes the presented session and every token rotated from it.
-pub async fn logout(state: &AppState, caller: &Caller) -> Result<OkBody, ApiError> {
+pub async fn logout(state: &AppState, caller: &Caller) -> Result<OkBody, DomainError> {
     accounts::sign_out(state, &caller.session.family_id).await?;
     Ok(OkBody { ok: true })
 }

@@ -96,6 +96,12 @@ pub enum DomainError {
     /// 403 `subscription_required` with the usage.
     #[error("An active subscription is required to use Chatons Cloud.")]
     SubscriptionRequired(Box<Usage>),
+    /// 409 with its own code (a limit the request would pass, e.g. `instance_limit_reached`).
+    #[error("{message}")]
+    Refused { code: &'static str, message: String },
+    /// 500: a failure of ours (sealing a secret), logged with its cause, never sent.
+    #[error("internal error: {0}")]
+    Internal(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -103,6 +109,31 @@ pub enum DomainError {
 impl DomainError {
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::Invalid(message.into())
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::Conflict(message.into())
+    }
+
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        Self::Internal(cause.to_string())
+    }
+
+    /// Whether the request is refused (a 4xx), as opposed to a failure of ours or the database.
+    pub fn is_client_error(&self) -> bool {
+        match self {
+            Self::Internal(_) => false,
+            Self::Store(s) => !matches!(s, StoreError::Internal(_) | StoreError::Unavailable(_)),
+            _ => true,
+        }
+    }
+
+    /// Whether this is a conflict with an existing record (a rule's or a unique constraint's).
+    pub fn is_conflict(&self) -> bool {
+        matches!(
+            self,
+            Self::Conflict(_) | Self::Store(StoreError::Conflict(_))
+        )
     }
 }
 

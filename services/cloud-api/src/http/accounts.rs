@@ -46,7 +46,10 @@ pub async fn login(
     ip: ClientIp,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> Result<Json<LoginResponse>, ApiError> {
-    web_accounts::login(&state, ip.0, body).await.map(Json)
+    web_accounts::login(&state, ip.0, body)
+        .await
+        .map(Json)
+        .map_err(ApiError::from)
 }
 
 json_routes! { tag = "accounts";

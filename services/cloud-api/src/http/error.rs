@@ -28,6 +28,8 @@ impl From<DomainError> for ApiError {
                     .with_code("subscription_required")
                     .with_field("usage", UsageView::from(usage.as_ref()))
             }
+            DomainError::Refused { code, message } => ApiError::conflict(message).with_code(code),
+            DomainError::Internal(cause) => ApiError::internal(cause),
             DomainError::Store(s) => s.into(),
         }
     }

@@ -26,6 +26,7 @@ pub async fn register(
     instances::register(&state, &caller, body)
         .await
         .map(|(status, r)| (status, Json(r)))
+        .map_err(ApiError::from)
 }
 
 /// Forgets one of the caller's instances (frees a place under the per-user limit).
@@ -41,7 +42,10 @@ pub async fn delete(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<OkBody>, ApiError> {
-    instances::delete(&state, &caller, &id).await.map(Json)
+    instances::delete(&state, &caller, &id)
+        .await
+        .map(Json)
+        .map_err(ApiError::from)
 }
 
 json_routes! { tag = "instances";

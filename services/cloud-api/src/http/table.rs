@@ -103,6 +103,7 @@ macro_rules! json_routes {
             $call(&state, $($pass)*)
                 .await
                 .map(|answer| (json_routes!(@status $status), axum::Json(answer)))
+                .map_err(cloud_common::ApiError::from)
         }
     };
 
@@ -115,7 +116,10 @@ macro_rules! json_routes {
             axum::extract::State(state): axum::extract::State<crate::AppState>,
             $($arg)*
         ) -> Result<axum::Json<$answer>, cloud_common::ApiError> {
-            $call(&state, $($pass)*).await.map(axum::Json)
+            $call(&state, $($pass)*)
+                .await
+                .map(axum::Json)
+                .map_err(cloud_common::ApiError::from)
         }
     };
 

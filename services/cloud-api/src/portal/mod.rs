@@ -6,8 +6,8 @@
 //! Pages work without JavaScript. Every POST carries the CSRF double-submit token
 //! (`web::csrf_ok`); a missing or wrong token answers 400 and changes nothing. The portal
 //! session is the `chatons_cloud_session` cookie (a session of client `chatons-portal`, the same
-//! one the OIDC login page issues). Business rules are not repeated here: pages call the JSON
-//! API's handlers (`crate::http::*`) and the service functions in [`auth`].
+//! one the OIDC login page issues). Business rules are not repeated here: pages call the same
+//! application functions (`crate::app`) as the JSON API.
 
 pub mod auth;
 pub(crate) mod pages;

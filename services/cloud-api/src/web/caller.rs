@@ -40,10 +40,10 @@ pub fn apply_admin_list(admins: &[String], user: &mut User) {
 }
 
 /// The caller must be a global admin.
-pub fn require_admin(caller: &Caller) -> Result<(), ApiError> {
+pub fn require_admin(caller: &Caller) -> Result<(), DomainError> {
     if caller.user.is_admin {
         Ok(())
     } else {
-        Err(ApiError::forbidden("Admin access required."))
+        Err(DomainError::Forbidden("Admin access required."))
     }
 }

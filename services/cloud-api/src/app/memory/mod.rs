@@ -5,7 +5,6 @@
 //! organization. A client-chosen id never overwrites someone else's row (the first system let
 //! any user overwrite any memory by id).
 
-use cloud_common::ApiError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
@@ -109,20 +108,20 @@ pub async fn create(
     state: &AppState,
     caller: &Caller,
     input: MemoryInput,
-) -> Result<MemoryItemResponse, ApiError> {
+) -> Result<MemoryItemResponse, DomainError> {
     let scope = Scope::of(state, caller).await?;
     let m = upsert(state, &scope, &caller.user.id, input).await?;
     Ok(item(&m))
 }
 
 /// The memories a list, a search or the stats look at.
-fn filter(scope: &Scope, user: &UserId, q: &MemoryListQuery) -> Result<MemoryFilter, ApiError> {
+fn filter(scope: &Scope, user: &UserId, q: &MemoryListQuery) -> Result<MemoryFilter, DomainError> {
     let (o, _) = scope.resolve(q.organization_id.as_deref())?;
     let s = match q.scope.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         None | Some("all") => None,
         Some(s) => Some(
             MemoryScope::parse(s)
-                .ok_or_else(|| ApiError::bad_request("scope must be global, project or all"))?,
+                .ok_or_else(|| DomainError::invalid("scope must be global, project or all"))?,
         ),
     };
     Ok(MemoryFilter {
@@ -140,7 +139,7 @@ pub async fn list(
     state: &AppState,
     caller: &Caller,
     q: MemoryListQuery,
-) -> Result<MemoryListResponse, ApiError> {
+) -> Result<MemoryListResponse, DomainError> {
     let page = q.page()?;
     let scope = Scope::of(state, caller).await?;
     let f = filter(&scope, &caller.user.id, &q)?;
@@ -169,12 +168,12 @@ pub async fn search(
     state: &AppState,
     caller: &Caller,
     raw: Option<&str>,
-) -> Result<MemorySearchResponse, ApiError> {
+) -> Result<MemorySearchResponse, DomainError> {
     let pairs = query_pairs(raw);
     let query = rules::trimmed(first(&pairs, "query"))
-        .ok_or_else(|| ApiError::bad_request("query is required"))?;
+        .ok_or_else(|| DomainError::invalid("query is required"))?;
     if query.len() > 1000 {
-        return Err(ApiError::bad_request("query is too long"));
+        return Err(DomainError::invalid("query is too long"));
     }
     let limit = page_req(first(&pairs, "limit"), None, 10, 200)?.limit;
     let wanted_tags: Vec<String> = pairs
@@ -228,7 +227,7 @@ pub async fn stats(
     state: &AppState,
     caller: &Caller,
     q: MemoryListQuery,
-) -> Result<MemoryStatsResponse, ApiError> {
+) -> Result<MemoryStatsResponse, DomainError> {
     let scope = Scope::of(state, caller).await?;
     let f = filter(&scope, &caller.user.id, &q)?;
     let mut out = MemoryStatsResponse {
@@ -264,7 +263,11 @@ pub async fn stats(
 }
 
 /// A memory the caller may see, or 404.
-async fn visible_memory(state: &AppState, caller: &Caller, id: &str) -> Result<Memory, ApiError> {
+async fn visible_memory(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<Memory, DomainError> {
     let scope = Scope::of(state, caller).await?;
     let found = state.store.memory(&MemoryId::from(id)).await?;
     access::visible_or_404(
@@ -279,14 +282,14 @@ pub async fn get(
     state: &AppState,
     caller: &Caller,
     id: &str,
-) -> Result<MemoryItemResponse, ApiError> {
+) -> Result<MemoryItemResponse, DomainError> {
     let m = visible_memory(state, caller, id).await?;
     state.store.touch_memory(&m.id, now()).await?;
     let m = state
         .store
         .memory(&m.id)
         .await?
-        .ok_or_else(|| ApiError::not_found("Memory not found"))?;
+        .ok_or(DomainError::NotFound("Memory not found"))?;
     Ok(item(&m))
 }
 
@@ -295,7 +298,7 @@ pub async fn update(
     caller: &Caller,
     id: &str,
     p: MemoryPatch,
-) -> Result<MemoryItemResponse, ApiError> {
+) -> Result<MemoryItemResponse, DomainError> {
     let mut m = visible_memory(state, caller, id).await?;
     if p.title.is_some() {
         m.title = rules::trimmed(p.title.as_deref())
@@ -316,15 +319,13 @@ pub async fn update(
     }
     if let Some(s) = p.status.as_deref() {
         m.status = MemoryStatus::parse(s.trim())
-            .ok_or_else(|| ApiError::bad_request("status must be active or superseded"))?;
+            .ok_or_else(|| DomainError::invalid("status must be active or superseded"))?;
     }
     if let Some(v) = p.visibility.as_deref() {
         match v.trim() {
             "private" | "shared" => m.visibility = visibility(Some(v), m.scope),
             _ => {
-                return Err(ApiError::bad_request(
-                    "visibility must be private or shared",
-                ));
+                return Err(DomainError::invalid("visibility must be private or shared"));
             }
         }
     }
@@ -351,7 +352,7 @@ pub async fn update(
     Ok(item(&m))
 }
 
-pub async fn delete(state: &AppState, caller: &Caller, id: &str) -> Result<OkBody, ApiError> {
+pub async fn delete(state: &AppState, caller: &Caller, id: &str) -> Result<OkBody, DomainError> {
     let m = visible_memory(state, caller, id).await?;
     state.store.delete_memory(&m.id).await?;
     Ok(OkBody { ok: true })
@@ -370,13 +371,13 @@ pub struct MemoryUpsertBody {
 pub async fn upsert_for(
     state: &AppState,
     body: MemoryUpsertBody,
-) -> Result<MemoryItemResponse, ApiError> {
+) -> Result<MemoryItemResponse, DomainError> {
     let (Some(org), Some(user), Some(mut input)) = (
         rules::trimmed(body.organization_id.as_deref()),
         rules::trimmed(body.user_id.as_deref()),
         body.input,
     ) else {
-        return Err(ApiError::bad_request(
+        return Err(DomainError::invalid(
             "organizationId, userId, and input are required",
         ));
     };
@@ -384,10 +385,10 @@ pub async fn upsert_for(
         .store
         .user(&UserId::from(user))
         .await?
-        .ok_or_else(|| ApiError::not_found("Unable to upsert memory"))?;
+        .ok_or(DomainError::NotFound("Unable to upsert memory"))?;
     let scope = Scope::load(state, &user.id, None).await?;
     if scope.role(&OrgId::from(org.as_str())).is_none() {
-        return Err(ApiError::not_found("Unable to upsert memory"));
+        return Err(DomainError::NotFound("Unable to upsert memory"));
     }
     input.organization_id = Some(org);
     let m = upsert(state, &scope, &user.id, input).await?;

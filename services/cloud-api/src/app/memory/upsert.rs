@@ -1,7 +1,6 @@
 //! Memories: the upsert of the first system (§6.8) with membership and ownership checks, and
 //! the input rules shared by create, update and the runtime's internal upsert.
 
-use cloud_common::ApiError;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -39,30 +38,30 @@ pub struct MemoryInput {
     pub organization_id: Option<String>,
 }
 
-pub(crate) fn tags(input: Option<&[String]>) -> Result<Vec<String>, ApiError> {
+pub(crate) fn tags(input: Option<&[String]>) -> Result<Vec<String>, DomainError> {
     let tags: Vec<String> = input
         .unwrap_or_default()
         .iter()
         .filter_map(|t| rules::trimmed(Some(t)))
         .collect();
     if tags.len() > MAX_TAGS || tags.iter().any(|t| t.chars().count() > 100) {
-        return Err(ApiError::bad_request("At most 50 tags of 100 characters"));
+        return Err(DomainError::invalid("At most 50 tags of 100 characters"));
     }
     Ok(tags)
 }
 
-pub(crate) fn content(v: Option<&str>) -> Result<String, ApiError> {
-    let c = rules::trimmed(v).ok_or_else(|| ApiError::bad_request("Unable to store memory"))?;
+pub(crate) fn content(v: Option<&str>) -> Result<String, DomainError> {
+    let c = rules::trimmed(v).ok_or_else(|| DomainError::invalid("Unable to store memory"))?;
     if c.len() > MAX_CONTENT {
-        return Err(ApiError::bad_request("content is too large"));
+        return Err(DomainError::invalid("content is too large"));
     }
     Ok(c)
 }
 
-pub(crate) fn confidence(v: Option<f64>) -> Result<Option<f64>, ApiError> {
+pub(crate) fn confidence(v: Option<f64>) -> Result<Option<f64>, DomainError> {
     match v {
         Some(c) if c.is_finite() => Ok(Some(c.clamp(0.0, 1.0))),
-        Some(_) => Err(ApiError::bad_request(
+        Some(_) => Err(DomainError::invalid(
             "confidence must be a number from 0 to 1",
         )),
         None => Ok(None),
@@ -82,7 +81,7 @@ pub async fn upsert(
     scope: &Scope,
     user: &UserId,
     input: MemoryInput,
-) -> Result<Memory, ApiError> {
+) -> Result<Memory, DomainError> {
     let content = content(input.content.as_deref())?;
     let (org, _) = scope.resolve(input.organization_id.as_deref())?.clone();
     let mem_scope = match input.scope.as_deref().map(str::trim) {
@@ -91,10 +90,10 @@ pub async fn upsert(
     };
     let project_id = if mem_scope == MemoryScope::Project {
         let id = rules::trimmed(input.project_id.as_deref())
-            .ok_or_else(|| ApiError::bad_request("projectId is required for project memories"))?;
+            .ok_or_else(|| DomainError::invalid("projectId is required for project memories"))?;
         let p = scope.project(state, &id).await?;
         if p.organization_id != org.id {
-            return Err(ApiError::bad_request("Unable to store memory"));
+            return Err(DomainError::invalid("Unable to store memory"));
         }
         Some(p.id)
     } else {
@@ -136,7 +135,7 @@ pub async fn upsert(
         let id = rules::validate_client_id(&id, "id")?;
         match state.store.memory(&MemoryId::from(id.as_str())).await? {
             Some(m) if visible(scope, user, &m) => existing = Some(m),
-            Some(_) => return Err(ApiError::not_found("Memory not found")),
+            Some(_) => return Err(DomainError::NotFound("Memory not found")),
             None if existing.is_none() => new_id = Some(MemoryId(id)),
             None => {}
         }
@@ -198,7 +197,7 @@ pub async fn upsert(
 }
 
 /// Saves a memory; one of a superseding kind marks the others of its fingerprint superseded.
-async fn save(state: &AppState, m: Memory) -> Result<Memory, ApiError> {
+async fn save(state: &AppState, m: Memory) -> Result<Memory, DomainError> {
     state.store.save_memory(&m).await?;
     if SUPERSEDING_KINDS.contains(&m.kind.as_str()) {
         state

@@ -524,7 +524,7 @@ pub(super) async fn login(
     };
     let issued = match accounts::start_portal_session(state, &user.id, None).await {
         Ok(i) => i,
-        Err(e) => return e.into_response(),
+        Err(e) => return ApiError::from(e).into_response(),
     };
     let cookie = web::set_cookie(
         web::SESSION_COOKIE,

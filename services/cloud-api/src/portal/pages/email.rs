@@ -160,7 +160,10 @@ pub async fn reset_submit(State(state): State<AppState>, form: Posted<TokenForm>
     let Posted(ctx, form) = form;
     let token = form.token.unwrap_or_default().trim().to_owned();
     let password = form.password.unwrap_or_default();
-    match crate::app::email::reset_password(&state, &token, &password).await {
+    match crate::app::email::reset_password(&state, &token, &password)
+        .await
+        .map_err(ApiError::from)
+    {
         Ok(_) => web::redirect(
             "/cloud/reset-password/done",
             true,

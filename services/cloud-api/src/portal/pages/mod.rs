@@ -204,7 +204,8 @@ struct DesktopPage {
 
 // Helpers -----------------------------------------------------------------------------------------
 
-fn ok_or_page(ctx: &Ctx, e: ApiError) -> Response {
+fn ok_or_page(ctx: &Ctx, e: impl Into<ApiError>) -> Response {
+    let e: ApiError = e.into();
     if e.status.is_server_error() {
         tracing::error!(error = %e.message, "Portal request failed.");
         return ctx.notice(
@@ -304,8 +305,8 @@ struct ListingPost {
 impl ListingPost {
     /// `result` of the form's action, or the answer when it failed: a client error shows the
     /// listing again (for `org`) with the message, anything else is the error page.
-    async fn check<T>(&self, state: &AppState, result: Result<T, ApiError>) -> Result<T, Response> {
-        let e = match result {
+    async fn check<T>(&self, state: &AppState, result: DomainResult<T>) -> Result<T, Response> {
+        let e = match result.map_err(ApiError::from) {
             Ok(value) => return Ok(value),
             Err(e) if e.status.is_client_error() => e,
             Err(e) => return Err(ok_or_page(&self.ctx, e)),
@@ -436,12 +437,12 @@ fn notice_of(table: &[(&str, &str)], key: Option<&str>) -> Option<String> {
 /// else the error page.
 fn refused(
     ctx: &Ctx,
-    e: ApiError,
+    e: DomainError,
     title: &str,
     message: &str,
     link: Option<(&str, &str)>,
 ) -> Response {
-    if e.status.is_client_error() {
+    if e.is_client_error() {
         ctx.notice(StatusCode::BAD_REQUEST, title, message, link)
     } else {
         ok_or_page(ctx, e)

@@ -159,14 +159,20 @@ pub async fn provider_update(State(state): State<AppState>, post: ProviderPost) 
         models: Some(lines(form.models.as_deref())),
         default_model: form.default_model,
     };
-    Ok(match providers::update(&state, &caller, &id, body).await {
-        Ok(updated) => Listing::Providers.done(&updated.provider.organization_id, "saved"),
-        Err(e) if e.status.is_client_error() => match find_provider(&state, &caller, &id).await {
-            Some(p) => edit_page(&ctx, &p, Some((e.status, e.message.to_string()))),
-            None => ok_or_page(&ctx, e),
+    Ok(
+        match providers::update(&state, &caller, &id, body)
+            .await
+            .map_err(ApiError::from)
+        {
+            Ok(updated) => Listing::Providers.done(&updated.provider.organization_id, "saved"),
+            Err(e) if e.status.is_client_error() => match find_provider(&state, &caller, &id).await
+            {
+                Some(p) => edit_page(&ctx, &p, Some((e.status, e.message.to_string()))),
+                None => ok_or_page(&ctx, e),
+            },
+            Err(e) => ok_or_page(&ctx, e),
         },
-        Err(e) => ok_or_page(&ctx, e),
-    })
+    )
 }
 
 pub async fn provider_delete(State(state): State<AppState>, post: ProviderPost) -> Page {

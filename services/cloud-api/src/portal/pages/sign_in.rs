@@ -111,7 +111,7 @@ pub async fn signup_with_form(
     } else {
         crate::app::accounts::sign_up(state, new).await
     };
-    match outcome {
+    match outcome.map_err(ApiError::from) {
         Ok(crate::app::accounts::Signup::Created(registered)) if legacy && !hides => {
             return start_session(state, &ctx, &registered.user, return_to, StatusCode::FOUND)
                 .await;
@@ -219,7 +219,7 @@ pub async fn login_with_form(
             Err(DomainError::RateLimited(_)) => {
                 return retry(TOO_MANY, StatusCode::TOO_MANY_REQUESTS);
             }
-            Err(e) => return ok_or_page(&ctx, e.into()),
+            Err(e) => return ok_or_page(&ctx, e),
         };
     let Some(user) = user else {
         return retry("Invalid email or password.", StatusCode::UNAUTHORIZED);
