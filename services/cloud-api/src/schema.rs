@@ -6,15 +6,28 @@ use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 
 use crate::domain::rules::MAX_NAME;
 
-/// A required name (`rules::required` with `MAX_NAME`): trimmed, not blank, at most 200 chars.
-pub fn name() -> Object {
+/// A text that is trimmed and must not be blank, of at most `max` characters.
+fn text(max: usize, description: &str) -> Object {
     ObjectBuilder::new()
         .schema_type(Type::String)
         .min_length(Some(1))
-        .max_length(Some(MAX_NAME))
+        .max_length(Some(max))
         .pattern(Some("\\S"))
-        .description(Some("Trimmed; must not be blank; at most 200 characters."))
+        .description(Some(description))
         .build()
+}
+
+/// A required name (`rules::required` with `MAX_NAME`): trimmed, not blank, at most 200 chars.
+pub fn name() -> Object {
+    text(
+        MAX_NAME,
+        "Trimmed; must not be blank; at most 200 characters.",
+    )
+}
+
+/// A transcript message's role.
+pub fn message_role() -> Object {
+    text(64, "`user`, `assistant`, `tool`, … (trimmed, not blank).")
 }
 
 fn one_of(values: &[&str], description: &str) -> Object {

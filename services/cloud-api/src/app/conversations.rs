@@ -162,14 +162,7 @@ pub struct MessageInput {
         pattern = "^[!-.0-\\[\\]-~]{1,200}$"
     )]
     pub id: Option<String>,
-    /// `user`, `assistant`, `tool`, … (trimmed, not blank).
-    #[schema(
-        required = true,
-        nullable = false,
-        min_length = 1,
-        max_length = 64,
-        pattern = "\\S"
-    )]
+    #[schema(required = true, schema_with = crate::schema::message_role)]
     pub role: Option<String>,
     /// Milliseconds since the epoch.
     pub timestamp: Option<f64>,
