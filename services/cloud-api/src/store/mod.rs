@@ -313,6 +313,12 @@ pub struct Rotation<'a> {
     pub grace: std::time::Duration,
 }
 
+impl<'a> Rotation<'a> {
+    pub fn into_parts(self) -> (&'a str, Session, Timestamp, std::time::Duration) {
+        (self.refresh_hash, self.next, self.now, self.grace)
+    }
+}
+
 /// The two kinds of one-time tokens mailed to a user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EmailTokenKind {

@@ -30,12 +30,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn rotate_refresh(&self, rotation: Rotation<'_>) -> StoreResult<RotateOutcome> {
-        let Rotation {
-            refresh_hash,
-            next,
-            now,
-            grace,
-        } = rotation;
+        let (refresh_hash, next, now, grace) = rotation.into_parts();
         self.with(|t| {
             let Some(idx) = t.sessions.refresh_index(refresh_hash) else {
                 return RotateOutcome::Invalid;

@@ -26,12 +26,7 @@ impl SessionStore for PgStore {
 
     #[tracing::instrument(skip_all)]
     async fn rotate_refresh(&self, rotation: Rotation<'_>) -> StoreResult<RotateOutcome> {
-        let Rotation {
-            refresh_hash,
-            next,
-            now,
-            grace,
-        } = rotation;
+        let (refresh_hash, next, now, grace) = rotation.into_parts();
         // The usual case in one round trip: mark the presented session rotated (only if it is
         // live and not rotated yet; a concurrent rotation of the same token waits on the row
         // lock and then finds it rotated) and insert its successor from the same row.
