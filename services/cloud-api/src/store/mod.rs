@@ -51,8 +51,7 @@ pub trait UserStore: Send + Sync + 'static {
     async fn update_user_entitlements(&self, user: &User) -> StoreResult<()>;
     /// Replaces the password hash only if it is still `old` (a legacy hash upgraded at login
     /// must not overwrite a password reset that happened meanwhile); true when replaced.
-    async fn replace_password_hash(&self, user: &UserId, old: &str, new: &str)
-    -> StoreResult<bool>;
+    async fn replace_password_hash(&self, id: &UserId, old: &str, new: &str) -> StoreResult<bool>;
 }
 
 /// Issued token pairs (hashes only), rotation and revocation.
@@ -124,12 +123,7 @@ pub trait InviteStore: Send + Sync + 'static {
     async fn invites(&self, org: &OrgId, page: &PageReq) -> StoreResult<Page<Invite>>;
     /// Atomically: marks the invite accepted (only if still pending and unexpired) and adds the
     /// membership (keeping a higher existing role). `NotFound` when no longer acceptable.
-    async fn accept_invite(
-        &self,
-        invite: &InviteId,
-        user: &UserId,
-        now: Timestamp,
-    ) -> StoreResult<()>;
+    async fn accept_invite(&self, id: &InviteId, user: &UserId, now: Timestamp) -> StoreResult<()>;
     /// Invites created after `since` (accepted and revoked ones included): `(in org, by inviter)`.
     async fn recent_invite_counts(
         &self,
@@ -138,12 +132,7 @@ pub trait InviteStore: Send + Sync + 'static {
         since: Timestamp,
     ) -> StoreResult<(u64, u64)>;
     /// `NotFound` unless the invite is pending in `org`.
-    async fn revoke_invite(
-        &self,
-        org: &OrgId,
-        invite: &InviteId,
-        now: Timestamp,
-    ) -> StoreResult<()>;
+    async fn revoke_invite(&self, org: &OrgId, id: &InviteId, now: Timestamp) -> StoreResult<()>;
 }
 
 /// Desktop instance ids and who holds them.
@@ -223,11 +212,7 @@ pub trait ConversationStore: Send + Sync + 'static {
         messages: &[Message],
     ) -> StoreResult<(u64, u64)>;
     /// Messages in transcript order; the cursor key is the position.
-    async fn messages(
-        &self,
-        conversation: &ConversationId,
-        page: &PageReq,
-    ) -> StoreResult<Page<Message>>;
+    async fn messages(&self, id: &ConversationId, page: &PageReq) -> StoreResult<Page<Message>>;
 }
 
 /// Memories: visibility, full-text candidates and supersession.

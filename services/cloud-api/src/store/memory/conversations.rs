@@ -67,14 +67,10 @@ impl ConversationStore for MemoryStore {
         })
     }
 
-    async fn messages(
-        &self,
-        conversation: &ConversationId,
-        page: &PageReq,
-    ) -> StoreResult<Page<Message>> {
+    async fn messages(&self, id: &ConversationId, page: &PageReq) -> StoreResult<Page<Message>> {
         let start = usize::try_from(message_position_after(page)).unwrap_or(0);
         self.with(|t| {
-            let list = t.messages.get(conversation).map(Vec::as_slice);
+            let list = t.messages.get(id).map(Vec::as_slice);
             let fetched = (1..)
                 .zip(list.unwrap_or_default().iter().cloned())
                 .skip(start)

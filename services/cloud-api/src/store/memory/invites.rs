@@ -43,15 +43,10 @@ impl InviteStore for MemoryStore {
         })
     }
 
-    async fn accept_invite(
-        &self,
-        invite: &InviteId,
-        user: &UserId,
-        now: Timestamp,
-    ) -> StoreResult<()> {
+    async fn accept_invite(&self, id: &InviteId, user: &UserId, now: Timestamp) -> StoreResult<()> {
         self.try_with(|t| {
             let Some(inv) = t.invites.iter_mut().find(|i| {
-                &i.id == invite
+                &i.id == id
                     && i.accepted_at.is_none()
                     && i.revoked_at.is_none()
                     && i.expires_at > now
@@ -77,15 +72,10 @@ impl InviteStore for MemoryStore {
         })
     }
 
-    async fn revoke_invite(
-        &self,
-        org: &OrgId,
-        invite: &InviteId,
-        now: Timestamp,
-    ) -> StoreResult<()> {
+    async fn revoke_invite(&self, org: &OrgId, id: &InviteId, now: Timestamp) -> StoreResult<()> {
         self.try_with(|t| {
             let pending = t.invites.iter_mut().find(|i| {
-                &i.id == invite
+                &i.id == id
                     && &i.organization_id == org
                     && i.accepted_at.is_none()
                     && i.revoked_at.is_none()

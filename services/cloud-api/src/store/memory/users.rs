@@ -49,13 +49,8 @@ impl UserStore for MemoryStore {
         })
     }
 
-    async fn replace_password_hash(
-        &self,
-        user: &UserId,
-        old: &str,
-        new: &str,
-    ) -> StoreResult<bool> {
-        self.with(|t| match t.users.get_mut(user) {
+    async fn replace_password_hash(&self, id: &UserId, old: &str, new: &str) -> StoreResult<bool> {
+        self.with(|t| match t.users.get_mut(id) {
             Some(u) if u.password_hash.as_deref() == Some(old) => {
                 u.password_hash = Some(new.to_owned());
                 true

@@ -87,16 +87,12 @@ impl ConversationStore for PgStore {
         Ok((appended, u64::try_from(next).unwrap_or(0)))
     }
 
-    async fn messages(
-        &self,
-        conversation: &ConversationId,
-        page: &PageReq,
-    ) -> StoreResult<Page<Message>> {
+    async fn messages(&self, id: &ConversationId, page: &PageReq) -> StoreResult<Page<Message>> {
         let rows = sqlx::query(
             "SELECT position, id, role, timestamp_ms, content FROM cloud_conversation_messages \
              WHERE conversation_id = $1 AND position > $2 ORDER BY position LIMIT $3",
         )
-        .bind(conversation.as_str())
+        .bind(id.as_str())
         .bind(message_position_after(page))
         .bind(limit_plus_one(page))
         .fetch_all(&self.pool)

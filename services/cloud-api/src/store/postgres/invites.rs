@@ -52,19 +52,14 @@ impl InviteStore for PgStore {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn accept_invite(
-        &self,
-        invite: &InviteId,
-        user: &UserId,
-        now: Timestamp,
-    ) -> StoreResult<()> {
+    async fn accept_invite(&self, id: &InviteId, user: &UserId, now: Timestamp) -> StoreResult<()> {
         let mut tx = self.tx().await?;
         let row = sqlx::query(
             "UPDATE cloud_organization_invites SET accepted_at = $2 \
              WHERE id = $1 AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > $2 \
              RETURNING organization_id, role",
         )
-        .bind(invite.as_str())
+        .bind(id.as_str())
         .bind(now)
         .fetch_optional(&mut *tx)
         .await?;
@@ -92,17 +87,12 @@ impl InviteStore for PgStore {
         Ok(())
     }
 
-    async fn revoke_invite(
-        &self,
-        org: &OrgId,
-        invite: &InviteId,
-        now: Timestamp,
-    ) -> StoreResult<()> {
+    async fn revoke_invite(&self, org: &OrgId, id: &InviteId, now: Timestamp) -> StoreResult<()> {
         let q = sqlx::query(
             "UPDATE cloud_organization_invites SET revoked_at = $3 \
              WHERE id = $1 AND organization_id = $2 AND accepted_at IS NULL AND revoked_at IS NULL",
         );
-        self.change(q.bind(invite.as_str()).bind(org.as_str()).bind(now))
+        self.change(q.bind(id.as_str()).bind(org.as_str()).bind(now))
             .await
     }
 }

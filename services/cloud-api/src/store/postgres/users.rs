@@ -62,16 +62,11 @@ impl UserStore for PgStore {
         self.change(q).await
     }
 
-    async fn replace_password_hash(
-        &self,
-        user: &UserId,
-        old: &str,
-        new: &str,
-    ) -> StoreResult<bool> {
+    async fn replace_password_hash(&self, id: &UserId, old: &str, new: &str) -> StoreResult<bool> {
         let q = sqlx::query(
             "UPDATE cloud_users SET password_hash = $3, updated_at = now() \
              WHERE id = $1 AND password_hash = $2",
         );
-        Ok(self.run(q.bind(user.as_str()).bind(old).bind(new)).await? > 0)
+        Ok(self.run(q.bind(id.as_str()).bind(old).bind(new)).await? > 0)
     }
 }
