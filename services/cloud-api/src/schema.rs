@@ -5,6 +5,7 @@
 use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 
 use crate::domain::rules::MAX_NAME;
+use crate::domain::{ConversationStatus, ProjectKind, Role, WorkspaceCapability};
 
 /// A text that is trimmed and must not be blank, of at most `max` characters.
 fn text(max: usize, description: &str) -> Object {
@@ -41,7 +42,7 @@ fn one_of(values: &[&str], description: &str) -> Object {
 /// A member's role (`PATCH /v1/organization/members/{userId}`).
 pub fn member_role() -> Object {
     one_of(
-        &["owner", "admin", "member", "billing_viewer"],
+        Role::TEXTS,
         "The new role; only owners grant or take `owner`.",
     )
 }
@@ -55,15 +56,12 @@ pub fn invite_role() -> Object {
 }
 
 pub fn conversation_status() -> Object {
-    one_of(
-        &["active", "done", "archived"],
-        "The conversation's status.",
-    )
+    one_of(ConversationStatus::TEXTS, "The conversation's status.")
 }
 
 pub fn project_kind() -> Object {
     one_of(
-        &["conversation_only", "repository"],
+        ProjectKind::TEXTS,
         "`conversation_only` (default) or `repository`.",
     )
 }
@@ -77,7 +75,7 @@ pub fn cloud_status() -> Object {
 
 pub fn workspace_capability() -> Object {
     one_of(
-        &["chat_only", "full_tools"],
+        WorkspaceCapability::TEXTS,
         "`chat_only` or `full_tools` (file and shell tools); owners and admins only.",
     )
 }

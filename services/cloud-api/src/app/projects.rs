@@ -123,10 +123,7 @@ fn apply_repository(
     org_name: &str,
 ) -> Result<(), DomainError> {
     if let Some(kind) = kind {
-        project.kind = match kind.trim() {
-            "repository" => ProjectKind::Repository,
-            _ => ProjectKind::ConversationOnly,
-        };
+        project.kind = ProjectKind::parse(kind.trim()).unwrap_or(ProjectKind::ConversationOnly);
     }
     if let Some(r) = repo {
         match rules::trimmed(r.clone_url.as_deref()) {

@@ -4,7 +4,7 @@
 //! format); in the code it is an enum, so a misspelt state does not compile and a match names
 //! every case. A stored value outside the set is a decode error, never a default.
 
-/// Writes a text-backed enum: `as_str`, `parse` (exact text), `ALL`, `Display`, and the
+/// Writes a text-backed enum: `as_str`, `parse` (exact text), `ALL`, `TEXTS`, `Display`, and the
 /// `TryFrom<String>` that `sqlx(try_from = "String")` decodes a column with.
 macro_rules! text_states {
     ($(
@@ -20,6 +20,9 @@ macro_rules! text_states {
         impl $name {
             /// Every value, in declaration order.
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The text of every value, in declaration order (the OpenAPI enums list them).
+            pub const TEXTS: &'static [&'static str] = &[$($text),+];
 
             pub fn as_str(self) -> &'static str {
                 match self {
@@ -64,8 +67,8 @@ text_states! {
 
     /// What a project holds: a git repository the agent works in, or conversations only.
     ProjectKind {
-        Repository = "repository",
         ConversationOnly = "conversation_only",
+        Repository = "repository",
     }
 
     /// What the cloud agent may do in a project's workspace.

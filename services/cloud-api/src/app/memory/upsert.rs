@@ -84,10 +84,11 @@ pub async fn upsert(
 ) -> Result<Memory, DomainError> {
     let content = content(input.content.as_deref())?;
     let (org, _) = scope.resolve(input.organization_id.as_deref())?.clone();
-    let mem_scope = match input.scope.as_deref().map(str::trim) {
-        Some("project") => MemoryScope::Project,
-        _ => MemoryScope::Global,
-    };
+    let mem_scope = input
+        .scope
+        .as_deref()
+        .and_then(|s| MemoryScope::parse(s.trim()))
+        .unwrap_or(MemoryScope::Global);
     let project_id = if mem_scope == MemoryScope::Project {
         let id = rules::trimmed(input.project_id.as_deref())
             .ok_or_else(|| DomainError::invalid("projectId is required for project memories"))?;
