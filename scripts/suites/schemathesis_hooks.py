@@ -1,10 +1,13 @@
 """schemathesis hooks of scripts/suites/30-schemathesis: secrets no schema can state.
 
-Two request bodies need a value that only the server's side knows, and any other value is refused
+Some request bodies need a value that only the server's side knows, and any other value is refused
 with the reference's wire format (so the operation would never get past its checks):
 - `POST /v1/organization/invites/accept` needs a live invite token addressed to the caller (a
   secret only the invite's mail carries; anything else is 400 `invalid_token`). The suite creates
   some before the run, one a line in the file named by ST_INVITE_TOKENS; each is accepted once.
+- `POST /v1/web/reset-password` and `POST /v1/web/verify-email` need the live token of an emailed
+  link (anything else is 400 `invalid_token`): one a line in ST_RESET_TOKENS / ST_VERIFY_TOKENS,
+  each used once.
 - `POST /v1/web/login` needs an existing account's password (anything else is 401). The suite
   passes the test user's in ST_LOGIN_EMAIL / ST_LOGIN_PASSWORD.
 This hook puts them into a few positive cases of each phase. Everything else about those requests,
@@ -16,15 +19,19 @@ import threading
 
 import schemathesis
 
-ACCEPT = "POST /v1/organization/invites/accept"
 LOGIN = "POST /v1/web/login"
+# The operations whose body's `token` is a secret, and the file (env var) of live ones.
+TOKEN_FILES = {
+    "POST /v1/organization/invites/accept": "ST_INVITE_TOKENS",
+    "POST /v1/web/reset-password": "ST_RESET_TOKENS",
+    "POST /v1/web/verify-email": "ST_VERIFY_TOKENS",
+}
 # How many cases of each phase get a known-good value (per operation).
 PER_PHASE = {"examples": 1, "coverage": 2, "fuzzing": 4, "stateful": 4}
 
 _lock = threading.Lock()
-_tokens: list[str] = []
+_tokens: dict[str, list[str]] = {}
 _used: dict[tuple[str, str], int] = {}
-_loaded = False
 
 
 def _take(label: str, phase: str) -> bool:
@@ -37,16 +44,15 @@ def _take(label: str, phase: str) -> bool:
         return True
 
 
-def _next_token() -> str | None:
-    global _loaded
+def _next_token(label: str) -> str | None:
     with _lock:
-        if not _loaded:
-            path = os.environ.get("ST_INVITE_TOKENS")
+        if label not in _tokens:
+            path = os.environ.get(TOKEN_FILES[label])
+            _tokens[label] = []
             if path and os.path.exists(path):
                 with open(path, encoding="utf-8") as f:
-                    _tokens.extend(line.strip() for line in f if line.strip())
-            _loaded = True
-        return _tokens.pop(0) if _tokens else None
+                    _tokens[label].extend(line.strip() for line in f if line.strip())
+        return _tokens[label].pop(0) if _tokens[label] else None
 
 
 def _phase(case) -> str:
@@ -65,10 +71,10 @@ def _positive(case) -> bool:
 @schemathesis.hook
 def before_call(context, case, kwargs):
     label = case.operation.label
-    if label not in (ACCEPT, LOGIN) or not isinstance(case.body, dict) or not _positive(case):
+    if label not in (*TOKEN_FILES, LOGIN) or not isinstance(case.body, dict) or not _positive(case):
         return
-    if label == ACCEPT and isinstance(case.body.get("token"), str) and _take(label, _phase(case)):
-        token = _next_token()
+    if label in TOKEN_FILES and isinstance(case.body.get("token"), str) and _take(label, _phase(case)):
+        token = _next_token(label)
         if token is not None:
             case.body["token"] = token
     elif label == LOGIN and os.environ.get("ST_LOGIN_EMAIL") and _take(label, _phase(case)):

@@ -6,16 +6,19 @@
 //! is part of the composition root, so neither adapter imports the other.
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::StatusCode;
 use axum::http::header::{self, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use cloud_common::ApiError;
+use cloud_common::extract::ApiJson;
+use serde::de::DeserializeOwned;
 
 use crate::AppState;
+use crate::http::accounts;
 use crate::http::extract::ClientIp;
+use crate::portal::{Posted, pages};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -53,56 +56,63 @@ async fn root(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if wants_json(&headers) {
         crate::http::service::describe(State(state)).await
     } else {
-        crate::portal::pages::home(&state, &headers).await
+        pages::home(&state, &headers).await
     }
 }
 
-/// A form post's headers and body, for the portal's form handlers.
-async fn form_post(
-    request: Request,
+/// Answers a browser's form post with `form` (the portal reads it, CSRF check included) and
+/// anything else with `json` (the JSON API reads it).
+async fn form_or_json<F, J>(
     state: &AppState,
-) -> Result<(HeaderMap, Bytes), BytesRejection> {
-    let headers = request.headers().clone();
-    Ok((headers, Bytes::from_request(request, state).await?))
+    request: Request,
+    form: impl AsyncFnOnce(Posted<F>) -> Response,
+    json: impl AsyncFnOnce(ApiJson<J>) -> Response,
+) -> Response
+where
+    F: DeserializeOwned + Default,
+    ApiJson<J>: FromRequest<AppState, Rejection = ApiError>,
+{
+    if is_form(request.headers()) {
+        match Posted::from_request(request, state).await {
+            Ok(posted) => form(posted).await,
+            Err(refused) => refused,
+        }
+    } else {
+        match ApiJson::from_request(request, state).await {
+            Ok(body) => json(body).await,
+            Err(e) => e.into_response(),
+        }
+    }
 }
 
 async fn signup(State(state): State<AppState>, ip: ClientIp, request: Request) -> Response {
-    if is_form(request.headers()) {
-        let (headers, body) = match form_post(request, &state).await {
-            Ok(form) => form,
-            Err(e) => return e.into_response(),
-        };
-        return crate::portal::pages::signup_with_form(&state, &ip, &headers, &body, true).await;
-    }
-    match cloud_common::extract::ApiJson::from_request(request, &state).await {
-        Ok(body) => crate::http::accounts::signup(State(state), ip, body)
-            .await
-            .into_response(),
-        Err(e) => e.into_response(),
-    }
+    let json_state = state.clone();
+    form_or_json(
+        &state,
+        request,
+        async |form| pages::signup_with_form(&state, &ip, form, true).await,
+        async |body| {
+            accounts::signup(State(json_state), ip, body)
+                .await
+                .into_response()
+        },
+    )
+    .await
 }
 
 async fn login(State(state): State<AppState>, ip: ClientIp, request: Request) -> Response {
-    if is_form(request.headers()) {
-        let (headers, body) = match form_post(request, &state).await {
-            Ok(form) => form,
-            Err(e) => return e.into_response(),
-        };
-        return crate::portal::pages::login_with_form(
-            &state,
-            &ip,
-            &headers,
-            &body,
-            StatusCode::FOUND,
-        )
-        .await;
-    }
-    match cloud_common::extract::ApiJson::from_request(request, &state).await {
-        Ok(body) => crate::http::accounts::login(State(state), ip, body)
-            .await
-            .into_response(),
-        Err(e) => e.into_response(),
-    }
+    let json_state = state.clone();
+    form_or_json(
+        &state,
+        request,
+        async |form| pages::login_with_form(&state, &ip, form, StatusCode::FOUND).await,
+        async |body| {
+            accounts::login(State(json_state), ip, body)
+                .await
+                .into_response()
+        },
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -6,13 +6,40 @@
 //! system kept both). Forgot-password answers the same, at once, whether or not the account
 //! exists: the lookup and the mail happen after the answer.
 
+use std::net::IpAddr;
+
+use serde::Deserialize;
+use utoipa::ToSchema;
+
 use crate::AppState;
 use crate::crypto::{new_token, token_hash};
 use crate::domain::rules;
 use crate::domain::*;
 use crate::mail::templates;
 use crate::store::{EmailToken, EmailTokenKind};
-use crate::web::client_ip::ClientIp;
+use crate::views::OkBody;
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct ForgotBody {
+    #[schema(required = true, nullable = false, format = Email, max_length = 254)]
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct ResetBody {
+    /// The token of the reset link.
+    #[schema(required = true, nullable = false, max_length = 200)]
+    pub token: Option<String>,
+    #[schema(required = true, nullable = false, min_length = 8, max_length = 1024)]
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct VerifyBody {
+    /// The token of the verification link.
+    #[schema(required = true, nullable = false, max_length = 200)]
+    pub token: Option<String>,
+}
 
 fn expiry(ttl: std::time::Duration) -> Timestamp {
     now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::hours(1))
@@ -169,11 +196,11 @@ pub async fn verify_email(state: &AppState, token: &str) -> Result<UserId, Domai
 }
 
 /// Per-IP and per-address throttle for forgot-password (`forgot:` keys).
-pub fn throttle_forgot(state: &AppState, ip: &ClientIp, email: &str) -> Result<(), DomainError> {
+pub fn throttle_forgot(state: &AppState, ip: IpAddr, email: &str) -> Result<(), DomainError> {
     state
         .limiters
         .per_ip
-        .check(&format!("forgot:{}", ip.0))
+        .check(&format!("forgot:{ip}"))
         .map_err(|w| DomainError::RateLimited(w.as_secs().max(1)))?;
     state
         .limiters
@@ -181,4 +208,31 @@ pub fn throttle_forgot(state: &AppState, ip: &ClientIp, email: &str) -> Result<(
         .check(&format!("forgot:{}", email.trim().to_lowercase()))
         .map_err(|w| DomainError::RateLimited(w.as_secs().max(1)))?;
     Ok(())
+}
+
+/// `{email}` → always `{"ok": true}` (after the throttle), whether or not the address has an
+/// account: the lookup and the mail happen after the answer.
+pub async fn forgot(state: &AppState, ip: IpAddr, body: ForgotBody) -> Result<OkBody, DomainError> {
+    let email = rules::trimmed(body.email.as_deref())
+        .ok_or_else(|| DomainError::invalid("email is required"))?;
+    throttle_forgot(state, ip, &email)?;
+    forgot_password_detached(state, email);
+    Ok(OkBody { ok: true })
+}
+
+/// `{token, password}` → [`reset_password`].
+pub async fn reset(state: &AppState, body: ResetBody) -> Result<OkBody, DomainError> {
+    let missing = || DomainError::invalid("token and password are required");
+    let token = rules::trimmed(body.token.as_deref()).ok_or_else(missing)?;
+    let password = body.password.as_deref().filter(|p| !p.is_empty());
+    reset_password(state, &token, password.ok_or_else(missing)?).await?;
+    Ok(OkBody { ok: true })
+}
+
+/// `{token}` → [`verify_email`].
+pub async fn verify(state: &AppState, body: VerifyBody) -> Result<OkBody, DomainError> {
+    let token = rules::trimmed(body.token.as_deref())
+        .ok_or_else(|| DomainError::invalid("token is required"))?;
+    verify_email(state, &token).await?;
+    Ok(OkBody { ok: true })
 }

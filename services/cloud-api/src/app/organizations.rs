@@ -224,7 +224,7 @@ pub async fn members(
     caller: &Caller,
     q: OrgListQuery,
 ) -> Result<MemberListResponse, DomainError> {
-    let (org, page) = q.member_page(state, caller).await?;
+    let (org, page) = q.page_in(state, caller, Scope::resolve).await?;
     let result = state.store.members(&org.id, &page).await?;
     Ok(page_views(&result, MemberView::from).into())
 }
@@ -422,7 +422,7 @@ pub async fn invites(
     caller: &Caller,
     q: OrgListQuery,
 ) -> Result<InviteListResponse, DomainError> {
-    let (org, page) = q.managed_page(state, caller).await?;
+    let (org, page) = q.page_in(state, caller, Scope::manage).await?;
     let result = state.store.invites(&org.id, &page).await?;
     Ok(page_views(&result, InviteView::from).into())
 }

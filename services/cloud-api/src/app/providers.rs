@@ -73,25 +73,10 @@ page_query! { OrgListQuery {
 type PickOrg = for<'s> fn(&'s Scope, Option<&str>) -> Result<&'s (Organization, Role), DomainError>;
 
 impl OrgListQuery {
-    /// The page asked for, and the caller's organization it names (404 when not theirs).
-    pub async fn member_page(
-        &self,
-        state: &AppState,
-        caller: &Caller,
-    ) -> Result<(Organization, PageReq), DomainError> {
-        self.page_in(state, caller, Scope::resolve).await
-    }
-
-    /// Like [`OrgListQuery::member_page`], and the caller must manage the organization (403).
-    pub async fn managed_page(
-        &self,
-        state: &AppState,
-        caller: &Caller,
-    ) -> Result<(Organization, PageReq), DomainError> {
-        self.page_in(state, caller, Scope::manage).await
-    }
-
-    async fn page_in(
+    /// The page asked for, and the caller's organization it names, picked by `pick`
+    /// ([`Scope::resolve`]: 404 when not theirs; [`Scope::manage`]: 403 too when they do not
+    /// manage it).
+    pub async fn page_in(
         &self,
         state: &AppState,
         caller: &Caller,
@@ -195,7 +180,7 @@ pub async fn list(
     caller: &Caller,
     q: OrgListQuery,
 ) -> Result<ProviderListResponse, DomainError> {
-    let (org, page) = q.member_page(state, caller).await?;
+    let (org, page) = q.page_in(state, caller, Scope::resolve).await?;
     let result = state.store.providers(&org.id, &page).await?;
     Ok(page_views(&result, ProviderView::from).into())
 }

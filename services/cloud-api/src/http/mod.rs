@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod admin;
 pub mod conversations;
 pub mod docs;
+pub mod email_links;
 pub mod error;
 pub mod extract;
 pub mod instances;
@@ -34,6 +35,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/cloud-instances", post(instances::register))
         .route("/v1/cloud-instances/{id}", delete(instances::delete))
         .merge(accounts::routes())
+        .merge(email_links::routes())
         .merge(instances::routes())
         .merge(orgs::routes())
         .merge(memory::routes())

@@ -341,6 +341,7 @@ fn add_links(doc: &mut Value) {
     paths(
         service::describe,
         accounts::signup, accounts::login, accounts::logout, accounts::account, accounts::bootstrap,
+        email_links::forgot_password, email_links::reset_password, email_links::verify_email,
         instances::register, instances::list, instances::delete,
         orgs::list, orgs::create, orgs::update, orgs::set_active, orgs::members, orgs::update_member,
         orgs::remove_member, orgs::create_invite, orgs::invites, orgs::revoke_invite,

@@ -16,28 +16,39 @@
 //! ```
 //!
 //! Inputs, in this order, each ended by `;`: `path "name";` (one path segment, passed to the
-//! application function as `&str`), `query Type;` (an
+//! application function as `&str`), `ip;` (the client address), `query Type;` (an
 //! [`ApiQuery`](cloud_common::extract::ApiQuery)), `raw_query Type;` (the raw query string, for
 //! a query the typed reader refuses, e.g. a repeated key; `Type` documents it), `body Type;` (an
 //! [`ApiJson`](cloud_common::extract::ApiJson)). An error status may carry a description:
-//! `409 = "why"`. The application function is called as `f(&state, &caller, inputs…)`. Each
-//! table also writes the `routes()` of its module, so a path is written once for the router and
-//! the document.
+//! `409 = "why"`. The application function is called as `f(&state, &caller, inputs…)`, or as
+//! `f(&state, inputs…)` in a `json_routes! { tag = "…", public; … }` table (routes that take no
+//! bearer token: signing in, the emailed links). Each table also writes the `routes()` of its
+//! module, so a path is written once for the router and the document.
 //!
 //! `json_routes! { internal; … }` writes the service-to-service routes the same way: the
 //! caller is a service holding the internal token, the function is called without a `Caller`,
 //! and the routes stay out of the OpenAPI document.
 
 macro_rules! json_routes {
-    (tag = $tag:tt; $(
+    (tag = $tag:tt $(, $access:ident)?; $($routes:tt)*) => {
+        json_routes!(@table [$($access)?] $tag; $($routes)*);
+    };
+    (@table $access:tt $tag:tt; $(
         $(#[doc = $doc:tt])*
         $name:ident: $method:ident $path:tt [$($input:tt)*]
             -> $status:tt $answer:ident [$($error:tt $(= $why:tt)?),*] => $call:path;
     )*) => {
-        // The signed-in caller (bearer token) comes first and is passed on as `&caller`.
-        $(json_routes!(@inputs [$($input)*] [caller: crate::web::caller::Caller,] [&caller,] [] []
+        $(json_routes!(@access $access [$($input)*]
             { [$($doc)*] $tag $name $method $path $status $answer [$($error $(= $why)?),*] $call });)*
         json_routes!(@router $($path $method $name)*);
+    };
+    // Who may call: a signed-in caller (bearer token, passed on as `&caller`), or anyone.
+    (@access [] [$($input:tt)*] { $($route:tt)* }) => {
+        json_routes!(@inputs [$($input)*] [caller: crate::web::caller::Caller,] [&caller,] [] []
+            { [security(("bearer" = [])),] $($route)* });
+    };
+    (@access [public] [$($input:tt)*] { $($route:tt)* }) => {
+        json_routes!(@inputs [$($input)*] [] [] [] [] { [] $($route)* });
     };
     // Internal routes: the caller is a service (its token checked by `InternalCaller`), not in
     // the OpenAPI document, and the application function gets no `Caller`.
@@ -65,6 +76,10 @@ macro_rules! json_routes {
         json_routes!(@inputs [$($rest)*] [$($arg)* cloud_common::extract::ApiQuery(query): cloud_common::extract::ApiQuery<$query>,]
             [$($pass)* query,] [$($doc)* $query,] [$($req)*] $route);
     };
+    (@inputs [ip; $($rest:tt)*] [$($arg:tt)*] [$($pass:tt)*] [$($doc:tt)*] [$($req:tt)*] $route:tt) => {
+        json_routes!(@inputs [$($rest)*] [$($arg)* ip: crate::web::client_ip::ClientIp,]
+            [$($pass)* ip.0,] [$($doc)*] [$($req)*] $route);
+    };
     (@inputs [raw_query $query:ident; $($rest:tt)*] [$($arg:tt)*] [$($pass:tt)*] [$($doc:tt)*] [$($req:tt)*] $route:tt) => {
         json_routes!(@inputs [$($rest)*] [$($arg)* axum::extract::RawQuery(raw): axum::extract::RawQuery,]
             [$($pass)* raw.as_deref(),] [$($doc)* $query,] [$($req)*] $route);
@@ -74,10 +89,10 @@ macro_rules! json_routes {
             [$($pass)* body,] [$($doc)*] [request_body = $body,] $route);
     };
     (@inputs [] [$($arg:tt)*] [$($pass:tt)*] [$($param:tt)*] [$($req:tt)*]
-        { [$($doc:tt)*] $tag:tt $name:ident $method:ident $path:tt $status:tt $answer:ident
-          [$($error:tt $(= $why:tt)?),*] $call:path }) => {
+        { [$($security:tt)*] [$($doc:tt)*] $tag:tt $name:ident $method:ident $path:tt $status:tt
+          $answer:ident [$($error:tt $(= $why:tt)?),*] $call:path }) => {
         $(#[doc = $doc])*
-        #[utoipa::path($method, path = $path, tag = $tag, security(("bearer" = [])),
+        #[utoipa::path($method, path = $path, tag = $tag, $($security)*
             params($($param)*), $($req)*
             responses((status = $status, body = $answer)
                 $(, (status = $error, $(description = $why,)? body = crate::views::ErrorBody))*))]

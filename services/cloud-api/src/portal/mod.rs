@@ -9,7 +9,6 @@
 //! one the OIDC login page issues). Business rules are not repeated here: pages call the same
 //! application functions (`crate::app`) as the JSON API.
 
-pub mod auth;
 pub(crate) mod pages;
 
 use std::convert::Infallible;
@@ -31,12 +30,9 @@ use crate::sessions;
 use crate::web;
 use crate::web::caller::{Caller, apply_admin_list};
 
-/// Portal pages and the reference's JSON email routes.
+/// The portal's pages.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/v1/web/forgot-password", post(auth::forgot_json))
-        .route("/v1/web/reset-password", post(auth::reset_json))
-        .route("/v1/web/verify-email", post(auth::verify_json))
         .route("/cloud", get(pages::account))
         .route("/cloud/account", get(pages::account))
         .route(
@@ -187,7 +183,11 @@ impl<T: DeserializeOwned + Default> FromRequest<AppState> for Posted<T> {
         let body = Bytes::from_request(req, state)
             .await
             .map_err(IntoResponse::into_response)?;
-        Posted::read(state, &headers, &body).await
+        let ctx = Ctx::load(state, &headers).await;
+        match parse_form(&headers, &body) {
+            Ok(form) => Ok(Posted(ctx, form)),
+            Err(r) => Err(r.respond(&ctx)),
+        }
     }
 }
 
@@ -197,19 +197,6 @@ impl<T: DeserializeOwned + Default> Posted<T> {
         let Posted(ctx, form) = self;
         let caller = ctx.caller_or_login(back)?;
         Ok((ctx, caller, form))
-    }
-
-    /// The form in `body`, for the routes that read the body themselves.
-    pub async fn read(
-        state: &AppState,
-        headers: &HeaderMap,
-        body: &[u8],
-    ) -> Result<Self, Response> {
-        let ctx = Ctx::load(state, headers).await;
-        match parse_form(headers, body) {
-            Ok(form) => Ok(Posted(ctx, form)),
-            Err(r) => Err(r.respond(&ctx)),
-        }
     }
 }
 
@@ -268,6 +255,26 @@ impl FormRejected {
                 None,
             ),
         }
+    }
+}
+
+/// The page's `return_to` query parameter when it is a [`safe_return`] place, else empty.
+pub(crate) struct ReturnTo(pub String);
+
+impl FromRequestParts<AppState> for ReturnTo {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Infallible> {
+        #[derive(serde::Deserialize)]
+        struct Query {
+            return_to: Option<String>,
+        }
+        let query = parts.uri.query().unwrap_or("");
+        let raw = serde_urlencoded::from_str::<Query>(query).ok();
+        let raw = raw.and_then(|q| q.return_to);
+        Ok(ReturnTo(
+            safe_return(state, raw.as_deref()).unwrap_or_default(),
+        ))
     }
 }
 

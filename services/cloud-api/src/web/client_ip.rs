@@ -9,6 +9,7 @@ use cloud_common::ApiError;
 use crate::state::AppState;
 
 /// The client address, for per-IP rate limits (see the module docs).
+#[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub IpAddr);
 
 impl FromRequestParts<AppState> for ClientIp {

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_app_with, strings};
+use crate::helpers::{assert_status, spawn_app, spawn_app_with, strings};
 use crate::web::{browser, page};
 
 #[tokio::test]
@@ -52,10 +52,8 @@ async fn signup_login_and_bearer_auth() {
     assert_eq!(body["error"], "invalid_credentials");
 
     // Logout revokes the token.
-    let (status, _) = app.post("/v1/web/logout", &u.access, json!({})).await;
-    assert_eq!(status, 200);
-    let (status, _) = app.get("/v1/account", &u.access).await;
-    assert_eq!(status, 401);
+    assert_status(app.post("/v1/web/logout", &u.access, json!({})).await, 200);
+    assert_status(app.get("/v1/account", &u.access).await, 401);
 }
 
 #[tokio::test]
@@ -199,8 +197,7 @@ async fn unknown_instance_ids_are_claimed_on_first_use_within_bounds() {
     let (status, _) = app.grant("realtime", &a.access, &local).await;
     assert_eq!(status, 200, "the holder keeps using it");
     // Another user naming it (or the first user's canonical id) is refused.
-    let (status, _) = app.grant("realtime", &b.access, &local).await;
-    assert_eq!(status, 404);
+    assert_status(app.grant("realtime", &b.access, &local).await, 404);
     let (status, _) = app
         .grant("realtime", &b.access, &format!("instance-{}", a.id))
         .await;
@@ -222,8 +219,7 @@ async fn unknown_instance_ids_are_claimed_on_first_use_within_bounds() {
     );
     // Bounded: a third id is refused, with a clear error where there is a body to read.
     let third = uuid::Uuid::new_v4().to_string();
-    let (status, _) = app.grant("realtime", &a.access, &third).await;
-    assert_eq!(status, 404);
+    assert_status(app.grant("realtime", &a.access, &third).await, 404);
     let (status, body) = app
         .post("/v1/cloud-instances", &a.access, json!({"id": third}))
         .await;
@@ -247,8 +243,7 @@ async fn unknown_instance_ids_are_claimed_on_first_use_within_bounds() {
         .delete(&format!("/v1/cloud-instances/{second}"), &a.access)
         .await;
     assert_eq!(status, 200);
-    let (status, _) = app.grant("realtime", &a.access, &third).await;
-    assert_eq!(status, 200);
+    assert_status(app.grant("realtime", &a.access, &third).await, 200);
 }
 
 #[tokio::test]
@@ -328,10 +323,8 @@ async fn bootstrap_without_pagination_returns_everything() {
     assert_eq!(pages, 3);
     assert_eq!(sorted(projects), sorted(project_ids));
     assert_eq!(sorted(conversations), sorted(conversation_ids));
-    let (status, _) = app.get("/v1/bootstrap?cursor=%21%21", &u.access).await;
-    assert_eq!(status, 400);
-    let (status, _) = app.get("/v1/bootstrap?limit=0", &u.access).await;
-    assert_eq!(status, 400);
+    assert_status(app.get("/v1/bootstrap?cursor=%21%21", &u.access).await, 400);
+    assert_status(app.get("/v1/bootstrap?limit=0", &u.access).await, 400);
 }
 
 #[tokio::test]
@@ -356,8 +349,7 @@ async fn the_first_systems_form_posts_redirect_with_a_session_and_need_csrf() {
     let resp = signup(None, &email).await.unwrap();
     assert_eq!(resp.status(), 400);
     assert!(resp.headers().get("set-cookie").is_none());
-    let (status, _) = app.get("/v1/bootstrap", "x").await;
-    assert_eq!(status, 401);
+    assert_status(app.get("/v1/bootstrap", "x").await, 401);
     // With it: the account, a session cookie and the first system's 302.
     let resp = signup(Some(&csrf), &email).await.unwrap();
     assert_eq!(resp.status(), 302);

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TEST_SECRETS_KEY, spawn_app, spawn_app_with, spawn_with_admin, strings};
+use crate::helpers::{
+    TEST_SECRETS_KEY, assert_status, spawn_app, spawn_app_with, spawn_with_admin, strings,
+};
 
 /// §11.34/35/36: an invited user sees every organization they belong to, accepting answers 200,
 /// and the invited organization works as the active one.
@@ -250,8 +252,7 @@ async fn bug26_first_user_is_not_admin_and_more() {
     let app = spawn_app().await;
     let first = app.signup().await;
     assert_eq!(first.body["user"]["isAdmin"], false);
-    let (status, _) = app.get("/v1/admin/users", &first.access).await;
-    assert_eq!(status, 403);
+    assert_status(app.get("/v1/admin/users", &first.access).await, 403);
     let (_, body) = app
         .post(
             "/v1/organization/providers",

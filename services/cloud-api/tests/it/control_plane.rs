@@ -3,7 +3,9 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestUser, spawn_app, spawn_app_with, spawn_with_admin, strings};
+use crate::helpers::{
+    TestApp, TestUser, assert_status, spawn_app, spawn_app_with, spawn_with_admin, strings,
+};
 
 async fn provider(app: &TestApp, u: &TestUser, secret: &str) -> Value {
     let (status, body) = app
@@ -241,8 +243,10 @@ async fn projects_conversations_and_append_only_transcripts() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    let (status, _) = app.delete(&format!("/v1/projects/{pid}"), &u.access).await;
-    assert_eq!(status, 200);
+    assert_status(
+        app.delete(&format!("/v1/projects/{pid}"), &u.access).await,
+        200,
+    );
 }
 
 #[tokio::test]
@@ -355,16 +359,15 @@ async fn runtime_grant_carries_subscription_providers_and_repository() {
 
     // Denials: another user's instance, foreign conversation, mismatched project. (An unknown
     // instance id is claimed by the caller on first use.)
-    let (status, _) = app.grant("runtime", &u.access, "desk-unknown").await;
-    assert_eq!(status, 200);
+    assert_status(app.grant("runtime", &u.access, "desk-unknown").await, 200);
     let someone = app.signup().await;
-    let (status, _) = app.grant("runtime", &someone.access, "desk-unknown").await;
-    assert_eq!(status, 404);
-    let (status, _) = app.internal("/v1/internal/runtime/access", json!({"accessToken": u.access, "cloudInstanceId": "desk-9", "conversationId": cid, "projectId": "project-other"})).await;
-    assert_eq!(status, 404);
+    assert_status(
+        app.grant("runtime", &someone.access, "desk-unknown").await,
+        404,
+    );
+    assert_status(app.internal("/v1/internal/runtime/access", json!({"accessToken": u.access, "cloudInstanceId": "desk-9", "conversationId": cid, "projectId": "project-other"})).await, 404);
     let other = app.signup().await;
-    let (status, _) = app.internal("/v1/internal/runtime/access", json!({"accessToken": other.access, "cloudInstanceId": format!("instance-{}", other.id), "conversationId": cid})).await;
-    assert_eq!(status, 404);
+    assert_status(app.internal("/v1/internal/runtime/access", json!({"accessToken": other.access, "cloudInstanceId": format!("instance-{}", other.id), "conversationId": cid})).await, 404);
 
     // The typed client.
     let client = app.internal_client();
@@ -452,8 +455,7 @@ async fn memories_crud_search_stats_and_internal_upsert() {
         .get("/v1/memory/search?query=tabs&tag=other", &u.access)
         .await;
     assert_eq!(body["items"], json!([]));
-    let (status, _) = app.get("/v1/memory/search", &u.access).await;
-    assert_eq!(status, 400);
+    assert_status(app.get("/v1/memory/search", &u.access).await, 400);
     let (status, _) = app
         .get("/v1/memory/search?query=x&limit=abc", &u.access)
         .await;
@@ -512,8 +514,10 @@ async fn memories_crud_search_stats_and_internal_upsert() {
         .delete(&format!("/v1/memory/{first_id}"), &u.access)
         .await;
     assert_eq!(status, 200);
-    let (status, _) = app.get(&format!("/v1/memory/{first_id}"), &u.access).await;
-    assert_eq!(status, 404);
+    assert_status(
+        app.get(&format!("/v1/memory/{first_id}"), &u.access).await,
+        404,
+    );
 }
 
 #[tokio::test]
@@ -725,8 +729,7 @@ async fn admin_manages_plans_users_and_grants() {
     );
     let u = app.signup().await;
 
-    let (status, _) = app.get("/v1/admin/users", &u.access).await;
-    assert_eq!(status, 403);
+    assert_status(app.get("/v1/admin/users", &u.access).await, 403);
     let (status, body) = app.get("/v1/admin/users?limit=1", &admin).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["users"].as_array().unwrap().len(), 1);
@@ -759,8 +762,10 @@ async fn admin_manages_plans_users_and_grants() {
         (json!(false), json!(false)),
         "flags can be switched off"
     );
-    let (status, _) = app.patch("/v1/admin/plans/gold", &admin, json!({})).await;
-    assert_eq!(status, 404);
+    assert_status(
+        app.patch("/v1/admin/plans/gold", &admin, json!({})).await,
+        404,
+    );
     let (status, _) = app
         .patch(
             "/v1/admin/plans/pro",

@@ -5,7 +5,9 @@ use cloud_api::Config;
 use cloud_common::config::Env;
 use serde_json::{Value, json};
 
-use crate::helpers::{TEST_SECRETS_KEY, TestApp, TestUser, spawn_app_with, spawn_with_admin};
+use crate::helpers::{
+    TEST_SECRETS_KEY, TestApp, TestUser, assert_status, spawn_app_with, spawn_with_admin,
+};
 
 fn production_env(extra: &[(&str, &str)]) -> Env {
     let mut vars: Vec<(String, String)> = [
@@ -359,8 +361,7 @@ async fn the_realtime_audience_lists_current_memberships_only() {
     let instance = format!("instance-{}", owner.id);
     let ask = |user: &str, instance: &str| json!({"userId": user, "cloudInstanceId": instance});
     // The canonical instance is claimed on first use by the access check.
-    let (status, _) = app.grant("realtime", &owner.access, &instance).await;
-    assert_eq!(status, 200);
+    assert_status(app.grant("realtime", &owner.access, &instance).await, 200);
     let (status, body) = app
         .internal("/v1/internal/realtime/audience", ask(&owner.id, &instance))
         .await;

@@ -385,6 +385,12 @@ pub fn assert_error(status: u16, body: &serde_json::Value, want_status: u16, wan
     );
 }
 
+/// The answer has status `want`; a failure shows the body, which says why.
+#[track_caller]
+pub fn assert_status((status, body): Reply, want: u16) {
+    assert_eq!(status, want, "{body}");
+}
+
 /// `key` of every item of the JSON array `list` (ids, contents…), as strings.
 #[allow(dead_code)]
 pub fn strings<'a>(list: &'a serde_json::Value, key: &str) -> Vec<&'a str> {

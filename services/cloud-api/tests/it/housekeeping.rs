@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::helpers::spawn_app_with;
+use crate::helpers::{assert_status, spawn_app_with};
 
 #[tokio::test]
 async fn expired_rows_are_purged_on_schedule_and_counted() {
@@ -66,8 +66,7 @@ async fn expired_rows_are_purged_on_schedule_and_counted() {
     }
     assert_eq!(left, 0, "dead rows are still there");
     // The live user's session is untouched.
-    let (status, _) = app.get("/v1/account", &live.access).await;
-    assert_eq!(status, 200);
+    assert_status(app.get("/v1/account", &live.access).await, 200);
     let metrics = reqwest::get(app.url("/metrics"))
         .await
         .unwrap()

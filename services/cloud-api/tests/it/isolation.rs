@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{assert_error, spawn_app};
+use crate::helpers::{assert_error, assert_status, spawn_app};
 use crate::tenant::{Tenant, Unchanged, documented_operations};
 
 #[tokio::test]
@@ -372,16 +372,13 @@ async fn another_tenant_can_neither_read_nor_write_by_id() {
         );
     }
     // The internal grants refuse B's token for A's things.
-    let (status, _) = app.grant("runtime", &b.access, instance).await;
-    assert_eq!(status, 404);
-    let (status, _) = app.internal("/v1/internal/runtime/access", json!({"accessToken": b.access, "cloudInstanceId": format!("instance-{}", b.id), "projectId": pid})).await;
-    assert_eq!(status, 404);
+    assert_status(app.grant("runtime", &b.access, instance).await, 404);
+    assert_status(app.internal("/v1/internal/runtime/access", json!({"accessToken": b.access, "cloudInstanceId": format!("instance-{}", b.id), "projectId": pid})).await, 404);
     let (status, _) = app
         .grant("realtime", &b.access, &format!("instance-{}", a.id))
         .await;
     assert_eq!(status, 404);
-    let (status, _) = app.internal(&format!("/v1/internal/conversations/{cid}/messages"), json!({"userId": b.id, "messages": [{"id": "y", "role": "user", "timestamp": 1, "content": "x"}]})).await;
-    assert_eq!(status, 404);
+    assert_status(app.internal(&format!("/v1/internal/conversations/{cid}/messages"), json!({"userId": b.id, "messages": [{"id": "y", "role": "user", "timestamp": 1, "content": "x"}]})).await, 404);
 
     unchanged
         .check("refused requests changed the database")

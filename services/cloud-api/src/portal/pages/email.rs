@@ -122,7 +122,7 @@ pub async fn forgot_submit(
         let status = StatusCode::BAD_REQUEST;
         return forgot_form(&ctx, status, Some("Enter your email."));
     }
-    if crate::app::email::throttle_forgot(&state, &ip, &email).is_err() {
+    if crate::app::email::throttle_forgot(&state, ip.0, &email).is_err() {
         let status = StatusCode::TOO_MANY_REQUESTS;
         return forgot_form(&ctx, status, Some(TOO_MANY));
     }

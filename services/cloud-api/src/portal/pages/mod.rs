@@ -2,14 +2,13 @@
 //! (303) or re-renders the page with the error.
 
 use askama::Template;
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use cloud_common::ApiError;
 use serde::Deserialize;
 
-use super::{Ctx, EarlyAnswer, Posted, return_query, safe_return, to_login};
+use super::{Ctx, EarlyAnswer, Posted, ReturnTo, return_query, safe_return, to_login};
 use crate::AppState;
 use crate::app::access::Scope;
 use crate::app::accounts::Attempt;

@@ -101,7 +101,7 @@ pub async fn org_create(State(state): State<AppState>, form: Posted<OrgForm>) ->
     let (post, form) = Listing::Organizations.post(form, |_| None)?;
     let body = orgs::CreateOrganizationBody {
         name: form.name,
-        slug: None,
+        ..Default::default()
     };
     let result = orgs::create(&state, &post.caller, body).await;
     let created = post.check(&state, result).await?;
@@ -113,8 +113,7 @@ pub async fn org_rename(State(state): State<AppState>, form: Posted<OrgForm>) ->
     let body = orgs::UpdateOrganizationBody {
         organization_id: form.organization_id,
         name: form.name,
-        slug: None,
-        plan: None,
+        ..Default::default()
     };
     let result = orgs::update(&state, &post.caller, body).await;
     let updated = post.check(&state, result).await?;

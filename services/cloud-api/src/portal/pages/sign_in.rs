@@ -4,17 +4,7 @@ use super::*;
 
 // Signup ------------------------------------------------------------------------------------------
 
-#[derive(Debug, Default, Deserialize)]
-pub struct ReturnQuery {
-    return_to: Option<String>,
-}
-
-pub async fn signup_page(
-    State(state): State<AppState>,
-    ctx: Ctx,
-    q: Query<ReturnQuery>,
-) -> Response {
-    let return_to = safe_return(&state, q.return_to.as_deref()).unwrap_or_default();
+pub async fn signup_page(ctx: Ctx, ReturnTo(return_to): ReturnTo) -> Response {
     let filled = Filled::default();
     signup_form(&ctx, StatusCode::OK, &return_to, &filled, None)
 }
@@ -63,10 +53,9 @@ pub struct SignupForm {
 pub async fn signup_submit(
     State(state): State<AppState>,
     ip: ClientIp,
-    headers: HeaderMap,
-    body: Bytes,
+    form: Posted<SignupForm>,
 ) -> Response {
-    signup_with_form(&state, &ip, &headers, &body, false).await
+    signup_with_form(&state, &ip, form, false).await
 }
 
 /// The signup form. The portal's asks to check the inbox and never tells whether the address
@@ -76,14 +65,9 @@ pub async fn signup_submit(
 pub async fn signup_with_form(
     state: &AppState,
     ip: &ClientIp,
-    headers: &HeaderMap,
-    body: &[u8],
+    Posted(ctx, form): Posted<SignupForm>,
     legacy: bool,
 ) -> Response {
-    let Posted(ctx, form) = match Posted::<SignupForm>::read(state, headers, body).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
     let return_to = safe_return(state, form.return_to.as_deref()).unwrap_or_default();
     let email = form.email.clone().unwrap_or_default();
     let filled = Filled {
@@ -143,12 +127,7 @@ pub async fn signup_with_form(
 
 // Login / logout ----------------------------------------------------------------------------------
 
-pub async fn login_page(
-    State(state): State<AppState>,
-    ctx: Ctx,
-    q: Query<ReturnQuery>,
-) -> Response {
-    let return_to = safe_return(&state, q.return_to.as_deref()).unwrap_or_default();
+pub async fn login_page(ctx: Ctx, ReturnTo(return_to): ReturnTo) -> Response {
     login_form(&ctx, StatusCode::OK, &return_to, "", None)
 }
 
@@ -184,10 +163,9 @@ pub struct LoginForm {
 pub async fn login_submit(
     State(state): State<AppState>,
     ip: ClientIp,
-    headers: HeaderMap,
-    body: Bytes,
+    form: Posted<LoginForm>,
 ) -> Response {
-    login_with_form(&state, &ip, &headers, &body, StatusCode::SEE_OTHER).await
+    login_with_form(&state, &ip, form, StatusCode::SEE_OTHER).await
 }
 
 /// The login form (the portal's, or the first system's `POST /v1/web/login` form): CSRF-checked,
@@ -196,14 +174,9 @@ pub async fn login_submit(
 pub async fn login_with_form(
     state: &AppState,
     ip: &ClientIp,
-    headers: &HeaderMap,
-    body: &[u8],
+    Posted(ctx, form): Posted<LoginForm>,
     redirect: StatusCode,
 ) -> Response {
-    let Posted(ctx, form) = match Posted::<LoginForm>::read(state, headers, body).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
     let return_to = safe_return(state, form.return_to.as_deref()).unwrap_or_default();
     let email = form.email.as_deref().unwrap_or("").trim().to_lowercase();
     let password = form.password.as_deref().unwrap_or("");
