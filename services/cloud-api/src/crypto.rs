@@ -93,9 +93,13 @@ impl SecretBox {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut key = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut key);
-        write_private(&path, STANDARD.encode(key).as_bytes())?;
-        tracing::warn!(path = %path.display(), "Generated a development secrets-encryption key.");
-        Ok(Self::from_key(&key))
+        let fresh = STANDARD.encode(key);
+        let text = create_private_once(&path, fresh.as_bytes())
+            .with_context(|| format!("creating {}", path.display()))?;
+        if text == fresh {
+            tracing::warn!(path = %path.display(), "Generated a development secrets-encryption key.");
+        }
+        Self::from_base64(&text).with_context(|| path.display().to_string())
     }
 
     pub fn key_id(&self) -> &str {
@@ -177,8 +181,13 @@ fn decode_key(text: &str, what: &str) -> anyhow::Result<[u8; 32]> {
         .map_err(|b: Vec<u8>| anyhow::anyhow!("{what} must decode to 32 bytes, got {}", b.len()))
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+/// Creates the private (0600) file `path` with `bytes` unless it exists, and answers what it
+/// holds: `bytes`, or what another process wrote first. The file is written whole under a
+/// unique name and then linked into place, so processes that start together on one data
+/// directory (replicas, parallel tests) agree on one value and never read a half-written file.
+pub(crate) fn create_private_once(path: &Path, bytes: &[u8]) -> std::io::Result<String> {
     use std::io::Write;
+    let staged = path.with_extension(format!("{}.partial", new_token("")));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -186,11 +195,16 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(bytes)?;
-    Ok(())
+    let written = options
+        .open(&staged)
+        .and_then(|mut file| file.write_all(bytes));
+    let linked = written.and_then(|()| std::fs::hard_link(&staged, path));
+    let _ = std::fs::remove_file(&staged);
+    match linked {
+        Ok(()) => Ok(String::from_utf8_lossy(bytes).into_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read_to_string(path),
+        Err(e) => Err(e),
+    }
 }
 
 /// A fresh opaque token: `<prefix>` + base64url of 32 random bytes.
@@ -208,6 +222,39 @@ pub fn token_hash(token: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn development_keys_created_together_are_one_key() {
+        let dir = std::env::temp_dir().join(format!("chatons-key-race-{}", new_token("")));
+        let (secrets, signing): (Vec<_>, Vec<_>) = std::thread::scope(|s| {
+            let runs: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        let secrets =
+                            SecretBox::load_or_create_dev(&dir).map(|b| b.key_id().to_owned());
+                        let signing = crate::issuer::keys::SigningKey::load_or_create_dev(&dir)
+                            .map(|k| k.kid);
+                        (
+                            secrets.map_err(|e| e.to_string()),
+                            signing.map_err(|e| e.to_string()),
+                        )
+                    })
+                })
+                .collect();
+            runs.into_iter()
+                .map(|r| r.join().unwrap_or_else(|_| panic!("a run panicked")))
+                .unzip()
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            secrets.iter().all(|k| k.is_ok() && *k == secrets[0]),
+            "{secrets:?}"
+        );
+        assert!(
+            signing.iter().all(|k| k.is_ok() && *k == signing[0]),
+            "{signing:?}"
+        );
+    }
 
     #[test]
     fn seal_and_open_roundtrip_bound_to_the_row() {

@@ -114,7 +114,10 @@ impl SigningKey {
         }
         std::fs::create_dir_all(dir)?;
         let (key, pem) = Self::generate()?;
-        write_private(&path, &pem)?;
+        let stored = crate::crypto::create_private_once(&path, pem.as_bytes())?;
+        if stored != pem {
+            return Self::from_pem(&stored);
+        }
         tracing::info!(path = %path.display(), kid = %key.kid, "Generated a development signing key.");
         Ok(key)
     }
@@ -270,16 +273,6 @@ fn encode_pem(label: &str, der: &[u8]) -> String {
     }
     out.push_str(&format!("-----END {label}-----\n"));
     out
-}
-
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
-    file.write_all(contents.as_bytes())
 }
 
 #[cfg(test)]

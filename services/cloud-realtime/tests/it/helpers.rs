@@ -59,16 +59,24 @@ impl AccessService {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let shutdown = Shutdown::new();
-        tokio::spawn(cloud_api::run(config, listener, shutdown.clone()));
+        let server = tokio::spawn(cloud_api::run(config, listener, shutdown.clone()));
         let client = reqwest::Client::new();
+        let mut ready = false;
         for _ in 0..100 {
             if let Ok(r) = client.get(format!("{base}/readyz")).send().await
                 && r.status() == 204
             {
+                ready = true;
                 break;
             }
+            assert!(
+                !server.is_finished(),
+                "cloud-api stopped at start: {:?}",
+                server.await
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        assert!(ready, "cloud-api did not become ready at {base}");
         Self {
             base,
             service_token,
