@@ -224,39 +224,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn development_keys_created_together_are_one_key() {
-        let dir = std::env::temp_dir().join(format!("chatons-key-race-{}", new_token("")));
-        let (secrets, signing): (Vec<_>, Vec<_>) = std::thread::scope(|s| {
-            let runs: Vec<_> = (0..8)
-                .map(|_| {
-                    s.spawn(|| {
-                        let secrets =
-                            SecretBox::load_or_create_dev(&dir).map(|b| b.key_id().to_owned());
-                        let signing = crate::issuer::keys::SigningKey::load_or_create_dev(&dir)
-                            .map(|k| k.kid);
-                        (
-                            secrets.map_err(|e| e.to_string()),
-                            signing.map_err(|e| e.to_string()),
-                        )
-                    })
-                })
-                .collect();
-            runs.into_iter()
-                .map(|r| r.join().unwrap_or_else(|_| panic!("a run panicked")))
-                .unzip()
-        });
-        let _ = std::fs::remove_dir_all(&dir);
-        assert!(
-            secrets.iter().all(|k| k.is_ok() && *k == secrets[0]),
-            "{secrets:?}"
-        );
-        assert!(
-            signing.iter().all(|k| k.is_ok() && *k == signing[0]),
-            "{signing:?}"
-        );
-    }
-
-    #[test]
     fn seal_and_open_roundtrip_bound_to_the_row() {
         let b = SecretBox::from_key(&[7u8; 32]);
         let s = b.seal("sk-secret", "provider-1").unwrap();
