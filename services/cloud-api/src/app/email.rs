@@ -145,7 +145,7 @@ pub async fn forgot_password(state: &AppState, email: &str) {
 
 /// Starts [`forgot_password`] in the background so the caller answers in the same time whether
 /// or not the account exists.
-pub fn forgot_password_detached(state: &AppState, email: String) {
+fn forgot_password_detached(state: &AppState, email: String) {
     let state = state.clone();
     tokio::spawn(async move { forgot_password(&state, &email).await });
 }
@@ -196,7 +196,7 @@ pub async fn verify_email(state: &AppState, token: &str) -> Result<UserId, Domai
 }
 
 /// Per-IP and per-address throttle for forgot-password (`forgot:` keys).
-pub fn throttle_forgot(state: &AppState, ip: IpAddr, email: &str) -> Result<(), DomainError> {
+fn throttle_forgot(state: &AppState, ip: IpAddr, email: &str) -> Result<(), DomainError> {
     state
         .limiters
         .per_ip

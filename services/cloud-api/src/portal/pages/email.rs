@@ -117,16 +117,14 @@ pub async fn forgot_submit(
     ip: ClientIp,
     Posted(ctx, form): Posted<EmailForm>,
 ) -> Response {
-    let email = form.email.unwrap_or_default().trim().to_owned();
-    if email.is_empty() {
-        let status = StatusCode::BAD_REQUEST;
-        return forgot_form(&ctx, status, Some("Enter your email."));
+    let body = crate::app::email::ForgotBody { email: form.email };
+    match crate::app::email::forgot(&state, ip.0, body).await {
+        Ok(_) => {}
+        Err(DomainError::RateLimited(_)) => {
+            return forgot_form(&ctx, StatusCode::TOO_MANY_REQUESTS, Some(TOO_MANY));
+        }
+        Err(_) => return forgot_form(&ctx, StatusCode::BAD_REQUEST, Some("Enter your email.")),
     }
-    if crate::app::email::throttle_forgot(&state, ip.0, &email).is_err() {
-        let status = StatusCode::TOO_MANY_REQUESTS;
-        return forgot_form(&ctx, status, Some(TOO_MANY));
-    }
-    crate::app::email::forgot_password_detached(&state, email);
     ctx.notice(
         StatusCode::OK,
         "Check your email",
