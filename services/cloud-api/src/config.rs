@@ -84,6 +84,16 @@ pub const SERVICE_ENV: &[EnvVar] = &[
         "Authorization code lifetime.",
     ),
     EnvVar::new(
+        "CHATONS_DEVICE_CODE_TTL_SECONDS",
+        "600",
+        "Lifetime of a device login (RFC 8628 device and user code): the time a user has to approve it.",
+    ),
+    EnvVar::new(
+        "CHATONS_DEVICE_POLL_INTERVAL_SECONDS",
+        "5",
+        "Seconds a device must wait between polls of a device login (1–60); polling sooner answers `slow_down` and adds 5.",
+    ),
+    EnvVar::new(
         "CHATONS_CLOUD_EMAIL_VERIFICATION_TTL_SECONDS",
         "86400",
         "Email verification link lifetime.",
@@ -122,7 +132,7 @@ pub const SERVICE_ENV: &[EnvVar] = &[
     EnvVar::new(
         "OIDC_EXTRA_CLIENTS",
         "",
-        "JSON list of other relying parties: `[{\"id\",\"secret\"?,\"redirectUris\":[…],\"postLogoutRedirectUris\"?:[…]}]` (exact redirect match).",
+        "JSON list of other relying parties: `[{\"id\",\"secret\"?,\"redirectUris\":[…],\"postLogoutRedirectUris\"?:[…],\"deviceGrant\"?:true}]` (exact redirect match; `deviceGrant` allows RFC 8628 device login). `chatons-cli` (public, device login only) is always registered.",
     ),
     EnvVar::new(
         "CHATONS_PORTAL_SESSION_TTL_SECONDS",
@@ -221,6 +231,9 @@ pub struct Config {
     pub refresh_token_ttl: Duration,
     pub id_token_ttl: Duration,
     pub auth_code_ttl: Duration,
+    pub device_code_ttl: Duration,
+    /// The polling interval a device grant starts with (seconds).
+    pub device_poll_interval: u64,
     pub email_verification_ttl: Duration,
     pub password_reset_ttl: Duration,
     pub secrets_key: Option<Secret>,
@@ -333,6 +346,8 @@ impl Config {
             refresh_token_ttl: r.seconds("CHATONS_CLOUD_REFRESH_TOKEN_TTL_SECONDS", 30 * 24 * 3600),
             id_token_ttl: r.seconds("CHATONS_CLOUD_ID_TOKEN_TTL_SECONDS", 3600),
             auth_code_ttl: r.seconds("CHATONS_DESKTOP_AUTH_REQUEST_TTL_SECONDS", 300),
+            device_code_ttl: r.seconds("CHATONS_DEVICE_CODE_TTL_SECONDS", 600),
+            device_poll_interval: r.int_in("CHATONS_DEVICE_POLL_INTERVAL_SECONDS", 5, 1, 60),
             email_verification_ttl: r
                 .seconds("CHATONS_CLOUD_EMAIL_VERIFICATION_TTL_SECONDS", 86_400),
             password_reset_ttl: r.seconds("CHATONS_CLOUD_PASSWORD_RESET_TTL_SECONDS", 3600),

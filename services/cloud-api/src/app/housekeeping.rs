@@ -1,6 +1,6 @@
 //! Housekeeping: rows that are dead for good are deleted on a schedule (the first system kept
 //! them forever): sessions whose access and refresh tokens both expired, expired authorization
-//! codes and email tokens, and mails delivered more than [`SENT_MAIL_RETENTION_DAYS`] ago.
+//! codes, device logins and email tokens, and mails delivered more than [`SENT_MAIL_RETENTION_DAYS`] ago.
 //! `chatons_housekeeping_purged_total{kind}` counts what was removed.
 
 use std::time::Duration;
@@ -20,6 +20,7 @@ pub const SENT_MAIL_RETENTION_DAYS: i64 = 7;
 pub struct Purged {
     pub sessions: u64,
     pub authorization_codes: u64,
+    pub device_grants: u64,
     pub email_tokens: u64,
     pub sent_mails: u64,
 }
@@ -39,6 +40,7 @@ pub async fn purge_once(state: &AppState, now: Timestamp) -> Purged {
             "authorization_codes",
             state.oidc.codes.purge_expired(now).await,
         ),
+        device_grants: report("device_grants", state.oidc.devices.purge_expired(now).await),
         email_tokens: report("email_tokens", state.store.purge_email_tokens(now).await),
         sent_mails: report(
             "sent_mails",
@@ -66,6 +68,7 @@ pub fn spawn(state: AppState, interval: Duration) {
             for (kind, n) in [
                 ("sessions", p.sessions),
                 ("authorization_codes", p.authorization_codes),
+                ("device_grants", p.device_grants),
                 ("email_tokens", p.email_tokens),
                 ("sent_mails", p.sent_mails),
             ] {

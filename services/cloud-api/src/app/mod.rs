@@ -10,6 +10,7 @@ pub mod accounts;
 pub mod admin;
 pub mod bootstrap;
 pub mod conversations;
+pub mod device;
 pub mod email;
 pub mod grants;
 pub mod housekeeping;

@@ -57,6 +57,15 @@ macro_rules! text_states {
 }
 
 text_states! {
+    /// Where an RFC 8628 device authorization grant stands: waiting for the user, decided by
+    /// them, or redeemed by the device (once).
+    DeviceGrantState {
+        Pending = "pending",
+        Approved = "approved",
+        Denied = "denied",
+        Consumed = "consumed",
+    }
+
     /// A member's role in an organization.
     Role {
         Owner = "owner",

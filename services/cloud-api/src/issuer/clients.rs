@@ -12,15 +12,22 @@ use cloud_common::Secret;
 
 pub const DESKTOP_CALLBACK: &str = "chatons://cloud/auth/callback";
 
+/// The command-line client, registered by default: public, device grant only (RFC 8628).
+pub const CLI_CLIENT: &str = "chatons-cli";
+
 #[derive(Debug, Clone)]
 pub struct Client {
     pub id: String,
+    /// What the consent and device pages call it.
+    pub label: String,
     /// `None`: public client (PKCE only). `Some`: must authenticate at the token endpoint.
     pub secret: Option<Secret>,
     pub redirect_uris: Vec<String>,
     /// Loopback redirects with any port are accepted (native apps).
     pub allow_loopback: bool,
     pub post_logout_redirect_uris: Vec<String>,
+    /// May start device authorization grants (RFC 8628).
+    pub device_grant: bool,
 }
 
 impl Client {
@@ -28,10 +35,26 @@ impl Client {
     pub fn desktop(id: String, secret: Option<Secret>) -> Self {
         Self {
             id,
+            label: "Chatons desktop".to_owned(),
             secret,
             redirect_uris: vec![DESKTOP_CALLBACK.to_owned()],
             allow_loopback: true,
             post_logout_redirect_uris: vec![DESKTOP_CALLBACK.to_owned()],
+            device_grant: false,
+        }
+    }
+
+    /// The command line (`chatons-cli`): no redirect URI at all, so it can only sign in through
+    /// the device grant, on machines without a browser of their own (SSH, containers).
+    pub fn cli() -> Self {
+        Self {
+            id: CLI_CLIENT.to_owned(),
+            label: "Chatons command line".to_owned(),
+            secret: None,
+            redirect_uris: Vec::new(),
+            allow_loopback: false,
+            post_logout_redirect_uris: Vec::new(),
+            device_grant: true,
         }
     }
 
@@ -70,19 +93,24 @@ pub struct ClientSpec {
     pub id: String,
     #[serde(default)]
     pub secret: Option<String>,
+    #[serde(default)]
     pub redirect_uris: Vec<String>,
     #[serde(default)]
     pub post_logout_redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub device_grant: bool,
 }
 
 impl From<ClientSpec> for Client {
     fn from(spec: ClientSpec) -> Self {
         Self {
+            label: spec.id.clone(),
             id: spec.id,
             secret: spec.secret.filter(|s| !s.is_empty()).map(Secret::new),
             redirect_uris: spec.redirect_uris,
             allow_loopback: false,
             post_logout_redirect_uris: spec.post_logout_redirect_uris,
+            device_grant: spec.device_grant,
         }
     }
 }

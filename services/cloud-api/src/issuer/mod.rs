@@ -1,10 +1,11 @@
 //! The OpenID Connect issuer's core: signing keys and JWKS, registered clients, authorization
-//! codes (store), PKCE and id_token claims, and the discovery document. No HTTP here: the
+//! codes and device grants (stores), PKCE and id_token claims, and the discovery document. No HTTP here: the
 //! routes are the `oidc` adapter.
 
 pub mod claims;
 pub mod clients;
 pub mod codes;
+pub mod device;
 pub mod keys;
 pub mod pkce;
 
@@ -16,10 +17,14 @@ use serde_json::{Value, json};
 use crate::Config;
 use clients::Client;
 use codes::{AuthCodes, MemoryAuthCodes, PgAuthCodes};
+use device::{DeviceGrants, MemoryDeviceGrants, PgDeviceGrants};
 use keys::SigningKey;
 
 /// The client id portal (browser) sessions are issued to.
 pub const PORTAL_CLIENT: &str = "chatons-portal";
+
+/// The grant type a device polls the token endpoint with (RFC 8628 §3.4).
+pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
 pub struct Oidc {
     /// The issuer identifier, without a trailing slash (relying parties compare it exactly).
@@ -28,6 +33,7 @@ pub struct Oidc {
     pub retired: Vec<Value>,
     pub clients: Vec<Client>,
     pub codes: Arc<dyn AuthCodes>,
+    pub devices: Arc<dyn DeviceGrants>,
 }
 
 impl Oidc {
@@ -48,10 +54,10 @@ impl Oidc {
                 .context("JWT_RETIRED_PUBLIC_KEYS")?,
             None => Vec::new(),
         };
-        let mut clients = vec![Client::desktop(
-            config.client_id.clone(),
-            config.client_secret.clone(),
-        )];
+        let mut clients = vec![
+            Client::desktop(config.client_id.clone(), config.client_secret.clone()),
+            Client::cli(),
+        ];
         if let Some(raw) = &config.oidc_extra_clients {
             clients.extend(
                 clients::parse_extra_clients(raw)
@@ -59,9 +65,15 @@ impl Oidc {
                     .context("OIDC_EXTRA_CLIENTS")?,
             );
         }
-        let codes: Arc<dyn AuthCodes> = match pool {
-            Some(pool) => Arc::new(PgAuthCodes(pool.clone())),
-            None => Arc::new(MemoryAuthCodes::default()),
+        let (codes, devices): (Arc<dyn AuthCodes>, Arc<dyn DeviceGrants>) = match pool {
+            Some(pool) => (
+                Arc::new(PgAuthCodes(pool.clone())),
+                Arc::new(PgDeviceGrants(pool.clone())),
+            ),
+            None => (
+                Arc::new(MemoryAuthCodes::default()),
+                Arc::new(MemoryDeviceGrants::default()),
+            ),
         };
         Ok(Self {
             issuer: config.issuer.as_str().trim_end_matches('/').to_owned(),
@@ -69,6 +81,7 @@ impl Oidc {
             retired,
             clients,
             codes,
+            devices,
         })
     }
 
@@ -85,13 +98,14 @@ impl Oidc {
             "issuer": self.issuer,
             "authorization_endpoint": self.endpoint("/oidc/authorize"),
             "token_endpoint": self.endpoint("/oidc/token"),
+            "device_authorization_endpoint": self.endpoint("/oidc/device/authorize"),
             "userinfo_endpoint": self.endpoint("/oidc/userinfo"),
             "jwks_uri": self.endpoint("/oidc/jwks.json"),
             "revocation_endpoint": self.endpoint("/oidc/revoke"),
             "end_session_endpoint": self.endpoint("/oidc/logout"),
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
-            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "grant_types_supported": ["authorization_code", "refresh_token", DEVICE_CODE_GRANT],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": [self.signing.alg.name()],
             "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],

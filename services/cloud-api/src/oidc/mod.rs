@@ -1,5 +1,5 @@
 //! The OpenID Connect issuer: discovery, JWKS, authorization code flow with PKCE S256, token
-//! endpoint (form-encoded RFC 6749, plus the desktop's JSON body), userinfo, revocation
+//! endpoint (form-encoded RFC 6749, plus the desktop's JSON body), device authorization (RFC 8628), userinfo, revocation
 //! (RFC 7009), end-session, and the desktop's legacy helpers.
 //!
 //! Tokens themselves (opaque access/refresh pairs with rotation and family revocation) come
@@ -23,6 +23,7 @@ pub fn router() -> Router<AppState> {
             get(http::authorize_page).post(http::authorize_submit),
         )
         .route("/oidc/token", post(http::token))
+        .route("/oidc/device/authorize", post(http::device_authorize))
         .route("/oidc/userinfo", get(http::userinfo).post(http::userinfo))
         .route("/oidc/revoke", post(http::revoke))
         .route("/oidc/logout", get(http::logout).post(http::logout_confirm))

@@ -1,5 +1,5 @@
-//! Parsing of the token endpoint's body, without I/O: form-encoded (RFC 6749 §4.1.3, §6) or the
-//! desktop's camelCase JSON. Public so the fuzz target `token_request` drives it directly.
+//! Parsing of the token endpoint's body, without I/O: form-encoded (RFC 6749 §4.1.3, §6, RFC 8628
+//! §3.4) or the desktop's camelCase JSON. Public so the fuzz target `token_request` drives it directly.
 
 use axum::http::StatusCode;
 use cloud_common::ApiError;
@@ -21,6 +21,9 @@ pub struct TokenRequest {
     pub client_id: Option<String>,
     #[serde(alias = "clientSecret")]
     pub client_secret: Option<String>,
+    /// RFC 8628: the device code being redeemed, and the scope a device asks for.
+    pub device_code: Option<String>,
+    pub scope: Option<String>,
 }
 
 /// An RFC 6749 §5.2 error (`error_description`, and `message` for the common envelope).

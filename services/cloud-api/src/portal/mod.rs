@@ -1,7 +1,8 @@
 //! The web portal: server-rendered pages (askama, `templates/portal/`): the root page (`/` for
 //! browsers, routed by `crate::dispatch`), signup, login,
 //! logout, email verification, forgot/reset password, organizations (create, rename, invite,
-//! accept), provider settings, the account page and the desktop hand-off.
+//! accept), provider settings, the account page, the desktop hand-off and the device login
+//! (RFC 8628) verification page.
 //!
 //! Pages work without JavaScript. Every POST carries the CSRF double-submit token
 //! (`web::csrf_ok`); a missing or wrong token answers 400 and changes nothing. The portal
@@ -78,6 +79,10 @@ pub fn router() -> Router<AppState> {
         )
         .route("/cloud/providers/{id}/delete", post(pages::provider_delete))
         .route("/cloud/desktop", get(pages::desktop))
+        .route(
+            "/cloud/device",
+            get(pages::device_page).post(pages::device_submit),
+        )
 }
 
 /// Per-request page context: the CSRF token (and its cookie when new) and the signed-in user.

@@ -36,6 +36,14 @@ async fn expired_rows_are_purged_on_schedule_and_counted() {
     )
     .await;
     exec(
+        "INSERT INTO cloud_oidc_device_grants (device_code_hash, user_code_hash, client_id, \
+           scope, interval_secs, state, user_id, auth_time, expires_at) \
+         VALUES ('dead-device', 'dead-user-code', 'chatons-cli', 'openid', 5, 'denied', $1, \
+           now(), now() - interval '1 minute')",
+        &dead.id,
+    )
+    .await;
+    exec(
         "INSERT INTO cloud_mail_outbox (recipient, subject, text_body, html_body, sent_at) \
          VALUES ($1, 's', 't', 'h', now() - interval '8 days')",
         "old@example.com",
@@ -56,6 +64,7 @@ async fn expired_rows_are_purged_on_schedule_and_counted() {
             "SELECT (SELECT count(*) FROM cloud_sessions WHERE expires_at < now()) \
                   + (SELECT count(*) FROM cloud_email_verification_tokens WHERE token_hash = 'dead-token') \
                   + (SELECT count(*) FROM cloud_oidc_authorization_codes WHERE code_hash = 'dead-code') \
+                  + (SELECT count(*) FROM cloud_oidc_device_grants WHERE device_code_hash = 'dead-device') \
                   + (SELECT count(*) FROM cloud_mail_outbox WHERE recipient = 'old@example.com')",
         )
         .await;
@@ -76,6 +85,7 @@ async fn expired_rows_are_purged_on_schedule_and_counted() {
     for kind in [
         "sessions",
         "authorization_codes",
+        "device_grants",
         "email_tokens",
         "sent_mails",
     ] {

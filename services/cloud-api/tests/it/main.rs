@@ -8,6 +8,7 @@ mod accounts;
 mod bugs;
 mod control_plane;
 mod desktop;
+mod device_login;
 mod edges;
 mod faults;
 mod findings;

@@ -184,14 +184,6 @@ pub(super) fn form_action_source(redirect_uri: &str) -> Vec<String> {
     }
 }
 
-pub(super) fn client_label(client: &Client, state: &AppState) -> String {
-    if client.id == state.config.client_id {
-        "Chatons desktop".to_owned()
-    } else {
-        client.id.clone()
-    }
-}
-
 #[derive(Template)]
 #[template(path = "oidc/login.html")]
 pub(super) struct LoginPage {
@@ -376,7 +368,7 @@ pub(super) fn login_form(
 ) -> Response {
     let (csrf, set_cookie) = web::csrf_token(headers, https(state));
     let page = LoginPage {
-        client_label: client_label(v.client, state),
+        client_label: v.client.label.clone(),
         error,
         csrf_token: csrf,
         hidden: params.hidden(),
@@ -410,7 +402,7 @@ pub(super) fn consent_form(
     };
     let extra_cookies = new_session.map(|(_, c)| c);
     let page = ConsentPage {
-        client_label: client_label(v.client, state),
+        client_label: v.client.label.clone(),
         name: user.display_name.clone(),
         email: user.email.clone(),
         offline: v.scope.split_whitespace().any(|s| s == "offline_access"),

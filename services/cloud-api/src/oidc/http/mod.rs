@@ -27,7 +27,7 @@ use crate::domain::{Session, User, now};
 use crate::issuer::claims::{IdTokenInput, id_token_claims};
 use crate::issuer::clients::{Client, DESKTOP_CALLBACK};
 use crate::issuer::codes::AuthCode;
-use crate::issuer::{PORTAL_CLIENT, pkce};
+use crate::issuer::{DEVICE_CODE_GRANT, PORTAL_CLIENT, pkce};
 use crate::sessions::{IssuedTokens, Refreshed, SessionRequest};
 use crate::web;
 use crate::web::client_ip::ClientIp;
@@ -36,11 +36,13 @@ use super::token_request::{TokenRequest, oauth_error, parse_token_request};
 
 mod authorize;
 mod desktop;
+mod device;
 mod session;
 mod token;
 
 pub use authorize::*;
 pub use desktop::*;
+pub use device::*;
 pub use session::*;
 pub use token::*;
 
@@ -59,5 +61,13 @@ fn cacheable(mut r: Response) -> Response {
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=300"),
     );
+    r
+}
+
+/// Credentials in a response must not be cached (RFC 6749 §5.1).
+fn no_store(mut r: Response) -> Response {
+    let headers = r.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     r
 }

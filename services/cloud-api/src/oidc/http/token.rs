@@ -1,4 +1,5 @@
-//! The token endpoint: code exchange and refresh (form-encoded and the desktop's JSON).
+//! The token endpoint: code exchange, refresh and device codes (form-encoded, and the desktop's
+//! JSON).
 
 use super::*;
 
@@ -123,10 +124,11 @@ pub(super) async fn token_inner(
     match req.grant_type.as_deref() {
         Some("authorization_code") => exchange_code(state, client, &req).await,
         Some("refresh_token") => refresh(state, client, &req).await,
+        Some(DEVICE_CODE_GRANT) => redeem_device_code(state, client, &req).await,
         Some(_) => Err(oauth_error(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
-            "only authorization_code and refresh_token are supported",
+            "only authorization_code, refresh_token and the device code grant are supported",
         )),
         None => Err(oauth_error(
             StatusCode::BAD_REQUEST,
@@ -301,12 +303,5 @@ pub(super) async fn token_response(
         }),
         id_token_compat: id_token,
     };
-    let mut response = Json(body).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
-        .headers_mut()
-        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    Ok(response)
+    Ok(no_store(Json(body).into_response()))
 }

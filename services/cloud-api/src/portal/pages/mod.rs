@@ -22,6 +22,7 @@ use crate::web::client_ip::ClientIp;
 
 mod account;
 mod desktop;
+mod device;
 mod email;
 mod home;
 mod org_pages;
@@ -30,6 +31,7 @@ mod sign_in;
 
 pub use account::*;
 pub use desktop::*;
+pub use device::*;
 pub use email::*;
 pub use home::*;
 pub use org_pages::*;

@@ -51,6 +51,7 @@ contract!(
 
 mod accounts;
 mod content;
+mod device_grants;
 mod organizations;
 
 use accounts::*;
