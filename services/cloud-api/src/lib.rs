@@ -15,6 +15,7 @@ pub mod http;
 pub mod issuer;
 pub mod legacy;
 pub mod mail;
+pub mod mfa;
 pub mod net;
 pub mod oidc;
 pub mod paging;

@@ -54,6 +54,8 @@ pub struct SessionRequest {
     pub with_refresh: bool,
     /// When the user last authenticated (OIDC `auth_time`, `max_age`).
     pub auth_time: Timestamp,
+    /// How (see [`Session::amr`]).
+    pub amr: String,
 }
 
 fn build(policy: SessionPolicy, req: &SessionRequest, family: FamilyId) -> IssuedTokens {
@@ -75,6 +77,7 @@ fn build(policy: SessionPolicy, req: &SessionRequest, family: FamilyId) -> Issue
         rotated_at: None,
         revoked_at: None,
         created_at: now,
+        amr: req.amr.clone(),
     };
     IssuedTokens {
         access_token: access,
@@ -118,6 +121,7 @@ fn successor(secrets: &SecretBox, policy: SessionPolicy, refresh_token: &str) ->
             active_org: None,
             with_refresh: true,
             auth_time: now(),
+            amr: String::new(),
         },
         FamilyId::default(),
     );
@@ -169,7 +173,8 @@ pub async fn revoke_family(store: &dyn Store, family: &FamilyId) -> Result<(), S
     store.revoke_family(family, now()).await
 }
 
-/// The live session and its user for a presented access token.
+/// The live session and its user for a presented access token. A disabled user's tokens
+/// authenticate nothing (disabling also revokes them; this covers any issued meanwhile).
 pub async fn authenticate(
     store: &dyn Store,
     access_token: &str,
@@ -183,5 +188,6 @@ pub async fn authenticate(
     Ok(store
         .user(&session.user_id)
         .await?
+        .filter(|user| user.disabled_at.is_none())
         .map(|user| (session, user)))
 }

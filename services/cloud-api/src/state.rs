@@ -36,6 +36,8 @@ pub struct AppState {
     pub limiters: Arc<Limiters>,
     pub plan_cache: Arc<crate::store::plan_cache::PlanCache>,
     pub oidc: Arc<crate::issuer::Oidc>,
+    /// TOTP secrets, recovery codes and passkeys.
+    pub factors: Arc<dyn crate::mfa::FactorStore>,
     pub metrics: Metrics,
     pub readiness: Readiness,
     pub service_token: ServiceToken,
@@ -84,6 +86,10 @@ impl AppState {
         };
         let secrets = secret_box(&config)?;
         let oidc = Arc::new(crate::issuer::Oidc::build(&config, pool.as_ref())?);
+        let factors: Arc<dyn crate::mfa::FactorStore> = match &pool {
+            Some(pool) => Arc::new(crate::mfa::PgFactors(pool.clone())),
+            None => Arc::new(crate::mfa::MemoryFactors::default()),
+        };
         let token_rate = config.token_rate_per_second as f64;
         let mailer = crate::mail::Mailer::new(match &pool {
             Some(pool) => Arc::new(crate::mail::PgOutbox::new(pool.clone())),
@@ -126,6 +132,7 @@ impl AppState {
                 }),
             }),
             oidc,
+            factors,
             metrics,
             readiness,
             service_token,

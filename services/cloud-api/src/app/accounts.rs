@@ -75,7 +75,9 @@ pub async fn sign_in_with_password(
     let user = state.store.user_by_email(&account_key(email)).await?;
     let stored = user.as_ref().and_then(|u| u.password_hash.clone());
     let ok = state.hasher.verify(password, stored.as_deref()).await?;
-    let Some(mut user) = user.filter(|_| ok) else {
+    // A disabled account answers like a wrong password (after the same hash check), so every
+    // sign-in adapter refuses it without a case of its own.
+    let Some(mut user) = user.filter(|u| ok && u.disabled_at.is_none()) else {
         return Ok(None);
     };
     if let Some(old) = stored.filter(|h| needs_upgrade(h)) {
@@ -185,6 +187,7 @@ pub async fn register(state: &AppState, new: SignupInput<'_>) -> Result<Register
         password_hash: Some(hash),
         email_verified_at: verified,
         complimentary: None,
+        disabled_at: None,
         created_at: now,
     };
     let org = Organization {
@@ -230,6 +233,7 @@ pub async fn start_portal_session(
     state: &AppState,
     user: &UserId,
     previous: Option<&FamilyId>,
+    amr: &str,
 ) -> Result<IssuedTokens, DomainError> {
     let ttl = state.config.portal_session_ttl;
     let issued = sessions::issue_session(
@@ -245,6 +249,7 @@ pub async fn start_portal_session(
             active_org: None,
             with_refresh: false,
             auth_time: now(),
+            amr: amr.to_owned(),
         },
     )
     .await?;

@@ -93,6 +93,7 @@ pub async fn start(
             state: DeviceGrantState::Pending,
             user_id: None,
             auth_time: None,
+            amr: None,
             last_polled_at: None,
             expires_at: now() + chrono::Duration::seconds(ttl.as_secs() as i64),
         };
@@ -182,6 +183,7 @@ pub async fn decide(
     let decision = Decision {
         user: caller.user.id.clone(),
         auth_time: caller.session.auth_time,
+        amr: caller.session.amr.clone(),
         approve,
     };
     if state
@@ -249,6 +251,7 @@ pub async fn redeem(
         scope: grant.scope,
         active_org: None,
         auth_time: grant.auth_time.unwrap_or(now),
+        amr: grant.amr.unwrap_or_else(|| AMR_PASSWORD.to_owned()),
     };
     let issued = tokens::issue(state, &request).await?;
     Ok((user, issued))

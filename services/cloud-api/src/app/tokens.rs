@@ -30,9 +30,14 @@ pub async fn issue(
     Ok(sessions::issue_session(state.store.as_ref(), api_policy(state), request).await?)
 }
 
-/// The user a session or an authorization code was issued to, if it still exists.
+/// The user a session or an authorization code was issued to, if it still exists and is not
+/// disabled (a disabled user's codes, device grants and refresh tokens redeem nothing).
 pub async fn user(state: &AppState, id: &UserId) -> Result<Option<User>, DomainError> {
-    Ok(state.store.user(id).await?)
+    Ok(state
+        .store
+        .user(id)
+        .await?
+        .filter(|u| u.disabled_at.is_none()))
 }
 
 /// The session a refresh token belongs to (rotated or not), before any rotation.

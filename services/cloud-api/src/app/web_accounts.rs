@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 use crate::AppState;
 use crate::app::access::{self, Scope};
 use crate::app::accounts::{self, Attempt, Registered, Signup, SignupInput};
+use crate::app::second_factor;
 use crate::app::tokens;
 use crate::domain::rules;
 use crate::domain::*;
@@ -32,6 +33,11 @@ pub struct LoginBody {
     pub email: Option<String>,
     #[schema(required = true, nullable = false, min_length = 1, max_length = 1024)]
     pub password: Option<String>,
+    /// A code of the authenticator app (or a recovery code): required, and only read, when the
+    /// account has two-step sign-in on (401 `second_factor_required` without it).
+    #[serde(rename = "totpCode")]
+    #[schema(nullable = false, max_length = 64)]
+    pub totp_code: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -58,7 +64,12 @@ pub struct LoginResponse {
 }
 
 /// Sessions of the JSON account API: issued to the desktop client id with a refresh token.
-fn json_api_session(state: &AppState, user: &UserId, active_org: Option<OrgId>) -> SessionRequest {
+fn json_api_session(
+    state: &AppState,
+    user: &UserId,
+    active_org: Option<OrgId>,
+    amr: &str,
+) -> SessionRequest {
     SessionRequest {
         user: user.clone(),
         client_id: state.config.client_id.clone(),
@@ -66,6 +77,7 @@ fn json_api_session(state: &AppState, user: &UserId, active_org: Option<OrgId>) 
         active_org,
         with_refresh: true,
         auth_time: now(),
+        amr: amr.to_owned(),
     }
 }
 
@@ -89,8 +101,9 @@ async fn issue(
     state: &AppState,
     user: &UserId,
     active_org: Option<OrgId>,
+    amr: &str,
 ) -> Result<IssuedTokens, DomainError> {
-    tokens::issue(state, &json_api_session(state, user, active_org)).await
+    tokens::issue(state, &json_api_session(state, user, active_org, amr)).await
 }
 
 /// Creates an account with its personal organization (owner) and a default project. Where the
@@ -129,7 +142,7 @@ pub async fn signup(
         plans,
     } = registered;
     let now = now();
-    let tokens = issue(state, &user.id, Some(org_id)).await?;
+    let tokens = issue(state, &user.id, Some(org_id), AMR_PASSWORD).await?;
     apply_admin_list(&state.config.admin_emails, &mut user);
     Ok(SignupAnswer::Created(Box::new(SignupResponse {
         user: user_view(&user, &plans, now),
@@ -157,8 +170,17 @@ pub async fn login(
     let Some(mut user) = accounts::sign_in_with_password(state, ip, &email, password).await? else {
         return Err(DomainError::InvalidCredentials);
     };
+    let amr = if second_factor::required(state, &user.id).await? {
+        let Some(code) = body.totp_code.as_deref().filter(|c| !c.trim().is_empty()) else {
+            return Err(DomainError::SecondFactorRequired);
+        };
+        second_factor::check(state, &user, ip, code).await?;
+        AMR_PASSWORD_AND_OTP
+    } else {
+        AMR_PASSWORD
+    };
     let scope = Scope::load(state, &user.id, None).await?;
-    let tokens = issue(state, &user.id, scope.active.clone()).await?;
+    let tokens = issue(state, &user.id, scope.active.clone(), amr).await?;
     apply_admin_list(&state.config.admin_emails, &mut user);
     let plans = access::plans(state).await?;
     Ok(LoginResponse {

@@ -2,12 +2,14 @@
 //! into these types, the store persists them, and the rules (who may do what, how a plan or a
 //! memory is derived) are functions a test can call directly.
 
+pub mod audit;
 pub mod ids;
 pub mod memory;
 pub mod model;
 pub mod rules;
 pub mod states;
 
+pub use audit::*;
 pub use ids::*;
 pub use model::*;
 pub use states::*;
@@ -87,6 +89,9 @@ pub enum DomainError {
     /// 401 `unauthorized`.
     #[error("{0}")]
     Unauthorized(&'static str),
+    /// 401 `second_factor_required`: the password was right, the account wants a code too.
+    #[error("This account has two-step sign-in on: a code from the authenticator app is required.")]
+    SecondFactorRequired,
     /// 400 `invalid_token`.
     #[error("{0}")]
     InvalidToken(&'static str),

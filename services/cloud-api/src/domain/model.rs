@@ -36,6 +36,9 @@ pub struct User {
     pub password_hash: Option<String>,
     pub email_verified_at: Option<Timestamp>,
     pub complimentary: Option<ComplimentaryGrant>,
+    /// Set by a global admin: a disabled user signs in nowhere and their tokens authenticate
+    /// nothing (`None` = enabled).
+    pub disabled_at: Option<Timestamp>,
     pub created_at: Timestamp,
 }
 
@@ -56,7 +59,17 @@ pub struct Session {
     pub rotated_at: Option<Timestamp>,
     pub revoked_at: Option<Timestamp>,
     pub created_at: Timestamp,
+    /// How the user authenticated, as OIDC `amr` values separated by spaces (`pwd`, `pwd otp
+    /// mfa`, `hwk user`): carried from the sign-in to every token issued from it.
+    pub amr: String,
 }
+
+/// The `amr` (RFC 8176) of a password sign-in.
+pub const AMR_PASSWORD: &str = "pwd";
+/// A password and a one-time code (TOTP or a recovery code).
+pub const AMR_PASSWORD_AND_OTP: &str = "pwd otp mfa";
+/// A passkey: proof of possession of a key, verified by the authenticator (PIN, biometrics).
+pub const AMR_PASSKEY: &str = "pop mfa";
 
 /// What presenting a refresh token led to.
 #[derive(Debug, Clone, PartialEq)]

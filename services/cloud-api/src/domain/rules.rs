@@ -285,6 +285,7 @@ mod tests {
                 granted_at: now,
                 expires_at: days.map(|d| now + chrono::Duration::days(d)),
             }),
+            disabled_at: None,
             created_at: now,
         }
     }

@@ -19,6 +19,11 @@ impl From<DomainError> for ApiError {
                 "Invalid email or password",
             ),
             DomainError::Unauthorized(m) => ApiError::unauthorized(m),
+            DomainError::SecondFactorRequired => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "second_factor_required",
+                e.to_string(),
+            ),
             DomainError::InvalidToken(m) => {
                 ApiError::new(StatusCode::BAD_REQUEST, "invalid_token", m)
             }

@@ -18,6 +18,7 @@ pub mod openapi;
 pub mod orgs;
 pub mod projects;
 pub mod providers;
+pub mod self_service;
 pub mod service;
 
 use axum::Router;
@@ -35,6 +36,8 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/cloud-instances", post(instances::register))
         .route("/v1/cloud-instances/{id}", delete(instances::delete))
         .merge(accounts::routes())
+        .merge(self_service::routes())
+        .merge(self_service::links::routes())
         .merge(email_links::routes())
         .merge(instances::routes())
         .merge(orgs::routes())

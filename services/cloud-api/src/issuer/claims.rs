@@ -18,6 +18,8 @@ pub struct IdTokenInput<'a> {
     pub name: &'a str,
     pub nonce: Option<&'a str>,
     pub auth_time: Timestamp,
+    /// Space-separated `amr` values (RFC 8176); empty: no claim.
+    pub amr: &'a str,
     pub now: Timestamp,
     pub ttl_secs: i64,
     pub access_token: Option<&'a str>,
@@ -38,6 +40,10 @@ pub fn id_token_claims(input: &IdTokenInput<'_>) -> Value {
         "name": input.name,
         "preferred_username": input.email.split('@').next().unwrap_or(input.email),
     });
+    let amr: Vec<&str> = input.amr.split_whitespace().collect();
+    if !amr.is_empty() {
+        claims["amr"] = json!(amr);
+    }
     if let Some(nonce) = input.nonce {
         claims["nonce"] = Value::String(nonce.to_owned());
     }
@@ -70,6 +76,7 @@ mod tests {
             name: "Ada",
             nonce: Some("n-1"),
             auth_time: now,
+            amr: "pwd otp mfa",
             now,
             ttl_secs: 60,
             access_token: Some("tok"),
@@ -77,6 +84,7 @@ mod tests {
         assert_eq!(claims["aud"], "chatons-desktop");
         assert_eq!(claims["exp"].as_i64(), Some(now.timestamp() + 60));
         assert_eq!(claims["nonce"], "n-1");
+        assert_eq!(claims["amr"], serde_json::json!(["pwd", "otp", "mfa"]));
         assert_eq!(claims["email_verified"], true);
         assert_eq!(claims["preferred_username"], "ada");
         assert_eq!(claims["at_hash"].as_str().map(str::len), Some(22));

@@ -27,6 +27,8 @@ pub struct AuthCode {
     pub expires_at: Timestamp,
     pub consumed_at: Option<Timestamp>,
     pub family_id: Option<FamilyId>,
+    /// How the user signed in (see `Session::amr`).
+    pub amr: String,
 }
 
 #[async_trait]
@@ -55,6 +57,7 @@ type CodeRow = (
     Timestamp,
     Option<Timestamp>,
     Option<String>,
+    String,
 );
 
 #[async_trait]
@@ -63,8 +66,8 @@ impl AuthCodes for PgAuthCodes {
         sqlx::query(
             "INSERT INTO cloud_oidc_authorization_codes
                (code_hash, client_id, redirect_uri, user_id, scope, nonce, code_challenge,
-                code_challenge_method, auth_time, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'S256', $8, $9)",
+                code_challenge_method, auth_time, expires_at, amr)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'S256', $8, $9, $10)",
         )
         .bind(&c.code_hash)
         .bind(&c.client_id)
@@ -75,6 +78,7 @@ impl AuthCodes for PgAuthCodes {
         .bind(&c.code_challenge)
         .bind(c.auth_time)
         .bind(c.expires_at)
+        .bind(&c.amr)
         .execute(&self.0)
         .await?;
         Ok(())
@@ -83,7 +87,7 @@ impl AuthCodes for PgAuthCodes {
     async fn get(&self, code_hash: &str) -> Result<Option<AuthCode>, StoreError> {
         let row: Option<CodeRow> = sqlx::query_as(
             "SELECT code_hash, client_id, redirect_uri, user_id, scope, nonce, code_challenge,
-                    auth_time, expires_at, consumed_at, family_id
+                    auth_time, expires_at, consumed_at, family_id, amr
                FROM cloud_oidc_authorization_codes WHERE code_hash = $1",
         )
         .bind(code_hash)
@@ -101,6 +105,7 @@ impl AuthCodes for PgAuthCodes {
             expires_at: r.8,
             consumed_at: r.9,
             family_id: r.10.map(FamilyId),
+            amr: r.11,
         }))
     }
 

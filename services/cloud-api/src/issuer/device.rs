@@ -35,6 +35,8 @@ pub struct DeviceGrant {
     /// Who decided, and when they last authenticated (the id_token's `auth_time`).
     pub user_id: Option<UserId>,
     pub auth_time: Option<Timestamp>,
+    /// How they signed in (see `Session::amr`).
+    pub amr: Option<String>,
     pub last_polled_at: Option<Timestamp>,
     pub expires_at: Timestamp,
 }
@@ -59,6 +61,7 @@ pub enum PollOutcome {
 pub struct Decision {
     pub user: UserId,
     pub auth_time: Timestamp,
+    pub amr: String,
     pub approve: bool,
 }
 
@@ -169,10 +172,11 @@ type GrantRow = (
     Option<Timestamp>,
     Option<Timestamp>,
     Timestamp,
+    Option<String>,
 );
 
 const COLUMNS: &str = "device_code_hash, user_code_hash, client_id, scope, interval_secs, state, \
-                       user_id, auth_time, last_polled_at, expires_at";
+                       user_id, auth_time, last_polled_at, expires_at, amr";
 
 fn grant_of(r: GrantRow) -> Result<DeviceGrant, StoreError> {
     Ok(DeviceGrant {
@@ -186,6 +190,7 @@ fn grant_of(r: GrantRow) -> Result<DeviceGrant, StoreError> {
         auth_time: r.7,
         last_polled_at: r.8,
         expires_at: r.9,
+        amr: r.10,
     })
 }
 
@@ -195,8 +200,8 @@ impl DeviceGrants for PgDeviceGrants {
         sqlx::query(
             "INSERT INTO cloud_oidc_device_grants
                (device_code_hash, user_code_hash, client_id, scope, interval_secs, state,
-                user_id, auth_time, last_polled_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                user_id, auth_time, last_polled_at, expires_at, amr)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&g.device_code_hash)
         .bind(&g.user_code_hash)
@@ -208,6 +213,7 @@ impl DeviceGrants for PgDeviceGrants {
         .bind(g.auth_time)
         .bind(g.last_polled_at)
         .bind(g.expires_at)
+        .bind(&g.amr)
         .execute(&self.0)
         .await?;
         Ok(())
@@ -241,7 +247,8 @@ impl DeviceGrants for PgDeviceGrants {
             DeviceGrantState::Denied
         };
         let done = sqlx::query(
-            "UPDATE cloud_oidc_device_grants SET state = $3, user_id = $4, auth_time = $5
+            "UPDATE cloud_oidc_device_grants
+                SET state = $3, user_id = $4, auth_time = $5, amr = $6
               WHERE user_code_hash = $1 AND state = 'pending' AND expires_at > $2",
         )
         .bind(user_code_hash)
@@ -249,6 +256,7 @@ impl DeviceGrants for PgDeviceGrants {
         .bind(state.as_str())
         .bind(d.user.as_str())
         .bind(d.auth_time)
+        .bind(&d.amr)
         .execute(&self.0)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -362,6 +370,7 @@ impl DeviceGrants for MemoryDeviceGrants {
             };
             g.user_id = Some(d.user.clone());
             g.auth_time = Some(d.auth_time);
+            g.amr = Some(d.amr.clone());
             true
         })
     }
@@ -427,6 +436,7 @@ mod tests {
             state,
             user_id: None,
             auth_time: None,
+            amr: None,
             last_polled_at: None,
             expires_at: t + chrono::Duration::minutes(10),
         }

@@ -132,6 +132,69 @@ pub fn invite(to: &str, inviter: &str, org: &str, url: &str) -> Mail {
     )
 }
 
+/// Account self-service: the password was changed from the account settings.
+pub fn password_changed_here(to: &str, name: &str) -> Mail {
+    mail(
+        to,
+        "Your Chatons Cloud password was changed",
+        &format!("Hello {name},"),
+        vec!["Your password was changed from your account settings and every other signed-in device was signed out. If it was not you, reset your password now and contact support.".to_owned()],
+        None,
+    )
+}
+
+/// Sent to the NEW address of a change of address: following the link makes it the account's.
+pub fn email_change(to: &str, name: &str, url: &str, ttl_hours: u64) -> Mail {
+    mail(
+        to,
+        "Confirm your new email for Chatons Cloud",
+        &format!("Hello {name},"),
+        vec![
+            format!(
+                "You asked to use this address for your Chatons Cloud account. Confirm it to make the change; until then your account keeps its current address. The link works once and expires in {ttl_hours} hours."
+            ),
+            "If it was not you, ignore this mail: nothing changes.".to_owned(),
+        ],
+        Some(("Confirm my new email", url)),
+    )
+}
+
+/// Sent instead of a link when the new address already has an account (the form answers the
+/// same either way).
+pub fn email_change_taken(to: &str) -> Mail {
+    mail(
+        to,
+        "Confirm your new email for Chatons Cloud",
+        "Hello,",
+        vec!["Someone (maybe you) asked to move a Chatons Cloud account to this address, which already has an account. Nothing was changed: an address belongs to one account only.".to_owned()],
+        None,
+    )
+}
+
+/// Sent to the OLD address once a change of address is confirmed.
+pub fn email_changed(to: &str, name: &str, new_email: &str) -> Mail {
+    mail(
+        to,
+        "Your Chatons Cloud email was changed",
+        &format!("Hello {name},"),
+        vec![format!(
+            "Your Chatons Cloud account now uses the address {new_email}; this address no longer signs in. If it was not you, contact support."
+        )],
+        None,
+    )
+}
+
+/// Sent once an account was deleted by its owner.
+pub fn account_deleted(to: &str, name: &str) -> Mail {
+    mail(
+        to,
+        "Your Chatons Cloud account was deleted",
+        &format!("Hello {name},"),
+        vec!["Your Chatons Cloud account, its personal organization and everything in it were deleted, and every device was signed out. You can create a new account with this address at any time.".to_owned()],
+        None,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -36,6 +36,20 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/cloud", get(pages::account))
         .route("/cloud/account", get(pages::account))
+        .route("/cloud/account/security", get(pages::security_page))
+        .route(
+            "/cloud/account/security/totp/begin",
+            post(pages::totp_begin),
+        )
+        .route(
+            "/cloud/account/security/totp/confirm",
+            post(pages::totp_confirm),
+        )
+        .route(
+            "/cloud/account/security/totp/disable",
+            post(pages::totp_disable),
+        )
+        .merge(pages::settings_routes())
         .route(
             "/cloud/signup",
             get(pages::signup_page).post(pages::signup_submit),
@@ -44,6 +58,7 @@ pub fn router() -> Router<AppState> {
             "/cloud/login",
             get(pages::login_page).post(pages::login_submit),
         )
+        .route("/cloud/login/two-factor", post(pages::two_factor_submit))
         .route("/cloud/logout", post(pages::logout))
         .route(
             "/cloud/verify-email",
@@ -83,6 +98,7 @@ pub fn router() -> Router<AppState> {
             "/cloud/device",
             get(pages::device_page).post(pages::device_submit),
         )
+        .merge(pages::admin_routes())
 }
 
 /// Per-request page context: the CSRF token (and its cookie when new) and the signed-in user.

@@ -7,16 +7,20 @@
 //! atomic (signup, refresh rotation, invite acceptance, transcript append, instance registration)
 //! are single methods so each implementation can make them atomic.
 
+pub mod audit;
 pub mod listing;
 pub mod memory;
 pub mod plan_cache;
 pub mod postgres;
+pub mod self_service;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
 use crate::domain::*;
+pub use audit::{AdminChange, AuditStore, DirectoryStore};
+pub use self_service::*;
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -52,6 +56,16 @@ pub trait UserStore: Send + Sync + 'static {
     /// Replaces the password hash only if it is still `old` (a legacy hash upgraded at login
     /// must not overwrite a password reset that happened meanwhile); true when replaced.
     async fn replace_password_hash(&self, id: &UserId, old: &str, new: &str) -> StoreResult<bool>;
+    /// Atomically (self-service): if the hash is still `old_hash`, replaces it, deletes the
+    /// user's password reset tokens and revokes every session of theirs outside the family
+    /// `keep`; false (nothing changed) when the hash moved meanwhile or the user is gone.
+    async fn change_password(&self, change: PasswordChange<'_>) -> StoreResult<bool>;
+    /// Atomically: unless the user is the last owner of an organization with other members
+    /// ([`AccountDeletion::LastOwner`], nothing changes), deletes the user, their personal
+    /// organization and every organization they are the only member of, with what cascades
+    /// (memberships, sessions, tokens, instances, providers, projects, conversations, memories).
+    /// `NotFound` when there is no such user.
+    async fn delete_account(&self, id: &UserId) -> StoreResult<AccountDeletion>;
 }
 
 /// Issued token pairs (hashes only), rotation and revocation.
@@ -80,6 +94,31 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn purge_sessions(&self, before: Timestamp) -> StoreResult<u64>;
     /// Sets the active organization on every live session of the user.
     async fn set_active_organization(&self, user: &UserId, org: &OrgId) -> StoreResult<()>;
+    /// The user's live session families, one [`LiveSession`] each, newest first, at most
+    /// `limit`. A family is live while one of its rows is unrevoked with an unexpired access
+    /// token or an unrotated, unexpired refresh token.
+    async fn live_sessions(
+        &self,
+        user: &UserId,
+        now: Timestamp,
+        limit: usize,
+    ) -> StoreResult<Vec<LiveSession>>;
+    /// Revokes the family when it is the user's and live (as in [`Self::live_sessions`]);
+    /// false, changing nothing, otherwise (another user's family is not found).
+    async fn revoke_user_family(
+        &self,
+        user: &UserId,
+        family: &FamilyId,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Revokes every unrevoked session of the user outside the family `keep`; how many live
+    /// families (as in [`Self::live_sessions`]) that ended.
+    async fn revoke_other_families(
+        &self,
+        user: &UserId,
+        keep: &FamilyId,
+        now: Timestamp,
+    ) -> StoreResult<u64>;
 }
 
 /// Subscription plans and the runtime sessions counted against them.
@@ -253,7 +292,8 @@ pub trait MemoriesStore: Send + Sync + 'static {
 pub trait EmailTokenStore: Send + Sync + 'static {
     /// Stores a fresh verification or password-reset token (its SHA-256 hash).
     async fn insert_email_token(&self, token: &EmailToken) -> StoreResult<()>;
-    /// Deletes verification and reset tokens that expired before `before` (housekeeping).
+    /// Deletes verification, reset and change-of-address tokens that expired before `before`
+    /// (housekeeping).
     async fn purge_email_tokens(&self, before: Timestamp) -> StoreResult<u64>;
     /// Atomically: deletes the unexpired verification token `hash` (single use) and marks the
     /// user's email verified. The user, or `None` when the token is unknown or expired.
@@ -267,6 +307,18 @@ pub trait EmailTokenStore: Send + Sync + 'static {
         password_hash: &str,
         now: Timestamp,
     ) -> StoreResult<Option<UserId>>;
+    /// Stores a pending change of address (its token's hash), replacing any earlier one of the
+    /// user: only the latest link works.
+    async fn insert_email_change(&self, change: &EmailChange) -> StoreResult<()>;
+    /// Atomically: deletes the change token `hash` (single use); when it had not expired and no
+    /// other account has the address (case-insensitive), sets it as the user's address,
+    /// verified, and deletes the user's verification and reset tokens (links mailed to the old
+    /// address stop working).
+    async fn confirm_email_change(
+        &self,
+        hash: &str,
+        now: Timestamp,
+    ) -> StoreResult<EmailChangeOutcome>;
 }
 
 /// Every aggregate's store in one object (what the application holds); each implementation
@@ -283,6 +335,8 @@ pub trait Store:
     + ConversationStore
     + MemoriesStore
     + EmailTokenStore
+    + AuditStore
+    + DirectoryStore
 {
     /// Cheap liveness probe (readiness is handled by the pool check).
     fn kind(&self) -> &'static str;

@@ -5,6 +5,7 @@
 mod abuse;
 mod abuse_web;
 mod accounts;
+mod admin_portal;
 mod bugs;
 mod control_plane;
 mod desktop;
@@ -23,7 +24,9 @@ mod oidc;
 mod openapi;
 mod portal;
 mod production_profile;
+mod self_service;
 mod side_contract;
 mod store_contract;
 mod tenant;
+mod two_factor;
 mod web;

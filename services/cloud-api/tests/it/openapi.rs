@@ -43,11 +43,16 @@ async fn openapi_covers_every_public_route() {
         ("/v1/memory/{id}", &["get", "patch", "delete"]),
         ("/v1/admin/users", &["get"]),
         ("/v1/admin/plans/{planId}", &["patch"]),
-        ("/v1/admin/users/{userId}", &["patch"]),
+        ("/v1/admin/users/{userId}", &["get", "patch"]),
         (
             "/v1/admin/users/{userId}/grant-subscription",
             &["post", "delete"],
         ),
+        ("/v1/admin/users/{userId}/verify-email", &["post"]),
+        ("/v1/admin/users/{userId}/disable", &["post"]),
+        ("/v1/admin/users/{userId}/enable", &["post"]),
+        ("/v1/admin/organizations", &["get"]),
+        ("/v1/admin/audit-log", &["get"]),
     ];
     for (path, methods) in expected {
         let item = paths

@@ -1,5 +1,6 @@
-//! The contract of the two stores outside `Store`: authorization codes and the mail outbox.
-//! Every scenario runs against the in-memory and the Postgres implementation.
+//! The contract of the stores outside `Store`: authorization codes, device grants, sign-in
+//! factors and the mail outbox. Every scenario runs against the in-memory and the Postgres
+//! implementation.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,15 +8,26 @@ use std::time::Duration;
 use chrono::Duration as Span;
 use cloud_api::domain::*;
 use cloud_api::issuer::codes::{AuthCode, AuthCodes, MemoryAuthCodes, PgAuthCodes};
+use cloud_api::issuer::device::{DeviceGrants, MemoryDeviceGrants, PgDeviceGrants};
 use cloud_api::mail::{Mail, MailOutbox, MemoryOutbox, PgOutbox};
+use cloud_api::mfa::{FactorStore, MemoryFactors, PgFactors};
 use cloud_api::store::DynStore;
 use cloud_api::store::memory::MemoryStore;
 use cloud_api::store::postgres::PgStore;
 
 use crate::store_contract::create;
 
-/// (codes, outbox, store) of one backend; the store holds the users codes refer to.
-type Backend = (Arc<dyn AuthCodes>, Arc<dyn MailOutbox>, DynStore);
+mod devices;
+mod factors;
+
+/// The side stores of one backend; `store` holds the users their rows refer to.
+pub(crate) struct Backend {
+    codes: Arc<dyn AuthCodes>,
+    outbox: Arc<dyn MailOutbox>,
+    devices: Arc<dyn DeviceGrants>,
+    factors: Arc<dyn FactorStore>,
+    store: DynStore,
+}
 
 macro_rules! side_contract {
     ($($name:ident),* $(,)?) => {
@@ -23,11 +35,13 @@ macro_rules! side_contract {
             $(
                 #[tokio::test]
                 async fn $name() {
-                    super::$name((
-                        std::sync::Arc::new(super::MemoryAuthCodes::default()),
-                        std::sync::Arc::new(super::MemoryOutbox::new()),
-                        std::sync::Arc::new(super::MemoryStore::new()),
-                    ))
+                    super::$name(super::Backend {
+                        codes: std::sync::Arc::new(super::MemoryAuthCodes::default()),
+                        outbox: std::sync::Arc::new(super::MemoryOutbox::new()),
+                        devices: std::sync::Arc::new(super::MemoryDeviceGrants::default()),
+                        factors: std::sync::Arc::new(super::MemoryFactors::default()),
+                        store: std::sync::Arc::new(super::MemoryStore::new()),
+                    })
                     .await;
                 }
             )*
@@ -37,11 +51,14 @@ macro_rules! side_contract {
                 #[tokio::test]
                 async fn $name() {
                     let db = cloud_testkit::db::TestDb::new().await;
-                    super::$name((
-                        std::sync::Arc::new(super::PgAuthCodes(db.pool.clone())),
-                        std::sync::Arc::new(super::PgOutbox::new(db.pool.clone())),
-                        std::sync::Arc::new(super::PgStore::new(db.pool.clone())),
-                    ))
+                    let pool = db.pool.clone();
+                    super::$name(super::Backend {
+                        codes: std::sync::Arc::new(super::PgAuthCodes(pool.clone())),
+                        outbox: std::sync::Arc::new(super::PgOutbox::new(pool.clone())),
+                        devices: std::sync::Arc::new(super::PgDeviceGrants(pool.clone())),
+                        factors: std::sync::Arc::new(super::PgFactors(pool.clone())),
+                        store: std::sync::Arc::new(super::PgStore::new(pool)),
+                    })
                     .await;
                 }
             )*
@@ -51,8 +68,16 @@ macro_rules! side_contract {
 
 side_contract!(
     codes_are_single_use_bound_and_purged,
-    outbox_claims_leases_retries_and_counts
+    outbox_claims_leases_retries_and_counts,
+    device_grants_decide_once_poll_and_purge,
+    totp_steps_and_recovery_codes_are_used_once,
+    passkeys_are_unique_listed_and_removed,
 );
+
+use devices::device_grants_decide_once_poll_and_purge;
+use factors::{
+    passkeys_are_unique_listed_and_removed, totp_steps_and_recovery_codes_are_used_once,
+};
 
 fn code(user: &UserId, hash: &str, ttl: Span) -> AuthCode {
     let t = now();
@@ -68,10 +93,11 @@ fn code(user: &UserId, hash: &str, ttl: Span) -> AuthCode {
         expires_at: t + ttl,
         consumed_at: None,
         family_id: None,
+        amr: "pwd".into(),
     }
 }
 
-async fn codes_are_single_use_bound_and_purged((codes, _, store): Backend) {
+async fn codes_are_single_use_bound_and_purged(Backend { codes, store, .. }: Backend) {
     let a = create(&store, &format!("c{}@example.com", uuid::Uuid::new_v4())).await;
     let live = code(&a.user.id, "h-live", Span::minutes(5));
     codes.insert(&live).await.unwrap();
@@ -103,7 +129,7 @@ fn mail(to: &str) -> Mail {
     }
 }
 
-async fn outbox_claims_leases_retries_and_counts((_, outbox, _): Backend) {
+async fn outbox_claims_leases_retries_and_counts(Backend { outbox, .. }: Backend) {
     outbox.enqueue(&mail("a@example.com")).await.unwrap();
     outbox.enqueue(&mail("b@example.com")).await.unwrap();
     assert_eq!(outbox.backlog().await.unwrap(), 2);

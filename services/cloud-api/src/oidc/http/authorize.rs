@@ -2,7 +2,7 @@
 
 use super::*;
 
-use crate::domain::Timestamp;
+use crate::domain::{AMR_PASSWORD, Timestamp};
 
 // Authorization endpoint -----------------------------------------------------------------------
 
@@ -22,9 +22,15 @@ pub struct AuthorizeParams {
     base_url: Option<String>,
 }
 
+impl AuthorizeForm {
+    pub(super) fn params(&self) -> &AuthorizeParams {
+        &self.params
+    }
+}
+
 impl AuthorizeParams {
     /// The parameters to carry through the login form, as hidden fields.
-    fn hidden(&self) -> Vec<(String, String)> {
+    pub(super) fn hidden(&self) -> Vec<(String, String)> {
         let fields = [
             ("response_type", &self.response_type),
             ("client_id", &self.client_id),
@@ -46,6 +52,12 @@ impl AuthorizeParams {
 }
 
 /// A request whose client and redirect URI are trusted: further errors may be redirected.
+impl Validated<'_> {
+    pub(super) fn redirect_uri(&self) -> &str {
+        &self.redirect_uri
+    }
+}
+
 pub(super) struct Validated<'a> {
     client: &'a Client,
     redirect_uri: String,
@@ -345,7 +357,8 @@ pub async fn authorize_page(
     if v.prompt.iter().any(|p| p == "consent") {
         return consent_form(&state, &headers, &params, &v, &user, None);
     }
-    issue_code(&state, &v, &user, session.auth_time, Vec::new(), false).await
+    let signed_in = (session.auth_time, session.amr.as_str());
+    issue_code(&state, &v, &user, signed_in, Vec::new(), false).await
 }
 
 pub(super) fn redirect_error(v: &Validated<'_>, error: &'static str, description: &str) -> Invalid {
@@ -430,6 +443,9 @@ pub struct AuthorizeForm {
     action: Option<String>,
     email: Option<String>,
     password: Option<String>,
+    /// The second step of a sign-in with two-step sign-in on (see `second_step`).
+    pub(super) ticket: Option<String>,
+    pub(super) code: Option<String>,
 }
 
 #[tracing::instrument(skip_all)]
@@ -454,7 +470,8 @@ pub async fn authorize_submit(
         ),
         "approve" => match portal_session(&state, &headers).await {
             Ok(Some((session, user))) => {
-                issue_code(&state, &v, &user, session.auth_time, Vec::new(), true).await
+                let signed_in = (session.auth_time, session.amr.as_str());
+                issue_code(&state, &v, &user, signed_in, Vec::new(), true).await
             }
             Ok(None) => login_form(
                 &state,
@@ -468,6 +485,7 @@ pub async fn authorize_submit(
             Err(e) => e.into_response(),
         },
         "login" => login(&state, &ip, &headers, &form, &v).await,
+        "two_factor" => second_step(&state, &ip, &headers, &form, &v).await,
         _ => message_page(
             &state,
             StatusCode::BAD_REQUEST,
@@ -514,7 +532,34 @@ pub(super) async fn login(
     let Some(user) = user else {
         return retry("Invalid email or password.", StatusCode::UNAUTHORIZED);
     };
-    let issued = match accounts::start_portal_session(state, &user.id, None).await {
+    match crate::app::second_factor::required(state, &user.id).await {
+        Ok(true) => {
+            return code_form(
+                state,
+                headers,
+                &form.params,
+                v,
+                &user.id,
+                None,
+                StatusCode::OK,
+            );
+        }
+        Ok(false) => {}
+        Err(e) => return ApiError::from(e).into_response(),
+    }
+    signed_in(state, headers, form, v, &user, AMR_PASSWORD).await
+}
+
+/// After the sign-in (`amr`: how): the portal session, then the consent page or the code.
+pub(super) async fn signed_in(
+    state: &AppState,
+    headers: &HeaderMap,
+    form: &AuthorizeForm,
+    v: &Validated<'_>,
+    user: &User,
+    amr: &str,
+) -> Response {
+    let issued = match accounts::start_portal_session(state, &user.id, None, amr).await {
         Ok(i) => i,
         Err(e) => return ApiError::from(e).into_response(),
     };
@@ -526,24 +571,17 @@ pub(super) async fn login(
     );
     if v.prompt.iter().any(|p| p == "consent") {
         let new_session = Some((issued.access_token.as_str(), cookie));
-        return consent_form(state, headers, &form.params, v, &user, new_session);
+        return consent_form(state, headers, &form.params, v, user, new_session);
     }
-    issue_code(
-        state,
-        v,
-        &user,
-        issued.session.auth_time,
-        vec![cookie],
-        true,
-    )
-    .await
+    let signed_in = (issued.session.auth_time, amr);
+    issue_code(state, v, user, signed_in, vec![cookie], true).await
 }
 
 pub(super) async fn issue_code(
     state: &AppState,
     v: &Validated<'_>,
     user: &User,
-    auth_time: Timestamp,
+    (auth_time, amr): (Timestamp, &str),
     cookies: Vec<HeaderValue>,
     after_post: bool,
 ) -> Response {
@@ -563,6 +601,7 @@ pub(super) async fn issue_code(
         expires_at: now + ttl,
         consumed_at: None,
         family_id: None,
+        amr: amr.to_owned(),
     };
     if let Err(e) = state.oidc.codes.insert(&record).await {
         return ApiError::from(e).into_response();

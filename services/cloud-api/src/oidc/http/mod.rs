@@ -37,12 +37,14 @@ use super::token_request::{TokenRequest, oauth_error, parse_token_request};
 mod authorize;
 mod desktop;
 mod device;
+mod second_step;
 mod session;
 mod token;
 
 pub use authorize::*;
 pub use desktop::*;
 pub use device::*;
+use second_step::*;
 pub use session::*;
 pub use token::*;
 

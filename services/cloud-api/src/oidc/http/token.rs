@@ -194,6 +194,7 @@ pub(super) async fn exchange_code(
         active_org: None,
         with_refresh: offline,
         auth_time: record.auth_time,
+        amr: record.amr.clone(),
     };
     let issued = tokens::issue(state, &request).await?;
     state
@@ -270,6 +271,7 @@ pub(super) async fn token_response(
             name: &user.display_name,
             nonce,
             auth_time: session.auth_time,
+            amr: &session.amr,
             now,
             ttl_secs: state.config.id_token_ttl.as_secs() as i64,
             access_token: Some(&issued.access_token),

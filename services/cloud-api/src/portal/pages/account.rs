@@ -6,7 +6,7 @@ use super::*;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct NoticeQuery {
-    notice: Option<String>,
+    pub(super) notice: Option<String>,
 }
 
 const ACCOUNT_NOTICES: &[(&str, &str)] = &[

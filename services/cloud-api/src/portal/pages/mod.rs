@@ -21,21 +21,28 @@ use crate::web::caller::Caller;
 use crate::web::client_ip::ClientIp;
 
 mod account;
+mod account_settings;
+mod admin_pages;
+mod admin_rows;
 mod desktop;
 mod device;
 mod email;
 mod home;
 mod org_pages;
 mod provider_pages;
+mod security;
 mod sign_in;
 
 pub use account::*;
+pub use account_settings::*;
+pub use admin_pages::*;
 pub use desktop::*;
 pub use device::*;
 pub use email::*;
 pub use home::*;
 pub use org_pages::*;
 pub use provider_pages::*;
+pub use security::*;
 pub use sign_in::*;
 
 // Templates ---------------------------------------------------------------------------------------

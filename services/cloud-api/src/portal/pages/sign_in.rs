@@ -97,8 +97,15 @@ pub async fn signup_with_form(
     };
     match outcome.map_err(ApiError::from) {
         Ok(crate::app::accounts::Signup::Created(registered)) if legacy && !hides => {
-            return start_session(state, &ctx, &registered.user, return_to, StatusCode::FOUND)
-                .await;
+            return start_session(
+                state,
+                &ctx,
+                &registered.user,
+                return_to,
+                StatusCode::FOUND,
+                AMR_PASSWORD,
+            )
+            .await;
         }
         Ok(_) => {}
         Err(e) if e.status.is_client_error() => {
@@ -197,7 +204,89 @@ pub async fn login_with_form(
     let Some(user) = user else {
         return retry("Invalid email or password.", StatusCode::UNAUTHORIZED);
     };
-    start_session(state, &ctx, &user, return_to, redirect).await
+    match crate::app::second_factor::required(state, &user.id).await {
+        Ok(true) => return code_form(state, &ctx, &user.id, &return_to, None, StatusCode::OK),
+        Ok(false) => {}
+        Err(e) => return ok_or_page(&ctx, e),
+    }
+    start_session(state, &ctx, &user, return_to, redirect, AMR_PASSWORD).await
+}
+
+#[derive(Template)]
+#[template(path = "portal/two_factor.html")]
+struct TwoFactorPage {
+    signed_in: bool,
+    csrf_token: String,
+    error: Option<String>,
+    ticket: String,
+    return_to: String,
+}
+
+/// The second step of a sign-in with two-step sign-in on (a fresh ticket for `user`).
+fn code_form(
+    state: &AppState,
+    ctx: &Ctx,
+    user: &UserId,
+    return_to: &str,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Response {
+    ctx.page(
+        status,
+        &TwoFactorPage {
+            signed_in: ctx.signed_in(),
+            csrf_token: ctx.csrf.clone(),
+            error: error.map(str::to_owned),
+            ticket: crate::app::second_factor::ticket(state, user),
+            return_to: return_to.to_owned(),
+        },
+    )
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct TwoFactorForm {
+    ticket: Option<String>,
+    code: Option<String>,
+    return_to: Option<String>,
+}
+
+/// `POST /cloud/login/two-factor`: the code checks out → signed in (`pwd otp mfa`).
+pub async fn two_factor_submit(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    Posted(ctx, form): Posted<TwoFactorForm>,
+) -> Response {
+    let return_to = safe_return(&state, form.return_to.as_deref()).unwrap_or_default();
+    let ticket = form.ticket.as_deref().unwrap_or("");
+    let code = form.code.as_deref().unwrap_or("");
+    let again = |message: &str, status: StatusCode| match crate::app::second_factor::ticket_user(
+        &state, ticket,
+    ) {
+        Some(user) => code_form(&state, &ctx, &user, &return_to, Some(message), status),
+        None => login_form(&ctx, status, &return_to, "", Some(message)),
+    };
+    match crate::app::second_factor::complete(&state, ip.0, ticket, code).await {
+        Ok(user) => {
+            let redirect = StatusCode::SEE_OTHER;
+            start_session(
+                &state,
+                &ctx,
+                &user,
+                return_to,
+                redirect,
+                AMR_PASSWORD_AND_OTP,
+            )
+            .await
+        }
+        Err(DomainError::Unauthorized(_)) => {
+            again("Wrong or already used code.", StatusCode::UNAUTHORIZED)
+        }
+        Err(DomainError::RateLimited(_)) => again(TOO_MANY, StatusCode::TOO_MANY_REQUESTS),
+        Err(DomainError::InvalidToken(message)) => {
+            login_form(&ctx, StatusCode::BAD_REQUEST, &return_to, "", Some(message))
+        }
+        Err(e) => ok_or_page(&ctx, e),
+    }
 }
 
 /// Starts a portal session for `user` (ending this browser's previous one) and redirects to
@@ -208,10 +297,11 @@ pub(super) async fn start_session(
     user: &User,
     return_to: String,
     redirect: StatusCode,
+    amr: &str,
 ) -> Response {
     let ttl = state.config.portal_session_ttl;
     let previous = ctx.caller.as_ref().map(|c| &c.session.family_id);
-    let issued = match accounts::start_portal_session(state, &user.id, previous).await {
+    let issued = match accounts::start_portal_session(state, &user.id, previous, amr).await {
         Ok(i) => i,
         Err(e) => return ok_or_page(ctx, e),
     };

@@ -59,7 +59,21 @@ impl EmailTokenStore for MemoryStore {
         self.with(|t| {
             let total = t.email_tokens.len();
             t.email_tokens.retain(|e| e.expires_at >= before);
-            (total - t.email_tokens.len()) as u64
+            let changes = t.email_changes.len();
+            t.email_changes.retain(|c| c.expires_at >= before);
+            (total - t.email_tokens.len() + changes - t.email_changes.len()) as u64
         })
+    }
+
+    async fn insert_email_change(&self, change: &EmailChange) -> StoreResult<()> {
+        self.with(|t| t.insert_email_change(change))
+    }
+
+    async fn confirm_email_change(
+        &self,
+        hash: &str,
+        now: Timestamp,
+    ) -> StoreResult<EmailChangeOutcome> {
+        self.with(|t| t.confirm_email_change(hash, now))
     }
 }

@@ -28,6 +28,8 @@ struct Tables {
     messages: HashMap<ConversationId, Vec<Message>>,
     memories: HashMap<MemoryId, Memory>,
     email_tokens: Vec<EmailToken>,
+    email_changes: Vec<EmailChange>,
+    audit_log: Vec<AuditEntry>,
 }
 
 /// Sessions with the indexes the token paths need: every access-token check, refresh and
@@ -199,6 +201,7 @@ fn memory_visible(m: &Memory, f: &MemoryFilter) -> bool {
         && f.kind.as_ref().is_none_or(|k| &m.kind == k)
 }
 
+mod audit;
 mod conversations;
 mod email_tokens;
 mod instances;
@@ -208,6 +211,7 @@ mod organizations;
 mod plans;
 mod projects;
 mod providers;
+mod self_service;
 mod sessions;
 mod users;
 

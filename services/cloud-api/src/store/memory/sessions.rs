@@ -65,6 +65,7 @@ impl SessionStore for MemoryStore {
                 scope: old.scope.clone(),
                 active_organization_id: old.active_organization_id.clone(),
                 auth_time: old.auth_time,
+                amr: old.amr.clone(),
                 ..next
             };
             t.sessions.insert(next.clone());
@@ -96,6 +97,33 @@ impl SessionStore for MemoryStore {
                 }
             });
         })
+    }
+
+    async fn live_sessions(
+        &self,
+        user: &UserId,
+        now: Timestamp,
+        limit: usize,
+    ) -> StoreResult<Vec<LiveSession>> {
+        self.with(|t| t.live_sessions(user, now, limit))
+    }
+
+    async fn revoke_user_family(
+        &self,
+        user: &UserId,
+        family: &FamilyId,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        self.with(|t| t.revoke_user_family(user, family, now))
+    }
+
+    async fn revoke_other_families(
+        &self,
+        user: &UserId,
+        keep: &FamilyId,
+        now: Timestamp,
+    ) -> StoreResult<u64> {
+        self.with(|t| t.revoke_other_families(user, keep, now))
     }
 
     async fn purge_sessions(&self, before: Timestamp) -> StoreResult<u64> {

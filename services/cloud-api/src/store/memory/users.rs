@@ -40,13 +40,7 @@ impl UserStore for MemoryStore {
     }
 
     async fn update_user_entitlements(&self, user: &User) -> StoreResult<()> {
-        self.try_with(|t| {
-            update(&mut t.users, &user.id, |u| {
-                u.is_admin = user.is_admin;
-                u.subscription_plan = user.subscription_plan.clone();
-                u.complimentary = user.complimentary.clone();
-            })
-        })
+        self.try_with(|t| write_entitlements(t, user))
     }
 
     async fn replace_password_hash(&self, id: &UserId, old: &str, new: &str) -> StoreResult<bool> {
@@ -58,4 +52,21 @@ impl UserStore for MemoryStore {
             _ => false,
         })
     }
+
+    async fn change_password(&self, change: PasswordChange<'_>) -> StoreResult<bool> {
+        self.with(|t| t.change_password(change))
+    }
+
+    async fn delete_account(&self, id: &UserId) -> StoreResult<AccountDeletion> {
+        self.try_with(|t| t.delete_account(id))
+    }
+}
+
+/// Writes the admin-managed fields of `user` (shared with the audited admin change).
+pub(super) fn write_entitlements(t: &mut Tables, user: &User) -> StoreResult<()> {
+    update(&mut t.users, &user.id, |u| {
+        u.is_admin = user.is_admin;
+        u.subscription_plan = user.subscription_plan.clone();
+        u.complimentary = user.complimentary.clone();
+    })
 }

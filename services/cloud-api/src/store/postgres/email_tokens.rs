@@ -67,7 +67,20 @@ impl EmailTokenStore for PgStore {
             );
             purged += self.run(sqlx::query(&sql).bind(before)).await?;
         }
+        purged += self_service::purge_email_changes(&self.pool, before).await?;
         Ok(purged)
+    }
+
+    async fn insert_email_change(&self, change: &EmailChange) -> StoreResult<()> {
+        self_service::insert_email_change(&self.pool, change).await
+    }
+
+    async fn confirm_email_change(
+        &self,
+        hash: &str,
+        now: Timestamp,
+    ) -> StoreResult<EmailChangeOutcome> {
+        self_service::confirm_email_change(&self.pool, hash, now).await
     }
 }
 

@@ -196,6 +196,7 @@ fn bind_memory_filter<'q>(q: PgQuery<'q>, f: &'q MemoryFilter) -> PgQuery<'q> {
         .bind(f.active_only)
 }
 
+mod audit;
 mod conversations;
 mod email_tokens;
 mod instances;
@@ -205,6 +206,7 @@ mod organizations;
 mod plans;
 mod projects;
 mod providers;
+mod self_service;
 mod sessions;
 mod users;
 

@@ -11,7 +11,8 @@ use crate::domain::*;
 pub(super) const USERS: Table = Table {
     from: "cloud_users",
     cols: "id, email, display_name, is_admin, subscription_plan, password_hash, email_verified_at, \
-        complimentary_plan_id, complimentary_granted_at, complimentary_expires_at, created_at",
+        complimentary_plan_id, complimentary_granted_at, complimentary_expires_at, disabled_at, \
+        created_at",
     id: "id",
 };
 
@@ -40,6 +41,7 @@ impl FromRow<'_, PgRow> for User {
                 }),
                 _ => None,
             },
+            disabled_at: r.try_get("disabled_at")?,
             created_at: r.try_get("created_at")?,
         })
     }
@@ -49,7 +51,7 @@ pub(super) const SESSIONS: Table = Table {
     from: "cloud_sessions",
     cols: "id, family_id, user_id, client_id, scope, access_token_hash, refresh_token_hash, \
         active_organization_id, auth_time, expires_at, refresh_expires_at, rotated_at, revoked_at, \
-        created_at",
+        created_at, amr",
     id: "id",
 };
 

@@ -36,10 +36,11 @@ impl SessionStore for PgStore {
                UPDATE cloud_sessions SET rotated_at = $1 \
                 WHERE refresh_token_hash = $2 AND rotated_at IS NULL AND revoked_at IS NULL \
                   AND refresh_expires_at > $1 \
-               RETURNING family_id, user_id, client_id, scope, active_organization_id, auth_time) \
+               RETURNING family_id, user_id, client_id, scope, active_organization_id, auth_time, \
+                         amr) \
              INSERT INTO cloud_sessions ({cols}) \
              SELECT $3, family_id, user_id, client_id, scope, $4, $5, active_organization_id, \
-                    auth_time, $6, $7, NULL::timestamptz, NULL::timestamptz, $8 FROM old \
+                    auth_time, $6, $7, NULL::timestamptz, NULL::timestamptz, $8, amr FROM old \
              RETURNING {cols}"
         ))
         .bind(now)
@@ -105,6 +106,33 @@ impl SessionStore for PgStore {
         self.run(q.bind(user.as_str()).bind(org.as_str()))
             .await
             .map(drop)
+    }
+
+    async fn live_sessions(
+        &self,
+        user: &UserId,
+        now: Timestamp,
+        limit: usize,
+    ) -> StoreResult<Vec<LiveSession>> {
+        self_service::live_sessions(&self.pool, user, now, limit).await
+    }
+
+    async fn revoke_user_family(
+        &self,
+        user: &UserId,
+        family: &FamilyId,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        self_service::revoke_user_family(&self.pool, user, family, now).await
+    }
+
+    async fn revoke_other_families(
+        &self,
+        user: &UserId,
+        keep: &FamilyId,
+        now: Timestamp,
+    ) -> StoreResult<u64> {
+        self_service::revoke_other_families(&self.pool, user, keep, now).await
     }
 
     async fn purge_sessions(&self, before: Timestamp) -> StoreResult<u64> {

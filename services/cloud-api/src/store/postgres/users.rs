@@ -44,22 +44,7 @@ impl UserStore for PgStore {
     }
 
     async fn update_user_entitlements(&self, u: &User) -> StoreResult<()> {
-        let (plan, granted, expires) = match &u.complimentary {
-            Some(g) => (Some(g.plan_id.clone()), Some(g.granted_at), g.expires_at),
-            None => (None, None, None),
-        };
-        let q = sqlx::query(
-            "UPDATE cloud_users SET is_admin = $2, subscription_plan = $3, \
-             complimentary_plan_id = $4, complimentary_granted_at = $5, \
-             complimentary_expires_at = $6, updated_at = now() WHERE id = $1",
-        )
-        .bind(u.id.as_str())
-        .bind(u.is_admin)
-        .bind(&u.subscription_plan)
-        .bind(plan)
-        .bind(granted)
-        .bind(expires);
-        self.change(q).await
+        self.change(entitlements_update(u)).await
     }
 
     async fn replace_password_hash(&self, id: &UserId, old: &str, new: &str) -> StoreResult<bool> {
@@ -69,4 +54,31 @@ impl UserStore for PgStore {
         );
         Ok(self.run(q.bind(id.as_str()).bind(old).bind(new)).await? > 0)
     }
+
+    async fn change_password(&self, change: PasswordChange<'_>) -> StoreResult<bool> {
+        self_service::change_password(&self.pool, change).await
+    }
+
+    async fn delete_account(&self, id: &UserId) -> StoreResult<AccountDeletion> {
+        self_service::delete_account(&self.pool, id).await
+    }
+}
+
+/// The update of the admin-managed fields of `u` (shared with the audited admin change).
+pub(super) fn entitlements_update(u: &User) -> PgQuery<'_> {
+    let (plan, granted, expires) = match &u.complimentary {
+        Some(g) => (Some(g.plan_id.as_str()), Some(g.granted_at), g.expires_at),
+        None => (None, None, None),
+    };
+    sqlx::query(
+        "UPDATE cloud_users SET is_admin = $2, subscription_plan = $3, \
+         complimentary_plan_id = $4, complimentary_granted_at = $5, \
+         complimentary_expires_at = $6, updated_at = now() WHERE id = $1",
+    )
+    .bind(u.id.as_str())
+    .bind(u.is_admin)
+    .bind(&u.subscription_plan)
+    .bind(plan)
+    .bind(granted)
+    .bind(expires)
 }

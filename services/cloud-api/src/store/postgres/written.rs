@@ -45,6 +45,7 @@ impl Written for Session {
             .bind(self.rotated_at)
             .bind(self.revoked_at)
             .bind(self.created_at)
+            .bind(&self.amr)
     }
 }
 

@@ -82,6 +82,10 @@ pub(super) async fn refresh_rotates_and_detects_reuse(store: DynStore) {
     assert_eq!(rotated.family_id, first.family_id);
     assert_eq!(rotated.user_id, a.user.id);
     assert_eq!(rotated.client_id, "chatons-desktop");
+    assert_eq!(
+        rotated.amr, "pwd otp mfa",
+        "a refresh keeps how the user signed in"
+    );
     assert!(is_live(&store, "a2").await);
     // The first refresh token again: re-use revokes the whole family.
     let again = successor("a3", "r3");

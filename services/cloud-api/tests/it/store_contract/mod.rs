@@ -50,9 +50,10 @@ contract!(
 );
 
 mod accounts;
+mod audit;
 mod content;
-mod device_grants;
 mod organizations;
+mod self_service;
 
 use accounts::*;
 use content::*;
@@ -75,6 +76,7 @@ fn account(email: &str) -> Account {
         password_hash: Some("$argon2id$fake".into()),
         email_verified_at: Some(t),
         complimentary: None,
+        disabled_at: None,
         created_at: t,
     };
     let org = Organization {
@@ -155,17 +157,22 @@ fn session(user: &UserId, access: &str, refresh: Option<&str>, ttl: Duration) ->
         rotated_at: None,
         revoked_at: None,
         created_at: t,
+        amr: "pwd otp mfa".into(),
     }
 }
 
-/// A successor session for `rotate_refresh` (the store copies the family, user and client).
+/// A successor session for `rotate_refresh` (the store copies the family, user, client and
+/// how the user signed in).
 fn successor(access: &str, refresh: &str) -> Session {
-    session(
-        &UserId::default(),
-        access,
-        Some(refresh),
-        Duration::hours(1),
-    )
+    Session {
+        amr: String::new(),
+        ..session(
+            &UserId::default(),
+            access,
+            Some(refresh),
+            Duration::hours(1),
+        )
+    }
 }
 
 /// Whether the access token hash `access` names a live session now.

@@ -1,27 +1,11 @@
-//! The device grant store's contract: the same scenario on memory and on Postgres.
-
-use std::sync::Arc;
+//! Device grants: a decision is taken once, polls follow RFC 8628, a code is redeemed once.
 
 use chrono::Duration;
 use cloud_api::domain::{DeviceGrantState, UserId, now};
-use cloud_api::issuer::device::{
-    Decision, DeviceGrant, DeviceGrants, MemoryDeviceGrants, PgDeviceGrants, PollOutcome,
-};
-use cloud_api::store::DynStore;
+use cloud_api::issuer::device::{Decision, DeviceGrant, PollOutcome};
 
-#[tokio::test]
-async fn device_grants_in_memory() {
-    let store: DynStore = Arc::new(cloud_api::store::memory::MemoryStore::new());
-    device_grants_decide_once_poll_and_purge(Arc::new(MemoryDeviceGrants::default()), store).await;
-}
-
-#[tokio::test]
-async fn device_grants_on_postgres() {
-    let db = cloud_testkit::db::TestDb::new().await;
-    let store: DynStore = Arc::new(cloud_api::store::postgres::PgStore::new(db.pool.clone()));
-    device_grants_decide_once_poll_and_purge(Arc::new(PgDeviceGrants(db.pool.clone())), store)
-        .await;
-}
+use super::Backend;
+use crate::store_contract::create;
 
 fn grant(device: &str, user_code: &str, expires_in: Duration) -> DeviceGrant {
     DeviceGrant {
@@ -33,14 +17,21 @@ fn grant(device: &str, user_code: &str, expires_in: Duration) -> DeviceGrant {
         state: DeviceGrantState::Pending,
         user_id: None,
         auth_time: None,
+        amr: None,
         last_polled_at: None,
         expires_at: now() + expires_in,
     }
 }
 
-async fn device_grants_decide_once_poll_and_purge(grants: Arc<dyn DeviceGrants>, store: DynStore) {
+pub(super) async fn device_grants_decide_once_poll_and_purge(
+    Backend {
+        devices: grants,
+        store,
+        ..
+    }: Backend,
+) {
     // Grants name real users (a foreign key on Postgres).
-    let user: UserId = super::create(&store, "device@example.com").await.user.id;
+    let user: UserId = create(&store, "device@example.com").await.user.id;
     let t0 = now();
     let minutes = Duration::minutes;
     grants
@@ -115,6 +106,7 @@ async fn device_grants_decide_once_poll_and_purge(grants: Arc<dyn DeviceGrants>,
     let approve = Decision {
         user: user.clone(),
         auth_time: t0,
+        amr: "pwd otp mfa".into(),
         approve: true,
     };
     let deny = Decision {
@@ -142,6 +134,7 @@ async fn device_grants_decide_once_poll_and_purge(grants: Arc<dyn DeviceGrants>,
         PollOutcome::Approved(g) => {
             assert_eq!(g.user_id.as_ref(), Some(&user));
             assert_eq!(g.scope, "openid offline_access");
+            assert_eq!(g.amr.as_deref(), Some("pwd otp mfa"));
             assert_eq!(g.state, DeviceGrantState::Consumed);
         }
         other => panic!("not approved: {other:?}"),
