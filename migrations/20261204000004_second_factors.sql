@@ -35,3 +35,14 @@ CREATE TABLE cloud_user_passkeys (
     last_used_at TIMESTAMPTZ
 );
 CREATE INDEX cloud_user_passkeys_user_idx ON cloud_user_passkeys (user_id, created_at);
+
+-- The server's half of a WebAuthn ceremony between its two requests (the challenge and what to
+-- check), taken once: a replayed answer finds nothing. `user_id` is the registering user (none
+-- for a sign-in). Expired rows are purged by housekeeping.
+CREATE TABLE cloud_webauthn_ceremonies (
+    id         TEXT PRIMARY KEY,
+    user_id    TEXT REFERENCES cloud_users (id) ON DELETE CASCADE,
+    state      JSONB NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX cloud_webauthn_ceremonies_expiry_idx ON cloud_webauthn_ceremonies (expires_at);

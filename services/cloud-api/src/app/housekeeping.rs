@@ -1,6 +1,6 @@
 //! Housekeeping: rows that are dead for good are deleted on a schedule (the first system kept
 //! them forever): sessions whose access and refresh tokens both expired, expired authorization
-//! codes, device logins and email tokens, and mails delivered more than [`SENT_MAIL_RETENTION_DAYS`] ago.
+//! codes, device logins, WebAuthn ceremonies and email tokens, and mails delivered more than [`SENT_MAIL_RETENTION_DAYS`] ago.
 //! `chatons_housekeeping_purged_total{kind}` counts what was removed.
 
 use std::time::Duration;
@@ -21,6 +21,7 @@ pub struct Purged {
     pub sessions: u64,
     pub authorization_codes: u64,
     pub device_grants: u64,
+    pub webauthn_ceremonies: u64,
     pub email_tokens: u64,
     pub sent_mails: u64,
 }
@@ -41,6 +42,10 @@ pub async fn purge_once(state: &AppState, now: Timestamp) -> Purged {
             state.oidc.codes.purge_expired(now).await,
         ),
         device_grants: report("device_grants", state.oidc.devices.purge_expired(now).await),
+        webauthn_ceremonies: report(
+            "webauthn_ceremonies",
+            state.factors.purge_ceremonies(now).await,
+        ),
         email_tokens: report("email_tokens", state.store.purge_email_tokens(now).await),
         sent_mails: report(
             "sent_mails",
@@ -69,6 +74,7 @@ pub fn spawn(state: AppState, interval: Duration) {
                 ("sessions", p.sessions),
                 ("authorization_codes", p.authorization_codes),
                 ("device_grants", p.device_grants),
+                ("webauthn_ceremonies", p.webauthn_ceremonies),
                 ("email_tokens", p.email_tokens),
                 ("sent_mails", p.sent_mails),
             ] {

@@ -18,6 +18,7 @@ pub mod housekeeping;
 pub mod instances;
 pub mod memory;
 pub mod organizations;
+pub mod passkeys;
 pub mod projects;
 pub mod providers;
 pub mod second_factor;

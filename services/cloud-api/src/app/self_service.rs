@@ -352,6 +352,37 @@ pub async fn revoke_other_sessions(
     Ok(RevokedResponse { ok: true, revoked })
 }
 
+/// What deleting the caller's account would do, by organization name (the confirmation page
+/// shows it; [`delete_account`] decides again, atomically, when asked).
+#[derive(Debug, Default)]
+pub struct DeletionPreview {
+    /// Deleted with the account: the personal organization and any with no other member.
+    pub deleted: Vec<String>,
+    /// The caller leaves these; they stay with their other members.
+    pub left: Vec<String>,
+    /// These block the deletion: the caller is their last owner and others are members.
+    pub blocking: Vec<String>,
+}
+
+pub async fn deletion_preview(state: &AppState, caller: &Caller) -> DomainResult<DeletionPreview> {
+    let user = &caller.user.id;
+    let mut preview = DeletionPreview::default();
+    for (org, role) in state.store.memberships_of(user).await? {
+        let personal = org.is_personal && org.owner_user_id.as_ref() == Some(user);
+        let members = state.store.members(&org.id, &PageReq::first(2)).await?;
+        let alone = members.items.iter().all(|m| &m.membership.user_id == user);
+        let list = if personal || alone {
+            &mut preview.deleted
+        } else if role == Role::Owner && state.store.owner_count(&org.id).await? <= 1 {
+            &mut preview.blocking
+        } else {
+            &mut preview.left
+        };
+        list.push(org.name);
+    }
+    Ok(preview)
+}
+
 /// Deletes the caller's account after they typed its address and their password: the user,
 /// their personal organization and any organization they were the only member of, with what
 /// belongs to them (every session ends with it). Refused (409 `last_owner`, nothing changes)

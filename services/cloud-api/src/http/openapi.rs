@@ -109,6 +109,8 @@ const MEMBERS: (&str, &str, &str) = ("get", "/v1/organization/members", "200");
 const ACCOUNT: (&str, &str, &str) = ("get", "/v1/account", "200");
 const BOOTSTRAP: (&str, &str, &str) = ("get", "/v1/bootstrap", "200");
 const NONE: &[(&str, &str)] = &[];
+const ADMIN_USERS: (&str, &str, &str) = ("get", "/v1/admin/users", "200");
+const FIRST_USER_ID: &[(&str, &str)] = &[("path.userId", "$response.body#/users/0/id")];
 
 /// Created resources → the operations that use their ids.
 const LINKS: &[LinkSpec] = &[
@@ -289,6 +291,56 @@ const LINKS: &[LinkSpec] = &[
             ("email", "$request.body#/email"),
             ("password", "$request.body#/password"),
         ],
+    ),
+    // The admin's user list → the operations on one user (the first listed).
+    link(
+        ADMIN_USERS,
+        "GetFirstUser",
+        "admin_user",
+        FIRST_USER_ID,
+        NONE,
+    ),
+    link(
+        ADMIN_USERS,
+        "VerifyFirstUser",
+        "admin_verify_email",
+        FIRST_USER_ID,
+        NONE,
+    ),
+    link(
+        ADMIN_USERS,
+        "DisableFirstUser",
+        "admin_disable_user",
+        FIRST_USER_ID,
+        NONE,
+    ),
+    link(
+        ADMIN_USERS,
+        "EnableFirstUser",
+        "admin_enable_user",
+        FIRST_USER_ID,
+        NONE,
+    ),
+    link(
+        ADMIN_USERS,
+        "UpdateFirstUser",
+        "admin_update_user",
+        FIRST_USER_ID,
+        NONE,
+    ),
+    link(
+        ADMIN_USERS,
+        "GrantFirstUser",
+        "admin_grant",
+        FIRST_USER_ID,
+        NONE,
+    ),
+    link(
+        ADMIN_USERS,
+        "RevokeFirstUserGrant",
+        "admin_revoke_grant",
+        FIRST_USER_ID,
+        NONE,
     ),
     // An invite to oneself is accepted by oneself (the membership keeps the stronger role).
     link(

@@ -8,4 +8,4 @@ pub mod store;
 pub mod totp;
 
 pub use postgres::PgFactors;
-pub use store::{FactorStore, MemoryFactors, PasskeyRecord, TotpRecord};
+pub use store::{Ceremony, FactorStore, MemoryFactors, PasskeyRecord, TotpRecord};

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use sqlx::PgPool;
 
-use super::store::{FactorStore, PasskeyRecord, TotpRecord};
+use super::store::{Ceremony, FactorStore, PasskeyRecord, TotpRecord};
 use crate::domain::{Sealed, StoreError, Timestamp, UserId};
 
 pub struct PgFactors(pub PgPool);
@@ -220,5 +220,49 @@ impl FactorStore for PgFactors {
             .execute(&self.0)
             .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn put_ceremony(&self, c: &Ceremony) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO cloud_webauthn_ceremonies (id, user_id, state, expires_at)
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&c.id)
+        .bind(c.user_id.as_ref().map(UserId::as_str))
+        .bind(&c.state)
+        .bind(c.expires_at)
+        .execute(&self.0)
+        .await?;
+        Ok(())
+    }
+
+    async fn take_ceremony(
+        &self,
+        id: &str,
+        now: Timestamp,
+    ) -> Result<Option<Ceremony>, StoreError> {
+        let row: Option<(String, Option<String>, serde_json::Value, Timestamp)> = sqlx::query_as(
+            "DELETE FROM cloud_webauthn_ceremonies WHERE id = $1
+             RETURNING id, user_id, state, expires_at",
+        )
+        .bind(id)
+        .fetch_optional(&self.0)
+        .await?;
+        Ok(row
+            .filter(|r| r.3 > now)
+            .map(|(id, user_id, state, expires_at)| Ceremony {
+                id,
+                user_id: user_id.map(UserId),
+                state,
+                expires_at,
+            }))
+    }
+
+    async fn purge_ceremonies(&self, before: Timestamp) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM cloud_webauthn_ceremonies WHERE expires_at < $1")
+            .bind(before)
+            .execute(&self.0)
+            .await?;
+        Ok(done.rows_affected())
     }
 }

@@ -73,6 +73,24 @@ pub trait FactorStore: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// `false` when the user has no such passkey.
     async fn remove_passkey(&self, user: &UserId, id: &str) -> Result<bool, StoreError>;
+
+    /// Keeps the server's half of a WebAuthn ceremony until `expires_at`.
+    async fn put_ceremony(&self, ceremony: &Ceremony) -> Result<(), StoreError>;
+    /// Takes (deletes and returns) an unexpired ceremony: each is answered once.
+    async fn take_ceremony(&self, id: &str, now: Timestamp)
+    -> Result<Option<Ceremony>, StoreError>;
+    /// Deletes ceremonies that expired before `before` (housekeeping).
+    async fn purge_ceremonies(&self, before: Timestamp) -> Result<u64, StoreError>;
+}
+
+/// The server's half of a WebAuthn ceremony (challenge and expectations), opaque here.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ceremony {
+    pub id: String,
+    /// The registering user; `None` for a sign-in (the user is not known yet).
+    pub user_id: Option<UserId>,
+    pub state: serde_json::Value,
+    pub expires_at: Timestamp,
 }
 
 #[derive(Default)]
@@ -81,6 +99,7 @@ struct Tables {
     /// (user, code hash) → used at.
     recovery: HashMap<(UserId, String), Option<Timestamp>>,
     passkeys: Vec<PasskeyRecord>,
+    ceremonies: HashMap<String, Ceremony>,
 }
 
 /// Development and tests.
@@ -223,6 +242,28 @@ impl FactorStore for MemoryFactors {
             let before = t.passkeys.len();
             t.passkeys.retain(|p| !(p.id == id && &p.user_id == user));
             t.passkeys.len() < before
+        })
+    }
+
+    async fn put_ceremony(&self, ceremony: &Ceremony) -> Result<(), StoreError> {
+        self.with(|t| {
+            t.ceremonies.insert(ceremony.id.clone(), ceremony.clone());
+        })
+    }
+
+    async fn take_ceremony(
+        &self,
+        id: &str,
+        now: Timestamp,
+    ) -> Result<Option<Ceremony>, StoreError> {
+        self.with(|t| t.ceremonies.remove(id).filter(|c| c.expires_at > now))
+    }
+
+    async fn purge_ceremonies(&self, before: Timestamp) -> Result<u64, StoreError> {
+        self.with(|t| {
+            let n = t.ceremonies.len();
+            t.ceremonies.retain(|_, c| c.expires_at >= before);
+            (n - t.ceremonies.len()) as u64
         })
     }
 }

@@ -30,4 +30,5 @@ pub fn router() -> Router<AppState> {
         .route("/desktop/auth", get(http::desktop_auth))
         .route("/v1/auth/desktop/exchange", post(http::desktop_exchange))
         .route("/static/portal.css", get(crate::web::stylesheet))
+        .route("/static/passkeys.js", get(crate::web::passkeys_script))
 }

@@ -1,7 +1,8 @@
 //! The web portal: server-rendered pages (askama, `templates/portal/`): the root page (`/` for
 //! browsers, routed by `crate::dispatch`), signup, login,
 //! logout, email verification, forgot/reset password, organizations (create, rename, invite,
-//! accept), provider settings, the account page, the desktop hand-off and the device login
+//! accept), provider settings, the account page and its settings (password, email, sessions,
+//! account deletion: `pages::account_settings`), the desktop hand-off and the device login
 //! (RFC 8628) verification page.
 //!
 //! Pages work without JavaScript. Every POST carries the CSRF double-submit token
@@ -49,6 +50,23 @@ pub fn router() -> Router<AppState> {
             "/cloud/account/security/totp/disable",
             post(pages::totp_disable),
         )
+        .route(
+            "/cloud/account/security/passkeys/options",
+            post(pages::passkey_options),
+        )
+        .route(
+            "/cloud/account/security/passkeys",
+            post(pages::passkey_register),
+        )
+        .route(
+            "/cloud/account/security/passkeys/{id}/delete",
+            post(pages::passkey_delete),
+        )
+        .route(
+            "/cloud/login/passkey/options",
+            post(pages::passkey_sign_in_options),
+        )
+        .route("/cloud/login/passkey", post(pages::passkey_sign_in))
         .merge(pages::settings_routes())
         .route(
             "/cloud/signup",
@@ -209,6 +227,34 @@ impl<T: DeserializeOwned + Default> FromRequest<AppState> for Posted<T> {
             Ok(form) => Ok(Posted(ctx, form)),
             Err(r) => Err(r.respond(&ctx)),
         }
+    }
+}
+
+/// A JSON POST from the portal's script (`static/passkeys.js`): the page context and the body,
+/// CSRF-checked with the page's token in `x-csrf-token` (a header no cross-site form can send).
+/// Refusals are JSON errors, which the script shows.
+pub(crate) struct ScriptPost<T>(pub Ctx, pub T);
+
+impl<T: DeserializeOwned + Send> FromRequest<AppState> for ScriptPost<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
+        let headers = req.headers().clone();
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let token = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
+        if !web::csrf_ok(&headers, token) {
+            let refused = cloud_common::ApiError::bad_request(
+                "This page has expired: reload it and try again.",
+            )
+            .with_code("csrf_failed");
+            return Err(refused.into_response());
+        }
+        let body: T =
+            cloud_common::extract::parse_json(&body).map_err(IntoResponse::into_response)?;
+        let ctx = Ctx::load(state, &headers).await;
+        Ok(ScriptPost(ctx, body))
     }
 }
 

@@ -103,7 +103,7 @@ pub fn html(status: StatusCode, body: String, form_action: &[String], https: boo
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     let mut csp = String::from(
-        "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
+        "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
     );
     for source in form_action {
         csp.push(' ');
@@ -166,6 +166,17 @@ pub async fn stylesheet() -> Response {
     asset(
         STYLESHEET,
         "text/css; charset=utf-8",
+        "public, max-age=3600",
+    )
+}
+
+/// The portal's one script: passkey registration and sign-in (served at `/static/passkeys.js`).
+pub const PASSKEYS_SCRIPT: &str = include_str!("../../static/passkeys.js");
+
+pub async fn passkeys_script() -> Response {
+    asset(
+        PASSKEYS_SCRIPT,
+        "text/javascript; charset=utf-8",
         "public, max-age=3600",
     )
 }

@@ -250,6 +250,11 @@ async fn admin_search_lists_users_and_organizations() {
     );
     let html = page(&b, app.url("/cloud/admin/organizations?q=Test")).await;
     assert!(html.contains("Test User&#39;s organization"), "{html}");
+    let html = page(&b, app.url("/cloud/account")).await;
+    assert!(
+        html.contains("href=\"/cloud/admin\""),
+        "the account page links the admin area"
+    );
     let resp = b.get(app.url("/cloud/admin")).send().await.unwrap();
     assert_eq!(location(&resp), "/cloud/admin/users");
 }
@@ -391,6 +396,8 @@ async fn non_admins_and_forms_without_csrf_change_nothing() {
         let resp = b.get(app.url(path)).send().await.unwrap();
         assert_eq!(resp.status(), 403, "{path}");
     }
+    let html = page(&b, app.url("/cloud/account")).await;
+    assert!(!html.contains("/cloud/admin"), "no admin link for others");
     let csrf = app.csrf_of(&b, "/cloud/account").await;
     let form = [("csrf_token", csrf.as_str())];
     let resp = submit(

@@ -28,6 +28,10 @@ async fn another_tenant_can_neither_read_nor_write_by_id() {
         ..
     } = &owner;
 
+    // A's session (a family id, as A's sessions list names it).
+    let (_, listed) = app.get("/v1/account/sessions", &a.access).await;
+    let a_session = listed["sessions"][0]["id"].as_str().unwrap().to_owned();
+
     // B's portal session, opened before the snapshot.
     let web = app.portal_browser(&b).await;
     let unchanged = Unchanged::from_now(&app).await;
@@ -35,6 +39,12 @@ async fn another_tenant_can_neither_read_nor_write_by_id() {
     let t = &b.access;
     let m = |p: &str| p.to_owned();
     let cases: Vec<(&str, String, Option<Value>, u16)> = vec![
+        (
+            "DELETE",
+            m(&format!("/v1/account/sessions/{a_session}")),
+            None,
+            404,
+        ),
         ("GET", m(&format!("/v1/projects/{pid}")), None, 404),
         (
             "PATCH",
@@ -265,6 +275,26 @@ async fn another_tenant_can_neither_read_nor_write_by_id() {
             "PATCH",
             m("/v1/admin/plans/plus"),
             Some(json!({"parallelSessionsLimit": 1000})),
+            403,
+        ),
+        // The admin area's routes: B is no admin, so nothing about A (nor B) is read or changed.
+        ("GET", m(&format!("/v1/admin/users/{}", a.id)), None, 403),
+        (
+            "POST",
+            m(&format!("/v1/admin/users/{}/verify-email", a.id)),
+            None,
+            403,
+        ),
+        (
+            "POST",
+            m(&format!("/v1/admin/users/{}/disable", a.id)),
+            None,
+            403,
+        ),
+        (
+            "POST",
+            m(&format!("/v1/admin/users/{}/enable", b.id)),
+            None,
             403,
         ),
     ];

@@ -26,6 +26,7 @@ pub async fn account(State(state): State<AppState>, ctx: Ctx, q: Query<NoticeQue
         email: caller.user.email.clone(),
         verified: caller.user.email_verified_at.is_some(),
         orgs: org_rows(&memberships),
+        is_admin: caller.user.is_admin,
     };
     Ok(ctx.page(StatusCode::OK, &page))
 }

@@ -338,7 +338,9 @@ struct DeletePage {
     /// Organizations deleted with the account (personal, or no other member).
     deleted: Vec<String>,
     /// Organizations the user leaves.
-    shared: Vec<String>,
+    left: Vec<String>,
+    /// Organizations whose last owner the user is, with other members: deletion is refused.
+    blocking: Vec<String>,
 }
 
 async fn delete_form(
@@ -347,27 +349,18 @@ async fn delete_form(
     caller: &Caller,
     error: Option<(StatusCode, String)>,
 ) -> Page {
-    let (mut deleted, mut shared) = (Vec::new(), Vec::new());
-    for (org, _) in memberships(state, ctx, caller).await? {
-        let alone = org.is_personal
-            || state
-                .store
-                .members(&org.id, &PageReq::first(2))
-                .await
-                .map_err(|e| ok_or_page(ctx, e))?
-                .items
-                .len()
-                <= 1;
-        if alone { &mut deleted } else { &mut shared }.push(org.name);
-    }
+    let preview = service::deletion_preview(state, caller)
+        .await
+        .map_err(|e| ok_or_page(ctx, e))?;
     let (status, error) = status_and_error(error);
     let page = DeletePage {
         signed_in: true,
         csrf_token: ctx.csrf.clone(),
         error,
         email: caller.user.email.clone(),
-        deleted,
-        shared,
+        deleted: preview.deleted,
+        left: preview.left,
+        blocking: preview.blocking,
     };
     Ok(ctx.page(status, &page))
 }

@@ -29,6 +29,7 @@ mod device;
 mod email;
 mod home;
 mod org_pages;
+mod passkey_pages;
 mod provider_pages;
 mod security;
 mod sign_in;
@@ -41,6 +42,7 @@ pub use device::*;
 pub use email::*;
 pub use home::*;
 pub use org_pages::*;
+pub use passkey_pages::*;
 pub use provider_pages::*;
 pub use security::*;
 pub use sign_in::*;
@@ -125,6 +127,8 @@ struct AccountPage {
     email: String,
     verified: bool,
     orgs: Vec<OrgRow>,
+    /// A global admin sees the link to the admin area.
+    is_admin: bool,
 }
 
 struct MemberRow {

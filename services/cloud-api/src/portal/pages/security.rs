@@ -14,6 +14,13 @@ const SECURITY_NOTICES: &[(&str, &str)] = &[
     ("passkey-removed", "Passkey removed."),
 ];
 
+pub(super) struct PasskeyRow {
+    id: String,
+    name: String,
+    created: String,
+    last_used: String,
+}
+
 pub(super) struct PendingSetup {
     secret: String,
     qr_base64: String,
@@ -32,6 +39,7 @@ struct SecurityPage {
     pending: Option<PendingSetup>,
     /// Shown once, right after enrolment.
     recovery_codes: Option<Vec<String>>,
+    passkeys: Vec<PasskeyRow>,
 }
 
 /// The enrolment QR code: an SVG the page shows as a `data:` image (the CSP allows those, and
@@ -73,6 +81,18 @@ async fn render(
             recovery_codes_left,
         } => (true, recovery_codes_left, None),
     };
+    let day = |t: Timestamp| t.format("%Y-%m-%d").to_string();
+    let passkeys = crate::app::passkeys::list(state, &caller.user.id)
+        .await
+        .map_err(|e| ok_or_page(ctx, e))?
+        .into_iter()
+        .map(|p| PasskeyRow {
+            id: p.id,
+            name: p.name,
+            created: day(p.created_at),
+            last_used: p.last_used_at.map(day).unwrap_or_else(|| "never".into()),
+        })
+        .collect();
     Ok(ctx.page(
         status,
         &SecurityPage {
@@ -85,6 +105,7 @@ async fn render(
             recovery_left,
             pending,
             recovery_codes: shown.recovery_codes,
+            passkeys,
         },
     ))
 }
