@@ -44,6 +44,12 @@ async fn expired_rows_are_purged_on_schedule_and_counted() {
     )
     .await;
     exec(
+        "INSERT INTO cloud_webauthn_ceremonies (id, user_id, state, expires_at) \
+         VALUES ('dead-ceremony', $1, '{}', now() - interval '1 minute')",
+        &dead.id,
+    )
+    .await;
+    exec(
         "INSERT INTO cloud_mail_outbox (recipient, subject, text_body, html_body, sent_at) \
          VALUES ($1, 's', 't', 'h', now() - interval '8 days')",
         "old@example.com",
@@ -65,6 +71,7 @@ async fn expired_rows_are_purged_on_schedule_and_counted() {
                   + (SELECT count(*) FROM cloud_email_verification_tokens WHERE token_hash = 'dead-token') \
                   + (SELECT count(*) FROM cloud_oidc_authorization_codes WHERE code_hash = 'dead-code') \
                   + (SELECT count(*) FROM cloud_oidc_device_grants WHERE device_code_hash = 'dead-device') \
+                  + (SELECT count(*) FROM cloud_webauthn_ceremonies WHERE id = 'dead-ceremony') \
                   + (SELECT count(*) FROM cloud_mail_outbox WHERE recipient = 'old@example.com')",
         )
         .await;
@@ -86,6 +93,7 @@ async fn expired_rows_are_purged_on_schedule_and_counted() {
         "sessions",
         "authorization_codes",
         "device_grants",
+        "webauthn_ceremonies",
         "email_tokens",
         "sent_mails",
     ] {

@@ -22,6 +22,7 @@ mod isolation;
 mod legacy;
 mod oidc;
 mod openapi;
+mod passkeys;
 mod portal;
 mod production_profile;
 mod self_service;

@@ -2,7 +2,7 @@
 //! and only their owner removes them.
 
 use cloud_api::domain::{Sealed, UserId, now};
-use cloud_api::mfa::PasskeyRecord;
+use cloud_api::mfa::{Ceremony, PasskeyRecord};
 use serde_json::json;
 
 use super::Backend;
@@ -123,4 +123,49 @@ pub(super) async fn passkeys_are_unique_listed_and_removed(
     assert!(factors.remove_passkey(&ada, "k1").await.unwrap());
     assert_eq!(factors.passkey("k1").await.unwrap(), None);
     assert!(!factors.remove_passkey(&ada, "k1").await.unwrap());
+}
+
+pub(super) async fn ceremonies_are_taken_once_and_expire(Backend { factors, store, .. }: Backend) {
+    let user: UserId = create(&store, "ceremony@example.com").await.user.id;
+    let t = now();
+    let ceremony = |id: &str, user: Option<&UserId>, ttl: i64| Ceremony {
+        id: id.into(),
+        user_id: user.cloned(),
+        state: json!({"challenge": id}),
+        expires_at: t + chrono::Duration::seconds(ttl),
+    };
+    factors
+        .put_ceremony(&ceremony("c1", Some(&user), 60))
+        .await
+        .unwrap();
+    factors
+        .put_ceremony(&ceremony("c2", None, 60))
+        .await
+        .unwrap();
+    factors
+        .put_ceremony(&ceremony("c3", None, -1))
+        .await
+        .unwrap();
+    let taken = factors.take_ceremony("c1", t).await.unwrap();
+    assert_eq!(taken, Some(ceremony("c1", Some(&user), 60)));
+    assert_eq!(
+        factors.take_ceremony("c1", t).await.unwrap(),
+        None,
+        "taken once"
+    );
+    assert_eq!(
+        factors.take_ceremony("c3", t).await.unwrap(),
+        None,
+        "expired"
+    );
+    assert_eq!(factors.take_ceremony("nope", t).await.unwrap(), None);
+    factors
+        .put_ceremony(&ceremony("c4", None, -1))
+        .await
+        .unwrap();
+    assert_eq!(factors.purge_ceremonies(t).await.unwrap(), 1);
+    assert!(
+        factors.take_ceremony("c2", t).await.unwrap().is_some(),
+        "live ones stay"
+    );
 }
