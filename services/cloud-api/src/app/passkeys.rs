@@ -244,7 +244,13 @@ pub async fn finish_sign_in(
         .factors
         .touch_passkey(&record.id, &json(&passkey)?, now())
         .await?;
-    state.store.user(&record.user_id).await?.ok_or_else(refused)
+    // A disabled account's sessions would be refused anyway; do not issue one.
+    state
+        .store
+        .user(&record.user_id)
+        .await?
+        .filter(|u| u.disabled_at.is_none())
+        .ok_or_else(refused)
 }
 
 /// The user's passkeys, oldest first.

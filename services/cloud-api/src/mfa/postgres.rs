@@ -160,6 +160,55 @@ impl FactorStore for PgFactors {
         Ok(())
     }
 
+    async fn totp_sealed_with_other_key(
+        &self,
+        key_id: &str,
+        after: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<(UserId, Sealed)>, StoreError> {
+        let rows: Vec<(String, Vec<u8>, Vec<u8>, String)> = sqlx::query_as(
+            "SELECT user_id, ciphertext, nonce, key_id FROM cloud_user_totp
+              WHERE key_id <> $1 AND ($2::text IS NULL OR user_id > $2)
+              ORDER BY user_id LIMIT $3",
+        )
+        .bind(key_id)
+        .bind(after.map(UserId::as_str))
+        .bind(limit as i64)
+        .fetch_all(&self.0)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(user, ciphertext, nonce, key_id)| {
+                let sealed = Sealed {
+                    ciphertext,
+                    nonce,
+                    key_id,
+                };
+                (UserId(user), sealed)
+            })
+            .collect())
+    }
+
+    async fn reseal_totp(
+        &self,
+        user: &UserId,
+        old_nonce: &[u8],
+        sealed: &Sealed,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE cloud_user_totp SET ciphertext = $3, nonce = $4, key_id = $5
+              WHERE user_id = $1 AND nonce = $2",
+        )
+        .bind(user.as_str())
+        .bind(old_nonce)
+        .bind(&sealed.ciphertext)
+        .bind(&sealed.nonce)
+        .bind(&sealed.key_id)
+        .execute(&self.0)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn add_passkey(&self, p: &PasskeyRecord) -> Result<(), StoreError> {
         sqlx::query(&format!(
             "INSERT INTO cloud_user_passkeys ({PASSKEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"

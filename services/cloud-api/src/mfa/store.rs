@@ -58,6 +58,22 @@ pub trait FactorStore: Send + Sync + 'static {
     async fn recovery_codes_left(&self, user: &UserId) -> Result<u64, StoreError>;
     /// Removes the secret and every recovery code.
     async fn remove_totp(&self, user: &UserId) -> Result<(), StoreError>;
+    /// Up to `limit` TOTP secrets (by user, after `after`) sealed under a key other than
+    /// `key_id`: what `cloud-api reseal-secrets` still has to do.
+    async fn totp_sealed_with_other_key(
+        &self,
+        key_id: &str,
+        after: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<(UserId, Sealed)>, StoreError>;
+    /// Replaces a TOTP secret's sealing only if it is still the one sealed with `old_nonce`;
+    /// true when replaced.
+    async fn reseal_totp(
+        &self,
+        user: &UserId,
+        old_nonce: &[u8],
+        sealed: &Sealed,
+    ) -> Result<bool, StoreError>;
 
     /// `Conflict` when the credential id is registered already (to anyone).
     async fn add_passkey(&self, passkey: &PasskeyRecord) -> Result<(), StoreError>;
@@ -196,6 +212,40 @@ impl FactorStore for MemoryFactors {
         self.with(|t| {
             t.totp.remove(user);
             t.recovery.retain(|(u, _), _| u != user);
+        })
+    }
+
+    async fn totp_sealed_with_other_key(
+        &self,
+        key_id: &str,
+        after: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<(UserId, Sealed)>, StoreError> {
+        self.with(|t| {
+            let mut rows: Vec<(UserId, Sealed)> = t
+                .totp
+                .iter()
+                .filter(|(u, r)| r.sealed.key_id != key_id && after.is_none_or(|a| *u > a))
+                .map(|(u, r)| (u.clone(), r.sealed.clone()))
+                .collect();
+            rows.sort_by(|a, b| a.0.cmp(&b.0));
+            rows.truncate(limit);
+            rows
+        })
+    }
+
+    async fn reseal_totp(
+        &self,
+        user: &UserId,
+        old_nonce: &[u8],
+        sealed: &Sealed,
+    ) -> Result<bool, StoreError> {
+        self.with(|t| match t.totp.get_mut(user) {
+            Some(r) if r.sealed.nonce == old_nonce => {
+                r.sealed = sealed.clone();
+                true
+            }
+            _ => false,
         })
     }
 

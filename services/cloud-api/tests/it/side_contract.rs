@@ -73,12 +73,13 @@ side_contract!(
     totp_steps_and_recovery_codes_are_used_once,
     passkeys_are_unique_listed_and_removed,
     ceremonies_are_taken_once_and_expire,
+    totp_secrets_reseal_under_a_rotated_key,
 );
 
 use devices::device_grants_decide_once_poll_and_purge;
 use factors::{
     ceremonies_are_taken_once_and_expire, passkeys_are_unique_listed_and_removed,
-    totp_steps_and_recovery_codes_are_used_once,
+    totp_secrets_reseal_under_a_rotated_key, totp_steps_and_recovery_codes_are_used_once,
 };
 
 fn code(user: &UserId, hash: &str, ttl: Span) -> AuthCode {

@@ -169,3 +169,51 @@ pub(super) async fn ceremonies_are_taken_once_and_expire(Backend { factors, stor
         "live ones stay"
     );
 }
+
+/// A key rotation: `reseal-secrets` moves TOTP secrets under the current key too (bound to the
+/// user), leaves unreadable ones alone, and finds nothing left on a second pass.
+pub(super) async fn totp_secrets_reseal_under_a_rotated_key(
+    Backend { factors, store, .. }: Backend,
+) {
+    use base64::Engine;
+    use cloud_api::crypto::SecretBox;
+    use cloud_api::reseal::reseal_totp_secrets;
+
+    let old_key = [5u8; 32];
+    let old = SecretBox::from_key(&old_key);
+    let foreign = SecretBox::from_key(&[6u8; 32]);
+    let mut users = Vec::new();
+    for i in 0..3 {
+        let user: UserId = create(&store, &format!("reseal-{i}@example.com"))
+            .await
+            .user
+            .id;
+        let sealer = if i == 1 { &foreign } else { &old };
+        let sealed = sealer
+            .seal(&format!("SECRET{i}"), &format!("totp:{user}"))
+            .unwrap();
+        factors.begin_totp(&user, &sealed).await.unwrap();
+        users.push(user);
+    }
+    let previous = base64::engine::general_purpose::STANDARD.encode(old_key);
+    let rotated = SecretBox::from_key(&[7u8; 32])
+        .with_previous(&previous)
+        .unwrap();
+    let report = reseal_totp_secrets(factors.as_ref(), &rotated, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(report.resealed, 2);
+    assert_eq!(report.unreadable, vec![users[1].clone()]);
+    let current_only = SecretBox::from_key(&[7u8; 32]);
+    for i in [0, 2] {
+        let record = factors.totp(&users[i]).await.unwrap().unwrap();
+        let plain = current_only
+            .open(&record.sealed, &format!("totp:{}", users[i]))
+            .unwrap();
+        assert_eq!(plain, format!("SECRET{i}"));
+    }
+    let again = reseal_totp_secrets(factors.as_ref(), &rotated, |_| {})
+        .await
+        .unwrap();
+    assert_eq!((again.resealed, again.unreadable.len()), (0, 1));
+}
