@@ -2,43 +2,20 @@
 // playwright-core), against a real cloud-api on Postgres and a real SMTP sink (aiosmtpd).
 //
 // Env: BASE (cloud-api URL), MAIL_DIR (where the sink writes mails), SCREENSHOTS (output dir),
-// CHROMIUM (browser binary, default /usr/bin/chromium).
+// CHROMIUM (browser binary, default /usr/bin/chromium); see lib.mjs.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 
-const BASE = process.env.BASE ?? 'http://127.0.0.1:4000';
-const MAIL_DIR = process.env.MAIL_DIR;
-const SHOTS = process.env.SCREENSHOTS;
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
-assert.ok(MAIL_DIR && SHOTS, 'MAIL_DIR and SCREENSHOTS are required');
-mkdirSync(SHOTS, { recursive: true });
+import { BASE, CHROMIUM, SHOTS, linkIn, step, waitMail } from './lib.mjs';
 
-const step = (m) => console.log(`--> ${m}`);
 const b64url = (buf) => buf.toString('base64url');
 const email = `ada-${Date.now()}@example.com`;
 const password = 'first password 123';
 const newPassword = 'second password 456';
-
-/** Waits for a mail to `to` whose subject contains `subject` and returns it. */
-async function waitMail(to, subject, seen = new Set()) {
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline) {
-    for (const f of readdirSync(MAIL_DIR).filter((f) => f.endsWith('.json')).sort()) {
-      if (seen.has(f)) continue;
-      const m = JSON.parse(readFileSync(join(MAIL_DIR, f), 'utf8'));
-      if (m.to.includes(to) && m.subject.includes(subject)) {
-        seen.add(f);
-        return m;
-      }
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`no mail "${subject}" to ${to} within 30 s`);
-}
 
 // The desktop's code exchange at /oidc/token (form-encoded, PKCE verifier).
 function exchangeCode(code, verifier) {
@@ -50,12 +27,6 @@ function exchangeCode(code, verifier) {
       client_id: 'chatons-desktop', code_verifier: verifier,
     }),
   });
-}
-
-function linkIn(mail, path) {
-  const m = mail.text.match(new RegExp(`https?://\\S+${path}\\?token=[A-Za-z0-9_\\-+%.]+`));
-  assert.ok(m, `a ${path} link in: ${mail.text}`);
-  return m[0];
 }
 
 const userDir = mkdtempSync(join(tmpdir(), 'chatons-e2e-profile-'));
@@ -126,8 +97,7 @@ try {
   await shot('signup-check-email');
 
   step('the verification mail arrives at the SMTP sink; open its link');
-  const seen = new Set();
-  const verifyMail = await waitMail(email, 'Confirm your email', seen);
+  const verifyMail = await waitMail(email, 'Confirm your email');
   await page.goto(linkIn(verifyMail, '/cloud/verify-email'));
   await shot('verify-email');
   await page.getByRole('button', { name: 'Confirm my email' }).click();
@@ -161,7 +131,7 @@ try {
   assert.ok(orgId, 'organization id in the URL');
 
   step('the invitee gets the mail, signs up, signs in and accepts');
-  const inviteMail = await waitMail(invitee, 'You are invited to an organization', seen);
+  const inviteMail = await waitMail(invitee, 'You are invited to an organization');
   const inviteLink = linkIn(inviteMail, '/cloud/accept-invite');
   const signup = await fetch(`${BASE}/v1/web/signup`, {
     method: 'POST',
@@ -271,7 +241,7 @@ try {
   await shot('forgot-password');
   await page.getByRole('button', { name: 'Send the link' }).click();
   await page.getByRole('heading', { name: 'Check your email' }).waitFor();
-  const resetMail = await waitMail(email, 'Reset your', seen);
+  const resetMail = await waitMail(email, 'Reset your');
   await page.goto(linkIn(resetMail, '/cloud/reset-password'));
   await page.getByLabel('New password').fill(newPassword);
   await shot('reset-password');

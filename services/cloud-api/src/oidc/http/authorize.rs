@@ -1,4 +1,5 @@
-//! The authorization endpoint: validation, login and consent pages, code issuance.
+//! The authorization endpoint: validation, the login and consent flow, code issuance (the pages
+//! themselves are `pages.rs`).
 
 use super::*;
 
@@ -52,22 +53,16 @@ impl AuthorizeParams {
 }
 
 /// A request whose client and redirect URI are trusted: further errors may be redirected.
-impl Validated<'_> {
-    pub(super) fn redirect_uri(&self) -> &str {
-        &self.redirect_uri
-    }
-}
-
 pub(super) struct Validated<'a> {
-    client: &'a Client,
-    redirect_uri: String,
-    state: Option<String>,
-    scope: String,
-    nonce: Option<String>,
-    challenge: String,
-    prompt: Vec<String>,
-    max_age: Option<i64>,
-    base_url: Option<String>,
+    pub(super) client: &'a Client,
+    pub(super) redirect_uri: String,
+    pub(super) state: Option<String>,
+    pub(super) scope: String,
+    pub(super) nonce: Option<String>,
+    pub(super) challenge: String,
+    pub(super) prompt: Vec<String>,
+    pub(super) max_age: Option<i64>,
+    pub(super) base_url: Option<String>,
 }
 
 pub(super) enum Invalid {
@@ -196,66 +191,6 @@ pub(super) fn form_action_source(redirect_uri: &str) -> Vec<String> {
     }
 }
 
-#[derive(Template)]
-#[template(path = "oidc/login.html")]
-pub(super) struct LoginPage {
-    client_label: String,
-    error: Option<String>,
-    csrf_token: String,
-    hidden: Vec<(String, String)>,
-    email: String,
-}
-
-#[derive(Template)]
-#[template(path = "oidc/consent.html")]
-pub(super) struct ConsentPage {
-    client_label: String,
-    name: String,
-    email: String,
-    offline: bool,
-    csrf_token: String,
-    hidden: Vec<(String, String)>,
-}
-
-#[derive(Template)]
-#[template(path = "oidc/message.html")]
-pub(crate) struct MessagePage {
-    pub title: String,
-    pub message: String,
-    pub is_error: bool,
-}
-
-pub(super) fn render(t: &impl Template) -> String {
-    t.render().unwrap_or_else(|e| {
-        tracing::error!(error = %e, "Template rendering failed.");
-        "<!doctype html><title>Error</title><p>Something went wrong.</p>".to_owned()
-    })
-}
-
-pub(super) fn message_page(
-    state: &AppState,
-    status: StatusCode,
-    title: &str,
-    message: String,
-) -> Response {
-    let page = MessagePage {
-        title: title.to_owned(),
-        message,
-        is_error: status.is_client_error() || status.is_server_error(),
-    };
-    web::html(status, render(&page), &[], https(state))
-}
-
-/// The answer to a form whose CSRF token does not check, with what the user should do `then`.
-pub(super) fn form_expired(state: &AppState, then: &str) -> Response {
-    message_page(
-        state,
-        StatusCode::BAD_REQUEST,
-        "Please try again",
-        format!("This form expired or was not sent by Chatons Cloud. {then}"),
-    )
-}
-
 pub(super) fn invalid_response(state: &AppState, invalid: Invalid, after_post: bool) -> Response {
     match invalid {
         Invalid::Page(title, message) => {
@@ -368,70 +303,6 @@ pub(super) fn redirect_error(v: &Validated<'_>, error: &'static str, description
         error,
         description: description.to_owned(),
     }
-}
-
-pub(super) fn login_form(
-    state: &AppState,
-    headers: &HeaderMap,
-    params: &AuthorizeParams,
-    v: &Validated<'_>,
-    error: Option<String>,
-    email: String,
-    status: StatusCode,
-) -> Response {
-    let (csrf, set_cookie) = web::csrf_token(headers, https(state));
-    let page = LoginPage {
-        client_label: v.client.label.clone(),
-        error,
-        csrf_token: csrf,
-        hidden: params.hidden(),
-        email,
-    };
-    let mut response = web::html(
-        status,
-        render(&page),
-        &form_action_source(&v.redirect_uri),
-        https(state),
-    );
-    if let Some(c) = set_cookie {
-        response.headers_mut().append(header::SET_COOKIE, c);
-    }
-    response
-}
-
-/// The consent page. `new_session` is the session cookie this very response sets (after the
-/// login form), whose CSRF token the page must carry.
-pub(super) fn consent_form(
-    state: &AppState,
-    headers: &HeaderMap,
-    params: &AuthorizeParams,
-    v: &Validated<'_>,
-    user: &User,
-    new_session: Option<(&str, HeaderValue)>,
-) -> Response {
-    let (csrf, set_cookie) = match &new_session {
-        Some((token, _)) => (web::session_csrf(token), None),
-        None => web::csrf_token(headers, https(state)),
-    };
-    let extra_cookies = new_session.map(|(_, c)| c);
-    let page = ConsentPage {
-        client_label: v.client.label.clone(),
-        name: user.display_name.clone(),
-        email: user.email.clone(),
-        offline: v.scope.split_whitespace().any(|s| s == "offline_access"),
-        csrf_token: csrf,
-        hidden: params.hidden(),
-    };
-    let mut response = web::html(
-        StatusCode::OK,
-        render(&page),
-        &form_action_source(&v.redirect_uri),
-        https(state),
-    );
-    for c in extra_cookies.into_iter().chain(set_cookie) {
-        response.headers_mut().append(header::SET_COOKIE, c);
-    }
-    response
 }
 
 /// The login / consent form: hidden authorization parameters plus what the user entered.

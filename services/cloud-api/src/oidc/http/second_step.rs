@@ -34,7 +34,7 @@ pub(super) fn code_form(
     let mut response = web::html(
         status,
         render(&page),
-        &form_action_source(v.redirect_uri()),
+        &form_action_source(&v.redirect_uri),
         https(state),
     );
     if let Some(c) = set_cookie {
