@@ -13,8 +13,8 @@ use openidconnect::core::{
     CoreResponseType, CoreSubjectIdentifierType,
 };
 use openidconnect::{
-    AdditionalProviderMetadata, ClientId, DeviceAuthorizationUrl, IssuerUrl, Nonce,
-    OAuth2TokenResponse, ProviderMetadata, Scope,
+    AdditionalProviderMetadata, ClientId, DeviceAuthorizationUrl, DeviceCodeErrorResponseType,
+    IssuerUrl, Nonce, OAuth2TokenResponse, ProviderMetadata, Scope,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -108,7 +108,7 @@ async fn answer(
 }
 
 #[tokio::test]
-async fn a_standard_relying_party_completes_the_device_flow_through_pending_and_slow_down() {
+async fn a_standard_relying_party_completes_the_device_flow_through_pending_slow_down_and_denial() {
     let app = spawn().await;
     let user = app.signup().await;
     let http = rp_http();
@@ -195,6 +195,27 @@ async fn a_standard_relying_party_completes_the_device_flow_through_pending_and_
     // A device code is good for one token response.
     let (status, body) = poll(&app, &device_code).await;
     assert_error(status, &body, 400, "invalid_grant");
+
+    // A second login the user denies: the library's poll ends with `access_denied`.
+    let denied: CoreDeviceAuthorizationResponse = client
+        .exchange_device_code()
+        .request_async(&http)
+        .await
+        .unwrap();
+    let (status, page) = answer(&app, &b, denied.user_code().secret(), "deny").await;
+    assert_eq!(status, 200, "{page}");
+    let refused = client
+        .exchange_device_access_token(&denied)
+        .unwrap()
+        .request_async(&http, tokio::time::sleep, None)
+        .await
+        .expect_err("a denied login yields no tokens");
+    match refused {
+        openidconnect::RequestTokenError::ServerResponse(e) => {
+            assert_eq!(e.error(), &DeviceCodeErrorResponseType::AccessDenied);
+        }
+        other => panic!("not access_denied: {other:?}"),
+    }
 }
 
 #[tokio::test]
