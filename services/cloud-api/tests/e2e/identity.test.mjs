@@ -3,7 +3,7 @@
 // playwright-core: register, sign in without a password, remove, refused afterwards), and the
 // device login page approving a code started by a command-line client.
 import assert from 'node:assert/strict';
-import { createHmac } from 'node:crypto';
+import { createHash, createHmac, randomBytes } from 'node:crypto';
 
 import { BASE, run, signIn, signOut, signUpAndSignIn, step } from './lib.mjs';
 
@@ -85,6 +85,35 @@ await run('identity', async ({ context, page, shot }) => {
   await page.getByRole('heading', { name: 'Hello, Grace Hopper' }).waitFor();
   const after = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
   assert.ok(after.credentials[0].signCount >= 1, 'the authenticator signed');
+
+  step('the desktop\'s authorization page offers the passkey too: its code says so in amr');
+  await signOut(page);
+  const verifier = randomBytes(32).toString('base64url');
+  const challenge = createHash('sha256').update(verifier).digest('base64url');
+  const loopback = 'http://127.0.0.1:9/callback';
+  const authorize = new URL(`${BASE}/oidc/authorize`);
+  for (const [k, v] of Object.entries({
+    response_type: 'code', client_id: 'chatons-desktop', redirect_uri: loopback,
+    scope: 'openid profile email offline_access', state: 'st-passkey',
+    code_challenge: challenge, code_challenge_method: 'S256',
+  })) authorize.searchParams.set(k, v);
+  await page.goto(authorize.href);
+  const callback = page.waitForRequest((r) => r.url().startsWith(loopback));
+  await page.getByRole('button', { name: 'Use a passkey instead' }).click();
+  const code = new URL((await callback).url()).searchParams.get('code');
+  assert.ok(code, 'a code on the loopback redirect');
+  const exchanged = await fetch(`${BASE}/oidc/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({
+      grant_type: 'authorization_code', code, redirect_uri: loopback,
+      client_id: 'chatons-desktop', code_verifier: verifier,
+    }),
+  }).then((r) => r.json());
+  const desktopClaims = JSON.parse(Buffer.from(exchanged.id_token.split('.')[1], 'base64url'));
+  assert.deepEqual(desktopClaims.amr, ['pop', 'mfa']);
+  await page.goto(`${BASE}/cloud/account`);
+  await page.getByRole('heading', { name: 'Hello, Grace Hopper' }).waitFor();
 
   step('device login: a command-line client starts one, the signed-in browser approves it');
   const started = await fetch(`${BASE}/oidc/device/authorize`, {

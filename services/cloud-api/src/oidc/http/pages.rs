@@ -10,6 +10,8 @@ pub(super) struct LoginPage {
     csrf_token: String,
     hidden: Vec<(String, String)>,
     email: String,
+    /// Where a passkey sign-in continues: this authorization request again (now signed in).
+    return_to: String,
 }
 
 #[derive(Template)]
@@ -72,12 +74,23 @@ pub(super) fn login_form(
     status: StatusCode,
 ) -> Response {
     let (csrf, set_cookie) = web::csrf_token(headers, https(state));
+    // `prompt=login` is what a passkey sign-in just did: asking again would loop.
+    let again: Vec<(String, String)> = params
+        .hidden()
+        .into_iter()
+        .filter(|(k, v)| !(k == "prompt" && v.split_whitespace().any(|p| p == "login")))
+        .collect();
+    let return_to = format!(
+        "/oidc/authorize?{}",
+        serde_urlencoded::to_string(&again).unwrap_or_default()
+    );
     let page = LoginPage {
         client_label: v.client.label.clone(),
         error,
         csrf_token: csrf,
         hidden: params.hidden(),
         email,
+        return_to,
     };
     let mut response = web::html(
         status,
