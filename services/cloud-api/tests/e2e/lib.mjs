@@ -47,11 +47,8 @@ export function linkIn(mail, path) {
   return m[0];
 }
 
-/**
- * Runs `body({ context, page, shot })` in a browser with a fresh profile, printing the pages'
- * HTML when it throws; exits the process with its outcome. `name` labels the log lines.
- */
-export async function run(name, body) {
+/** Runs `body(context)` in a browser with a fresh profile, closed and removed afterwards. */
+export async function withBrowser(name, body) {
   const userDir = mkdtempSync(join(tmpdir(), `chatons-e2e-${name}-`));
   const context = await chromium.launchPersistentContext(userDir, {
     executablePath: CHROMIUM,
@@ -62,22 +59,34 @@ export async function run(name, body) {
       '--disable-component-update', '--disable-sync', '--no-first-run',
     ],
   });
-  let failed = false;
   try {
-    const page = context.pages()[0] ?? (await context.newPage());
-    const shot = (file) => page.screenshot({ path: join(SHOTS, `${file}.png`), fullPage: true });
-    await body({ context, page, shot });
-    console.log(`${name} e2e: all steps passed`);
-  } catch (e) {
-    failed = true;
-    console.error(`${name} e2e FAILED:`, e);
-    for (const p of context.pages()) {
-      console.error(`page ${p.url()}:\n`, (await p.content().catch(() => '')).slice(0, 3000));
-    }
+    return await body(context);
   } finally {
     await context.close();
     rmSync(userDir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Runs `body({ context, page, shot })` in a fresh browser, printing the pages' HTML when it
+ * throws; exits the process with its outcome. `name` labels the log lines.
+ */
+export async function run(name, body) {
+  let failed = false;
+  await withBrowser(name, async (context) => {
+    try {
+      const page = context.pages()[0] ?? (await context.newPage());
+      const shot = (file) => page.screenshot({ path: join(SHOTS, `${file}.png`), fullPage: true });
+      await body({ context, page, shot });
+      console.log(`${name} e2e: all steps passed`);
+    } catch (e) {
+      failed = true;
+      console.error(`${name} e2e FAILED:`, e);
+      for (const p of context.pages()) {
+        console.error(`page ${p.url()}:\n`, (await p.content().catch(() => '')).slice(0, 3000));
+      }
+    }
+  });
   process.exit(failed ? 1 : 0);
 }
 

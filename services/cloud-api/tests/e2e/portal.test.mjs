@@ -5,12 +5,9 @@
 // CHROMIUM (browser binary, default /usr/bin/chromium); see lib.mjs.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
 
-import { BASE, CHROMIUM, SHOTS, linkIn, step, waitMail } from './lib.mjs';
+import { BASE, SHOTS, linkIn, run, step, waitMail, withBrowser } from './lib.mjs';
 
 const b64url = (buf) => buf.toString('base64url');
 const email = `ada-${Date.now()}@example.com`;
@@ -29,20 +26,9 @@ function exchangeCode(code, verifier) {
   });
 }
 
-const userDir = mkdtempSync(join(tmpdir(), 'chatons-e2e-profile-'));
-// A fresh profile directory (playwright passes it as --user-data-dir).
-const context = await chromium.launchPersistentContext(userDir, {
-  executablePath: CHROMIUM,
-  headless: true,
-  viewport: { width: 1100, height: 820 },
-  args: [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--no-first-run',
-  ],
-});
-let failed = false;
-try {
-  let page = context.pages()[0] ?? (await context.newPage());
+await run('portal', async ({ context, page: first }) => {
+  // The page changes below (a fresh tab for the reset link), and the screenshots follow it.
+  let page = first;
   const shot = (name) => page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
 
   step('the root page says what this is and links sign-in, signup, discovery and the API reference');
@@ -141,29 +127,18 @@ try {
   // With a mailing server every JSON signup answers 202 and no session (a taken address must
   // look like a new one); the invitee signs in with the password just chosen.
   assert.equal(signup.status, 202, await signup.text());
-  {
-    const guestDir = mkdtempSync(join(tmpdir(), 'chatons-e2e-guest-'));
-    const guest = await chromium.launchPersistentContext(guestDir, {
-      executablePath: CHROMIUM, headless: true, viewport: { width: 1100, height: 820 },
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-        '--disable-component-update', '--disable-sync', '--no-first-run'],
-    });
-    try {
-      const g = guest.pages()[0] ?? (await guest.newPage());
-      await g.goto(inviteLink); // not signed in: the login page, which comes back here
-      await g.getByLabel('Email').fill(invitee);
-      await g.getByLabel('Password').fill('charles password 1');
-      await g.getByRole('button', { name: 'Sign in' }).click();
-      await g.getByRole('heading', { name: 'Join an organization' }).waitFor();
-      await g.screenshot({ path: join(SHOTS, 'accept-invite.png'), fullPage: true });
-      await g.getByRole('button', { name: 'Accept the invitation' }).click();
-      await g.getByText('You joined the organization.').waitFor();
-      assert.ok(await g.getByRole('heading', { name: 'Analytical Engines' }).isVisible());
-    } finally {
-      await guest.close();
-      rmSync(guestDir, { recursive: true, force: true });
-    }
-  }
+  await withBrowser('guest', async (guest) => {
+    const g = guest.pages()[0] ?? (await guest.newPage());
+    await g.goto(inviteLink); // not signed in: the login page, which comes back here
+    await g.getByLabel('Email').fill(invitee);
+    await g.getByLabel('Password').fill('charles password 1');
+    await g.getByRole('button', { name: 'Sign in' }).click();
+    await g.getByRole('heading', { name: 'Join an organization' }).waitFor();
+    await g.screenshot({ path: join(SHOTS, 'accept-invite.png'), fullPage: true });
+    await g.getByRole('button', { name: 'Accept the invitation' }).click();
+    await g.getByText('You joined the organization.').waitFor();
+    assert.ok(await g.getByRole('heading', { name: 'Analytical Engines' }).isVisible());
+  });
 
   step('add a provider');
   await page.goto(`${BASE}/cloud/providers?org=${encodeURIComponent(orgId)}`);
@@ -277,15 +252,4 @@ try {
   assert.equal(overflow, false, 'no horizontal scrolling at phone width');
   await p2.screenshot({ path: join(SHOTS, 'signup-phone.png'), fullPage: true });
   await p2.close();
-  console.log('portal e2e: all steps passed');
-} catch (e) {
-  failed = true;
-  console.error('portal e2e FAILED:', e);
-  for (const p of context.pages()) {
-    console.error(`page ${p.url()}:\n`, (await p.content().catch(() => '')).slice(0, 3000));
-  }
-} finally {
-  await context.close();
-  rmSync(userDir, { recursive: true, force: true });
-}
-process.exit(failed ? 1 : 0);
+});

@@ -92,9 +92,21 @@ pub(super) fn login_form(
         email,
         return_to,
     };
+    form_page(state, status, &page, v, set_cookie)
+}
+
+/// A page of the authorization flow whose form may answer with a redirect to the client (its
+/// CSP `form-action` allows that URI), setting the CSRF cookie when it is new.
+pub(super) fn form_page(
+    state: &AppState,
+    status: StatusCode,
+    page: &impl Template,
+    v: &Validated<'_>,
+    set_cookie: Option<HeaderValue>,
+) -> Response {
     let mut response = web::html(
         status,
-        render(&page),
+        render(page),
         &form_action_source(&v.redirect_uri),
         https(state),
     );

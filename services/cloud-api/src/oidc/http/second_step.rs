@@ -31,16 +31,7 @@ pub(super) fn code_form(
         ticket: second_factor::ticket(state, user),
         hidden: params.hidden(),
     };
-    let mut response = web::html(
-        status,
-        render(&page),
-        &form_action_source(&v.redirect_uri),
-        https(state),
-    );
-    if let Some(c) = set_cookie {
-        response.headers_mut().append(header::SET_COOKIE, c);
-    }
-    response
+    form_page(state, status, &page, v, set_cookie)
 }
 
 /// `action=two_factor`: the code checks out → signed in (`pwd otp mfa`); otherwise the form
