@@ -8,8 +8,12 @@ with the reference's wire format (so the operation would never get past its chec
 - `POST /v1/web/reset-password` and `POST /v1/web/verify-email` need the live token of an emailed
   link (anything else is 400 `invalid_token`): one a line in ST_RESET_TOKENS / ST_VERIFY_TOKENS,
   each used once.
+- `POST /v1/web/confirm-email-change` needs the live token of a change-of-address link
+  (ST_EMAIL_CHANGE_TOKENS, one per account, like the reset tokens).
 - `POST /v1/web/login` needs an existing account's password (anything else is 401). The suite
   passes the test user's in ST_LOGIN_EMAIL / ST_LOGIN_PASSWORD.
+- `POST /v1/account/email`, `/password` and `/delete` need the caller's current password (and
+  address), else 403/400: from ST_ACCOUNT_EMAIL / ST_ACCOUNT_PASSWORD, the caller of that run.
 This hook puts them into a few positive cases of each phase. Everything else about those requests,
 and every negative case, stays as generated.
 """
@@ -25,6 +29,14 @@ TOKEN_FILES = {
     "POST /v1/organization/invites/accept": "ST_INVITE_TOKENS",
     "POST /v1/web/reset-password": "ST_RESET_TOKENS",
     "POST /v1/web/verify-email": "ST_VERIFY_TOKENS",
+    "POST /v1/web/confirm-email-change": "ST_EMAIL_CHANGE_TOKENS",
+}
+# The operations whose body needs the caller's own credentials: field → environment variable.
+CREDENTIALS = {
+    LOGIN: {"email": "ST_LOGIN_EMAIL", "password": "ST_LOGIN_PASSWORD"},
+    "POST /v1/account/email": {"currentPassword": "ST_ACCOUNT_PASSWORD"},
+    "POST /v1/account/password": {"currentPassword": "ST_ACCOUNT_PASSWORD"},
+    "POST /v1/account/delete": {"email": "ST_ACCOUNT_EMAIL", "password": "ST_ACCOUNT_PASSWORD"},
 }
 # How many cases of each phase get a known-good value (per operation).
 PER_PHASE = {"examples": 1, "coverage": 2, "fuzzing": 4, "stateful": 4}
@@ -71,12 +83,16 @@ def _positive(case) -> bool:
 @schemathesis.hook
 def before_call(context, case, kwargs):
     label = case.operation.label
-    if label not in (*TOKEN_FILES, LOGIN) or not isinstance(case.body, dict) or not _positive(case):
+    if label not in (*TOKEN_FILES, *CREDENTIALS) or not isinstance(case.body, dict):
+        return
+    if not _positive(case):
         return
     if label in TOKEN_FILES and isinstance(case.body.get("token"), str) and _take(label, _phase(case)):
         token = _next_token(label)
         if token is not None:
             case.body["token"] = token
-    elif label == LOGIN and os.environ.get("ST_LOGIN_EMAIL") and _take(label, _phase(case)):
-        case.body["email"] = os.environ["ST_LOGIN_EMAIL"]
-        case.body["password"] = os.environ.get("ST_LOGIN_PASSWORD", "")
+    elif label in CREDENTIALS:
+        fields = CREDENTIALS[label]
+        if all(os.environ.get(var) for var in fields.values()) and _take(label, _phase(case)):
+            for field, var in fields.items():
+                case.body[field] = os.environ[var]
