@@ -15,6 +15,7 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::app::accounts::{self, Attempt};
+use crate::app::second_factor;
 use crate::crypto::{new_token, token_hash};
 use crate::domain::rules;
 use crate::domain::*;
@@ -34,6 +35,9 @@ pub const MAX_LISTED_SESSIONS: usize = 100;
 pub const CONFIRM_EMAIL_PATH: &str = "/cloud/account/confirm-email";
 
 const WRONG_PASSWORD: &str = "The current password is not correct.";
+const CODE_REQUIRED: &str =
+    "Two-step sign-in is on: enter a code from your authenticator app too (totpCode).";
+const WRONG_CODE: &str = "The code is wrong or was used already.";
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -42,6 +46,10 @@ pub struct ChangePasswordBody {
     pub current_password: Option<String>,
     #[schema(required = true, nullable = false, min_length = 8, max_length = 1024)]
     pub new_password: Option<String>,
+    /// A code of the authenticator app (or a recovery code): required when two-step sign-in is
+    /// on, like at sign-in.
+    #[schema(nullable = false, max_length = 64)]
+    pub totp_code: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -51,6 +59,10 @@ pub struct ChangeEmailBody {
     pub new_email: Option<String>,
     #[schema(required = true, nullable = false, min_length = 1, max_length = 1024)]
     pub current_password: Option<String>,
+    /// A code of the authenticator app (or a recovery code): required when two-step sign-in is
+    /// on, like at sign-in.
+    #[schema(nullable = false, max_length = 64)]
+    pub totp_code: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -67,6 +79,10 @@ pub struct DeleteAccountBody {
     pub email: Option<String>,
     #[schema(required = true, nullable = false, min_length = 1, max_length = 1024)]
     pub password: Option<String>,
+    /// A code of the authenticator app (or a recovery code): required when two-step sign-in is
+    /// on, like at sign-in.
+    #[schema(nullable = false, max_length = 64)]
+    pub totp_code: Option<String>,
 }
 
 /// One signed-in session (a sign-in and the tokens refreshed from it).
@@ -116,20 +132,33 @@ fn required(value: Option<&str>, what: &str) -> DomainResult<String> {
         .ok_or_else(|| DomainError::invalid(format!("{what} required")))
 }
 
-/// The caller's current password, throttled as a login attempt of their address.
+/// The caller's current password, throttled as a login attempt of their address, and, when
+/// two-step sign-in is on, a fresh code too: what signing in takes, so a stolen session that
+/// learnt the password still cannot take the account over. The password hash.
 async fn check_password(
     state: &AppState,
     ip: IpAddr,
     user: &User,
     password: &str,
+    code: Option<&str>,
 ) -> DomainResult<String> {
     accounts::throttle(state, ip, Attempt::Login, Some(&user.email))?;
     let stored = user.password_hash.clone();
     let ok = state.hasher.verify(password, stored.as_deref()).await?;
-    match stored {
-        Some(hash) if ok => Ok(hash),
-        _ => Err(DomainError::Forbidden(WRONG_PASSWORD)),
+    let Some(hash) = stored.filter(|_| ok) else {
+        return Err(DomainError::Forbidden(WRONG_PASSWORD));
+    };
+    if second_factor::required(state, &user.id).await? {
+        let code = code.map(str::trim).filter(|c| !c.is_empty());
+        let code = code.ok_or(DomainError::Forbidden(CODE_REQUIRED))?;
+        second_factor::check(state, user, ip, code)
+            .await
+            .map_err(|e| match e {
+                DomainError::Unauthorized(_) => DomainError::Forbidden(WRONG_CODE),
+                other => other,
+            })?;
     }
+    Ok(hash)
 }
 
 /// Sets a new password (the signup and reset rules) after checking the current one; every
@@ -150,7 +179,8 @@ pub async fn change_password(
             "The new password must differ from the current one",
         ));
     }
-    let old_hash = check_password(state, ip, &caller.user, &current).await?;
+    let code = body.totp_code.as_deref();
+    let old_hash = check_password(state, ip, &caller.user, &current, code).await?;
     let new_hash = state.hasher.hash(&new).await?;
     let changed = state
         .store
@@ -194,7 +224,7 @@ pub async fn request_email_change(
     if new_email == user.email.to_lowercase() {
         return Err(DomainError::invalid("This is already your address"));
     }
-    check_password(state, ip, user, &password).await?;
+    check_password(state, ip, user, &password, body.totp_code.as_deref()).await?;
     // Each request mails an address the caller chose: at most the resend rate.
     state
         .limiters
@@ -402,7 +432,7 @@ pub async fn delete_account(
             "Type the address of this account to confirm",
         ));
     }
-    check_password(state, ip, user, &password).await?;
+    check_password(state, ip, user, &password, body.totp_code.as_deref()).await?;
     match state.store.delete_account(&user.id).await? {
         AccountDeletion::LastOwner(orgs) => {
             let names: Vec<String> = orgs

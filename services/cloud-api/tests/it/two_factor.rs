@@ -282,3 +282,56 @@ async fn turning_it_off_needs_a_fresh_code() {
     let (status, body) = json_login(&app, &user, None).await;
     assert_eq!(status, 200, "{body}");
 }
+
+#[tokio::test]
+async fn account_changes_ask_for_a_code_when_it_is_on() {
+    let app = spawn_app().await;
+    let user = app.signup().await;
+    let Enrolled {
+        secret,
+        recovery,
+        step,
+    } = enrol(&app, &user).await;
+    let new_password = "a brand new password";
+    let change = |code: Option<String>| {
+        let mut body = json!({"currentPassword": user.password, "newPassword": new_password});
+        if let Some(code) = code {
+            body["totpCode"] = json!(code);
+        }
+        app.post("/v1/account/password", &user.access, body)
+    };
+    let (status, body) = change(None).await;
+    assert_error(status, &body, 403, "forbidden");
+    assert!(
+        body["message"].as_str().unwrap().contains("totpCode"),
+        "{body}"
+    );
+    let (status, body) = change(Some(code(&secret, step))).await;
+    assert_error(status, &body, 403, "forbidden");
+    assert!(
+        body["message"].as_str().unwrap().contains("used already"),
+        "{body}"
+    );
+    let (status, body) = change(Some(code(&secret, step + 1))).await;
+    assert_eq!(status, 200, "{body}");
+
+    // The pages ask for it too (signed in with the new password and a recovery code).
+    let renamed = TestUser {
+        password: new_password.into(),
+        ..user.clone()
+    };
+    let b = browser();
+    let ticket = password_step(&app, &b, &renamed).await;
+    assert_eq!(
+        code_step(&app, &b, &ticket, &recovery[0]).await.status(),
+        303
+    );
+    for page_path in [
+        "/cloud/account/password",
+        "/cloud/account/email",
+        "/cloud/account/delete",
+    ] {
+        let html = page(&b, app.url(page_path)).await;
+        assert!(html.contains("name=\"totp_code\""), "{page_path}: {html}");
+    }
+}

@@ -58,10 +58,21 @@ struct PasswordPage {
     csrf_token: String,
     notice: Option<String>,
     error: Option<String>,
+    totp_on: bool,
 }
 
-fn password_form(
+/// Whether the forms must ask for a code too (see `self_service`); when that cannot be told,
+/// they ask (the server checks either way).
+async fn totp_on(state: &AppState, caller: &Caller) -> bool {
+    crate::app::second_factor::required(state, &caller.user.id)
+        .await
+        .unwrap_or(true)
+}
+
+async fn password_form(
+    state: &AppState,
     ctx: &Ctx,
+    caller: &Caller,
     notice: Option<String>,
     error: Option<(StatusCode, String)>,
 ) -> Response {
@@ -71,24 +82,30 @@ fn password_form(
         csrf_token: ctx.csrf.clone(),
         notice,
         error,
+        totp_on: totp_on(state, caller).await,
     };
     ctx.page(status, &page)
 }
 
-pub async fn password_page(ctx: Ctx, q: Query<SettingsQuery>) -> Page {
-    ctx.caller_or_login(PASSWORD)?;
+pub async fn password_page(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    q: Query<SettingsQuery>,
+) -> Page {
+    let caller = ctx.caller_or_login(PASSWORD)?;
     let notices = [(
         "changed",
         "Your password was changed. Every other device was signed out.",
     )];
     let notice = notice_of(&notices, q.notice.as_deref());
-    Ok(password_form(&ctx, notice, None))
+    Ok(password_form(&state, &ctx, &caller, notice, None).await)
 }
 
 #[derive(Debug, Default, Deserialize)]
 pub struct PasswordForm {
     current_password: Option<String>,
     new_password: Option<String>,
+    totp_code: Option<String>,
 }
 
 pub async fn password_submit(
@@ -100,10 +117,14 @@ pub async fn password_submit(
     let body = ChangePasswordBody {
         current_password: form.current_password,
         new_password: form.new_password,
+        totp_code: form.totp_code,
     };
     match service::change_password(&state, &caller, ip.0, body).await {
         Ok(_) => Ok(after_post(&format!("{PASSWORD}?notice=changed"))),
-        Err(e) => Ok(password_form(&ctx, None, Some(form_error(&ctx, e)?))),
+        Err(e) => {
+            let error = Some(form_error(&ctx, e)?);
+            Ok(password_form(&state, &ctx, &caller, None, error).await)
+        }
     }
 }
 
@@ -118,11 +139,12 @@ struct EmailPage {
     error: Option<String>,
     email: String,
     new_email: String,
+    totp_on: bool,
 }
 
 const EMAIL_SENT: &str = "If this address can be used, a confirmation link is on its way to it. Your address changes when you follow the link.";
 
-pub async fn email_page(ctx: Ctx, q: Query<SettingsQuery>) -> Page {
+pub async fn email_page(State(state): State<AppState>, ctx: Ctx, q: Query<SettingsQuery>) -> Page {
     let caller = ctx.caller_or_login(EMAIL)?;
     let notice = notice_of(&[("sent", EMAIL_SENT)], q.notice.as_deref());
     let page = EmailPage {
@@ -130,6 +152,7 @@ pub async fn email_page(ctx: Ctx, q: Query<SettingsQuery>) -> Page {
         csrf_token: ctx.csrf.clone(),
         notice,
         error: None,
+        totp_on: totp_on(&state, &caller).await,
         email: caller.user.email,
         new_email: String::new(),
     };
@@ -140,6 +163,7 @@ pub async fn email_page(ctx: Ctx, q: Query<SettingsQuery>) -> Page {
 pub struct EmailChangeForm {
     new_email: Option<String>,
     current_password: Option<String>,
+    totp_code: Option<String>,
 }
 
 pub async fn email_submit(
@@ -152,6 +176,7 @@ pub async fn email_submit(
     let body = ChangeEmailBody {
         new_email: form.new_email,
         current_password: form.current_password,
+        totp_code: form.totp_code,
     };
     let Err(e) = service::request_email_change(&state, &caller, ip.0, body).await else {
         return Ok(after_post(&format!("{EMAIL}?notice=sent")));
@@ -162,6 +187,7 @@ pub async fn email_submit(
         csrf_token: ctx.csrf.clone(),
         notice: None,
         error: Some(error),
+        totp_on: totp_on(&state, &caller).await,
         email: caller.user.email,
         new_email: typed,
     };
@@ -341,6 +367,7 @@ struct DeletePage {
     left: Vec<String>,
     /// Organizations whose last owner the user is, with other members: deletion is refused.
     blocking: Vec<String>,
+    totp_on: bool,
 }
 
 async fn delete_form(
@@ -361,6 +388,7 @@ async fn delete_form(
         deleted: preview.deleted,
         left: preview.left,
         blocking: preview.blocking,
+        totp_on: totp_on(state, caller).await,
     };
     Ok(ctx.page(status, &page))
 }
@@ -374,6 +402,7 @@ pub async fn delete_page(State(state): State<AppState>, ctx: Ctx) -> Page {
 pub struct DeleteForm {
     email: Option<String>,
     password: Option<String>,
+    totp_code: Option<String>,
 }
 
 pub async fn delete_submit(
@@ -385,6 +414,7 @@ pub async fn delete_submit(
     let body = DeleteAccountBody {
         email: form.email,
         password: form.password,
+        totp_code: form.totp_code,
     };
     match service::delete_account(&state, &caller, ip.0, body).await {
         Ok(_) => {
