@@ -16,6 +16,10 @@ use crate::store::NewAccount;
 pub enum Attempt {
     Login,
     Signup,
+    /// A code of the authenticator app or a recovery code (counted per user).
+    SecondFactor,
+    /// A device-login user code looked up or answered (counted per user).
+    DeviceCode,
 }
 
 impl Attempt {
@@ -23,6 +27,8 @@ impl Attempt {
         match self {
             Attempt::Login => "login",
             Attempt::Signup => "signup",
+            Attempt::SecondFactor => "totp",
+            Attempt::DeviceCode => "device",
         }
     }
 }
@@ -35,13 +41,24 @@ pub fn throttle(
     kind: Attempt,
     email: Option<&str>,
 ) -> DomainResult<()> {
+    let account = email.map(account_key).filter(|e| !e.is_empty());
+    throttle_account(state, ip, kind, account.as_deref())
+}
+
+/// [`throttle`] for an account already named by its key (a user id for the attempts made
+/// while signed in or half signed in, which have no address to normalize).
+pub fn throttle_account(
+    state: &AppState,
+    ip: std::net::IpAddr,
+    kind: Attempt,
+    account: Option<&str>,
+) -> DomainResult<()> {
     let limited = |wait: std::time::Duration| DomainError::RateLimited(wait.as_secs().max(1));
     state
         .limiters
         .per_ip
         .check(&format!("{}:{ip}", kind.key()))
         .map_err(limited)?;
-    let account = email.map(account_key).filter(|e| !e.is_empty());
     if let Some(account) = account {
         state
             .limiters

@@ -198,14 +198,10 @@ pub async fn decide(
     }
 }
 
-/// One token of the caller's per-account and per-IP buckets.
+/// One attempt of the caller's and the client IP's device-code buckets.
 fn spend_attempt(state: &AppState, caller: &Caller, ip: IpAddr) -> DomainResult<()> {
-    let limiters = &state.limiters;
-    limiters
-        .per_account
-        .check(&format!("device:{}", caller.user.id))
-        .and_then(|()| limiters.per_ip.check(&format!("device:{ip}")))
-        .map_err(|wait| DomainError::RateLimited(wait.as_secs().max(1)))
+    let user = Some(caller.user.id.as_str());
+    super::accounts::throttle_account(state, ip, super::accounts::Attempt::DeviceCode, user)
 }
 
 /// The device's poll with `device_code`: tokens once the user approved, else why not yet.

@@ -14,6 +14,7 @@ use std::net::IpAddr;
 use subtle::ConstantTimeEq;
 
 use crate::AppState;
+use crate::app::accounts::{self, Attempt};
 use crate::crypto::token_hash;
 use crate::domain::*;
 use crate::mfa::{recovery, totp};
@@ -183,12 +184,7 @@ fn step_of(secret: &str, code: &str) -> DomainResult<i64> {
 }
 
 fn spend_attempt(state: &AppState, user: &UserId, ip: IpAddr) -> DomainResult<()> {
-    let limiters = &state.limiters;
-    limiters
-        .per_account
-        .check(&format!("totp:{user}"))
-        .and_then(|()| limiters.per_ip.check(&format!("totp:{ip}")))
-        .map_err(|wait| DomainError::RateLimited(wait.as_secs().max(1)))
+    accounts::throttle_account(state, ip, Attempt::SecondFactor, Some(user.as_str()))
 }
 
 // Tickets ----------------------------------------------------------------------------------------
