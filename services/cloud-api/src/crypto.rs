@@ -214,6 +214,24 @@ pub fn new_token(prefix: &str) -> String {
     format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes))
 }
 
+/// `len` characters drawn uniformly from `alphabet` (ASCII, at most 255 symbols): short codes
+/// people type (device-login user codes, recovery codes).
+pub fn random_code(alphabet: &[u8], len: usize) -> String {
+    let n = alphabet.len() as u8;
+    // Rejection sampling: only bytes below a multiple of the alphabet's size, so every symbol
+    // is equally likely.
+    let limit = u8::MAX - u8::MAX % n;
+    let mut code = String::with_capacity(len);
+    while code.len() < len {
+        let mut byte = [0u8; 1];
+        rand::rngs::OsRng.fill_bytes(&mut byte);
+        if byte[0] < limit {
+            code.push(alphabet[usize::from(byte[0] % n)] as char);
+        }
+    }
+    code
+}
+
 /// Hex SHA-256: how tokens are stored and looked up.
 pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))

@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use rand::RngCore;
 use sqlx::PgPool;
 
 use crate::domain::{DeviceGrantState, StoreError, Timestamp, UserId};
@@ -93,20 +92,7 @@ pub fn poll_step(grant: &DeviceGrant, now: Timestamp) -> (DeviceGrant, PollOutco
 
 /// A fresh user code, normalized (no separator): see [`display_user_code`].
 pub fn new_user_code() -> String {
-    let mut code = String::with_capacity(USER_CODE_LEN);
-    let mut rng = rand::rngs::OsRng;
-    let n = USER_CODE_ALPHABET.len() as u8;
-    // Rejection sampling: only bytes below a multiple of the alphabet's size, so every letter is
-    // equally likely.
-    let limit = u8::MAX - u8::MAX % n;
-    while code.len() < USER_CODE_LEN {
-        let mut byte = [0u8; 1];
-        rng.fill_bytes(&mut byte);
-        if byte[0] < limit {
-            code.push(USER_CODE_ALPHABET[usize::from(byte[0] % n)] as char);
-        }
-    }
-    code
+    crate::crypto::random_code(USER_CODE_ALPHABET, USER_CODE_LEN)
 }
 
 /// `BCDFGHJK` → `BCDF-GHJK`: two groups of four are easier to read out and type.

@@ -1,8 +1,6 @@
 //! Recovery codes: what signs in when the authenticator app is lost. Shown once, stored as
 //! SHA-256, each good for one sign-in.
 
-use rand::RngCore;
-
 /// Lower-case consonants and digits without look-alikes (no 0/o, 1/l).
 const ALPHABET: &[u8] = b"bcdfghjkmnpqrstvwxz23456789";
 const LEN: usize = 10;
@@ -11,22 +9,9 @@ pub const COUNT: usize = 10;
 
 /// A fresh code, grouped `xxxxx-xxxxx` (27^10 ≈ 2^47.5; guesses are rate limited).
 pub fn new_code() -> String {
-    let mut rng = rand::rngs::OsRng;
-    let n = ALPHABET.len() as u8;
-    let limit = u8::MAX - u8::MAX % n;
-    let mut code = String::with_capacity(LEN + 1);
-    while code.len() < LEN + 1 {
-        if code.len() == LEN / 2 {
-            code.push('-');
-            continue;
-        }
-        let mut byte = [0u8; 1];
-        rng.fill_bytes(&mut byte);
-        if byte[0] < limit {
-            code.push(ALPHABET[usize::from(byte[0] % n)] as char);
-        }
-    }
-    code
+    let code = crate::crypto::random_code(ALPHABET, LEN);
+    let (first, second) = code.split_at(LEN / 2);
+    format!("{first}-{second}")
 }
 
 /// What the user typed as the stored form (lower case, no separators), or `None` when it
